@@ -1,0 +1,169 @@
+# slimnet: one non-recursive Makefile.
+#   make                 library (libslimnet.so/.a) and tools
+#   make test            Check suites (CPU; GPU suites skip without a device)
+#   make bench           benchmarks (CPU)
+#   make install PREFIX=/usr/local DESTDIR=
+#   make deps            install missing Debian packages (apt-get as root, else prints the command)
+# Knobs: CUDA=auto|0|1  DEBUG=0|1  SANITIZE=0|1  OPENMP=1|0  NVCC_ARCH=sm_90  WERROR=0|1
+
+CUDA      ?= auto
+DEBUG     ?= 0
+SANITIZE  ?= 0
+OPENMP    ?= 1
+WERROR    ?= 0
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+NVCC_ARCH ?= sm_90
+CUDA_HOME ?= /usr/local/cuda
+BUILD     ?= build
+
+VERSION   := 0.1.0
+SOMAJOR   := 0
+
+ifeq ($(CUDA),auto)
+  NVCC_FOUND := $(shell command -v nvcc 2>/dev/null || ls $(CUDA_HOME)/bin/nvcc 2>/dev/null)
+  CUDNN_FOUND := $(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h \
+                  /usr/include/x86_64-linux-gnu/cudnn.h)
+  ifneq ($(and $(NVCC_FOUND),$(CUDNN_FOUND)),)
+    override CUDA := 1
+  else
+    override CUDA := 0
+  endif
+endif
+ifeq ($(filter $(CUDA),0 1),)
+  $(error CUDA must be auto, 0 or 1, not '$(CUDA)')
+endif
+ifeq ($(filter $(DEBUG),0 1),)
+  $(error DEBUG must be 0 or 1)
+endif
+
+CC      ?= cc
+NVCC    ?= $(if $(shell command -v nvcc 2>/dev/null),nvcc,$(CUDA_HOME)/bin/nvcc)
+CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -fPIC -fvisibility=hidden -MMD -MP
+LDLIBS  := -lopenblas -lm -lpthread
+ifeq ($(DEBUG),1)
+  CFLAGS += -O0 -g -DSN_DEBUG
+else
+  CFLAGS += -O3 -march=x86-64-v2 -g
+endif
+ifeq ($(WERROR),1)
+  CFLAGS += -Werror
+endif
+ifeq ($(SANITIZE),1)
+  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(OPENMP),1)
+  CFLAGS  += -fopenmp
+  LDFLAGS += -fopenmp
+endif
+OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+CFLAGS += $(OPENBLAS_CFLAGS)
+
+LIB_SRC    := $(wildcard lib/*.c) $(wildcard kernels/cpu/*.c)
+CUDA_SRC   :=
+ifeq ($(CUDA),1)
+  CFLAGS   += -DSN_WITH_CUDA -I$(CUDA_HOME)/include
+  CUDA_SRC := $(wildcard kernels/cuda/*.cu)
+  NVFLAGS  := -std=c++17 -O3 -Xcompiler -fPIC,-fvisibility=hidden -I$(CUDA_HOME)/include \
+              -DSN_WITH_CUDA -arch=$(NVCC_ARCH) -MMD -MP --expt-relaxed-constexpr
+  LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart
+endif
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_SRC:%.cu=$(BUILD)/%.cu.o)
+SO_NAME  := libslimnet.so.$(SOMAJOR)
+SO_FILE  := $(BUILD)/lib/libslimnet.so.$(VERSION)
+A_FILE   := $(BUILD)/lib/libslimnet.a
+CMD_SRC  := $(wildcard cmd/*.c)
+TOOLS    := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
+NETS_SRC := $(wildcard nets/*.c)
+NETS_OBJ := $(NETS_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/*.c)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(BUILD)/tests/run_tests
+BENCH_SRC := $(wildcard benchmarks/*.c)
+BENCH_BIN := $(BENCH_SRC:benchmarks/%.c=$(BUILD)/bin/%)
+
+.PHONY: all lib tools test bench install uninstall clean deps check-deps
+all: check-deps lib tools
+
+lib: $(SO_FILE) $(A_FILE)
+tools: $(TOOLS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(SO_FILE): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,$(SO_NAME) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	ln -sf libslimnet.so.$(VERSION) $(BUILD)/lib/$(SO_NAME)
+	ln -sf $(SO_NAME) $(BUILD)/lib/libslimnet.so
+
+$(A_FILE): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# Tools, tests and benchmarks link the static library: no LD_LIBRARY_PATH needed.
+$(BUILD)/bin/%: $(BUILD)/cmd/%.o $(NETS_OBJ) $(A_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(NETS_OBJ) $(A_FILE) $(LDLIBS)
+
+$(BUILD)/bin/%: $(BUILD)/benchmarks/%.o $(NETS_OBJ) $(A_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(NETS_OBJ) $(A_FILE) $(LDLIBS)
+
+$(TEST_BIN): $(TEST_OBJ) $(NETS_OBJ) $(A_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(NETS_OBJ) $(A_FILE) $(LDLIBS) \
+	    $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
+
+test: check-deps $(TEST_BIN) tools
+	CK_DEFAULT_TIMEOUT=600 $(TEST_BIN)
+
+bench: check-deps $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+# ---- dependencies ----------------------------------------------------------------------------
+DEB_PKGS := gcc make pkg-config libopenblas-dev check libsubunit-dev
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all installed"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "deps: installing$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+	    >$(BUILD).deps.log 2>&1 || { cat $(BUILD).deps.log; exit 1; }; \
+	else echo "deps: missing packages; run: sudo apt-get install -y$$missing"; exit 1; fi
+
+# Cheap check on every build: only calls `make deps` when a header or tool is missing.
+check-deps:
+	@if ! [ -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ] && \
+	    ! pkg-config --exists openblas 2>/dev/null || ! pkg-config --exists check 2>/dev/null; \
+	then $(MAKE) --no-print-directory deps; fi
+
+# ---- install -----------------------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 lib/slimnet.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(SO_FILE) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libslimnet.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SO_NAME)
+	ln -sf $(SO_NAME) $(DESTDIR)$(PREFIX)/lib/libslimnet.so
+	install -m 644 $(A_FILE) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@LIBS@|$(LDLIBS)|' slimnet.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/slimnet.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/slimnet.h $(DESTDIR)$(PREFIX)/lib/libslimnet.* \
+	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/slimnet.pc $(TOOLS:$(BUILD)/bin/%=$(DESTDIR)$(PREFIX)/bin/%)
+
+clean:
+	rm -rf $(BUILD) $(BUILD).deps.log
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(NETS_OBJ:.o=.d)
+-include $(CMD_SRC:cmd/%.c=$(BUILD)/cmd/%.d) $(BENCH_SRC:benchmarks/%.c=$(BUILD)/benchmarks/%.d)

@@ -1,0 +1,107 @@
+/* kernels.h: the internal contract between lib/ and the backends (kernels/cpu, kernels/cuda).
+ *
+ * Shape letters, used in every kernel file:
+ *   N batch, H/W input height/width, C input channels, K output channels,
+ *   R/S filter height/width, P/Q output height/width, M depthwise multiplier.
+ * Layout: activations NHWC, conv weights HWIO (R,S,C,K), depthwise weights (R,S,C,M).
+ *
+ * The kernel list itself is kernels.def; this header turns it into prototypes and the
+ * struct of function pointers that lib/ dispatches through.  Not installed, not public. */
+#ifndef SN_KERNELS_H
+#define SN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../lib/slimnet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef __CUDACC__
+#define SN__HD __host__ __device__
+#else
+#define SN__HD
+#endif
+
+/* One backend device: what a kernel may use besides its arguments.  Owned by the net
+ * (lib/exec.c); kernels never free or replace its members. */
+typedef struct sn__dev {
+    sn_ctx *ctx;        /* for sn__fail(): error status and message */
+    int backend;        /* SN__BACKEND_CPU or SN__BACKEND_CUDA */
+    int threads;        /* CPU: worker threads for OpenMP loops and OpenBLAS */
+    void *ws;           /* scratch, ws_bytes long, in the backend's memory */
+    size_t ws_bytes;
+    void *cuda;         /* CUDA: struct sn__cuda (stream, cuBLAS, cuDNN); NULL on CPU */
+} sn__dev;
+
+enum { SN__BACKEND_CPU = 0, SN__BACKEND_CUDA = 1, SN__BACKEND_COUNT = 2 };
+
+/* Convolution geometry.  Output (N,P,Q,K); for depthwise K = C*M.  Padding is explicit:
+ * the layer resolves TF's SAME/VALID into pad_top/pad_left (bottom/right padding is implied
+ * by P, Q).  Input cell of output (p,q), tap (r,s):
+ *   h = p*stride_h - pad_top + r*dil_h,  w = q*stride_w - pad_left + s*dil_w. */
+typedef struct sn__conv2d_dims {
+    int64_t N, H, W, C;
+    int64_t K, R, S, M;
+    int64_t P, Q;
+    int64_t stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+} sn__conv2d_dims;
+
+/* Pooling geometry: window R x S, output (N,P,Q,C).  Input cell as for convolutions
+ * with dilation 1; cells outside the input are ignored. */
+typedef struct sn__pool_dims {
+    int64_t N, H, W, C;
+    int64_t R, S, P, Q;
+    int64_t stride_h, stride_w, pad_top, pad_left;
+} sn__pool_dims;
+
+/* The dropout generator: a counter-based hash (splitmix64 finalizer) so that CPU and CUDA
+ * draw the same uniform for (seed, i).  Returns a float in [0,1) with 24 random bits. */
+static inline SN__HD float sn__uniform01(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Prototypes: sn__<name>_cpu always, sn__<name>_cuda in CUDA builds. */
+#define SN_KERNEL(name, params) sn_status sn__##name##_cpu params;
+#include "kernels.def"
+#undef SN_KERNEL
+#define SN_KERNEL(name, params) sn_status sn__##name##_cuda params;
+#include "kernels.def"
+#undef SN_KERNEL
+
+/* The dispatch table of one backend.  A NULL member means the backend lacks that kernel:
+ * callers return SN_ERR_UNSUPPORTED, never fall back to another backend. */
+typedef struct sn__kernels {
+#define SN_KERNEL(name, params) sn_status (*name) params;
+#include "kernels.def"
+#undef SN_KERNEL
+} sn__kernels;
+
+extern const sn__kernels sn__kernels_cpu;
+/* CUDA device set-up, in kernels/cuda/device.cu (CUDA builds only):
+ * sn__cuda_count returns the number of usable devices (0 without a driver or GPU, never an
+ * error); sn__cuda_open creates the stream and handles of device `index` into d->cuda;
+ * sn__cuda_close releases them (NULL-safe). */
+extern const sn__kernels sn__kernels_cuda;
+int sn__cuda_count(void);
+sn_status sn__cuda_open(sn__dev *d, int index);
+void sn__cuda_close(sn__dev *d);
+/* Fills buf with "driver X, runtime Y, cuDNN Z, <GPU name>, compute capability A.B". */
+sn_status sn__cuda_info(sn__dev *d, char *buf, size_t len);
+
+/* Error reporting for kernels (lib/error.c): sets ctx's message, returns status. */
+sn_status sn__fail(sn_ctx *ctx, sn_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,462 @@
+/* slimnet.h: the one public header of libslimnet.
+ *
+ * slimnet is TF-slim's image-classification stack in C11: a static graph of TF-slim layers
+ * with TF-slim's variable names, compiled for a device (CPU or CUDA) and a batch size, run
+ * forward and backward.  Layout is TensorFlow's: activations NHWC, conv weights HWIO,
+ * depthwise weights (kh, kw, in, multiplier), dense weights [in, out], so a checkpoint
+ * tensor is used exactly as TensorFlow stores it.
+ *
+ * A whole program, in short:
+ *
+ *     sn_ctx *ctx;  sn_ctx_params cp = sn_ctx_params_default();
+ *     sn_ctx_new(&cp, &ctx);
+ *     sn_graph *g;  sn_graph_new(ctx, &g);
+ *     int64_t in_dims[4] = {SN_BATCH, 28, 28, 1};
+ *     sn_node x = sn_input(g, "images", SN_DTYPE_F32, 4, in_dims);
+ *     sn_scope_push(g, "LeNet");
+ *     sn_node h = sn_conv2d(g, x, 32, 5, 5, 1, "conv1");     // LeNet/conv1/weights, biases
+ *     ...
+ *     sn_scope_pop(g);
+ *     if (sn_graph_status(g) != SN_OK) puts(sn_ctx_errmsg(ctx));  // first builder error
+ *     sn_net *net;  sn_compile_params pp = sn_compile_params_default();
+ *     pp.batch_size = 32;
+ *     sn_net_compile(g, &pp, &net);
+ *     sn_net_set_input(net, x, images);  sn_net_forward(net);  sn_net_backward(net, loss);
+ *
+ * Conventions
+ *  - Every fallible call returns sn_status (SN_OK = 0, errors negative).  The detail is in
+ *    sn_ctx_errmsg(ctx), owned by the context, valid until the next failing call on it.
+ *  - The library never exits, aborts or prints; it logs through the callback in
+ *    sn_ctx_params (silent by default).  It holds no global state: contexts are independent,
+ *    and one context with its graphs and nets is used from one thread at a time.
+ *  - Objects are created by the _new and _compile calls into an out-parameter and released by _free;
+ *    every _free accepts NULL.
+ *  - Graph builders return an sn_node and record the FIRST error in the graph (sticky, like
+ *    a stream's error flag): after an error, builders return SN_NO_NODE and do nothing, and
+ *    sn_graph_status() / sn_net_compile() report it.  Network code therefore reads like
+ *    TF-slim's Python, one layer a line, and checks once.
+ */
+#ifndef SLIMNET_H
+#define SLIMNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SN_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define SN_API __attribute__((visibility("default")))
+#else
+#define SN_API
+#endif
+
+#define SN_VERSION_MAJOR 0
+#define SN_VERSION_MINOR 1
+#define SN_VERSION_PATCH 0
+/* "MAJOR.MINOR.PATCH" of the library actually loaded. */
+SN_API const char *sn_version(void);
+
+/* ---- status ------------------------------------------------------------------------------ */
+
+#define SN_STATUS_LIST(X)                                                   \
+    X(SN_OK,               0, "ok")                                         \
+    X(SN_ERR_NOMEM,       -1, "out of memory")                              \
+    X(SN_ERR_INVALID_ARG, -2, "invalid argument")                           \
+    X(SN_ERR_SHAPE,       -3, "shape mismatch")                             \
+    X(SN_ERR_IO,          -4, "I/O error")                                  \
+    X(SN_ERR_FORMAT,      -5, "malformed data")                             \
+    X(SN_ERR_UNSUPPORTED, -6, "not supported on this backend")              \
+    X(SN_ERR_CUDA,        -7, "CUDA error")                                 \
+    X(SN_ERR_NO_DEVICE,   -8, "no CUDA device")                             \
+    X(SN_ERR_NOT_FOUND,   -9, "not found")                                  \
+    X(SN_ERR_STATE,      -10, "call not valid in this state")               \
+    X(SN_ERR_NUMERIC,    -11, "non-finite value")
+
+typedef enum sn_status {
+#define SN__STATUS_ENUM(name, value, text) name = value,
+    SN_STATUS_LIST(SN__STATUS_ENUM)
+#undef SN__STATUS_ENUM
+} sn_status;
+
+/* "SN_ERR_SHAPE" and "shape mismatch"; "SN_UNKNOWN"/"unknown status" for other values. */
+SN_API const char *sn_status_name(sn_status st);
+SN_API const char *sn_status_str(sn_status st);
+
+/* ---- context ----------------------------------------------------------------------------- */
+
+typedef enum sn_device { SN_DEVICE_CPU = 0, SN_DEVICE_CUDA = 1 } sn_device;
+typedef enum sn_log_level {
+    SN_LOG_DEBUG = 0, SN_LOG_INFO = 1, SN_LOG_WARN = 2, SN_LOG_ERROR = 3
+} sn_log_level;
+/* msg is a single line without a trailing newline, valid during the call only. */
+typedef void (*sn_log_fn)(void *user, sn_log_level level, const char *msg);
+
+typedef struct sn_ctx sn_ctx;
+
+typedef struct sn_ctx_params {
+    sn_device device;     /* SN_DEVICE_CPU (default) or SN_DEVICE_CUDA */
+    int device_index;     /* CUDA device ordinal, default 0 */
+    int threads;          /* CPU threads; 0 (default) = all cores */
+    uint64_t seed;        /* variable initialization and dropout; default 0 */
+    sn_log_fn log;        /* NULL (default): silent */
+    void *log_user;
+    sn_log_level log_level; /* messages below this level are dropped; default SN_LOG_INFO */
+} sn_ctx_params;
+
+/* Defaults as documented above; new fields keep their defaults in old programs. */
+SN_API sn_ctx_params sn_ctx_params_default(void);
+/* Creates a context.  SN_ERR_NO_DEVICE when CUDA is asked for and no usable device exists
+ * (or the library was built without CUDA), SN_ERR_INVALID_ARG for bad parameters.  As
+ * SQLite's open does, a failed call other than SN_ERR_NOMEM still returns a context in *out
+ * so that sn_ctx_errmsg() can explain; free it with sn_ctx_free(). */
+SN_API sn_status sn_ctx_new(const sn_ctx_params *p, sn_ctx **out);
+SN_API void sn_ctx_free(sn_ctx *ctx);
+/* Message of the last failure on ctx ("" if none).  Owned by ctx. */
+SN_API const char *sn_ctx_errmsg(const sn_ctx *ctx);
+SN_API sn_device sn_ctx_device(const sn_ctx *ctx);
+/* Number of usable CUDA devices: 0 without a GPU, a driver, or CUDA support in this build. */
+SN_API int sn_cuda_device_count(void);
+/* One line about the context's device: "CPU, N threads" or, for CUDA,
+ * "driver 13.0, runtime 13.0, cuDNN 9.x, NVIDIA H100, compute capability 9.0". */
+SN_API sn_status sn_ctx_device_info(sn_ctx *ctx, char *buf, size_t len);
+
+/* ---- tensors (host memory) --------------------------------------------------------------- */
+
+typedef enum sn_dtype {
+    SN_DTYPE_F32 = 0, SN_DTYPE_I32 = 1, SN_DTYPE_I64 = 2, SN_DTYPE_U8 = 3
+} sn_dtype;
+#define SN_MAX_RANK 8
+/* Size in bytes of one element; "float32", "int32", "int64", "uint8". */
+SN_API size_t sn_dtype_size(sn_dtype dt);
+SN_API const char *sn_dtype_name(sn_dtype dt);
+
+typedef struct sn_tensor sn_tensor;
+typedef enum sn_ownership {
+    SN_BORROW = 0,   /* the tensor points at the caller's memory, which must outlive it */
+    SN_COPY = 1      /* the tensor copies the data now and owns the copy */
+} sn_ownership;
+
+/* New zero-filled host tensor.  rank 0..SN_MAX_RANK, every dim >= 0.
+ * SN_ERR_INVALID_ARG (rank, dims, dtype), SN_ERR_NOMEM. */
+SN_API sn_status sn_tensor_new(sn_ctx *ctx, sn_dtype dt, int rank, const int64_t *dims,
+                               sn_tensor **out);
+/* Tensor over caller memory (SN_BORROW) or a copy of it (SN_COPY). */
+SN_API sn_status sn_tensor_wrap(sn_ctx *ctx, void *data, sn_dtype dt, int rank,
+                                const int64_t *dims, sn_ownership own, sn_tensor **out);
+SN_API void sn_tensor_free(sn_tensor *t);
+SN_API void *sn_tensor_data(const sn_tensor *t);
+SN_API sn_dtype sn_tensor_dtype(const sn_tensor *t);
+SN_API int sn_tensor_rank(const sn_tensor *t);
+SN_API int64_t sn_tensor_dim(const sn_tensor *t, int i);   /* 0 if i is out of range */
+SN_API int64_t sn_tensor_numel(const sn_tensor *t);
+SN_API size_t sn_tensor_nbytes(const sn_tensor *t);
+/* Copies src into dst: same dtype and element count (shapes may differ, as a reshape).
+ * SN_ERR_SHAPE otherwise, reported on dst's context. */
+SN_API sn_status sn_tensor_copy(sn_tensor *dst, const sn_tensor *src);
+
+/* ---- initializers (TensorFlow's definitions) -------------------------------------------- */
+
+typedef enum sn_init_kind {
+    SN_INIT_ZEROS, SN_INIT_ONES, SN_INIT_CONSTANT,
+    SN_INIT_TRUNCATED_NORMAL,   /* N(mean, stddev), redrawn beyond 2 stddev */
+    SN_INIT_RANDOM_NORMAL,
+    SN_INIT_RANDOM_UNIFORM,     /* U[minval, maxval) */
+    SN_INIT_VARIANCE_SCALING    /* TF-slim's variance_scaling_initializer, see below */
+} sn_init_kind;
+typedef enum sn_fan_mode { SN_FAN_IN = 0, SN_FAN_OUT = 1, SN_FAN_AVG = 2 } sn_fan_mode;
+
+/* Variance scaling (tf_slim.layers.variance_scaling_initializer), with fan_in = product of
+ * all dims but the last (kh*kw*in for conv weights), fan_out = kh*kw*out:
+ *   n = fan_in, fan_out or their mean by mode;
+ *   uniform:  U(-sqrt(3*factor/n), +sqrt(3*factor/n));
+ *   normal:   truncated normal with stddev sqrt(1.3*factor/n).
+ * xavier_initializer(uniform) is variance scaling with factor 1, SN_FAN_AVG. */
+typedef struct sn_init {
+    sn_init_kind kind;
+    float value;            /* CONSTANT */
+    float mean, stddev;     /* TRUNCATED_NORMAL, RANDOM_NORMAL */
+    float minval, maxval;   /* RANDOM_UNIFORM */
+    float factor;           /* VARIANCE_SCALING */
+    sn_fan_mode mode;       /* VARIANCE_SCALING */
+    int uniform;            /* VARIANCE_SCALING */
+} sn_init;
+
+SN_API sn_init sn_init_zeros(void);
+SN_API sn_init sn_init_ones(void);
+SN_API sn_init sn_init_constant(float value);
+SN_API sn_init sn_init_truncated_normal(float mean, float stddev);
+SN_API sn_init sn_init_random_normal(float mean, float stddev);
+SN_API sn_init sn_init_random_uniform(float minval, float maxval);
+SN_API sn_init sn_init_variance_scaling(float factor, sn_fan_mode mode, int uniform);
+/* xavier_initializer / glorot: variance scaling with factor 1 and SN_FAN_AVG. */
+SN_API sn_init sn_init_xavier(int uniform);
+
+/* Fills data (numel floats, shape dims) as init says, deterministically from seed.
+ * The same (init, dims, seed) gives the same values on every machine. */
+SN_API sn_status sn_init_fill(sn_ctx *ctx, const sn_init *init, int rank, const int64_t *dims,
+                              uint64_t seed, float *data);
+
+/* ---- graph ------------------------------------------------------------------------------- */
+
+typedef struct sn_graph sn_graph;
+typedef int32_t sn_node;          /* index of a node in its graph */
+#define SN_NO_NODE ((sn_node)-1)
+#define SN_BATCH ((int64_t)-1)    /* the batch dimension, fixed at sn_net_compile() */
+
+typedef enum sn_padding { SN_PAD_SAME = 0, SN_PAD_VALID = 1 } sn_padding;
+typedef enum sn_activation {
+    SN_ACT_NONE = 0, SN_ACT_RELU = 1, SN_ACT_RELU6 = 2
+} sn_activation;
+
+/* Variable collections, as TF's graph collections.  A variable may be in several. */
+enum {
+    SN_VAR_TRAINABLE = 1,   /* TRAINABLE_VARIABLES: receives gradients */
+    SN_VAR_MODEL = 2,       /* MODEL_VARIABLES: weights, biases, BN statistics */
+    SN_VAR_MOVING = 4,      /* batch-norm moving_mean / moving_variance */
+    SN_VAR_GLOBAL = 8       /* GLOBAL_VARIABLES only (global_step, optimizer slots) */
+};
+
+/* A graph is built once, by code, and compiled into nets.  It borrows ctx. */
+SN_API sn_status sn_graph_new(sn_ctx *ctx, sn_graph **out);
+SN_API void sn_graph_free(sn_graph *g);
+/* SN_OK, or the first error a builder met (its message is in sn_graph_errmsg). */
+SN_API sn_status sn_graph_status(const sn_graph *g);
+SN_API const char *sn_graph_errmsg(const sn_graph *g);
+SN_API sn_ctx *sn_graph_ctx(const sn_graph *g);
+
+/* Name scopes.  Variables are named "<scope>/<scope>/.../<name>", exactly TF-slim's
+ * variable_scope path, e.g. "resnet_v1_50/block1/unit_1/bottleneck_v1/conv1/weights".
+ * A scope name may itself contain '/'.  push/pop must pair. */
+SN_API void sn_scope_push(sn_graph *g, const char *name);
+SN_API void sn_scope_pop(sn_graph *g);
+/* The current scope path ("" at top level), owned by g, valid until the next push/pop. */
+SN_API const char *sn_scope_current(const sn_graph *g);
+
+/* Node facts.  Shapes use SN_BATCH for the batch dimension until compiled. */
+SN_API int sn_node_rank(const sn_graph *g, sn_node n);
+SN_API int64_t sn_node_dim(const sn_graph *g, sn_node n, int i);
+SN_API sn_dtype sn_node_dtype(const sn_graph *g, sn_node n);
+/* The node's full name: a variable's checkpoint name, or the scope path of a layer output. */
+SN_API const char *sn_node_name(const sn_graph *g, sn_node n);
+/* The node named `name` (a variable, an input, or a layer output registered as an end
+ * point), or SN_NO_NODE. */
+SN_API sn_node sn_graph_find(const sn_graph *g, const char *name);
+/* Marks n as an end point under `name` (full name, e.g. "resnet_v1_50/block1"): the node
+ * is then kept alive by the memory planner and readable with sn_net_get_output(). */
+SN_API void sn_graph_end_point(sn_graph *g, sn_node n, const char *name);
+
+/* A graph input.  dims[0] may be SN_BATCH.  dtype SN_DTYPE_F32 (images) or SN_DTYPE_I32
+ * (labels).  The name is not scoped. */
+SN_API sn_node sn_input(sn_graph *g, const char *name, sn_dtype dt, int rank,
+                        const int64_t *dims);
+/* A float32 variable "<current scope>/<name>".  flags from SN_VAR_*.  A second variable of
+ * the same full name is an error (SN_ERR_INVALID_ARG). */
+SN_API sn_node sn_variable(sn_graph *g, const char *name, int rank, const int64_t *dims,
+                           const sn_init *init, unsigned flags);
+
+/* Variables, in creation order (the order TF-slim creates them). */
+typedef struct sn_var_info {
+    const char *name;       /* full name, owned by the graph */
+    int rank;
+    int64_t dims[SN_MAX_RANK];
+    unsigned flags;         /* SN_VAR_* */
+    sn_node node;
+} sn_var_info;
+SN_API int sn_graph_num_vars(const sn_graph *g);
+SN_API sn_status sn_graph_var(const sn_graph *g, int i, sn_var_info *info);
+
+/* ---- ops: one graph node each, with TensorFlow's semantics ------------------------------- */
+
+/* Convolution, x (N,H,W,C) with w (kh,kw,C,K).  SAME pads as TF (total padding
+ * max((out-1)*stride + kh_eff - in, 0), the odd cell at the bottom/right); VALID does not.
+ * rate > 1 is atrous (dilated) convolution, TF requires stride 1 then. */
+SN_API sn_node sn_op_conv2d(sn_graph *g, sn_node x, sn_node w, int stride_h, int stride_w,
+                            int rate, sn_padding pad);
+/* Depthwise convolution, w (kh,kw,C,M): output channel c*M+m. */
+SN_API sn_node sn_op_depthwise_conv2d(sn_graph *g, sn_node x, sn_node w, int stride_h,
+                                      int stride_w, int rate, sn_padding pad);
+/* x (N, in) @ w (in, out). */
+SN_API sn_node sn_op_matmul(sn_graph *g, sn_node x, sn_node w);
+/* x (..., C) + b (C). */
+SN_API sn_node sn_op_bias_add(sn_graph *g, sn_node x, sn_node b);
+SN_API sn_node sn_op_relu(sn_graph *g, sn_node x);
+SN_API sn_node sn_op_relu6(sn_graph *g, sn_node x);
+SN_API sn_node sn_op_max_pool(sn_graph *g, sn_node x, int kh, int kw, int stride_h,
+                              int stride_w, sn_padding pad);
+/* SAME average pooling divides by the number of in-bounds cells, as TF does. */
+SN_API sn_node sn_op_avg_pool(sn_graph *g, sn_node x, int kh, int kw, int stride_h,
+                              int stride_w, sn_padding pad);
+/* Batch normalization over all axes but the last.  gamma/beta may be SN_NO_NODE (scale or
+ * center off).  training: normalize with the batch mean and biased variance and update the
+ * moving statistics in place during each forward pass (moving = moving*decay +
+ * batch*(1-decay), the variance Bessel-corrected as TF's fused batch norm does); otherwise
+ * normalize with the moving statistics. */
+SN_API sn_node sn_op_batch_norm(sn_graph *g, sn_node x, sn_node gamma, sn_node beta,
+                                sn_node moving_mean, sn_node moving_var, float decay,
+                                float epsilon, int training);
+/* Inverted dropout when training (keep with probability keep_prob, scale by 1/keep_prob);
+ * identity otherwise.  The mask is drawn from the context seed, the node and the step. */
+SN_API sn_node sn_op_dropout(sn_graph *g, sn_node x, float keep_prob, int training);
+/* Concatenation along the last axis (channels); all other dims equal. */
+SN_API sn_node sn_op_concat(sn_graph *g, int n, const sn_node *xs);
+SN_API sn_node sn_op_add(sn_graph *g, sn_node a, sn_node b);
+/* alpha * x. */
+SN_API sn_node sn_op_scale(sn_graph *g, sn_node x, float alpha);
+/* Zero padding of H and W of an NHWC tensor. */
+SN_API sn_node sn_op_pad(sn_graph *g, sn_node x, int top, int bottom, int left, int right);
+/* Same data, new shape (element count must match; dims[0] may be SN_BATCH). */
+SN_API sn_node sn_op_reshape(sn_graph *g, sn_node x, int rank, const int64_t *dims);
+/* (N, H, W, C) -> (N, H*W*C), in NHWC order as slim.flatten. */
+SN_API sn_node sn_op_flatten(sn_graph *g, sn_node x);
+/* (N, 1, 1, C) -> (N, C); SN_ERR_SHAPE if H or W is not 1. */
+SN_API sn_node sn_op_squeeze(sn_graph *g, sn_node x);
+/* Mean over H and W: (N,H,W,C) -> (N,1,1,C) with keepdims, else (N,C). */
+SN_API sn_node sn_op_spatial_mean(sn_graph *g, sn_node x, int keepdims);
+/* Local response normalization (tf.nn.lrn): depth_radius, bias, alpha, beta. */
+SN_API sn_node sn_op_lrn(sn_graph *g, sn_node x, int depth_radius, float bias, float alpha,
+                         float beta);
+/* Softmax over the last axis of (N, C). */
+SN_API sn_node sn_op_softmax(sn_graph *g, sn_node logits);
+/* Scalar: batch mean of the softmax cross-entropy of logits (N, C) against int32 labels
+ * (N), with label smoothing ls (targets onehot*(1-ls) + ls/C), as
+ * tf.losses.softmax_cross_entropy. */
+SN_API sn_node sn_op_softmax_xent(sn_graph *g, sn_node logits, sn_node labels, float ls);
+/* Scalar: scale * sum(w^2) / 2, slim.l2_regularizer(scale). */
+SN_API sn_node sn_op_l2_loss(sn_graph *g, sn_node w, float scale);
+/* Scalar: sum of n scalar nodes (total loss). */
+SN_API sn_node sn_op_add_n(sn_graph *g, int n, const sn_node *xs);
+
+/* ---- layers: TF-slim's, with arg_scope defaults ------------------------------------------ */
+
+/* The defaults a layer takes when the call does not say otherwise: TF-slim's arg_scope.
+ * sn_defaults_push() saves the current defaults (an arg_scope opening), the caller changes
+ * them through sn_graph_defaults(), sn_defaults_pop() restores them. */
+typedef struct sn_defaults {
+    sn_init weights_init;       /* conv, separable, fully_connected.  xavier uniform */
+    sn_init biases_init;        /* zeros */
+    float weight_decay;         /* l2 regularizer scale on weights; 0 = none */
+    int regularize_biases;      /* also regularize biases (inception_resnet_v2); 0 */
+    int regularize_depthwise;   /* regularize depthwise_weights; 0 (MobileNet's rule) */
+    sn_activation activation;   /* relu */
+    int batch_norm;             /* normalizer_fn = batch_norm: no biases then; 0 */
+    float bn_decay;             /* 0.999 */
+    float bn_epsilon;           /* 0.001 */
+    int bn_center;              /* beta; 1 */
+    int bn_scale;               /* gamma; 0 */
+    sn_padding conv_padding;    /* SAME */
+    sn_padding pool_padding;    /* VALID */
+    int pool_stride;            /* 2 */
+    int is_training;            /* batch norm and dropout; 1 */
+    int trainable;              /* 1 */
+} sn_defaults;
+
+/* TF-slim's own defaults, as listed above. */
+SN_API sn_defaults sn_defaults_slim(void);
+/* The graph's current defaults; change fields to change what later layers get. */
+SN_API sn_defaults *sn_graph_defaults(sn_graph *g);
+SN_API void sn_defaults_push(sn_graph *g);
+SN_API void sn_defaults_pop(sn_graph *g);
+
+/* Per-call settings of a convolution-like layer; *_from() fills them from the current
+ * defaults, the caller overrides fields (as keyword arguments in slim). */
+typedef struct sn_conv_params {
+    int num_outputs;            /* K; for separable convolutions 0 = depthwise only */
+    int kh, kw;
+    int stride_h, stride_w;
+    int rate;                   /* dilation */
+    int depth_multiplier;       /* separable only */
+    sn_padding padding;
+    sn_activation activation;
+    int batch_norm;             /* normalizer_fn = batch_norm */
+    int biases;                 /* create biases (default: !batch_norm) */
+    sn_init weights_init;
+    sn_init biases_init;
+    float weight_decay;
+    int trainable;
+} sn_conv_params;
+SN_API sn_conv_params sn_conv_params_from(const sn_graph *g, int num_outputs, int kh, int kw,
+                                          int stride);
+
+/* slim.conv2d under scope `scope`: conv (weights [kh,kw,C,K]), then biases or batch norm
+ * ("<scope>/BatchNorm/..."), then the activation.  Returns the activation output. */
+SN_API sn_node sn_conv2d(sn_graph *g, sn_node x, int num_outputs, int kh, int kw, int stride,
+                         const char *scope);
+SN_API sn_node sn_conv2d_p(sn_graph *g, sn_node x, const sn_conv_params *p,
+                           const char *scope);
+/* slim.separable_conv2d: depthwise_weights [kh,kw,C,mult], then pointwise_weights
+ * [1,1,C*mult,K] unless num_outputs is 0; then biases or batch norm; then activation. */
+SN_API sn_node sn_separable_conv2d_p(sn_graph *g, sn_node x, const sn_conv_params *p,
+                                     const char *scope);
+/* slim.fully_connected: weights [in, out] on a rank-2 input. */
+SN_API sn_node sn_fully_connected(sn_graph *g, sn_node x, int num_outputs, const char *scope);
+SN_API sn_node sn_fully_connected_p(sn_graph *g, sn_node x, const sn_conv_params *p,
+                                    const char *scope);
+/* slim.batch_norm under `scope` with the current defaults (decay, epsilon, center, scale,
+ * is_training): variables <scope>/{beta,gamma,moving_mean,moving_variance}. */
+SN_API sn_node sn_batch_norm(sn_graph *g, sn_node x, const char *scope);
+/* slim.max_pool2d / avg_pool2d with the default padding (VALID) unless told. */
+SN_API sn_node sn_max_pool2d(sn_graph *g, sn_node x, int k, int stride, sn_padding pad,
+                             const char *scope);
+SN_API sn_node sn_avg_pool2d(sn_graph *g, sn_node x, int k, int stride, sn_padding pad,
+                             const char *scope);
+/* slim.dropout with the current is_training. */
+SN_API sn_node sn_dropout(sn_graph *g, sn_node x, float keep_prob, const char *scope);
+/* The regularization losses the layers added so far (REGULARIZATION_LOSSES), as scalar
+ * nodes; *n receives the count.  Owned by the graph; valid until the next builder call. */
+SN_API const sn_node *sn_graph_regularization_losses(const sn_graph *g, int *n);
+
+/* ---- compiled nets ----------------------------------------------------------------------- */
+
+typedef struct sn_net sn_net;
+
+typedef struct sn_compile_params {
+    int64_t batch_size;     /* replaces SN_BATCH; default 1 */
+    int backward;           /* allocate gradients, allow sn_net_backward(); default 1 */
+} sn_compile_params;
+SN_API sn_compile_params sn_compile_params_default(void);
+
+/* Compiles g for the context's device: resolves the batch size, checks every shape,
+ * plans activation memory (one arena, buffers reused by liveness), allocates parameters
+ * and gradients as one contiguous block each, and initializes every variable from the
+ * context seed and the variable's name (so adding a layer does not change the others).
+ * The graph must stay alive and unchanged while the net exists.
+ * Errors: the graph's sticky error, SN_ERR_SHAPE, SN_ERR_NOMEM, SN_ERR_UNSUPPORTED (an op
+ * without a kernel on this device), SN_ERR_CUDA. */
+SN_API sn_status sn_net_compile(sn_graph *g, const sn_compile_params *p, sn_net **out);
+SN_API void sn_net_free(sn_net *net);
+SN_API const sn_graph *sn_net_graph(const sn_net *net);
+
+/* Memory the net holds, in bytes, on its device. */
+typedef struct sn_net_memory {
+    size_t params, grads, arena, workspace;
+    size_t arena_unplanned;  /* what the activations would take without reuse */
+} sn_net_memory;
+SN_API sn_net_memory sn_net_memory_info(const sn_net *net);
+
+/* Copies a host tensor into input node `in` (dtype and shape, with the compiled batch). */
+SN_API sn_status sn_net_set_input(sn_net *net, sn_node in, const sn_tensor *t);
+/* Runs the forward pass (training-mode batch norm also updates its moving statistics). */
+SN_API sn_status sn_net_forward(sn_net *net);
+/* Backward pass from the scalar node `loss`: zeroes the gradients, seeds dloss = 1 and
+ * accumulates d(loss)/d(variable) for every trainable variable.  SN_ERR_STATE without a
+ * forward pass or with backward = 0 at compile time. */
+SN_API sn_status sn_net_backward(sn_net *net, sn_node loss);
+/* Copies the value of node n (after a forward pass) into a new host tensor *out. */
+SN_API sn_status sn_net_get_output(sn_net *net, sn_node n, sn_tensor **out);
+/* Variables by full name: value or gradient into a new host tensor; set copies in
+ * (shape must match exactly: SN_ERR_SHAPE names both shapes).  SN_ERR_NOT_FOUND names the
+ * missing variable. */
+SN_API sn_status sn_net_get_var(sn_net *net, const char *name, sn_tensor **out);
+SN_API sn_status sn_net_set_var(sn_net *net, const char *name, const sn_tensor *t);
+SN_API sn_status sn_net_get_grad(sn_net *net, const char *name, sn_tensor **out);
+/* Dropout draws a new mask each step; the step counter enters the seed. */
+SN_API void sn_net_set_step(sn_net *net, int64_t step);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

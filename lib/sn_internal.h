@@ -1,0 +1,57 @@
+/* sn_internal.h: private structures and helpers of libslimnet.  Not installed. */
+#ifndef SN_INTERNAL_H
+#define SN_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "slimnet.h"
+#include "../kernels/kernels.h"
+
+#define SN_ERRMSG_LEN 1024
+
+struct sn_ctx {
+    sn_ctx_params p;
+    int threads;                    /* resolved: >= 1 */
+    char errmsg[SN_ERRMSG_LEN];
+    sn__dev dev;                    /* the context's backend device */
+    const sn__kernels *k;           /* its kernel table */
+};
+
+struct sn_tensor {
+    sn_ctx *ctx;
+    sn_dtype dtype;
+    int rank;
+    int64_t dims[SN_MAX_RANK];
+    void *data;
+    bool owned;
+};
+
+/* Propagates a failure: SN_TRY(sn_something(...)); */
+#define SN_TRY(expr)                                    \
+    do {                                                \
+        sn_status sn__st_ = (expr);                     \
+        if (sn__st_ != SN_OK) return sn__st_;           \
+    } while (0)
+
+/* sn__fail (declared in kernels.h) formats the message into ctx->errmsg and returns st. */
+sn_status sn__vfail(sn_ctx *ctx, sn_status st, const char *fmt, va_list ap);
+/* Logs through the context's callback (printf-style); no-op without one. */
+void sn__log(sn_ctx *ctx, sn_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Checked arithmetic for sizes read from shapes or files: false on overflow. */
+bool sn__mul_size(size_t a, size_t b, size_t *out);
+/* Product of dims (all >= 0) as a size; false on overflow or a negative dim. */
+bool sn__numel(int rank, const int64_t *dims, size_t *out);
+/* "[3,3,64,128]" into buf. */
+const char *sn__dims_str(int rank, const int64_t *dims, char *buf, size_t len);
+
+/* 64-bit FNV-1a of a string, for per-variable seeds. */
+uint64_t sn__hash_str(const char *s, uint64_t h);
+
+#endif
