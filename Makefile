@@ -60,7 +60,7 @@ endif
 OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 CFLAGS += $(OPENBLAS_CFLAGS)
 
-LIB_SRC    := $(wildcard lib/*.c) $(wildcard kernels/cpu/*.c)
+LIB_SRC    := $(wildcard lib/*.c) $(wildcard kernels/cpu/*.c) $(wildcard nets/*.c)
 CUDA_SRC   :=
 ifeq ($(CUDA),1)
   CFLAGS   += -DSN_WITH_CUDA -I$(CUDA_HOME)/include
@@ -76,8 +76,6 @@ SO_FILE  := $(BUILD)/lib/libslimnet.so.$(VERSION)
 A_FILE   := $(BUILD)/lib/libslimnet.a
 CMD_SRC  := $(wildcard cmd/*.c)
 TOOLS    := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
-NETS_SRC := $(wildcard nets/*.c)
-NETS_OBJ := $(NETS_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(BUILD)/tests/run_tests
@@ -109,17 +107,17 @@ $(A_FILE): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 # Tools, tests and benchmarks link the static library: no LD_LIBRARY_PATH needed.
-$(BUILD)/bin/%: $(BUILD)/cmd/%.o $(NETS_OBJ) $(A_FILE)
+$(BUILD)/bin/%: $(BUILD)/cmd/%.o $(A_FILE)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(NETS_OBJ) $(A_FILE) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(A_FILE) $(LDLIBS)
 
-$(BUILD)/bin/%: $(BUILD)/benchmarks/%.o $(NETS_OBJ) $(A_FILE)
+$(BUILD)/bin/%: $(BUILD)/benchmarks/%.o $(A_FILE)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(NETS_OBJ) $(A_FILE) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(A_FILE) $(LDLIBS)
 
-$(TEST_BIN): $(TEST_OBJ) $(NETS_OBJ) $(A_FILE)
+$(TEST_BIN): $(TEST_OBJ) $(A_FILE)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(NETS_OBJ) $(A_FILE) $(LDLIBS) \
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(A_FILE) $(LDLIBS) \
 	    $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
 
 test: check-deps $(TEST_BIN) tools
@@ -165,5 +163,5 @@ uninstall:
 clean:
 	rm -rf $(BUILD) $(BUILD).deps.log
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(NETS_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
 -include $(CMD_SRC:cmd/%.c=$(BUILD)/cmd/%.d) $(BENCH_SRC:benchmarks/%.c=$(BUILD)/benchmarks/%.d)

@@ -227,6 +227,9 @@ SN_API void sn_graph_free(sn_graph *g);
 SN_API sn_status sn_graph_status(const sn_graph *g);
 SN_API const char *sn_graph_errmsg(const sn_graph *g);
 SN_API sn_ctx *sn_graph_ctx(const sn_graph *g);
+/* Records an error found by the caller's own builder code (first error wins, as for the
+ * library's builders); returns SN_NO_NODE. */
+SN_API sn_node sn_graph_fail(sn_graph *g, sn_status st, const char *msg);
 
 /* Name scopes.  Variables are named "<scope>/<scope>/.../<name>", exactly TF-slim's
  * variable_scope path, e.g. "resnet_v1_50/block1/unit_1/bottleneck_v1/conv1/weights".
@@ -340,7 +343,7 @@ typedef struct sn_defaults {
     sn_init biases_init;        /* zeros */
     float weight_decay;         /* l2 regularizer scale on weights; 0 = none */
     int regularize_biases;      /* also regularize biases (inception_resnet_v2); 0 */
-    int regularize_depthwise;   /* regularize depthwise_weights; 0 (MobileNet's rule) */
+    int regularize_depthwise;   /* regularize depthwise_weights too; 1 (MobileNet sets 0) */
     sn_activation activation;   /* relu */
     int batch_norm;             /* normalizer_fn = batch_norm: no biases then; 0 */
     float bn_decay;             /* 0.999 */
@@ -453,8 +456,45 @@ SN_API sn_status sn_net_get_output(sn_net *net, sn_node n, sn_tensor **out);
 SN_API sn_status sn_net_get_var(sn_net *net, const char *name, sn_tensor **out);
 SN_API sn_status sn_net_set_var(sn_net *net, const char *name, const sn_tensor *t);
 SN_API sn_status sn_net_get_grad(sn_net *net, const char *name, sn_tensor **out);
+/* Plain gradient descent (TF's GradientDescentOptimizer): w -= lr * dw for every
+ * trainable variable, on the net's device, after sn_net_backward(). */
+SN_API sn_status sn_net_sgd_step(sn_net *net, float lr);
 /* Dropout draws a new mask each step; the step counter enters the seed. */
 SN_API void sn_net_set_step(sn_net *net, int64_t step);
+
+/* ---- the model zoo (nets/): TF-slim's nets_factory --------------------------------------- */
+
+/* What a network builder gets, as nets_factory's get_network_fn arguments. */
+typedef struct sn_model_params {
+    int num_classes;          /* logits width; 0 = no logits layer (pre-logits features) */
+    int is_training;          /* batch norm in training mode, dropout on; default 1 */
+    float dropout_keep_prob;  /* < 0 (default): the network's own default */
+    int spatial_squeeze;      /* squeeze (N,1,1,C) logits to (N,C); default 1 */
+    int global_pool;          /* mean over H,W before the logits; default 1 where slim has it */
+    float weight_decay;       /* the arg_scope's L2 scale; < 0 (default): the family's */
+} sn_model_params;
+SN_API sn_model_params sn_model_params_default(void);
+
+/* What a built network returns.  Every node here is also a graph end point. */
+typedef struct sn_model {
+    sn_node logits;           /* (N, num_classes), or the features when num_classes is 0 */
+    sn_node aux_logits;       /* SN_NO_NODE where the network has none */
+    sn_node predictions;      /* softmax of logits (SN_NO_NODE without logits) */
+    const char *scope;        /* top scope, e.g. "resnet_v1_50" */
+    int default_image_size;   /* e.g. 224 */
+    const char *preprocessing;/* preprocessing_factory name: "vgg", "inception", "lenet" */
+} sn_model;
+
+/* Builds model `name` (as --model_name) on images (N,H,W,3) float32 into g, under the
+ * family's arg_scope defaults and TF-slim's variable names.  SN_ERR_NOT_FOUND for an
+ * unknown name (the message lists the known ones); shape errors as for any builder. */
+SN_API sn_status sn_model_build(sn_graph *g, const char *name, sn_node images,
+                                const sn_model_params *p, sn_model *out);
+/* Number of known models and the i-th name (NULL past the end). */
+SN_API int sn_model_count(void);
+SN_API const char *sn_model_name(int i);
+/* Default image size of a model, 0 if unknown. */
+SN_API int sn_model_default_image_size(const char *name);
 
 #ifdef __cplusplus
 }

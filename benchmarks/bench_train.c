@@ -1,0 +1,134 @@
+/* bench_train.c: training throughput of a zoo network on synthetic data.
+ *
+ *   bench_train [--model resnet_v1_50] [--batch 32] [--size 224] [--classes 1000]
+ *               [--steps 10] [--warmup 2] [--device cpu|cuda] [--threads N]
+ *
+ * One step = forward, backward of softmax cross-entropy + L2 regularization, and a plain SGD
+ * update, as slimnet-train runs it.  Prints images/s (median step time over --steps). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "../lib/slimnet.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+#define CHECK(expr)                                                                  \
+    do {                                                                             \
+        sn_status st_ = (expr);                                                      \
+        if (st_ != SN_OK) {                                                          \
+            fprintf(stderr, "bench_train: %s: %s\n", #expr, sn_ctx_errmsg(ctx));     \
+            return 1;                                                                \
+        }                                                                            \
+    } while (0)
+
+int main(int argc, char **argv) {
+    const char *model = "resnet_v1_50", *device = "cpu";
+    int64_t batch = 32, size = 0, classes = 1000;
+    int steps = 10, warmup = 2, threads = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--model")) model = v;
+        else if (!strcmp(k, "--batch")) batch = atoll(v);
+        else if (!strcmp(k, "--size")) size = atoll(v);
+        else if (!strcmp(k, "--classes")) classes = atoll(v);
+        else if (!strcmp(k, "--steps")) steps = atoi(v);
+        else if (!strcmp(k, "--warmup")) warmup = atoi(v);
+        else if (!strcmp(k, "--device")) device = v;
+        else if (!strcmp(k, "--threads")) threads = atoi(v);
+        else {
+            fprintf(stderr, "bench_train: unknown flag %s\n", k);
+            return 2;
+        }
+    }
+    if (size == 0) size = sn_model_default_image_size(model);
+    sn_ctx_params cp = sn_ctx_params_default();
+    cp.device = strcmp(device, "cuda") == 0 ? SN_DEVICE_CUDA : SN_DEVICE_CPU;
+    cp.threads = threads;
+    sn_ctx *ctx = NULL;
+    if (sn_ctx_new(&cp, &ctx) != SN_OK) {
+        fprintf(stderr, "bench_train: %s\n", sn_ctx_errmsg(ctx));
+        return 1;
+    }
+    char info[256];
+    sn_ctx_device_info(ctx, info, sizeof info);
+    sn_graph *g = NULL;
+    CHECK(sn_graph_new(ctx, &g));
+    int64_t in_dims[4] = {SN_BATCH, size, size, 3}, lab_dims[1] = {SN_BATCH};
+    sn_node images = sn_input(g, "images", SN_DTYPE_F32, 4, in_dims);
+    sn_node labels = sn_input(g, "labels", SN_DTYPE_I32, 1, lab_dims);
+    sn_model_params mp = sn_model_params_default();
+    mp.num_classes = (int)classes;
+    sn_model m;
+    CHECK(sn_model_build(g, model, images, &mp, &m));
+    int n_reg = 0;
+    const sn_node *reg = sn_graph_regularization_losses(g, &n_reg);
+    sn_node *terms = malloc((size_t)(n_reg + 1) * sizeof *terms);
+    terms[0] = sn_op_softmax_xent(g, m.logits, labels, 0.0f);
+    memcpy(terms + 1, reg, (size_t)n_reg * sizeof *terms);
+    sn_node loss = sn_op_add_n(g, n_reg + 1, terms);
+    free(terms);
+    CHECK(sn_graph_status(g));
+    sn_net *net = NULL;
+    sn_compile_params pp = sn_compile_params_default();
+    pp.batch_size = batch;
+    CHECK(sn_net_compile(g, &pp, &net));
+
+    size_t npix = (size_t)(batch * size * size * 3);
+    float *x = malloc(npix * sizeof *x);
+    int32_t *y = malloc((size_t)batch * sizeof *y);
+    uint64_t s = 1;
+    for (size_t i = 0; i < npix; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((s >> 40) & 0xFFFF) / 32768.0f - 1.0f;
+    }
+    for (int64_t i = 0; i < batch; i++) y[i] = (int32_t)(i % classes);
+    int64_t xd[4] = {batch, size, size, 3}, yd[1] = {batch};
+    sn_tensor *xt = NULL, *yt = NULL, *lt = NULL;
+    CHECK(sn_tensor_wrap(ctx, x, SN_DTYPE_F32, 4, xd, SN_BORROW, &xt));
+    CHECK(sn_tensor_wrap(ctx, y, SN_DTYPE_I32, 1, yd, SN_BORROW, &yt));
+    double *t = malloc((size_t)(steps > 0 ? steps : 1) * sizeof *t);
+    float first = 0, last = 0;
+    for (int step = 0; step < warmup + steps; step++) {
+        double t0 = now();
+        CHECK(sn_net_set_input(net, images, xt));
+        CHECK(sn_net_set_input(net, labels, yt));
+        sn_net_set_step(net, step);
+        CHECK(sn_net_forward(net));
+        CHECK(sn_net_backward(net, loss));
+        CHECK(sn_net_sgd_step(net, 0.01f));
+        CHECK(sn_net_get_output(net, loss, &lt));   /* synchronizes the device */
+        last = ((float *)sn_tensor_data(lt))[0];
+        if (step == 0) first = last;
+        sn_tensor_free(lt);
+        if (step >= warmup) t[step - warmup] = now() - t0;
+    }
+    qsort(t, (size_t)steps, sizeof *t, cmp_double);
+    double med = t[steps / 2];
+    sn_net_memory mem = sn_net_memory_info(net);
+    printf("model %s  batch %lld  size %lld  device %s\n", model, (long long)batch,
+           (long long)size, info);
+    printf("memory: params %.1f MB, grads %.1f MB, arena %.1f MB (%.1f MB unplanned), "
+           "workspace %.1f MB\n", mem.params / 1e6, mem.grads / 1e6, mem.arena / 1e6,
+           mem.arena_unplanned / 1e6, mem.workspace / 1e6);
+    printf("loss %.4f -> %.4f over %d steps\n", first, last, warmup + steps);
+    printf("train step: median %.1f ms = %.1f images/s\n", med * 1e3, (double)batch / med);
+    free(t);
+    free(x);
+    free(y);
+    sn_tensor_free(xt);
+    sn_tensor_free(yt);
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+    return 0;
+}

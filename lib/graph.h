@@ -1,0 +1,161 @@
+/* graph.h: the graph and compiled-net structures shared by lib/graph.c, lib/net.c and the
+ * op files lib/op_*.c.  Private to the library. */
+#ifndef SN_GRAPH_H
+#define SN_GRAPH_H
+
+#include "sn_internal.h"
+
+typedef enum sn__op {
+#define SN_OP(name, bwd_in, bwd_out) SN__OP_##name,
+#include "ops.def"
+#undef SN_OP
+    SN__OP_COUNT
+} sn__op;
+
+#define SN__MAX_SCOPE_DEPTH 64
+#define SN__MAX_DEFAULTS_DEPTH 32
+#define SN__SCOPE_LEN 1024
+
+/* Per-op parameters, fixed at build time (the batch size is not known yet). */
+typedef union sn__params {
+    struct { int64_t stride_h, stride_w, dil_h, dil_w, pad_top, pad_left; } conv;
+    struct { int64_t kh, kw, stride_h, stride_w, pad_top, pad_left; } pool;
+    struct { float decay, eps; int training, has; } bn;   /* has: BN_HAS_* */
+    struct { float keep; int training; } dropout;
+    struct { float alpha; } scale;
+    struct { int64_t top, bottom, left, right; } pad;
+    struct { int radius; float bias, alpha, beta; } lrn;
+    struct { float ls; } xent;
+    struct { sn_init init; unsigned flags; int index; } var;
+} sn__params;
+
+typedef struct sn__node {
+    sn__op op;
+    sn_dtype dtype;
+    int rank;
+    int64_t dims[SN_MAX_RANK];     /* dims[0] may be SN_BATCH */
+    int n_in;
+    sn_node *in;                   /* points at in_small or a heap array */
+    sn_node in_small[4];
+    char *name;                    /* variables, inputs, layer outputs, end points */
+    bool end_point;
+    sn__params p;
+} sn__node;
+
+struct sn_graph {
+    sn_ctx *ctx;
+    sn__node *nodes;
+    int n_nodes, cap_nodes;
+    sn_status err;
+    char errmsg[SN_ERRMSG_LEN];
+    char scope[SN__SCOPE_LEN];
+    int scope_len[SN__MAX_SCOPE_DEPTH];
+    int scope_depth;
+    sn_defaults defs[SN__MAX_DEFAULTS_DEPTH];
+    int defs_depth;                /* defs[defs_depth] is current */
+    sn_node *vars;
+    int n_vars, cap_vars;
+    sn_node *reg;
+    int n_reg, cap_reg;
+};
+
+/* Records the graph's first error (sticky) and the context message; returns SN_NO_NODE. */
+sn_node sn__graph_fail(sn_graph *g, sn_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+
+    ;
+/* Appends a node of op with inputs; copies dims.  SN_NO_NODE after an error. */
+sn_node sn__graph_add(sn_graph *g, sn__op op, sn_dtype dt, int rank, const int64_t *dims,
+                      int n_in, const sn_node *in);
+/* True if n is a valid node of g; otherwise records an error naming `what`. */
+bool sn__graph_check(sn_graph *g, sn_node n, const char *what);
+/* Gives node n the name "<scope>/<leaf>" (or leaf at top level). */
+void sn__graph_name(sn_graph *g, sn_node n, const char *leaf);
+/* Adds a scalar regularization loss to REGULARIZATION_LOSSES. */
+void sn__graph_add_reg(sn_graph *g, sn_node loss);
+
+/* A compiled net: values, gradients and saved state of every node on one device. */
+struct sn_net {
+    sn_graph *g;
+    sn_ctx *ctx;
+    const sn__kernels *k;
+    sn__dev dev;                   /* the context's device with this net's workspace */
+    int64_t batch;
+    int n;                         /* node count at compile time */
+    int64_t (*dims)[SN_MAX_RANK];  /* resolved dims per node */
+    size_t *numel;
+    void **val;                    /* value of each node (device memory) */
+    float **grad;                  /* gradient, NULL where none is needed */
+    float **aux;                   /* op's saved state, NULL where none */
+    size_t *aux_floats;
+    bool *needs_grad;              /* depends on a trainable variable */
+    bool *keep;                    /* value readable after forward (not reused) */
+    int *first_writer;             /* node whose backward first writes grad[i], or -1 */
+    void *params, *grads, *arena, *inputs, *ws;
+    sn_net_memory mem;
+    bool backward_ok;
+    bool forward_done;
+    int64_t step;
+};
+
+typedef sn_status (*sn__op_fn)(sn_net *net, int i);
+typedef struct sn__opdef {
+    const char *name;
+    sn__op_fn fwd, bwd;
+    bool bwd_needs_inputs, bwd_needs_output;
+} sn__opdef;
+extern const sn__opdef sn__ops[SN__OP_COUNT];
+
+#define SN_OP(name, bwd_in, bwd_out)              \
+    sn_status sn__op_##name##_fwd(sn_net *net, int i); \
+    sn_status sn__op_##name##_bwd(sn_net *net, int i);
+#include "ops.def"
+#undef SN_OP
+
+/* Saved-state size of node i in floats (0 for most ops), given resolved dims. */
+size_t sn__op_aux_floats(const sn_net *net, int i);
+/* Workspace bytes node i needs on the net's device. */
+sn_status sn__op_ws_bytes(sn_net *net, int i, size_t *bytes);
+
+/* Helpers for op files. */
+#define SN__X(net, i, j) ((const float *)(net)->val[(net)->g->nodes[i].in[j]])
+#define SN__Y(net, i) ((float *)(net)->val[i])
+#define SN__DX(net, i, j) ((net)->grad[(net)->g->nodes[i].in[j]])
+#define SN__DY(net, i) ((const float *)(net)->grad[i])
+#define SN__KERNEL(net, name) ((net)->k->name)
+/* Calls kernel `name` of the net's backend, SN_ERR_UNSUPPORTED when it lacks one. */
+#define SN__CALL(net, name, ...)                                                  \
+    ((net)->k->name ? (net)->k->name(&(net)->dev, __VA_ARGS__)                    \
+                    : sn__fail((net)->ctx, SN_ERR_UNSUPPORTED,                    \
+                               "kernel %s is not implemented on this backend", #name))
+
+const sn__kernels *sn__backend_kernels(int backend);
+sn_status sn__backend_open(sn_ctx *ctx);
+void sn__backend_close(sn_ctx *ctx);
+
+
+
+/* TF's output size and leading padding for one spatial axis: SAME gives ceil(in/s) with
+ * pad_total = max((out-1)*s + k_eff - in, 0) and floor(pad_total/2) before; VALID gives
+ * floor((in-k_eff)/s)+1 and no padding.  False if VALID leaves no output. */
+static inline bool sn__tf_padding(int64_t in, int64_t k, int64_t s, int64_t dil,
+                                  sn_padding pad, int64_t *out, int64_t *before) {
+    int64_t k_eff = (k - 1) * dil + 1;
+    if (pad == SN_PAD_SAME) {
+        *out = (in + s - 1) / s;
+        int64_t total = (*out - 1) * s + k_eff - in;
+        *before = total > 0 ? total / 2 : 0;
+        return *out > 0;
+    }
+    if (in < k_eff) return false;
+    *out = (in - k_eff) / s + 1;
+    *before = 0;
+    return true;
+}
+
+/* Name of node n for messages: its name, else "<op> node #n". */
+const char *sn__node_label(const sn_graph *g, sn_node n, char *buf, size_t len);
+void sn__conv_dims(const sn_net *net, int i, sn__conv2d_dims *cd);
+#endif

@@ -1,0 +1,499 @@
+/* net.c: compiling a graph into a net (shapes, memory plan, variable initialization) and
+ * running it: forward in node order, backward in reverse, gradients accumulated.
+ *
+ * Memory: parameters and their gradients live in one contiguous block each (one
+ * all-reduce moves every gradient).  Activations, gradients of activations and the ops'
+ * saved state live in one arena; each buffer has a live interval on a timeline where the
+ * forward pass of node i is time i and its backward time 2n-1-i, and buffers whose
+ * intervals do not overlap share memory (greedy best-offset placement, largest first). */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include "graph.h"
+
+#define ALIGN 256
+
+static size_t align_up(size_t b) { return (b + ALIGN - 1) / ALIGN * ALIGN; }
+
+sn_compile_params sn_compile_params_default(void) {
+    sn_compile_params p = {0};
+    p.batch_size = 1;
+    p.backward = 1;
+    return p;
+}
+
+/* ---- the liveness planner ------------------------------------------------------------------ */
+
+typedef struct plan_buf {
+    size_t bytes, off;
+    int start, end;     /* inclusive live interval on the 2n timeline */
+    void **slot;        /* where the planned pointer goes */
+} plan_buf;
+
+static int by_size_desc(const void *a, const void *b) {
+    const plan_buf *x = *(plan_buf *const *)a, *y = *(plan_buf *const *)b;
+    if (x->bytes != y->bytes) return x->bytes < y->bytes ? 1 : -1;
+    return x->start - y->start;
+}
+
+/* Places every buffer at an offset such that buffers live at the same time never overlap;
+ * returns the arena size.  O(B^2), fine for the few thousand buffers of the largest nets. */
+static sn_status plan(sn_ctx *ctx, plan_buf *b, int nb, size_t *total) {
+    plan_buf **order = malloc((size_t)nb * sizeof *order);
+    plan_buf **placed = malloc((size_t)nb * sizeof *placed);   /* sorted by offset */
+    if (nb && (!order || !placed)) {
+        free(order);
+        free(placed);
+        return sn__fail(ctx, SN_ERR_NOMEM, "compile: out of memory planning the arena");
+    }
+    for (int i = 0; i < nb; i++) order[i] = &b[i];
+    qsort(order, (size_t)nb, sizeof *order, by_size_desc);
+    int np = 0;
+    size_t top = 0;
+    for (int i = 0; i < nb; i++) {
+        plan_buf *x = order[i];
+        size_t off = 0;
+        for (int j = 0; j < np; j++) {
+            plan_buf *p = placed[j];
+            if (p->end < x->start || p->start > x->end) continue;   /* not live together */
+            if (off + x->bytes <= p->off) break;                     /* fits in the gap */
+            if (p->off + p->bytes > off) off = p->off + p->bytes;
+        }
+        x->off = off;
+        if (off + x->bytes > top) top = off + x->bytes;
+        int pos = np;
+        while (pos > 0 && placed[pos - 1]->off > off) {
+            placed[pos] = placed[pos - 1];
+            pos--;
+        }
+        placed[pos] = x;
+        np++;
+    }
+    free(order);
+    free(placed);
+    *total = top;
+    return SN_OK;
+}
+
+/* ---- compile ------------------------------------------------------------------------------- */
+
+static sn_status net_alloc_arrays(sn_net *net) {
+    int n = net->n;
+    net->dims = calloc((size_t)n, sizeof *net->dims);
+    net->numel = calloc((size_t)n, sizeof *net->numel);
+    net->val = calloc((size_t)n, sizeof *net->val);
+    net->grad = calloc((size_t)n, sizeof *net->grad);
+    net->aux = calloc((size_t)n, sizeof *net->aux);
+    net->aux_floats = calloc((size_t)n, sizeof *net->aux_floats);
+    net->needs_grad = calloc((size_t)n, sizeof *net->needs_grad);
+    net->keep = calloc((size_t)n, sizeof *net->keep);
+    net->first_writer = calloc((size_t)n, sizeof *net->first_writer);
+    if (n && (!net->dims || !net->numel || !net->val || !net->grad || !net->aux ||
+              !net->aux_floats || !net->needs_grad || !net->keep || !net->first_writer))
+        return sn__fail(net->ctx, SN_ERR_NOMEM, "compile: out of memory");
+    return SN_OK;
+}
+
+static sn_status resolve_shapes(sn_net *net) {
+    const sn_graph *g = net->g;
+    for (int i = 0; i < net->n; i++) {
+        const sn__node *nd = &g->nodes[i];
+        for (int d = 0; d < nd->rank; d++)
+            net->dims[i][d] = nd->dims[d] == SN_BATCH ? net->batch : nd->dims[d];
+        size_t cnt;
+        if (!sn__numel(nd->rank, net->dims[i], &cnt) || cnt > ((size_t)1 << 40)) {
+            char buf[64], s[128];
+            return sn__fail(net->ctx, SN_ERR_SHAPE, "compile: %s has shape %s, too large at "
+                            "batch %lld", sn__node_label(g, i, buf, sizeof buf),
+                            sn__dims_str(nd->rank, net->dims[i], s, sizeof s),
+                            (long long)net->batch);
+        }
+        net->numel[i] = cnt;
+    }
+    return SN_OK;
+}
+
+static bool is_leaf(const sn__node *nd) {
+    return nd->op == SN__OP_input || nd->op == SN__OP_variable;
+}
+
+/* Persistent blocks: parameters, their gradients (trainable variables), inputs. */
+static sn_status alloc_persistent(sn_net *net) {
+    const sn_graph *g = net->g;
+    size_t pbytes = 0, gbytes = 0, ibytes = 0;
+    for (int i = 0; i < net->n; i++) {
+        const sn__node *nd = &g->nodes[i];
+        size_t b = align_up(net->numel[i] * sn_dtype_size(nd->dtype));
+        if (nd->op == SN__OP_variable) {
+            pbytes += b;
+            if (net->needs_grad[i]) gbytes += b;
+        } else if (nd->op == SN__OP_input) {
+            ibytes += b;
+        }
+    }
+    SN_TRY(SN__CALL(net, alloc, &net->params, pbytes));
+    SN_TRY(SN__CALL(net, alloc, &net->grads, gbytes));
+    SN_TRY(SN__CALL(net, alloc, &net->inputs, ibytes));
+    net->mem.params = pbytes;
+    net->mem.grads = gbytes;
+    char *p = net->params, *gr = net->grads, *in = net->inputs;
+    for (int i = 0; i < net->n; i++) {
+        const sn__node *nd = &g->nodes[i];
+        size_t b = align_up(net->numel[i] * sn_dtype_size(nd->dtype));
+        if (nd->op == SN__OP_variable) {
+            net->val[i] = p;
+            p += b;
+            if (net->needs_grad[i]) {
+                net->grad[i] = (float *)gr;
+                gr += b;
+            }
+        } else if (nd->op == SN__OP_input) {
+            net->val[i] = in;
+            in += b;
+        }
+    }
+    if (gbytes) SN_TRY(SN__CALL(net, zero, net->grads, gbytes));
+    if (ibytes) SN_TRY(SN__CALL(net, zero, net->inputs, ibytes));
+    return SN_OK;
+}
+
+/* Intervals of every activation, gradient and saved-state buffer; then the arena. */
+static sn_status plan_arena(sn_net *net, bool backward) {
+    const sn_graph *g = net->g;
+    int n = net->n, T = 2 * n;
+    plan_buf *bufs = calloc((size_t)(3 * n + 1), sizeof *bufs);
+    int *last_fwd = malloc((size_t)n * sizeof *last_fwd);
+    int *last_bwd = malloc((size_t)n * sizeof *last_bwd);
+    if (!bufs || !last_fwd || !last_bwd) {
+        free(bufs); free(last_fwd); free(last_bwd);
+        return sn__fail(net->ctx, SN_ERR_NOMEM, "compile: out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        last_fwd[i] = i;
+        last_bwd[i] = -1;
+        net->first_writer[i] = -1;
+    }
+    for (int j = 0; j < n; j++) {
+        const sn__node *nd = &g->nodes[j];
+        for (int k = 0; k < nd->n_in; k++) {
+            int x = nd->in[k];
+            if (j > last_fwd[x]) last_fwd[x] = j;
+            if (backward && net->needs_grad[j]) {
+                if (sn__ops[nd->op].bwd_needs_inputs && T - 1 - j > last_bwd[x])
+                    last_bwd[x] = T - 1 - j;
+                /* The latest consumer runs its backward first: it zeroes the gradient. */
+                if (net->needs_grad[x] && j > net->first_writer[x]) net->first_writer[x] = j;
+            }
+        }
+    }
+    int nb = 0;
+    size_t unplanned = 0;
+    for (int i = 0; i < n; i++) {
+        const sn__node *nd = &g->nodes[i];
+        if (is_leaf(nd)) continue;
+        bool bwd_i = backward && net->needs_grad[i];
+        plan_buf *v = &bufs[nb++];
+        v->bytes = align_up(net->numel[i] * sn_dtype_size(nd->dtype));
+        v->start = i;
+        v->end = last_fwd[i] > last_bwd[i] ? last_fwd[i] : last_bwd[i];
+        if (bwd_i && sn__ops[nd->op].bwd_needs_output && T - 1 - i > v->end) v->end = T - 1 - i;
+        if (net->keep[i]) v->end = T;
+        v->slot = &net->val[i];
+        unplanned += v->bytes;
+        net->aux_floats[i] = sn__op_aux_floats(net, i);
+        if (net->aux_floats[i]) {
+            plan_buf *a = &bufs[nb++];
+            a->bytes = align_up(net->aux_floats[i] * sizeof(float));
+            a->start = i;
+            a->end = bwd_i ? T - 1 - i : i;
+            a->slot = (void **)&net->aux[i];
+            unplanned += a->bytes;
+        }
+        if (bwd_i) {
+            plan_buf *gb = &bufs[nb++];
+            gb->bytes = v->bytes;
+            gb->start = net->first_writer[i] >= 0 ? T - 1 - net->first_writer[i] : n;
+            gb->end = T - 1 - i;
+            gb->slot = (void **)&net->grad[i];
+            unplanned += gb->bytes;
+        }
+    }
+    size_t total = 0;
+    sn_status st = plan(net->ctx, bufs, nb, &total);
+    if (st == SN_OK) st = SN__CALL(net, alloc, &net->arena, total);
+    if (st == SN_OK)
+        for (int b = 0; b < nb; b++) *bufs[b].slot = (char *)net->arena + bufs[b].off;
+    net->mem.arena = total;
+    net->mem.arena_unplanned = unplanned;
+    free(bufs);
+    free(last_fwd);
+    free(last_bwd);
+    return st;
+}
+
+static sn_status alloc_workspace(sn_net *net) {
+    size_t ws = 0;
+    for (int i = 0; i < net->n; i++) {
+        size_t b = 0;
+        SN_TRY(sn__op_ws_bytes(net, i, &b));
+        if (b > ws) ws = b;
+    }
+    SN_TRY(SN__CALL(net, alloc, &net->ws, ws));
+    net->dev.ws = net->ws;
+    net->dev.ws_bytes = ws;
+    net->mem.workspace = ws;
+    return SN_OK;
+}
+
+/* Each variable's values depend only on the context seed, its initializer, shape and name. */
+static sn_status init_variables(sn_net *net) {
+    const sn_graph *g = net->g;
+    size_t maxn = 0;
+    for (int v = 0; v < g->n_vars; v++)
+        if (net->numel[g->vars[v]] > maxn) maxn = net->numel[g->vars[v]];
+    float *host = malloc((maxn ? maxn : 1) * sizeof(float));
+    if (!host) return sn__fail(net->ctx, SN_ERR_NOMEM, "compile: out of memory");
+    sn_status st = SN_OK;
+    for (int v = 0; v < g->n_vars && st == SN_OK; v++) {
+        int i = g->vars[v];
+        const sn__node *nd = &g->nodes[i];
+        uint64_t seed = sn__hash_str(nd->name, 0) ^ (net->ctx->p.seed * 0x9E3779B97F4A7C15ull);
+        st = sn_init_fill(net->ctx, &nd->p.var.init, nd->rank, net->dims[i], seed, host);
+        if (st == SN_OK) st = SN__CALL(net, to_dev, net->val[i], host, net->numel[i] * sizeof(float));
+    }
+    free(host);
+    return st;
+}
+
+sn_status sn_net_compile(sn_graph *g, const sn_compile_params *p, sn_net **out) {
+    if (!g || !out) return SN_ERR_INVALID_ARG;
+    *out = NULL;
+    sn_ctx *ctx = g->ctx;
+    sn_compile_params cp = p ? *p : sn_compile_params_default();
+    if (g->err != SN_OK)
+        return sn__fail(ctx, g->err, "compile: the graph has an error: %s", g->errmsg);
+    if (g->scope_depth != 0)
+        return sn__fail(ctx, SN_ERR_STATE, "compile: scope '%s' was pushed and never popped",
+                        g->scope);
+    if (cp.batch_size < 1 || cp.batch_size > (1 << 24))
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "compile: batch_size %lld outside [1, 2^24]",
+                        (long long)cp.batch_size);
+    sn_net *net = calloc(1, sizeof *net);
+    if (!net) return sn__fail(ctx, SN_ERR_NOMEM, "compile: out of memory");
+    net->g = g;
+    net->ctx = ctx;
+    net->k = ctx->k;
+    net->dev = ctx->dev;
+    net->dev.ws = NULL;
+    net->dev.ws_bytes = 0;
+    net->batch = cp.batch_size;
+    net->n = g->n_nodes;
+    net->backward_ok = cp.backward != 0;
+    sn_status st = net_alloc_arrays(net);
+    if (st == SN_OK) st = resolve_shapes(net);
+    if (st == SN_OK) {
+        for (int i = 0; i < net->n; i++) {
+            const sn__node *nd = &g->nodes[i];
+            net->keep[i] = nd->end_point || nd->rank == 0 || is_leaf(nd);
+            if (!net->backward_ok) continue;
+            if (nd->op == SN__OP_variable) {
+                net->needs_grad[i] = (nd->p.var.flags & SN_VAR_TRAINABLE) != 0;
+            } else {
+                for (int k = 0; k < nd->n_in; k++)
+                    if (net->needs_grad[nd->in[k]]) net->needs_grad[i] = true;
+            }
+        }
+        st = alloc_persistent(net);
+    }
+    if (st == SN_OK) st = plan_arena(net, net->backward_ok);
+    if (st == SN_OK) st = alloc_workspace(net);
+    if (st == SN_OK) st = init_variables(net);
+    if (st != SN_OK) {
+        sn_net_free(net);
+        return st;
+    }
+    *out = net;
+    return SN_OK;
+}
+
+void sn_net_free(sn_net *net) {
+    if (!net) return;
+    if (net->k) {
+        void *blocks[5] = {net->params, net->grads, net->inputs, net->arena, net->ws};
+        for (int b = 0; b < 5; b++)
+            if (blocks[b]) net->k->free(&net->dev, blocks[b]);
+    }
+    free(net->dims);
+    free(net->numel);
+    free(net->val);
+    free(net->grad);
+    free(net->aux);
+    free(net->aux_floats);
+    free(net->needs_grad);
+    free(net->keep);
+    free(net->first_writer);
+    free(net);
+}
+
+const sn_graph *sn_net_graph(const sn_net *net) { return net->g; }
+sn_net_memory sn_net_memory_info(const sn_net *net) { return net->mem; }
+void sn_net_set_step(sn_net *net, int64_t step) { net->step = step; }
+
+/* ---- running ------------------------------------------------------------------------------ */
+
+/* Prefixes the context's message with the node that failed. */
+static sn_status node_failed(sn_net *net, int i, const char *pass, sn_status st) {
+    char buf[64], msg[SN_ERRMSG_LEN];
+    snprintf(msg, sizeof msg, "%s", net->ctx->errmsg);
+    return sn__fail(net->ctx, st, "%s of %s (%s): %s", pass,
+                    sn__node_label(net->g, i, buf, sizeof buf), sn__ops[net->g->nodes[i].op].name,
+                    msg);
+}
+
+sn_status sn_net_forward(sn_net *net) {
+    const sn_graph *g = net->g;
+    for (int i = 0; i < net->n; i++) {
+        if (is_leaf(&g->nodes[i])) continue;
+        sn_status st = sn__ops[g->nodes[i].op].fwd(net, i);
+        if (st != SN_OK) return node_failed(net, i, "forward", st);
+    }
+    net->forward_done = true;
+    return SN_OK;
+}
+
+sn_status sn_net_backward(sn_net *net, sn_node loss) {
+    const sn_graph *g = net->g;
+    char buf[64];
+    if (!net->backward_ok)
+        return sn__fail(net->ctx, SN_ERR_STATE, "backward: the net was compiled without "
+                        "gradients (sn_compile_params.backward = 0)");
+    if (!net->forward_done)
+        return sn__fail(net->ctx, SN_ERR_STATE, "backward: run sn_net_forward first");
+    if (loss < 0 || loss >= net->n || g->nodes[loss].rank != 0)
+        return sn__fail(net->ctx, SN_ERR_INVALID_ARG, "backward: loss must be a scalar node, "
+                        "%s is not", sn__node_label(g, loss, buf, sizeof buf));
+    if (!net->needs_grad[loss])
+        return sn__fail(net->ctx, SN_ERR_INVALID_ARG, "backward: %s does not depend on any "
+                        "trainable variable", sn__node_label(g, loss, buf, sizeof buf));
+    bool *anc = calloc((size_t)net->n, sizeof *anc);
+    if (!anc) return sn__fail(net->ctx, SN_ERR_NOMEM, "backward: out of memory");
+    anc[loss] = true;
+    for (int j = loss; j >= 0; j--)
+        if (anc[j])
+            for (int k = 0; k < g->nodes[j].n_in; k++) anc[g->nodes[j].in[k]] = true;
+    const float one = 1.0f;
+    sn_status st = SN_OK;
+    if (net->mem.grads) st = SN__CALL(net, zero, net->grads, net->mem.grads);
+    /* Gradients nobody writes (terminal nodes) start at zero, or at one for the loss. */
+    for (int i = 0; i < net->n && st == SN_OK; i++) {
+        if (!net->grad[i] || is_leaf(&g->nodes[i]) || net->first_writer[i] >= 0) continue;
+        st = i == loss ? SN__CALL(net, to_dev, net->grad[i], &one, sizeof one)
+                       : SN__CALL(net, zero, net->grad[i], net->numel[i] * sizeof(float));
+    }
+    for (int j = net->n - 1; j >= 0 && st == SN_OK; j--) {
+        const sn__node *nd = &g->nodes[j];
+        /* The first writer of an input's gradient clears it (or seeds the loss). */
+        for (int k = 0; k < nd->n_in && st == SN_OK; k++) {
+            int x = nd->in[k];
+            if (net->first_writer[x] != j || is_leaf(&g->nodes[x])) continue;
+            if (k > 0 && nd->in[k - 1] == x) continue;   /* the same input twice: once */
+            st = x == loss ? SN__CALL(net, to_dev, net->grad[x], &one, sizeof one)
+                           : SN__CALL(net, zero, net->grad[x], net->numel[x] * sizeof(float));
+        }
+        if (st != SN_OK || !anc[j] || !net->needs_grad[j] || is_leaf(nd) || j > loss) continue;
+        st = sn__ops[nd->op].bwd(net, j);
+        if (st != SN_OK) st = node_failed(net, j, "backward", st);
+    }
+    free(anc);
+    return st;
+}
+
+/* ---- inputs, outputs, variables ------------------------------------------------------------- */
+
+static sn_status check_tensor(sn_net *net, int i, const sn_tensor *t, const char *what) {
+    const sn__node *nd = &net->g->nodes[i];
+    bool ok = t->dtype == nd->dtype && t->rank == nd->rank;
+    for (int d = 0; ok && d < nd->rank; d++) ok = t->dims[d] == net->dims[i][d];
+    if (ok) return SN_OK;
+    char a[128], b[128], buf[64];
+    return sn__fail(net->ctx, SN_ERR_SHAPE, "%s %s: tensor is %s %s, expected %s %s", what,
+                    sn__node_label(net->g, i, buf, sizeof buf), sn_dtype_name(t->dtype),
+                    sn__dims_str(t->rank, t->dims, a, 128), sn_dtype_name(nd->dtype),
+                    sn__dims_str(nd->rank, net->dims[i], b, 128));
+}
+
+sn_status sn_net_set_input(sn_net *net, sn_node in, const sn_tensor *t) {
+    if (in < 0 || in >= net->n || net->g->nodes[in].op != SN__OP_input)
+        return sn__fail(net->ctx, SN_ERR_INVALID_ARG, "set_input: node %d is not an input",
+                        (int)in);
+    SN_TRY(check_tensor(net, in, t, "set_input"));
+    return SN__CALL(net, to_dev, net->val[in], t->data, sn_tensor_nbytes(t));
+}
+
+static sn_status read_out(sn_net *net, int i, const void *src, sn_tensor **out) {
+    const sn__node *nd = &net->g->nodes[i];
+    SN_TRY(sn_tensor_new(net->ctx, nd->dtype, nd->rank, net->dims[i], out));
+    sn_status st = SN__CALL(net, to_host, (*out)->data, src, sn_tensor_nbytes(*out));
+    if (st != SN_OK) {
+        sn_tensor_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+sn_status sn_net_get_output(sn_net *net, sn_node n, sn_tensor **out) {
+    char buf[64];
+    if (n < 0 || n >= net->n)
+        return sn__fail(net->ctx, SN_ERR_INVALID_ARG, "get_output: invalid node %d", (int)n);
+    if (!net->keep[n])
+        return sn__fail(net->ctx, SN_ERR_STATE, "get_output: the memory of %s is reused; mark "
+                        "it with sn_graph_end_point() before compiling",
+                        sn__node_label(net->g, n, buf, sizeof buf));
+    if (!net->forward_done && !is_leaf(&net->g->nodes[n]))
+        return sn__fail(net->ctx, SN_ERR_STATE, "get_output: run sn_net_forward first");
+    return read_out(net, n, net->val[n], out);
+}
+
+static sn_status find_var(sn_net *net, const char *name, int *node) {
+    const sn_graph *g = net->g;
+    for (int v = 0; v < g->n_vars; v++) {
+        if (strcmp(g->nodes[g->vars[v]].name, name) == 0) {
+            *node = g->vars[v];
+            return SN_OK;
+        }
+    }
+    return sn__fail(net->ctx, SN_ERR_NOT_FOUND, "no variable named '%s'", name);
+}
+
+sn_status sn_net_get_var(sn_net *net, const char *name, sn_tensor **out) {
+    int i = -1;
+    SN_TRY(find_var(net, name, &i));
+    return read_out(net, i, net->val[i], out);
+}
+
+sn_status sn_net_get_grad(sn_net *net, const char *name, sn_tensor **out) {
+    int i = -1;
+    SN_TRY(find_var(net, name, &i));
+    if (!net->grad[i])
+        return sn__fail(net->ctx, SN_ERR_STATE, "variable '%s' has no gradient (not trainable, "
+                        "or compiled without backward)", name);
+    return read_out(net, i, net->grad[i], out);
+}
+
+sn_status sn_net_set_var(sn_net *net, const char *name, const sn_tensor *t) {
+    int i = -1;
+    SN_TRY(find_var(net, name, &i));
+    SN_TRY(check_tensor(net, i, t, "set_var"));
+    return SN__CALL(net, to_dev, net->val[i], t->data, sn_tensor_nbytes(t));
+}
+
+sn_status sn_net_sgd_step(sn_net *net, float lr) {
+    const sn_graph *g = net->g;
+    for (int v = 0; v < g->n_vars; v++) {
+        int i = g->vars[v];
+        if (net->grad[i])
+            SN_TRY(SN__CALL(net, accum, (float *)net->val[i], net->grad[i], -lr,
+                            (int64_t)net->numel[i]));
+    }
+    return SN_OK;
+}

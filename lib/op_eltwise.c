@@ -1,0 +1,185 @@
+/* op_eltwise.c: bias_add, relu, relu6, dropout, add, scale, add_n. */
+#include <stdio.h>
+#include "graph.h"
+
+static bool same_shape(const sn__node *a, const sn__node *b) {
+    if (a->rank != b->rank) return false;
+    for (int d = 0; d < a->rank; d++)
+        if (a->dims[d] != b->dims[d]) return false;
+    return true;
+}
+
+static sn_node unary(sn_graph *g, sn__op op, sn_node x, const char *what) {
+    if (!sn__graph_check(g, x, what)) return SN_NO_NODE;
+    const sn__node *xn = &g->nodes[x];
+    if (xn->dtype != SN_DTYPE_F32)
+        return sn__graph_fail(g, SN_ERR_INVALID_ARG, "%s in '%s': x must be float32", what,
+                              g->scope);
+    return sn__graph_add(g, op, SN_DTYPE_F32, xn->rank, xn->dims, 1, &x);
+}
+
+/* ---- bias_add ------------------------------------------------------------------------------ */
+
+sn_node sn_op_bias_add(sn_graph *g, sn_node x, sn_node b) {
+    if (!sn__graph_check(g, x, "bias_add") || !sn__graph_check(g, b, "bias_add"))
+        return SN_NO_NODE;
+    const sn__node *xn = &g->nodes[x], *bn = &g->nodes[b];
+    if (xn->rank < 1 || bn->rank != 1 || bn->dims[0] != xn->dims[xn->rank - 1])
+        return sn__graph_fail(g, SN_ERR_SHAPE, "bias_add in '%s': bias has %lld elements, x "
+                              "has %lld channels", g->scope,
+                              (long long)(bn->rank ? bn->dims[0] : 0),
+                              (long long)(xn->rank ? xn->dims[xn->rank - 1] : 0));
+    sn_node in[2] = {x, b};
+    return sn__graph_add(g, SN__OP_bias_add, SN_DTYPE_F32, xn->rank, xn->dims, 2, in);
+}
+
+static int64_t channels(const sn_net *net, int i) {
+    return net->dims[i][net->g->nodes[i].rank - 1];
+}
+
+sn_status sn__op_bias_add_fwd(sn_net *net, int i) {
+    int64_t C = channels(net, i);
+    return SN__CALL(net, bias_fwd, SN__Y(net, i), SN__X(net, i, 0), SN__X(net, i, 1),
+                    (int64_t)net->numel[i] / C, C);
+}
+
+sn_status sn__op_bias_add_bwd(sn_net *net, int i) {
+    int64_t C = channels(net, i), n = (int64_t)net->numel[i];
+    if (SN__DX(net, i, 0)) SN_TRY(SN__CALL(net, accum, SN__DX(net, i, 0), SN__DY(net, i), 1.0f, n));
+    if (SN__DX(net, i, 1))
+        SN_TRY(SN__CALL(net, bias_bwd, SN__DX(net, i, 1), SN__DY(net, i), n / C, C));
+    return SN_OK;
+}
+
+/* ---- activations ----------------------------------------------------------------------------- */
+
+sn_node sn_op_relu(sn_graph *g, sn_node x) { return unary(g, SN__OP_relu, x, "relu"); }
+sn_node sn_op_relu6(sn_graph *g, sn_node x) { return unary(g, SN__OP_relu6, x, "relu6"); }
+
+sn_status sn__op_relu_fwd(sn_net *net, int i) {
+    return SN__CALL(net, relu_fwd, SN__Y(net, i), SN__X(net, i, 0), (int64_t)net->numel[i]);
+}
+sn_status sn__op_relu_bwd(sn_net *net, int i) {
+    if (!SN__DX(net, i, 0)) return SN_OK;
+    return SN__CALL(net, relu_bwd, SN__DX(net, i, 0), SN__DY(net, i), SN__Y(net, i),
+                    (int64_t)net->numel[i]);
+}
+sn_status sn__op_relu6_fwd(sn_net *net, int i) {
+    return SN__CALL(net, relu6_fwd, SN__Y(net, i), SN__X(net, i, 0), (int64_t)net->numel[i]);
+}
+sn_status sn__op_relu6_bwd(sn_net *net, int i) {
+    if (!SN__DX(net, i, 0)) return SN_OK;
+    return SN__CALL(net, relu6_bwd, SN__DX(net, i, 0), SN__DY(net, i), SN__Y(net, i),
+                    (int64_t)net->numel[i]);
+}
+
+/* ---- dropout --------------------------------------------------------------------------------- */
+
+sn_node sn_op_dropout(sn_graph *g, sn_node x, float keep_prob, int training) {
+    if (!(keep_prob > 0.0f && keep_prob <= 1.0f))
+        return sn__graph_fail(g, SN_ERR_INVALID_ARG, "dropout in '%s': keep_prob %g outside "
+                              "(0, 1]", g->scope, keep_prob);
+    sn_node y = unary(g, SN__OP_dropout, x, "dropout");
+    if (y < 0) return y;
+    g->nodes[y].p.dropout.keep = keep_prob;
+    g->nodes[y].p.dropout.training = training && keep_prob < 1.0f;
+    return y;
+}
+
+static uint64_t dropout_seed(const sn_net *net, int i) {
+    /* A distinct stream per (context seed, node, step): resuming at step s redraws the
+     * masks step s drew the first time. */
+    uint64_t h = net->ctx->p.seed * 0x9E3779B97F4A7C15ull;
+    h ^= (uint64_t)i * 0xBF58476D1CE4E5B9ull;
+    h ^= (uint64_t)net->step * 0x94D049BB133111EBull;
+    return h;
+}
+
+sn_status sn__op_dropout_fwd(sn_net *net, int i) {
+    const sn__node *n = &net->g->nodes[i];
+    int64_t cnt = (int64_t)net->numel[i];
+    if (!n->p.dropout.training)
+        return SN__CALL(net, copy, SN__Y(net, i), SN__X(net, i, 0), (size_t)cnt * sizeof(float));
+    return SN__CALL(net, dropout_fwd, SN__Y(net, i), net->aux[i], SN__X(net, i, 0),
+                    n->p.dropout.keep, dropout_seed(net, i), cnt);
+}
+
+sn_status sn__op_dropout_bwd(sn_net *net, int i) {
+    if (!SN__DX(net, i, 0)) return SN_OK;
+    int64_t cnt = (int64_t)net->numel[i];
+    if (!net->g->nodes[i].p.dropout.training)
+        return SN__CALL(net, accum, SN__DX(net, i, 0), SN__DY(net, i), 1.0f, cnt);
+    return SN__CALL(net, dropout_bwd, SN__DX(net, i, 0), SN__DY(net, i), net->aux[i], cnt);
+}
+
+/* ---- add, scale, add_n ---------------------------------------------------------------------- */
+
+sn_node sn_op_add(sn_graph *g, sn_node a, sn_node b) {
+    if (!sn__graph_check(g, a, "add") || !sn__graph_check(g, b, "add")) return SN_NO_NODE;
+    const sn__node *an = &g->nodes[a], *bn = &g->nodes[b];
+    char s1[128], s2[128];
+    if (!same_shape(an, bn) || an->dtype != SN_DTYPE_F32 || bn->dtype != SN_DTYPE_F32)
+        return sn__graph_fail(g, SN_ERR_SHAPE, "add in '%s': shapes %s and %s differ", g->scope,
+                              sn__dims_str(an->rank, an->dims, s1, 128),
+                              sn__dims_str(bn->rank, bn->dims, s2, 128));
+    sn_node in[2] = {a, b};
+    return sn__graph_add(g, SN__OP_add, SN_DTYPE_F32, an->rank, an->dims, 2, in);
+}
+
+sn_status sn__op_add_fwd(sn_net *net, int i) {
+    return SN__CALL(net, add_fwd, SN__Y(net, i), SN__X(net, i, 0), SN__X(net, i, 1),
+                    (int64_t)net->numel[i]);
+}
+
+sn_status sn__op_add_bwd(sn_net *net, int i) {
+    for (int j = 0; j < 2; j++)
+        if (SN__DX(net, i, j))
+            SN_TRY(SN__CALL(net, accum, SN__DX(net, i, j), SN__DY(net, i), 1.0f,
+                            (int64_t)net->numel[i]));
+    return SN_OK;
+}
+
+sn_node sn_op_scale(sn_graph *g, sn_node x, float alpha) {
+    sn_node y = unary(g, SN__OP_scale, x, "scale");
+    if (y >= 0) g->nodes[y].p.scale.alpha = alpha;
+    return y;
+}
+
+sn_status sn__op_scale_fwd(sn_net *net, int i) {
+    return SN__CALL(net, scale_fwd, SN__Y(net, i), SN__X(net, i, 0),
+                    net->g->nodes[i].p.scale.alpha, (int64_t)net->numel[i]);
+}
+
+sn_status sn__op_scale_bwd(sn_net *net, int i) {
+    if (!SN__DX(net, i, 0)) return SN_OK;
+    return SN__CALL(net, accum, SN__DX(net, i, 0), SN__DY(net, i),
+                    net->g->nodes[i].p.scale.alpha, (int64_t)net->numel[i]);
+}
+
+sn_node sn_op_add_n(sn_graph *g, int n, const sn_node *xs) {
+    if (g->err != SN_OK) return SN_NO_NODE;
+    if (n < 1) return sn__graph_fail(g, SN_ERR_INVALID_ARG, "add_n in '%s': no inputs", g->scope);
+    for (int j = 0; j < n; j++) {
+        if (!sn__graph_check(g, xs[j], "add_n")) return SN_NO_NODE;
+        const sn__node *xn = &g->nodes[xs[j]];
+        if (xn->rank != 0)
+            return sn__graph_fail(g, SN_ERR_SHAPE, "add_n in '%s': input %d is not a scalar",
+                                  g->scope, j);
+    }
+    return sn__graph_add(g, SN__OP_add_n, SN_DTYPE_F32, 0, NULL, n, xs);
+}
+
+sn_status sn__op_add_n_fwd(sn_net *net, int i) {
+    const sn__node *n = &net->g->nodes[i];
+    SN_TRY(SN__CALL(net, copy, SN__Y(net, i), SN__X(net, i, 0), sizeof(float)));
+    for (int j = 1; j < n->n_in; j++)
+        SN_TRY(SN__CALL(net, accum, SN__Y(net, i), SN__X(net, i, j), 1.0f, 1));
+    return SN_OK;
+}
+
+sn_status sn__op_add_n_bwd(sn_net *net, int i) {
+    const sn__node *n = &net->g->nodes[i];
+    for (int j = 0; j < n->n_in; j++)
+        if (SN__DX(net, i, j)) SN_TRY(SN__CALL(net, accum, SN__DX(net, i, j), SN__DY(net, i), 1.0f, 1));
+    return SN_OK;
+}

@@ -1,0 +1,479 @@
+/* test_graph.c: the graph builder (names, scopes, defaults, collections, sticky errors),
+ * compile (shapes, memory plan), forward values on cases worked out by hand, and the net's
+ * variable API. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include "testutil.h"
+
+static sn_graph *new_graph(sn_ctx *ctx) {
+    sn_graph *g = NULL;
+    ck_assert_int_eq(sn_graph_new(ctx, &g), SN_OK);
+    return g;
+}
+
+static sn_tensor *wrap(float *data, int rank, const int64_t *dims) {
+    sn_tensor *t = NULL;
+    ck_assert_int_eq(sn_tensor_wrap(NULL, data, SN_DTYPE_F32, rank, dims, SN_BORROW, &t), SN_OK);
+    return t;
+}
+
+static sn_net *compile(sn_graph *g, int64_t batch, int backward) {
+    sn_compile_params p = sn_compile_params_default();
+    p.batch_size = batch;
+    p.backward = backward;
+    sn_net *net = NULL;
+    ck_assert_msg(sn_net_compile(g, &p, &net) == SN_OK, "compile: %s",
+                  sn_ctx_errmsg(sn_graph_ctx(g)));
+    return net;
+}
+
+/* ---- names and collections -------------------------------------------------------------- */
+
+START_TEST(test_slim_names) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[4] = {SN_BATCH, 8, 8, 3};
+    sn_node x = sn_input(g, "images", SN_DTYPE_F32, 4, in);
+    sn_scope_push(g, "resnet_v1_50");
+    sn_defaults_push(g);
+    sn_graph_defaults(g)->batch_norm = 1;
+    sn_graph_defaults(g)->bn_scale = 1;
+    sn_node y = sn_conv2d(g, x, 4, 3, 3, 1, "conv1");
+    ck_assert_str_eq(sn_node_name(g, y), "resnet_v1_50/conv1");
+    sn_scope_push(g, "block1/unit_1/bottleneck_v1");
+    y = sn_conv2d(g, y, 4, 1, 1, 1, "conv2");
+    sn_scope_pop(g);
+    sn_defaults_pop(g);
+    ck_assert_int_eq(sn_graph_defaults(g)->batch_norm, 0);   /* arg_scope closed */
+    y = sn_conv2d(g, y, 5, 1, 1, 1, "logits");
+    sn_scope_pop(g);
+    ck_assert_str_eq(sn_scope_current(g), "");
+    ck_assert_int_eq(sn_graph_status(g), SN_OK);
+
+    const char *want[] = {
+        "resnet_v1_50/conv1/weights", "resnet_v1_50/conv1/BatchNorm/beta",
+        "resnet_v1_50/conv1/BatchNorm/gamma", "resnet_v1_50/conv1/BatchNorm/moving_mean",
+        "resnet_v1_50/conv1/BatchNorm/moving_variance",
+        "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/weights",
+        "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/BatchNorm/beta",
+        "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/BatchNorm/gamma",
+        "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/BatchNorm/moving_mean",
+        "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/BatchNorm/moving_variance",
+        "resnet_v1_50/logits/weights", "resnet_v1_50/logits/biases"};
+    int n = (int)(sizeof want / sizeof want[0]);
+    ck_assert_int_eq(sn_graph_num_vars(g), n);
+    for (int i = 0; i < n; i++) {
+        sn_var_info vi;
+        ck_assert_int_eq(sn_graph_var(g, i, &vi), SN_OK);
+        ck_assert_str_eq(vi.name, want[i]);
+        bool moving = strstr(vi.name, "moving_") != NULL;
+        ck_assert_int_eq((vi.flags & SN_VAR_TRAINABLE) != 0, !moving);
+        ck_assert_int_eq((vi.flags & SN_VAR_MOVING) != 0, moving);
+        ck_assert(vi.flags & SN_VAR_MODEL);
+    }
+    sn_var_info vi;
+    sn_graph_var(g, 0, &vi);
+    ck_assert_int_eq(vi.rank, 4);
+    ck_assert_int_eq(vi.dims[2], 3);
+    ck_assert_int_eq(vi.dims[3], 4);
+    ck_assert_int_eq(sn_graph_find(g, "resnet_v1_50/logits"), y);
+    ck_assert_int_eq(sn_graph_find(g, "nope"), SN_NO_NODE);
+    ck_assert_int_eq(sn_graph_var(g, 99, &vi), SN_ERR_INVALID_ARG);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+START_TEST(test_regularization_losses) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[4] = {SN_BATCH, 4, 4, 2};
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 4, in);
+    sn_graph_defaults(g)->weight_decay = 0.0004f;
+    sn_node y = sn_conv2d(g, x, 3, 3, 3, 1, "c1");
+    sn_graph_defaults(g)->weight_decay = 0.0f;
+    y = sn_conv2d(g, y, 3, 3, 3, 1, "c2");
+    int n = 0;
+    const sn_node *reg = sn_graph_regularization_losses(g, &n);
+    ck_assert_int_eq(n, 1);   /* only c1/weights: biases are not regularized by default */
+    sn_net *net = compile(g, 2, 0);
+    ck_assert_int_eq(sn_net_forward(net), SN_OK);
+    sn_tensor *w = NULL, *l = NULL;
+    ck_assert_int_eq(sn_net_get_var(net, "c1/weights", &w), SN_OK);
+    ck_assert_int_eq(sn_net_get_output(net, reg[0], &l), SN_OK);
+    double s = 0;
+    float *wv = sn_tensor_data(w);
+    for (int64_t i = 0; i < sn_tensor_numel(w); i++) s += (double)wv[i] * wv[i];
+    ck_assert_double_eq_tol(((float *)sn_tensor_data(l))[0], 0.0004 * s / 2, 1e-9);
+    sn_tensor_free(w);
+    sn_tensor_free(l);
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* ---- sticky errors -------------------------------------------------------------------- */
+
+START_TEST(test_shape_mismatch_is_sticky) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[4] = {SN_BATCH, 8, 8, 3}, wd[4] = {3, 3, 4, 8};
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 4, in);
+    sn_init z = sn_init_zeros();
+    sn_node w = sn_variable(g, "w", 4, wd, &z, SN_VAR_TRAINABLE);
+    sn_node y = sn_op_conv2d(g, x, w, 1, 1, 1, SN_PAD_SAME);
+    ck_assert_int_eq(y, SN_NO_NODE);
+    ck_assert_int_eq(sn_graph_status(g), SN_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(sn_graph_errmsg(g), "C=3"));
+    /* Later builders do nothing and keep the first message. */
+    ck_assert_int_eq(sn_op_relu(g, y), SN_NO_NODE);
+    ck_assert_ptr_nonnull(strstr(sn_graph_errmsg(g), "C=3"));
+    sn_net *net = NULL;
+    sn_compile_params p = sn_compile_params_default();
+    ck_assert_int_eq(sn_net_compile(g, &p, &net), SN_ERR_SHAPE);
+    ck_assert_ptr_null(net);
+    ck_assert_ptr_nonnull(strstr(sn_ctx_errmsg(ctx), "C=3"));
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+START_TEST(test_bad_arguments) {
+    sn_ctx *ctx = tu_ctx();
+    struct { const char *what; sn_status want; } cases[] = {
+        {"rank", SN_ERR_SHAPE}, {"matmul", SN_ERR_SHAPE}, {"dup", SN_ERR_INVALID_ARG},
+        {"node", SN_ERR_INVALID_ARG}, {"valid", SN_ERR_SHAPE}, {"pop", SN_ERR_STATE},
+        {"squeeze", SN_ERR_SHAPE}, {"keep", SN_ERR_INVALID_ARG}, {"concat", SN_ERR_SHAPE},
+        {"labels", SN_ERR_SHAPE},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        sn_graph *g = new_graph(ctx);
+        int64_t in[4] = {SN_BATCH, 5, 5, 3}, d2[2] = {4, 7};
+        sn_node x = sn_input(g, "x", SN_DTYPE_F32, 4, in);
+        sn_init z = sn_init_zeros();
+        const char *w = cases[c].what;
+        if (!strcmp(w, "rank")) sn_fully_connected(g, x, 3, "fc");
+        if (!strcmp(w, "matmul")) {
+            sn_node a = sn_variable(g, "a", 2, d2, &z, 0);
+            sn_op_matmul(g, a, a);
+        }
+        if (!strcmp(w, "dup")) {
+            sn_variable(g, "a", 2, d2, &z, 0);
+            sn_variable(g, "a", 2, d2, &z, 0);
+        }
+        if (!strcmp(w, "node")) sn_op_relu(g, 12345);
+        if (!strcmp(w, "valid")) sn_op_max_pool(g, x, 7, 7, 1, 1, SN_PAD_VALID);
+        if (!strcmp(w, "pop")) sn_scope_pop(g);
+        if (!strcmp(w, "squeeze")) sn_op_squeeze(g, x);
+        if (!strcmp(w, "keep")) sn_op_dropout(g, x, 1.5f, 1);
+        if (!strcmp(w, "concat")) {
+            sn_node y = sn_op_max_pool(g, x, 2, 2, 2, 2, SN_PAD_VALID);
+            sn_node xs[2] = {x, y};
+            sn_op_concat(g, 2, xs);
+        }
+        if (!strcmp(w, "labels")) {
+            int64_t ld[1] = {SN_BATCH};
+            sn_node lab = sn_input(g, "labels", SN_DTYPE_F32, 1, ld);
+            sn_op_softmax_xent(g, sn_op_flatten(g, x), lab, 0.0f);
+        }
+        ck_assert_msg(sn_graph_status(g) == cases[c].want, "%s: got %s (%s)", w,
+                      sn_status_name(sn_graph_status(g)), sn_graph_errmsg(g));
+        ck_assert_msg(strlen(sn_graph_errmsg(g)) > 10, "%s: message too short", w);
+        sn_graph_free(g);
+    }
+    sn_ctx_free(ctx);
+} END_TEST
+
+START_TEST(test_net_api_errors) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[2] = {SN_BATCH, 3};
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 2, in);
+    sn_node h = sn_fully_connected(g, x, 4, "fc1");
+    sn_node y = sn_fully_connected(g, h, 2, "fc2");
+    sn_node l = sn_op_l2_loss(g, y, 1.0f);
+    sn_graph_end_point(g, y, NULL);
+    sn_net *net = compile(g, 5, 1);
+    sn_tensor *t = NULL;
+    ck_assert_int_eq(sn_net_get_var(net, "fc1/nope", &t), SN_ERR_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(sn_ctx_errmsg(ctx), "fc1/nope"));
+    ck_assert_int_eq(sn_net_backward(net, l), SN_ERR_STATE);   /* no forward yet */
+    float bad[12] = {0};
+    int64_t bd[2] = {4, 3};
+    sn_tensor *bt = wrap(bad, 2, bd);
+    ck_assert_int_eq(sn_net_set_input(net, x, bt), SN_ERR_SHAPE);   /* batch is 5 */
+    ck_assert_ptr_nonnull(strstr(sn_ctx_errmsg(ctx), "[5,3]"));
+    ck_assert_int_eq(sn_net_set_var(net, "fc1/weights", bt), SN_ERR_SHAPE);
+    ck_assert_int_eq(sn_net_forward(net), SN_OK);
+    ck_assert_int_eq(sn_net_get_output(net, h, &t), SN_ERR_STATE);   /* memory reused */
+    ck_assert_int_eq(sn_net_get_output(net, y, &t), SN_OK);          /* end point: kept */
+    sn_tensor_free(t);
+    ck_assert_int_eq(sn_net_backward(net, y), SN_ERR_INVALID_ARG);   /* not a scalar */
+    ck_assert_int_eq(sn_net_backward(net, l), SN_OK);
+    sn_tensor_free(bt);
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* ---- forward values worked out by hand -------------------------------------------------- */
+
+/* A 3x3 input 1..9, 2x2 ones kernel, stride 2, SAME: TF pads only bottom/right (total 1),
+ * so the outputs are 1+2+4+5, 3+6, 7+8, 9. */
+START_TEST(test_conv_same_asymmetric_by_hand) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[4] = {SN_BATCH, 3, 3, 1}, wd[4] = {2, 2, 1, 1};
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 4, in);
+    sn_init ones = sn_init_ones();
+    sn_node w = sn_variable(g, "w", 4, wd, &ones, SN_VAR_TRAINABLE);
+    sn_node y = sn_op_conv2d(g, x, w, 2, 2, 1, SN_PAD_SAME);
+    sn_graph_end_point(g, y, "y");
+    ck_assert_int_eq(sn_node_dim(g, y, 1), 2);
+    sn_net *net = compile(g, 1, 0);
+    float xv[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    int64_t xd[4] = {1, 3, 3, 1};
+    sn_tensor *xt = wrap(xv, 4, xd), *yt = NULL;
+    ck_assert_int_eq(sn_net_set_input(net, x, xt), SN_OK);
+    ck_assert_int_eq(sn_net_forward(net), SN_OK);
+    ck_assert_int_eq(sn_net_get_output(net, sn_graph_find(g, "y"), &yt), SN_OK);
+    float *yv = sn_tensor_data(yt);
+    ck_assert_float_eq(yv[0], 12.0f);
+    ck_assert_float_eq(yv[1], 9.0f);
+    ck_assert_float_eq(yv[2], 15.0f);
+    ck_assert_float_eq(yv[3], 9.0f);
+    sn_tensor_free(xt);
+    sn_tensor_free(yt);
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* SAME 3x3 stride-1 average pooling on a 3x3 ones-and-index input divides each output by
+ * the number of in-bounds cells: corner 4, edge 6, centre 9. */
+START_TEST(test_avg_pool_same_by_hand) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[4] = {SN_BATCH, 3, 3, 1};
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 4, in);
+    sn_node y = sn_avg_pool2d(g, x, 3, 1, SN_PAD_SAME, "pool");
+    sn_graph_end_point(g, y, NULL);
+    sn_net *net = compile(g, 1, 0);
+    float xv[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    int64_t xd[4] = {1, 3, 3, 1};
+    sn_tensor *xt = wrap(xv, 4, xd), *yt = NULL;
+    sn_net_set_input(net, x, xt);
+    ck_assert_int_eq(sn_net_forward(net), SN_OK);
+    ck_assert_int_eq(sn_net_get_output(net, y, &yt), SN_OK);
+    float *yv = sn_tensor_data(yt);
+    ck_assert_float_eq_tol(yv[0], (1 + 2 + 4 + 5) / 4.0f, 1e-6f);
+    ck_assert_float_eq_tol(yv[1], (1 + 2 + 3 + 4 + 5 + 6) / 6.0f, 1e-6f);
+    ck_assert_float_eq_tol(yv[4], 5.0f, 1e-6f);
+    sn_tensor_free(xt);
+    sn_tensor_free(yt);
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* Training batch norm: output normalized by batch moments; moving statistics move toward
+ * the batch mean and the Bessel-corrected variance by (1-decay). */
+START_TEST(test_batch_norm_training_updates) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[2] = {SN_BATCH, 1};
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 2, in);
+    sn_graph_defaults(g)->bn_decay = 0.9f;
+    sn_node y = sn_batch_norm(g, x, "BatchNorm");
+    sn_graph_end_point(g, y, NULL);
+    sn_net *net = compile(g, 4, 0);
+    float xv[4] = {1, 2, 3, 6};   /* mean 3, biased var 3.5, unbiased 14/3 */
+    int64_t xd[2] = {4, 1};
+    sn_tensor *xt = wrap(xv, 2, xd), *yt = NULL, *mm = NULL, *mv = NULL;
+    sn_net_set_input(net, x, xt);
+    ck_assert_int_eq(sn_net_forward(net), SN_OK);
+    sn_net_get_output(net, y, &yt);
+    ck_assert_float_eq_tol(((float *)sn_tensor_data(yt))[3], 3.0f / sqrtf(3.5f + 0.001f), 1e-5f);
+    sn_net_get_var(net, "BatchNorm/moving_mean", &mm);
+    sn_net_get_var(net, "BatchNorm/moving_variance", &mv);
+    ck_assert_float_eq_tol(((float *)sn_tensor_data(mm))[0], 0.1f * 3.0f, 1e-6f);
+    ck_assert_float_eq_tol(((float *)sn_tensor_data(mv))[0], 0.9f + 0.1f * 14.0f / 3.0f, 1e-5f);
+    sn_tensor_free(xt);
+    sn_tensor_free(yt);
+    sn_tensor_free(mm);
+    sn_tensor_free(mv);
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* Label smoothing 0.3 over 3 classes, logits (0, ln 2, 0): p = (1/4, 1/2, 1/4), targets
+ * (0.1, 0.8, 0.1) for label 1: loss = -(0.1 ln 1/4 + 0.8 ln 1/2 + 0.1 ln 1/4). */
+START_TEST(test_xent_by_hand) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t ld[2] = {SN_BATCH, 3}, nd[1] = {SN_BATCH};
+    sn_node logits = sn_input(g, "logits", SN_DTYPE_F32, 2, ld);
+    sn_node labels = sn_input(g, "labels", SN_DTYPE_I32, 1, nd);
+    sn_node loss = sn_op_softmax_xent(g, logits, labels, 0.3f);
+    sn_net *net = compile(g, 1, 0);
+    float lv[3] = {0.0f, logf(2.0f), 0.0f};
+    int32_t lab[1] = {1};
+    int64_t d2[2] = {1, 3}, d1[1] = {1};
+    sn_tensor *lt = wrap(lv, 2, d2), *bt = NULL, *out = NULL;
+    sn_tensor_wrap(ctx, lab, SN_DTYPE_I32, 1, d1, SN_BORROW, &bt);
+    sn_net_set_input(net, logits, lt);
+    sn_net_set_input(net, labels, bt);
+    ck_assert_int_eq(sn_net_forward(net), SN_OK);
+    sn_net_get_output(net, loss, &out);
+    double want = -(0.2 * log(0.25) + 0.8 * log(0.5));
+    ck_assert_double_eq_tol(((float *)sn_tensor_data(out))[0], want, 1e-6);
+    /* A label outside [0, 3) is an error naming it, not a crash. */
+    lab[0] = 3;
+    sn_net_set_input(net, labels, bt);
+    ck_assert_int_eq(sn_net_forward(net), SN_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(sn_ctx_errmsg(ctx), "label"));
+    sn_tensor_free(lt);
+    sn_tensor_free(bt);
+    sn_tensor_free(out);
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* ---- memory plan and determinism ------------------------------------------------------------- */
+
+static sn_node small_convnet(sn_graph *g, sn_node *xo) {
+    int64_t in[4] = {SN_BATCH, 16, 16, 3};
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 4, in);
+    *xo = x;
+    sn_graph_defaults(g)->batch_norm = 1;
+    sn_node y = x;
+    char name[16];
+    for (int i = 0; i < 6; i++) {
+        snprintf(name, sizeof name, "conv%d", i);
+        y = sn_conv2d(g, y, 8, 3, 3, i % 2 ? 2 : 1, name);
+    }
+    y = sn_op_spatial_mean(g, y, 0);
+    sn_graph_defaults(g)->batch_norm = 0;
+    sn_graph_defaults(g)->activation = SN_ACT_NONE;
+    y = sn_fully_connected(g, y, 5, "logits");
+    return sn_op_l2_loss(g, y, 1.0f);
+}
+
+START_TEST(test_arena_reuse) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    sn_node x;
+    small_convnet(g, &x);
+    sn_net *inf = compile(g, 4, 0), *tr = compile(g, 4, 1);
+    sn_net_memory mi = sn_net_memory_info(inf), mt = sn_net_memory_info(tr);
+    /* Inference keeps about two activations alive (here 2 of the 16x16x8 ones: 64 KiB of
+     * 160 KiB); training keeps what backward reads. */
+    ck_assert_msg(mi.arena * 2 < mi.arena_unplanned, "inference arena %zu of %zu", mi.arena,
+                  mi.arena_unplanned);
+    ck_assert_msg(mt.arena < mt.arena_unplanned, "training arena %zu of %zu", mt.arena,
+                  mt.arena_unplanned);
+    ck_assert_int_eq(mi.grads, 0);
+    ck_assert_int_gt(mt.grads, 0);
+    sn_net_free(inf);
+    sn_net_free(tr);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* The same seed gives the same variables and the same loss bit for bit; a reused arena
+ * gives the same gradients as a net that computes them again. */
+START_TEST(test_determinism) {
+    float loss[2];
+    sn_tensor *grads[2];
+    for (int r = 0; r < 2; r++) {
+        sn_ctx *ctx = tu_ctx();
+        sn_graph *g = new_graph(ctx);
+        sn_node x;
+        sn_node l = small_convnet(g, &x);
+        sn_net *net = compile(g, 2, 1);
+        float *xv = malloc(2 * 16 * 16 * 3 * sizeof *xv);
+        tu_fill(xv, 2 * 16 * 16 * 3, 5);
+        int64_t xd[4] = {2, 16, 16, 3};
+        sn_tensor *xt = wrap(xv, 4, xd), *lt = NULL;
+        sn_net_set_input(net, x, xt);
+        for (int step = 0; step < 2; step++) {   /* twice: stale buffers must not leak in */
+            ck_assert_int_eq(sn_net_forward(net), SN_OK);
+            ck_assert_int_eq(sn_net_backward(net, l), SN_OK);
+        }
+        sn_net_get_output(net, l, &lt);
+        loss[r] = ((float *)sn_tensor_data(lt))[0];
+        ck_assert_int_eq(sn_net_get_grad(net, "conv0/weights", &grads[r]), SN_OK);
+        sn_tensor_free(lt);
+        sn_tensor_free(xt);
+        free(xv);
+        sn_net_free(net);
+        sn_graph_free(g);
+        sn_ctx_free(ctx);
+    }
+    ck_assert_mem_eq(&loss[0], &loss[1], sizeof(float));
+    ck_assert_mem_eq(sn_tensor_data(grads[0]), sn_tensor_data(grads[1]), sn_tensor_nbytes(grads[0]));
+    sn_tensor_free(grads[0]);
+    sn_tensor_free(grads[1]);
+} END_TEST
+
+START_TEST(test_dropout_steps) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[2] = {SN_BATCH, 1000};
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 2, in);
+    sn_node y = sn_dropout(g, x, 0.8f, "Dropout");
+    sn_graph_end_point(g, y, NULL);
+    sn_net *net = compile(g, 10, 0);
+    float *xv = malloc(10000 * sizeof *xv);
+    for (int i = 0; i < 10000; i++) xv[i] = 1.0f;
+    int64_t xd[2] = {10, 1000};
+    sn_tensor *xt = wrap(xv, 2, xd), *a = NULL, *b = NULL, *c = NULL;
+    sn_net_set_input(net, x, xt);
+    sn_net_set_step(net, 1);
+    sn_net_forward(net);
+    sn_net_get_output(net, y, &a);
+    sn_net_forward(net);
+    sn_net_get_output(net, y, &b);
+    sn_net_set_step(net, 2);
+    sn_net_forward(net);
+    sn_net_get_output(net, y, &c);
+    ck_assert_mem_eq(sn_tensor_data(a), sn_tensor_data(b), 40000);   /* same step, same mask */
+    ck_assert(memcmp(sn_tensor_data(a), sn_tensor_data(c), 40000) != 0);
+    int kept = 0;
+    for (int i = 0; i < 10000; i++) {
+        float v = ((float *)sn_tensor_data(a))[i];
+        ck_assert(v == 0.0f || fabsf(v - 1.25f) < 1e-6f);
+        kept += v != 0.0f;
+    }
+    ck_assert_int_gt(kept, 7800);
+    ck_assert_int_lt(kept, 8200);
+    sn_tensor_free(a);
+    sn_tensor_free(b);
+    sn_tensor_free(c);
+    sn_tensor_free(xt);
+    free(xv);
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+Suite *suite_graph(void) {
+    Suite *s = suite_create("graph");
+    TCase *tc = tcase_create("graph");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_slim_names);
+    tcase_add_test(tc, test_regularization_losses);
+    tcase_add_test(tc, test_shape_mismatch_is_sticky);
+    tcase_add_test(tc, test_bad_arguments);
+    tcase_add_test(tc, test_net_api_errors);
+    tcase_add_test(tc, test_conv_same_asymmetric_by_hand);
+    tcase_add_test(tc, test_avg_pool_same_by_hand);
+    tcase_add_test(tc, test_batch_norm_training_updates);
+    tcase_add_test(tc, test_xent_by_hand);
+    tcase_add_test(tc, test_arena_reuse);
+    tcase_add_test(tc, test_determinism);
+    tcase_add_test(tc, test_dropout_steps);
+    suite_add_tcase(s, tc);
+    return s;
+}
