@@ -40,7 +40,7 @@ endif
 CC      ?= cc
 NVCC    ?= $(if $(shell command -v nvcc 2>/dev/null),nvcc,$(CUDA_HOME)/bin/nvcc)
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -fPIC -fvisibility=hidden -MMD -MP
-LDLIBS  := -lopenblas -lm -lpthread
+LDLIBS  := -lopenblas -lz -lm -lpthread
 ifeq ($(DEBUG),1)
   CFLAGS += -O0 -g -DSN_DEBUG
 else
@@ -56,10 +56,23 @@ endif
 ifeq ($(OPENMP),1)
   CFLAGS  += -fopenmp
   LDFLAGS += -fopenmp
+else
+  CFLAGS  += -Wno-unknown-pragmas
 endif
 OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 CFLAGS += $(OPENBLAS_CFLAGS)
 
+# First pass: make sure the Debian packages are there, then run make again, so that every
+# $(shell pkg-config ...) below sees them on a fresh machine.
+ifeq ($(SN_DEPS_CHECKED),)
+GOALS := $(filter-out deps check-deps clean uninstall,$(or $(MAKECMDGOALS),all))
+.PHONY: $(GOALS) sn-recurse
+$(GOALS): sn-recurse
+	@:
+sn-recurse:
+	@$(MAKE) --no-print-directory check-deps
+	@$(MAKE) --no-print-directory SN_DEPS_CHECKED=1 $(GOALS)
+else
 LIB_SRC    := $(wildcard lib/*.c) $(wildcard kernels/cpu/*.c) $(wildcard nets/*.c)
 CUDA_SRC   :=
 ifeq ($(CUDA),1)
@@ -67,7 +80,7 @@ ifeq ($(CUDA),1)
   CUDA_SRC := $(wildcard kernels/cuda/*.cu)
   NVFLAGS  := -std=c++17 -O3 -Xcompiler -fPIC,-fvisibility=hidden -I$(CUDA_HOME)/include \
               -DSN_WITH_CUDA -arch=$(NVCC_ARCH) -MMD -MP --expt-relaxed-constexpr
-  LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart
+  LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++
 endif
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_SRC:%.cu=$(BUILD)/%.cu.o)
@@ -82,8 +95,8 @@ TEST_BIN := $(BUILD)/tests/run_tests
 BENCH_SRC := $(wildcard benchmarks/*.c)
 BENCH_BIN := $(BENCH_SRC:benchmarks/%.c=$(BUILD)/bin/%)
 
-.PHONY: all lib tools test bench install uninstall clean deps check-deps
-all: check-deps lib tools
+.PHONY: all lib tools test bench demo install uninstall clean deps check-deps
+all: lib tools
 
 lib: $(SO_FILE) $(A_FILE)
 tools: $(TOOLS)
@@ -120,29 +133,18 @@ $(TEST_BIN): $(TEST_OBJ) $(A_FILE)
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(A_FILE) $(LDLIBS) \
 	    $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
 
-test: check-deps $(TEST_BIN) tools
+test: $(TEST_BIN) tools
 	CK_DEFAULT_TIMEOUT=600 $(TEST_BIN)
 
-bench: check-deps $(BENCH_BIN)
+# The README's main command: trains LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist).
+FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
+DEMO_FLAGS ?= --epochs 3
+demo: $(BUILD)/bin/slimnet-demo
+	@[ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ] || $(MAKE) --no-print-directory deps DEB_PKGS=dataset-fashion-mnist
+	$(BUILD)/bin/slimnet-demo --data_dir $(FASHION_MNIST) $(DEMO_FLAGS)
+
+bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
-
-# ---- dependencies ----------------------------------------------------------------------------
-DEB_PKGS := gcc make pkg-config libopenblas-dev check libsubunit-dev
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -z "$$missing" ]; then echo "deps: all installed"; exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then \
-	  echo "deps: installing$$missing"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
-	    >$(BUILD).deps.log 2>&1 || { cat $(BUILD).deps.log; exit 1; }; \
-	else echo "deps: missing packages; run: sudo apt-get install -y$$missing"; exit 1; fi
-
-# Cheap check on every build: only calls `make deps` when a header or tool is missing.
-check-deps:
-	@if ! [ -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ] && \
-	    ! pkg-config --exists openblas 2>/dev/null || ! pkg-config --exists check 2>/dev/null; \
-	then $(MAKE) --no-print-directory deps; fi
 
 # ---- install -----------------------------------------------------------------------------
 install: all
@@ -159,6 +161,25 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/slimnet.h $(DESTDIR)$(PREFIX)/lib/libslimnet.* \
 	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/slimnet.pc $(TOOLS:$(BUILD)/bin/%=$(DESTDIR)$(PREFIX)/bin/%)
+
+endif
+
+# ---- dependencies ----------------------------------------------------------------------------
+DEB_PKGS := gcc make pkg-config libopenblas-dev check libsubunit-dev zlib1g-dev
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all installed"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "deps: installing$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+	    >$(BUILD).deps.log 2>&1 || { cat $(BUILD).deps.log; exit 1; }; \
+	else echo "deps: missing packages; run: sudo apt-get install -y$$missing"; exit 1; fi
+
+# Cheap check on every build: only calls `make deps` when a header or tool is missing.
+check-deps:
+	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists openblas check zlib; \
+	then $(MAKE) --no-print-directory deps; fi
 
 clean:
 	rm -rf $(BUILD) $(BUILD).deps.log

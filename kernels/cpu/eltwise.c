@@ -1,0 +1,122 @@
+/* eltwise.c: elementwise and per-channel kernels on the CPU.
+ * Shapes: n elements in any layout; the per-channel ones see (rows, C), rows = N*H*W,
+ * with b/db (C).  Outputs may alias inputs of the same shape (y == x is an in-place op). */
+#include "../kernels.h"
+
+/* Below this many elements a parallel region costs more than the loop. */
+enum { PAR_MIN = 1 << 15 };
+/* Channel block of the per-channel reductions: 16 floats = one cache line. */
+enum { CB = 16 };
+
+/* y = x + b[c]. */
+sn_status sn__bias_fwd_cpu(sn__dev *d, float *y, const float *x, const float *b, int64_t rows,
+                           int64_t C) {
+#pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] + b[c];
+    return SN_OK;
+}
+
+/* Accumulates: db[c] += sum over rows of dy[r, c], summed in double (rows can be N*H*W). */
+sn_status sn__bias_bwd_cpu(sn__dev *d, float *db, const float *dy, int64_t rows, int64_t C) {
+    const int64_t ncb = (C + CB - 1) / CB;
+#pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
+    for (int64_t b = 0; b < ncb; b++) {
+        int64_t c0 = b * CB, nc = C - c0 < CB ? C - c0 : CB;
+        double s[CB] = {0};
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < nc; c++) s[c] += dy[r * C + c0 + c];
+        for (int64_t c = 0; c < nc; c++) db[c0 + c] += (float)s[c];
+    }
+    return SN_OK;
+}
+
+/* y = max(x, 0). */
+sn_status sn__relu_fwd_cpu(sn__dev *d, float *y, const float *x, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return SN_OK;
+}
+
+/* Accumulates: dx += dy where y > 0.  Reading y instead of x lets the forward overwrite its
+ * input; y > 0 exactly when x > 0, so this is TF's ReluGrad. */
+sn_status sn__relu_bwd_cpu(sn__dev *d, float *dx, const float *dy, const float *y, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+    return SN_OK;
+}
+
+/* y = min(max(x, 0), 6). */
+sn_status sn__relu6_fwd_cpu(sn__dev *d, float *y, const float *x, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? (x[i] < 6.0f ? x[i] : 6.0f) : 0.0f;
+    return SN_OK;
+}
+
+/* Accumulates: dx += dy where 0 < y < 6, i.e. 0 < x < 6 (TF's Relu6Grad: no gradient at
+ * either kink). */
+sn_status sn__relu6_bwd_cpu(sn__dev *d, float *dx, const float *dy, const float *y, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.0f && y[i] < 6.0f ? dy[i] : 0.0f;
+    return SN_OK;
+}
+
+/* y = a + b. */
+sn_status sn__add_fwd_cpu(sn__dev *d, float *y, const float *a, const float *b, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+    return SN_OK;
+}
+
+/* y = alpha * x. */
+sn_status sn__scale_fwd_cpu(sn__dev *d, float *y, const float *x, float alpha, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i];
+    return SN_OK;
+}
+
+/* Accumulates: dx += alpha * dy (the backward of add, scale, copy and reshape). */
+sn_status sn__accum_cpu(sn__dev *d, float *dx, const float *dy, float alpha, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dx[i] += alpha * dy[i];
+    return SN_OK;
+}
+
+/* Inverted dropout: u = sn__uniform01(seed, i); mask[i] = u < keep ? 1/keep : 0;
+ * y = x * mask.  The generator is indexed by i, not drawn in sequence, so the mask does not
+ * depend on the thread count or the backend. */
+sn_status sn__dropout_fwd_cpu(sn__dev *d, float *y, float *mask, const float *x, float keep,
+                              uint64_t seed, int64_t n) {
+    const float inv = 1.0f / keep;
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        mask[i] = sn__uniform01(seed, (uint64_t)i) < keep ? inv : 0.0f;
+        y[i] = x[i] * mask[i];
+    }
+    return SN_OK;
+}
+
+/* Accumulates: dx += dy * mask. */
+sn_status sn__dropout_bwd_cpu(sn__dev *d, float *dx, const float *dy, const float *mask,
+                              int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
+    return SN_OK;
+}
+
+/* y[0] = sum of x[0..n), in double: it adds the scalar losses. */
+sn_status sn__sum_fwd_cpu(sn__dev *d, float *y, const float *x, int64_t n) {
+    (void)d;
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    y[0] = (float)s;
+    return SN_OK;
+}
+
+/* Accumulates: dx[i] += dy[0] for i < n. */
+sn_status sn__sum_bwd_cpu(sn__dev *d, float *dx, const float *dy, int64_t n) {
+    const float g = dy[0];
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dx[i] += g;
+    return SN_OK;
+}
