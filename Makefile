@@ -40,7 +40,7 @@ endif
 CC      ?= cc
 NVCC    ?= $(if $(shell command -v nvcc 2>/dev/null),nvcc,$(CUDA_HOME)/bin/nvcc)
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -fPIC -fvisibility=hidden -MMD -MP
-LDLIBS  := -lopenblas -lz -lm -lpthread
+LDLIBS  := -lopenblas -lprotobuf-c -lsnappy -lturbojpeg -lpng -lcjson -lz -lm -lpthread
 ifeq ($(DEBUG),1)
   CFLAGS += -O0 -g -DSN_DEBUG
 else
@@ -73,7 +73,14 @@ sn-recurse:
 	@$(MAKE) --no-print-directory check-deps
 	@$(MAKE) --no-print-directory SN_DEPS_CHECKED=1 $(GOALS)
 else
-LIB_SRC    := $(wildcard lib/*.c) $(wildcard kernels/cpu/*.c) $(wildcard nets/*.c)
+# lib/io/*.proto are compiled by protoc-c into $(BUILD)/gen (our own minimal .proto files
+# with TensorFlow's field numbers).
+PROTO_SRC  := $(wildcard lib/io/*.proto)
+PROTO_C    := $(PROTO_SRC:%.proto=$(BUILD)/gen/%.pb-c.c)
+PROTO_H    := $(PROTO_C:.c=.h)
+CFLAGS     += -I$(BUILD)/gen
+LIB_SRC    := $(wildcard lib/*.c) $(wildcard lib/io/*.c) $(wildcard kernels/cpu/*.c) \
+              $(wildcard nets/*.c)
 CUDA_SRC   :=
 ifeq ($(CUDA),1)
   CFLAGS   += -DSN_WITH_CUDA -I$(CUDA_HOME)/include
@@ -83,7 +90,7 @@ ifeq ($(CUDA),1)
   LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++
 endif
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_SRC:%.cu=$(BUILD)/%.cu.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTO_C:%.c=%.o) $(CUDA_SRC:%.cu=$(BUILD)/%.cu.o)
 SO_NAME  := libslimnet.so.$(SOMAJOR)
 SO_FILE  := $(BUILD)/lib/libslimnet.so.$(VERSION)
 A_FILE   := $(BUILD)/lib/libslimnet.a
@@ -100,6 +107,13 @@ all: lib tools
 
 lib: $(SO_FILE) $(A_FILE)
 tools: $(TOOLS)
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: %.proto
+	@mkdir -p $(dir $@)
+	protoc-c --c_out=$(BUILD)/gen $<
+
+$(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
+	$(CC) $(CFLAGS) -Wno-pedantic -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -146,6 +160,9 @@ demo: $(BUILD)/bin/slimnet-demo
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 
+# Every object may include a generated header: generate them first.
+$(LIB_SRC:%.c=$(BUILD)/%.o) $(TEST_OBJ): | $(PROTO_H)
+
 # ---- install -----------------------------------------------------------------------------
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
@@ -165,7 +182,9 @@ uninstall:
 endif
 
 # ---- dependencies ----------------------------------------------------------------------------
-DEB_PKGS := gcc make pkg-config libopenblas-dev check libsubunit-dev zlib1g-dev
+DEB_PKGS := gcc make pkg-config libopenblas-dev check libsubunit-dev zlib1g-dev \
+            libprotobuf-c-dev protobuf-c-compiler libsnappy-dev libturbojpeg0-dev libpng-dev \
+            libcjson-dev
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -178,7 +197,9 @@ deps:
 
 # Cheap check on every build: only calls `make deps` when a header or tool is missing.
 check-deps:
-	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists openblas check zlib; \
+	@if ! command -v pkg-config >/dev/null || ! command -v protoc-c >/dev/null || \
+	    ! pkg-config --exists openblas check zlib libprotobuf-c snappy libturbojpeg libpng \
+	        libcjson; \
 	then $(MAKE) --no-print-directory deps; fi
 
 clean:
