@@ -91,6 +91,8 @@ extern const sn__kernels sn__kernels_cuda;
 int sn__cuda_count(void);
 sn_status sn__cuda_open(sn__dev *d, int index);
 void sn__cuda_close(sn__dev *d);
+/* Applies sn_ctx_params.allow_tf32 and .deterministic (no timed algorithm search). */
+void sn__cuda_configure(sn__dev *d, int allow_tf32, int deterministic);
 /* Fills buf with "driver X, runtime Y, cuDNN Z, <GPU name>, compute capability A.B". */
 sn_status sn__cuda_info(sn__dev *d, char *buf, size_t len);
 

@@ -38,6 +38,7 @@ sn_status sn__backend_open(sn_ctx *ctx) {
         return sn__fail(ctx, SN_ERR_NO_DEVICE, "no CUDA device %d: %d device(s) present",
                         ctx->p.device_index, n);
     SN_TRY(sn__cuda_open(d, ctx->p.device_index));
+    sn__cuda_configure(d, ctx->p.allow_tf32, ctx->p.deterministic);
     ctx->k = &sn__kernels_cuda;
     return SN_OK;
 #else

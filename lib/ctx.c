@@ -13,6 +13,7 @@ sn_ctx_params sn_ctx_params_default(void) {
     sn_ctx_params p = {0};
     p.device = SN_DEVICE_CPU;
     p.log_level = SN_LOG_INFO;
+    p.allow_tf32 = 1;
     return p;
 }
 

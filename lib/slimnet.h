@@ -105,6 +105,13 @@ typedef struct sn_ctx_params {
     sn_log_fn log;        /* NULL (default): silent */
     void *log_user;
     sn_log_level log_level; /* messages below this level are dropped; default SN_LOG_INFO */
+    int allow_tf32;       /* CUDA: float32 convolutions and matmuls may use TF32 tensor cores
+                           * (10-bit mantissa inputs, float32 accumulation), as TensorFlow
+                           * does by default on Ampere and later; 0 = strict float32.
+                           * Default 1.  No effect on CPU. */
+    int deterministic;    /* CUDA: choose cuDNN algorithms by heuristics instead of timing
+                           * them, so the same inputs give the same bits every run.
+                           * Default 0. */
 } sn_ctx_params;
 
 /* Defaults as documented above; new fields keep their defaults in old programs. */

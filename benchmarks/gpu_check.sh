@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# gpu_check.sh: the one script run on a lent GPU machine (H100/H200): finds CUDA, cuDNN,
+# cuBLAS, OpenBLAS and Check, builds slimnet with CUDA=1, runs every Check suite (the CUDA
+# parity suite included) and any GPU benchmark, and prints a summary table last.
+#
+# That machine has nvcc but no network and maybe no OpenBLAS or Check: run
+# benchmarks/gpu_devdeps.sh here first, and carry `.devdeps` with the run.  cuDNN and cuBLAS
+# are taken from $CUDA_HOME, /usr, or the Python wheels (site-packages/nvidia/{cudnn,cublas}),
+# header and library from the same place.  Nothing is installed: the paths go into CPATH,
+# LIBRARY_PATH, LD_LIBRARY_PATH, NVCC_PREPEND_FLAGS and pkg-config's variables.
+#
+# Logs go to $OUT (the device tool's folder; build/gpu_out when unset): nvidia-smi.txt,
+# env.txt, build.log, tests.log, bench.log, summary.txt.  Exit status 0 only when the build
+# and all tests pass.  Budget: well under 8 minutes (each step has its own timeout).
+#
+# Usage: bash benchmarks/gpu_check.sh     (SN_FORCE_DEVDEPS=1: use .devdeps even where the
+#        system has the packages, to try that path on the dev machine)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+OUT=${OUT:-$ROOT/build/gpu_out}
+BUILD=${BUILD:-build/cuda}
+JOBS=$(nproc 2>/dev/null || echo 8)
+START=$(date +%s)
+mkdir -p "$OUT" "$BUILD"
+: >"$OUT/env.txt"
+
+ROWS=()
+row() { ROWS+=("$(printf '%-14s %-5s %5ss  %s' "$1" "$2" "$3" "$4")"); }
+now() { date +%s; }
+note() { echo "$*" | tee -a "$OUT/env.txt"; }
+
+# ---- device -----------------------------------------------------------------------------
+t=$(now)
+if nvidia-smi 2>&1 | tee "$OUT/nvidia-smi.txt"; then
+    GPU=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap \
+          --format=csv,noheader 2>/dev/null | head -1)
+    row device ok $(($(now) - t)) "$GPU"
+else
+    GPU=""
+    row device FAIL $(($(now) - t)) "nvidia-smi failed: no GPU visible"
+fi
+CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+NVCC_ARCH=${NVCC_ARCH:-sm_${CAP:-90}}
+
+# ---- toolchain and libraries ----------------------------------------------------------------
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+if [ -z "$NVCC" ]; then
+    row toolchain FAIL 0 "no nvcc"
+    printf '%s\n' "${ROWS[@]}" | tee "$OUT/summary.txt"
+    exit 1
+fi
+CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$NVCC")")")}
+export PATH="$CUDA_HOME/bin:$PATH"
+LINKS=$ROOT/$BUILD/links          # unversioned lib*.so names for -l, where only .so.N exist
+mkdir -p "$LINKS"
+INC_DIRS=()
+LIB_DIRS=()
+
+# Python site-packages that may hold NVIDIA's wheels.
+PY_SITES=$( (python3 -c 'import site; print("\n".join(site.getsitepackages()))' 2>/dev/null;
+             ls -d /opt/torch/.venv/lib/python3*/site-packages \
+                   /usr/local/lib/python3*/dist-packages 2>/dev/null) | sort -u)
+
+# find_pkg NAME HEADER LIBNAME DIRPAIRS...: first "include:lib" pair holding both the header
+# and lib<LIBNAME>.so*; adds it to the search paths.
+find_pkg() {
+    local name=$1 header=$2 lib=$3 pair inc dir
+    shift 3
+    for pair in "$@"; do
+        inc=${pair%%:*}
+        dir=${pair#*:}
+        [ -f "$inc/$header" ] || continue
+        compgen -G "$dir/lib$lib.so*" >/dev/null || continue
+        note "$name: headers $inc, libraries $dir"
+        INC_DIRS+=("$inc")
+        LIB_DIRS+=("$dir")
+        local f
+        for f in "$dir"/lib*.so.*; do   # lib<x>.so.N -> lib<x>.so where the link is missing
+            [ -e "$f" ] || continue
+            local base=${f##*/}
+            base=${base%%.so.*}.so
+            [ -e "$dir/$base" ] || [ -e "$LINKS/$base" ] || ln -sf "$f" "$LINKS/$base"
+        done
+        return 0
+    done
+    note "$name: NOT FOUND"
+    return 1
+}
+
+wheel_pairs() {   # include:lib pairs of site-packages/nvidia/<pkg>
+    local s
+    for s in $PY_SITES; do echo "$s/nvidia/$1/include:$s/nvidia/$1/lib"; done
+}
+
+t=$(now)
+DEPS_OK=1
+# shellcheck disable=SC2046  # word splitting of the pair lists is intended
+find_pkg cuDNN cudnn.h cudnn "$CUDA_HOME/include:$CUDA_HOME/lib64" \
+    /usr/include:/usr/lib/x86_64-linux-gnu \
+    /usr/include/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu $(wheel_pairs cudnn) || DEPS_OK=0
+# shellcheck disable=SC2046
+find_pkg cuBLAS cublas_v2.h cublas "$CUDA_HOME/include:$CUDA_HOME/lib64" \
+    "$CUDA_HOME/targets/x86_64-linux/include:$CUDA_HOME/targets/x86_64-linux/lib" \
+    /usr/include:/usr/lib/x86_64-linux-gnu $(wheel_pairs cublas) || DEPS_OK=0
+
+# OpenBLAS, Check and zlib: the system's when a probe compiles and links, else .devdeps.
+probe() {
+    printf '#include <cblas.h>\n#include <check.h>\n#include <zlib.h>\nint main(void){return 0;}\n' |
+        gcc -x c - -o /dev/null -lopenblas -lcheck -lsubunit -lz -lm -lpthread -lrt >/dev/null 2>&1
+}
+PREBUILT=""
+if [ -f "$BUILD/PREBUILT" ] && [ -x "$BUILD/tests/run_tests" ]; then
+    PREBUILT=$(cat "$BUILD/PREBUILT")
+    LIB_DIRS+=("$ROOT/$BUILD/rtlibs")
+    note "prebuilt binaries ($PREBUILT); their libraries from $BUILD/rtlibs"
+elif [ -z "${SN_FORCE_DEVDEPS:-}" ] && probe; then
+    note "OpenBLAS, Check, zlib: from the system"
+else
+    DEVROOT=$ROOT/.devdeps/root
+    if [ ! -d "$DEVROOT" ] && compgen -G "$ROOT/.devdeps/debs/*.deb" >/dev/null; then
+        DEVROOT=/tmp/slimnet-devroot
+        mkdir -p "$DEVROOT"
+        for f in "$ROOT"/.devdeps/debs/*.deb; do dpkg -x "$f" "$DEVROOT"; done
+    fi
+    if [ -d "$DEVROOT" ]; then
+        A=$DEVROOT/usr/lib/x86_64-linux-gnu
+        export CPATH="$DEVROOT/usr/include:$DEVROOT/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"
+        LIB_DIRS+=("$A" "$A/openblas-pthread")
+        export PKG_CONFIG_LIBDIR=$A/pkgconfig PKG_CONFIG_SYSROOT_DIR=$DEVROOT
+        note "OpenBLAS, Check, zlib: from $DEVROOT"
+    else
+        note "OpenBLAS, Check, zlib: missing, and no .devdeps (run benchmarks/gpu_devdeps.sh" \
+             "on the dev machine and carry .devdeps)"
+        DEPS_OK=0
+    fi
+fi
+
+# shellcheck disable=SC2207  # one directory per line, no spaces
+INC_DIRS=($(printf '%s\n' "${INC_DIRS[@]}" | awk '!seen[$0]++'))
+# shellcheck disable=SC2207
+LIB_DIRS=($(printf '%s\n' "${LIB_DIRS[@]}" | awk '!seen[$0]++'))
+for d in "${INC_DIRS[@]}"; do
+    export CPATH="$d${CPATH:+:$CPATH}"
+    export NVCC_PREPEND_FLAGS="-I$d${NVCC_PREPEND_FLAGS:+ $NVCC_PREPEND_FLAGS}"
+done
+for d in "$LINKS" "${LIB_DIRS[@]}"; do
+    export LIBRARY_PATH="$d${LIBRARY_PATH:+:$LIBRARY_PATH}"
+    export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done
+{
+    echo "GPU: ${GPU:-none}"
+    echo "CUDA_HOME=$CUDA_HOME NVCC_ARCH=$NVCC_ARCH jobs=$JOBS"
+    "$NVCC" --version | tail -2
+    gcc --version | head -1
+    grep -h -E '#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ' \
+        "${INC_DIRS[0]:-/nonexistent}/cudnn_version.h" 2>/dev/null
+    echo "CPATH=${CPATH:-}"
+    echo "LIBRARY_PATH=${LIBRARY_PATH:-}"
+    echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+    echo "NVCC_PREPEND_FLAGS=${NVCC_PREPEND_FLAGS:-}"
+} 2>&1 | tee -a "$OUT/env.txt"
+row libraries "$([ $DEPS_OK = 1 ] && echo ok || echo FAIL)" $(($(now) - t)) \
+    "$(grep -c 'headers' "$OUT/env.txt") CUDA libs located; see env.txt"
+
+# ---- build ----------------------------------------------------------------------------------
+# GPU benchmarks: benchmark programs whose source mentions CUDA.
+BENCHES=()
+for src in benchmarks/*.c; do
+    [ -e "$src" ] || continue
+    grep -qiE 'cuda' "$src" && BENCHES+=("$BUILD/bin/$(basename "$src" .c)")
+done
+# SN_DEPS_CHECKED=1 skips the Makefile's apt-get step (no network here).  CUDA 13's kernel
+# launch stubs need libstdc++ (__cxa_guard_*); until the Makefile links it, add it here.
+MAKEARGS=(CUDA=1 "NVCC_ARCH=$NVCC_ARCH" "BUILD=$BUILD" "CUDA_HOME=$CUDA_HOME" SN_DEPS_CHECKED=1)
+if ! grep -q -- '-lstdc++' Makefile; then
+    MAKEARGS+=("LDFLAGS=-fopenmp -Wl,--no-as-needed -lstdc++ -Wl,--as-needed")
+fi
+t=$(now)
+if [ -n "$PREBUILT" ]; then
+    echo "prebuilt by benchmarks/gpu_prepare.sh: $PREBUILT" | tee "$OUT/build.log"
+    BUILD_RC=0
+else
+    timeout 300 make -j"$JOBS" "${MAKEARGS[@]}" lib tools "$BUILD/tests/run_tests" \
+        "${BENCHES[@]}" 2>&1 | tee "$OUT/build.log"
+    BUILD_RC=$?
+fi
+WARN=$(grep -c -i 'warning' "$OUT/build.log")
+if [ $BUILD_RC = 0 ]; then
+    row build ok $(($(now) - t)) "make CUDA=1 NVCC_ARCH=$NVCC_ARCH; $WARN warning lines"
+else
+    row build FAIL $(($(now) - t)) "rc=$BUILD_RC; see build.log: $(grep -m1 -E 'error|Error' \
+        "$OUT/build.log" | cut -c1-100)"
+fi
+
+# ---- tests ----------------------------------------------------------------------------------
+TEST_RC=1
+if [ $BUILD_RC = 0 ]; then
+    t=$(now)
+    CK_DEFAULT_TIMEOUT=600 timeout 200 "$BUILD/tests/run_tests" 2>&1 | tee "$OUT/tests.log"
+    TEST_RC=$?
+    TOTAL=$(grep -m1 -E '^[0-9]+%: Checks' "$OUT/tests.log" || echo "no Check summary (rc=$TEST_RC)")
+    row tests "$([ $TEST_RC = 0 ] && echo ok || echo FAIL)" $(($(now) - t)) "$TOTAL"
+    CUDA_FAILS=$(grep -c -E ':[FE]:[^:]*:test_cuda_' "$OUT/tests.log")
+    CUDA_SKIPS=$(grep -c -E '^\[cuda\].*skipped' "$OUT/tests.log")
+    row "cuda suite" "$([ "$CUDA_FAILS" = 0 ] && [ "$CUDA_SKIPS" = 0 ] && echo ok || echo FAIL)" \
+        0 "$CUDA_FAILS failed, $CUDA_SKIPS skipped"
+    while IFS= read -r l; do row "" "" "" "${l:0:110}"; done \
+        < <(grep -E ':[FE]:[^:]*:test_' "$OUT/tests.log" | head -12)
+else
+    row tests skip 0 "build failed"
+fi
+
+# ---- benchmarks -----------------------------------------------------------------------------
+# Arguments of the known benchmark programs on the GPU; others get --device cuda when their
+# source takes it.  The PyTorch peer (bench_torch.py) runs in the same session, same GPU.
+bench_args() {
+    case "$1" in
+        bench_train) echo "--device cuda --model resnet_v1_50 --batch 128 --steps 10 --warmup 3" ;;
+        *) grep -q -- '--device' "benchmarks/$1.c" && echo "--device cuda" ;;
+    esac
+}
+run_bench() {   # name timeout command...
+    local name=$1 limit=$2 t rc
+    shift 2
+    if [ $(($(now) - START)) -gt 420 ]; then row "$name" skip 0 "out of time"; return; fi
+    t=$(now)
+    echo "== $name: $*" >>"$OUT/bench.log"
+    timeout "$limit" "$@" 2>&1 | tee -a "$OUT/bench.log"
+    rc=$?
+    row "$name" "$([ $rc = 0 ] && echo ok || echo FAIL)" $(($(now) - t)) \
+        "rc=$rc: $(tail -1 "$OUT/bench.log" | cut -c1-90)"
+}
+: >"$OUT/bench.log"
+for b in "${BENCHES[@]}"; do
+    name=$(basename "$b")
+    if [ $BUILD_RC != 0 ] || [ ! -x "$b" ]; then row "$name" skip 0 "not built"; continue; fi
+    # shellcheck disable=SC2046  # the arguments are words
+    run_bench "$name" 120 "$b" $(bench_args "$name")
+done
+if [ -f benchmarks/bench_torch.py ] && python3 -c 'import torch, torchvision' 2>/dev/null; then
+    run_bench torch-tf32 90 python3 benchmarks/bench_torch.py --model resnet50 --batch 128 \
+        --precision tf32 --steps 10 --warmup 5
+    run_bench torch-bf16 90 python3 benchmarks/bench_torch.py --model resnet50 --batch 128 \
+        --precision bf16 --steps 10 --warmup 5
+fi
+[ ${#BENCHES[@]} = 0 ] && row bench skip 0 "no GPU benchmark program in benchmarks/"
+
+# ---- summary (last) -------------------------------------------------------------------------
+{
+    echo
+    echo "== gpu_check summary: ${GPU:-no GPU}, $(($(now) - START)) s in all"
+    printf '%-14s %-5s %6s  %s\n' step status time detail
+    printf '%s\n' "${ROWS[@]}"
+} | tee "$OUT/summary.txt"
+[ $BUILD_RC = 0 ] && [ $TEST_RC = 0 ]

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# gpu_prepare.sh: run HERE (the dev machine) before a device run.  Builds the CUDA binaries
+# for sm_90 (H100/H200) into build/cuda and copies the non-CUDA shared libraries they load
+# (OpenBLAS, protobuf-c, snappy, turbojpeg, png, cJSON, gfortran, gomp) into
+# build/cuda/rtlibs, since the device machine has no network to install them.  Then run
+# the device with
+#     command: bash benchmarks/gpu_check.sh
+#     carry:   ["build/cuda/bin", "build/cuda/tests/run_tests", "build/cuda/rtlibs",
+#               "build/cuda/PREBUILT"]
+# gpu_check.sh sees build/cuda/PREBUILT and runs these binaries instead of building there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=build/cuda
+make -j"$(nproc)" CUDA=1 NVCC_ARCH="${NVCC_ARCH:-sm_90}" BUILD=$BUILD lib tools \
+    $BUILD/tests/run_tests $BUILD/bin/bench_train $BUILD/bin/bench_conv >/dev/null
+rm -rf $BUILD/rtlibs
+mkdir -p $BUILD/rtlibs
+ldd $BUILD/tests/run_tests $BUILD/bin/* | awk '/=> \// {print $3}' | sort -u |
+    grep -v -E '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcud[^/]*|libcublas[^/]*|libnv[^/]*)\.so' |
+    while read -r lib; do cp -L "$lib" $BUILD/rtlibs/; done
+strip $BUILD/tests/run_tests $BUILD/bin/* $BUILD/rtlibs/* 2>/dev/null || true
+echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo +dirty), built $(date -u +%F\ %TZ)," \
+     "NVCC_ARCH=${NVCC_ARCH:-sm_90}" > $BUILD/PREBUILT
+du -sh $BUILD/bin $BUILD/tests/run_tests $BUILD/rtlibs
+cat $BUILD/PREBUILT

@@ -1,0 +1,198 @@
+/* cuda_internal.h: what the CUDA kernels share: the per-device state behind sn__dev.cuda,
+ * status mapping for the CUDA runtime, cuBLAS and cuDNN, and launch helpers.
+ *
+ * Shape letters as in kernels.h: N batch, H/W input, C input channels, K output channels,
+ * R/S filter, P/Q output, M depthwise multiplier.  Activations NHWC.
+ *
+ * The struct is plain C so that tests (and lib/, should it need to) can read device facts or
+ * switch allow_tf32; everything below `#ifdef __CUDACC__` is for the .cu files only.
+ * Nothing here exits, aborts or prints: every failure becomes an sn_status with a message
+ * "<call>: <error string>" set through sn__fail. */
+#ifndef SN_CUDA_INTERNAL_H
+#define SN_CUDA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cuda_runtime_api.h>
+#include <cublas_v2.h>
+#include <cudnn.h>
+#include "../kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One cached convolution set-up (conv.cu): descriptors and chosen algorithms per shape. */
+typedef struct sn__conv_plan sn__conv_plan;
+
+/* Upper bound for a convolution's cuDNN workspace: algorithms needing more are skipped. */
+#define SN__CUDA_CONV_WS_LIMIT ((size_t)256 << 20)
+/* Scratch for the reductions' partial sums (batch norm, bias, losses), allocated at open. */
+#define SN__CUDA_SCRATCH_BYTES ((size_t)16 << 20)
+/* cuBLAS workspace, given to the handle at open so that no GEMM allocates (32 MiB is
+ * NVIDIA's recommendation for Hopper). */
+#define SN__CUDA_CUBLAS_WS_BYTES ((size_t)32 << 20)
+
+struct sn__cuda {
+    int device;                 /* CUDA ordinal */
+    cudaStream_t stream;        /* every kernel, copy, cuBLAS and cuDNN call runs on it */
+    cublasHandle_t cublas;      /* bound to stream */
+    cudnnHandle_t cudnn;        /* bound to stream */
+
+    /* 1 (default): cuBLAS and cuDNN may run fp32 products on TF32 tensor cores (10-bit
+     * mantissa inputs, fp32 accumulation).  0: full fp32 (FMA) everywhere; the parity tests
+     * set 0.  Read at every call, so it may be switched between calls. */
+    int allow_tf32;
+    int cublas_tf32;            /* the math mode currently set on the cuBLAS handle */
+    /* 1 (default): the first run of a convolution shape times cuDNN's algorithms
+     * (cudnnFind*AlgorithmEx) and keeps the fastest, as cudnn.benchmark does; 0: cuDNN's
+     * heuristics only (no timing runs; the choice is then reproducible). */
+    int find_algos;
+
+    /* Device facts, read once at open. */
+    char name[256];
+    int cc_major, cc_minor;
+    int sm_count;
+    int max_threads_per_sm;
+    size_t l2_bytes;
+    size_t smem_per_block_optin;
+    size_t total_mem;
+    int mempool;                /* cudaMallocAsync usable (else cudaMalloc) */
+
+    void *cublas_ws;            /* SN__CUDA_CUBLAS_WS_BYTES, owned */
+    void *scratch;              /* SN__CUDA_SCRATCH_BYTES, owned; stream-ordered use */
+    size_t scratch_bytes;
+    int *flag_host;             /* pinned int: xent's bad-label flag copied back */
+
+    /* Convolution plans, one per (dims, tf32) seen; freed at close. */
+    sn__conv_plan **plans;
+    int n_plans, cap_plans;
+    int last_plan;              /* index of the last hit, tried first */
+};
+
+/* Maps a runtime error to SN_ERR_NOMEM (allocation) or SN_ERR_CUDA with "what: string", and
+ * clears the runtime's last-error slot so the next launch check does not see it again. */
+static inline sn_status sn__cuda_rt(sn__dev *d, cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return SN_OK;
+    (void)cudaGetLastError();
+    return sn__fail(d ? d->ctx : NULL,
+                    e == cudaErrorMemoryAllocation ? SN_ERR_NOMEM : SN_ERR_CUDA, "%s: %s",
+                    what, cudaGetErrorString(e));
+}
+
+static inline sn_status sn__cuda_blas(sn__dev *d, cublasStatus_t st, const char *what) {
+    if (st == CUBLAS_STATUS_SUCCESS) return SN_OK;
+    return sn__fail(d ? d->ctx : NULL,
+                    st == CUBLAS_STATUS_ALLOC_FAILED ? SN_ERR_NOMEM : SN_ERR_CUDA, "%s: %s",
+                    what, cublasGetStatusString(st));
+}
+
+static inline sn_status sn__cuda_dnn(sn__dev *d, cudnnStatus_t st, const char *what) {
+    if (st == CUDNN_STATUS_SUCCESS) return SN_OK;
+    int nomem = st == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+                st == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
+    return sn__fail(d ? d->ctx : NULL, nomem ? SN_ERR_NOMEM : SN_ERR_CUDA, "%s: %s", what,
+                    cudnnGetErrorString(st));
+}
+
+/* After a launch: the launch's own error (bad configuration, sticky fault), if any. */
+static inline sn_status sn__cuda_launched(sn__dev *d, const char *what) {
+    return sn__cuda_rt(d, cudaGetLastError(), what);
+}
+
+/* Every CUDA kernel starts here: checks d, makes d's device current for this thread. */
+static inline sn_status sn__cuda_enter(sn__dev *d, struct sn__cuda **out, const char *what) {
+    if (!d || !d->cuda)
+        return sn__fail(d ? d->ctx : NULL, SN_ERR_INVALID_ARG, "%s: no CUDA device open",
+                        what);
+    struct sn__cuda *c = (struct sn__cuda *)d->cuda;
+    int cur = -1;
+    if (cudaGetDevice(&cur) != cudaSuccess || cur != c->device) {
+        sn_status st = sn__cuda_rt(d, cudaSetDevice(c->device), "cudaSetDevice");
+        if (st != SN_OK) return st;
+    }
+    *out = c;
+    return SN_OK;
+}
+
+/* Sets the cuBLAS math mode from allow_tf32 when it changed (conv.cu and gemm.cu). */
+sn_status sn__cuda_blas_mode(sn__dev *d, struct sn__cuda *c);
+/* Releases every convolution plan (conv.cu); used by sn__cuda_close. */
+void sn__cuda_plans_free(struct sn__cuda *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#define SN__CU_TRY(expr)                                \
+    do {                                                \
+        sn_status sn__cu_st_ = (expr);                  \
+        if (sn__cu_st_ != SN_OK) return sn__cu_st_;     \
+    } while (0)
+
+/* Declares `struct sn__cuda *c` for the kernel's device, or returns the failure. */
+#define SN__CU_BEGIN(d, c)                               \
+    struct sn__cuda *c = NULL;                          \
+    SN__CU_TRY(sn__cuda_enter((d), &c, __func__))
+
+#ifdef __CUDACC__
+/* ---- device-side helpers (CUDA translation units only) -------------------------------- */
+
+#define SN__BLOCK 256
+
+/* Blocks for a grid-stride loop over `work` items: enough to fill the GPU a few times over,
+ * no more (each thread then handles several items and the tail wave is short). */
+static inline unsigned sn__grid(const struct sn__cuda *c, int64_t work, int block) {
+    int64_t want = (work + block - 1) / block;
+    int64_t cap = (int64_t)c->sm_count * (c->max_threads_per_sm / block) * 4;
+    if (cap < 1) cap = 1;
+    if (want > cap) want = cap;
+    return (unsigned)(want < 1 ? 1 : want);
+}
+
+/* Whether 32-bit indices are safe for n items, grid-stride overshoot included. */
+static inline bool sn__small_index(int64_t n) { return n <= (int64_t)INT32_MAX - (1 << 26); }
+
+/* 16-byte alignment of a device pointer, for float4 paths. */
+static inline bool sn__aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+/* Sum over a block (blockDim.x a multiple of 32, at most 1024) of one value per thread.
+ * `sh` holds 32 values; every thread gets the total.  T is float or double. */
+template <typename T>
+static __device__ __forceinline__ T sn__warp_sum(T v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+template <typename T>
+static __device__ __forceinline__ T sn__warp_max(T v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        T u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = u > v ? u : v;
+    }
+    return v;
+}
+template <typename T>
+static __device__ T sn__block_sum(T v, T *sh) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = sn__warp_sum(v);
+    __syncthreads();                    /* sh may still be read from a previous call */
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : (T)0;
+    return sn__warp_sum(v);
+}
+template <typename T>
+static __device__ T sn__block_max(T v, T *sh) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = sn__warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : sh[0];
+    return sn__warp_max(v);
+}
+#endif /* __CUDACC__ */
+
+#endif

@@ -1,0 +1,242 @@
+/* dwconv.cu: depthwise 2-D convolution, hand-written (NHWC float).
+ *
+ * Shapes: x (N,H,W,C), w (R,S,C,M) i.e. (R,S,K) with K = C*M, y (N,P,Q,K); output channel
+ * k = c*M + m reads input channel c = k / M.  Input cell of output (p,q), tap (r,s):
+ * h = p*stride_h - pad_top + r*dil_h, w = q*stride_w - pad_left + s*dil_w; cells outside the
+ * input count as zero, so any padding (TF's asymmetric SAME included) is exact.
+ *
+ * fwd:        one thread per output element, k fastest: x and w reads coalesce over c.
+ * bwd_data:   one thread per input element gathers every (r,s,m) that reads it (no atomics),
+ *             then adds once into dx.
+ * bwd_filter: dw[r,s,k] sums over N*P*Q positions.  A block (32 channels x 8 position lanes)
+ *             per (channel chunk, tap, slice of positions) reduces in shared memory; with
+ *             several slices the partial sums go to the workspace (dwconv2d_ws) and a second
+ *             kernel adds them into dw in slice order, so the result is deterministic. */
+#include "cuda_internal.h"
+
+struct dw_geo {
+    int64_t N, H, W, C, K, R, S, M, P, Q, sh, sw, dh, dw, pt, pl;
+};
+
+static dw_geo geo_of(const sn__conv2d_dims *cd) {
+    dw_geo g = {cd->N, cd->H, cd->W, cd->C, cd->K, cd->R, cd->S, cd->M,
+                cd->P, cd->Q, cd->stride_h, cd->stride_w, cd->dil_h, cd->dil_w,
+                cd->pad_top, cd->pad_left};
+    return g;
+}
+
+#define UNPACK(I, g)                                                                         \
+    I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, K = (I)g.K, R = (I)g.R, S = (I)g.S,   \
+      M = (I)g.M, P = (I)g.P, Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, dh = (I)g.dh,          \
+      dwl = (I)g.dw, pt = (I)g.pt, pl = (I)g.pl;                                             \
+    (void)N; (void)H; (void)W; (void)C; (void)K; (void)R; (void)S; (void)M; (void)P;        \
+    (void)Q; (void)sh; (void)sw; (void)dh; (void)dwl; (void)pt; (void)pl
+
+template <typename I>
+static __global__ void dw_fwd_kernel(float *__restrict__ y, const float *__restrict__ x,
+                                     const float *__restrict__ wt, dw_geo g) {
+    UNPACK(I, g);
+    I total = N * P * Q * K;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        I k = i % K, t = i / K;
+        I q = t % Q;
+        t /= Q;
+        I p = t % P, n = t / P;
+        I c = k / M;
+        I h0 = p * sh - pt, w0 = q * sw - pl;
+        float acc = 0.0f;
+        for (I r = 0; r < R; r++) {
+            I h = h0 + r * dh;
+            if (h < 0 || h >= H) continue;
+            const float *xr = x + (n * H + h) * W * C + c;
+            const float *wr = wt + r * S * K + k;
+            for (I s = 0; s < S; s++) {
+                I w = w0 + s * dwl;
+                if (w < 0 || w >= W) continue;
+                acc += xr[w * C] * wr[s * K];
+            }
+        }
+        y[i] = acc;
+    }
+}
+
+template <typename I>
+static __global__ void dw_bwd_data_kernel(float *__restrict__ dx, const float *__restrict__ dy,
+                                          const float *__restrict__ wt, dw_geo g) {
+    UNPACK(I, g);
+    I total = N * H * W * C;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        I c = i % C, t = i / C;
+        I w = t % W;
+        t /= W;
+        I h = t % H, n = t / H;
+        float acc = 0.0f;
+        for (I r = 0; r < R; r++) {
+            I th = h + pt - r * dh;             /* = p*sh */
+            if (th < 0) break;                  /* decreases with r */
+            if (th % sh) continue;
+            I p = th / sh;
+            if (p >= P) continue;
+            for (I s = 0; s < S; s++) {
+                I tw = w + pl - s * dwl;
+                if (tw < 0) break;
+                if (tw % sw) continue;
+                I q = tw / sw;
+                if (q >= Q) continue;
+                const float *g_ = dy + ((n * P + p) * Q + q) * K + c * M;
+                const float *w_ = wt + (r * S + s) * K + c * M;
+                for (I m = 0; m < M; m++) acc += g_[m] * w_[m];
+            }
+        }
+        dx[i] += acc;
+    }
+}
+
+/* Block (32, 8): x = channel lane, y = position lane.  grid (K chunks, R*S, slices). */
+template <typename I>
+static __global__ void dw_bwd_filter_kernel(float *out, bool accumulate,
+                                            const float *__restrict__ dy,
+                                            const float *__restrict__ x, dw_geo g, I per) {
+    UNPACK(I, g);
+    __shared__ float part[8][33];
+    I k = (I)blockIdx.x * 32 + threadIdx.x;
+    I rs = blockIdx.y, r = rs / S, s = rs % S;
+    I pos = N * P * Q;
+    I i0 = (I)blockIdx.z * per, i1 = i0 + per < pos ? i0 + per : pos;
+    float acc = 0.0f;
+    if (k < K) {
+        I c = k / M;
+        for (I i = i0 + threadIdx.y; i < i1; i += 8) {
+            I q = i % Q, t = i / Q;
+            I p = t % P, n = t / P;
+            I h = p * sh - pt + r * dh, w = q * sw - pl + s * dwl;
+            if (h < 0 || h >= H || w < 0 || w >= W) continue;
+            acc += dy[i * K + k] * x[((n * H + h) * W + w) * C + c];
+        }
+    }
+    part[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && k < K) {
+        float t = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) t += part[j][threadIdx.x];
+        if (accumulate) out[rs * K + k] += t;   /* single slice: straight into dw */
+        else out[((I)blockIdx.z * R * S + rs) * K + k] = t;
+    }
+}
+
+static __global__ void dw_filter_finish_kernel(float *dw, const float *part, int slices,
+                                               int64_t n) {
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < n;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        float t = 0.0f;
+        for (int z = 0; z < slices; z++) t += part[z * n + j];
+        dw[j] += t;
+    }
+}
+
+static sn_status check(sn__dev *d, const sn__conv2d_dims *cd, const char *what) {
+    const int64_t *v = &cd->N;
+    for (int i = 0; i < (int)(sizeof *cd / sizeof(int64_t)); i++)
+        if (v[i] < 0) return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: negative dimension", what);
+    if (cd->stride_h < 1 || cd->stride_w < 1 || cd->dil_h < 1 || cd->dil_w < 1)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: stride and dilation must be >= 1",
+                        what);
+    if (cd->M < 1 || cd->K != cd->C * cd->M)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: K=%lld is not C*M = %lld*%lld", what,
+                        (long long)cd->K, (long long)cd->C, (long long)cd->M);
+    if (cd->R * cd->S > 65535)
+        return sn__fail(d->ctx, SN_ERR_UNSUPPORTED, "%s: %lldx%lld window", what,
+                        (long long)cd->R, (long long)cd->S);
+    return SN_OK;
+}
+
+static bool small_geo(const sn__conv2d_dims *cd) {
+    int64_t a = cd->N * cd->H * cd->W * cd->C, b = cd->N * cd->P * cd->Q * cd->K;
+    int64_t e = (cd->P + cd->Q) * (cd->stride_h + cd->stride_w) +
+                (cd->R + cd->S) * (cd->dil_h + cd->dil_w) + cd->pad_top + cd->pad_left +
+                cd->H + cd->W + cd->R * cd->S * cd->K;
+    return sn__small_index(a > b ? a : b) && sn__small_index(e);
+}
+
+/* Position slices for bwd_filter: enough blocks to fill the GPU, each thread >= 64 positions. */
+static int64_t filter_slices(const struct sn__cuda *c, const sn__conv2d_dims *cd) {
+    int64_t base = (cd->K + 31) / 32 * cd->R * cd->S;
+    if (base == 0) return 1;
+    int64_t target = (int64_t)c->sm_count * (c->max_threads_per_sm / 256) * 2;
+    int64_t s = (target + base - 1) / base;
+    int64_t most = (cd->N * cd->P * cd->Q + 8 * 64 - 1) / (8 * 64);
+    if (s > most) s = most;
+    if (s > 1024) s = 1024;
+    return s < 1 ? 1 : s;
+}
+
+extern "C" sn_status sn__dwconv2d_ws_cuda(sn__dev *d, const sn__conv2d_dims *cd,
+                                          size_t *bytes) {
+    SN__CU_BEGIN(d, c);
+    *bytes = 0;
+    SN__CU_TRY(check(d, cd, "dwconv2d_ws"));
+    int64_t s = filter_slices(c, cd);
+    if (s > 1) *bytes = (size_t)(s * cd->R * cd->S * cd->K) * sizeof(float);
+    return SN_OK;
+}
+
+extern "C" sn_status sn__dwconv2d_fwd_cuda(sn__dev *d, float *y, const float *x, const float *w,
+                                           const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check(d, cd, "dwconv2d_fwd"));
+    int64_t total = cd->N * cd->P * cd->Q * cd->K;
+    if (total == 0) return SN_OK;
+    dw_geo g = geo_of(cd);
+    unsigned grid = sn__grid(c, total, SN__BLOCK);
+    if (small_geo(cd)) dw_fwd_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, w, g);
+    else dw_fwd_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, w, g);
+    return sn__cuda_launched(d, "dwconv2d_fwd");
+}
+
+extern "C" sn_status sn__dwconv2d_bwd_data_cuda(sn__dev *d, float *dx, const float *dy,
+                                                const float *w, const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check(d, cd, "dwconv2d_bwd_data"));
+    int64_t total = cd->N * cd->H * cd->W * cd->C;
+    if (total == 0 || cd->P == 0 || cd->Q == 0) return SN_OK;
+    dw_geo g = geo_of(cd);
+    unsigned grid = sn__grid(c, total, SN__BLOCK);
+    if (small_geo(cd))
+        dw_bwd_data_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, w, g);
+    else
+        dw_bwd_data_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, w, g);
+    return sn__cuda_launched(d, "dwconv2d_bwd_data");
+}
+
+extern "C" sn_status sn__dwconv2d_bwd_filter_cuda(sn__dev *d, float *dw, const float *dy,
+                                                  const float *x, const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check(d, cd, "dwconv2d_bwd_filter"));
+    int64_t rsk = cd->R * cd->S * cd->K;
+    int64_t pos = cd->N * cd->P * cd->Q;
+    if (rsk == 0 || pos == 0) return SN_OK;
+    int64_t slices = filter_slices(c, cd);
+    int64_t room = (int64_t)(d->ws_bytes / ((size_t)rsk * sizeof(float)));
+    if (slices > room) slices = room;      /* a smaller workspace: fewer slices */
+    if (slices < 2) slices = 1;
+    int64_t per = (pos + slices - 1) / slices;
+    slices = (pos + per - 1) / per;
+    dw_geo g = geo_of(cd);
+    dim3 grid((unsigned)((cd->K + 31) / 32), (unsigned)(cd->R * cd->S), (unsigned)slices);
+    dim3 block(32, 8);
+    float *out = slices == 1 ? dw : (float *)d->ws;
+    bool acc = slices == 1;
+    if (small_geo(cd) && sn__small_index(slices * rsk))
+        dw_bwd_filter_kernel<int32_t><<<grid, block, 0, c->stream>>>(out, acc, dy, x, g,
+                                                                     (int32_t)per);
+    else
+        dw_bwd_filter_kernel<int64_t><<<grid, block, 0, c->stream>>>(out, acc, dy, x, g, per);
+    SN__CU_TRY(sn__cuda_launched(d, "dwconv2d_bwd_filter"));
+    if (slices == 1) return SN_OK;
+    dw_filter_finish_kernel<<<sn__grid(c, rsk, SN__BLOCK), SN__BLOCK, 0, c->stream>>>(
+        dw, (const float *)d->ws, (int)slices, rsk);
+    return sn__cuda_launched(d, "dwconv2d_bwd_filter");
+}

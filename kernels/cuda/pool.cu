@@ -1,0 +1,215 @@
+/* pool.cu: max and average pooling, NHWC.
+ *
+ * Shapes: x (N,H,W,C), y (N,P,Q,C), window R x S.  Input cell of output (p,q), tap (r,s):
+ * h = p*stride_h - pad_top + r, w = q*stride_w - pad_left + s.  Cells outside the input are
+ * ignored: they never win a max and never count in a mean; a window with no cell inside the
+ * input (impossible with TF's SAME or VALID) gives 0 and passes no gradient, as on the CPU.
+ *
+ * Forward: one thread per output element, channel fastest (coalesced).
+ * Backward: one thread per input element GATHERS from the windows that cover it, in (p,q)
+ * order, so there are no atomics, the result is deterministic, and the additions happen in
+ * the order a sequential scatter over (p,q) performs them.  Max pooling's gradient goes to the
+ * first maximal cell of each window in (r,s) order (TF's MaxPoolGrad): cell (h,w) owns the
+ * window when every cell before it is < x[h,w] and every cell after it is <= x[h,w]. */
+#include "cuda_internal.h"
+
+struct pool_geo {
+    int64_t N, H, W, C, R, S, P, Q, sh, sw, pt, pl;
+};
+
+static pool_geo geo_of(const sn__pool_dims *pd) {
+    pool_geo g = {pd->N, pd->H, pd->W, pd->C, pd->R, pd->S,
+                  pd->P, pd->Q, pd->stride_h, pd->stride_w, pd->pad_top, pd->pad_left};
+    return g;
+}
+
+/* First window index whose window (start = i*stride - pad, length len) reaches cell h, and
+ * the last whose window starts at or before h; the range may be empty. */
+template <typename I>
+static __device__ __forceinline__ void cover(I h, I pad, I len, I stride, I n, I *lo, I *hi) {
+    I a = h + pad - len + 1;          /* need i*stride >= a */
+    I l = a <= 0 ? 0 : (a + stride - 1) / stride;
+    I b = h + pad;                    /* need i*stride <= b */
+    I u = b < 0 ? -1 : b / stride;
+    if (u > n - 1) u = n - 1;
+    *lo = l;
+    *hi = u;
+}
+
+template <typename I, bool MAX>
+static __global__ void pool_fwd_kernel(float *y, const float *x, pool_geo g) {
+    I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
+      Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
+    I total = N * P * Q * C;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        I c = i % C, t = i / C;
+        I q = t % Q;
+        t /= Q;
+        I p = t % P, n = t / P;
+        I h0 = p * sh - pt, w0 = q * sw - pl;
+        float acc = 0.0f;
+        I cnt = 0;
+        for (I r = 0; r < R; r++) {
+            I h = h0 + r;
+            if (h < 0 || h >= H) continue;
+            const float *row = x + ((n * H + h) * W) * C + c;
+            for (I s = 0; s < S; s++) {
+                I w = w0 + s;
+                if (w < 0 || w >= W) continue;
+                float v = row[w * C];
+                if (MAX) {
+                    if (cnt == 0 || v > acc) acc = v;   /* the first cell, then strictly > */
+                } else {
+                    acc += v;
+                }
+                cnt++;
+            }
+        }
+        y[i] = MAX || cnt == 0 ? acc : acc / (float)cnt;
+    }
+}
+
+template <typename I>
+static __global__ void maxpool_bwd_kernel(float *dx, const float *dy, const float *x,
+                                          pool_geo g) {
+    I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
+      Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
+    I total = N * H * W * C;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        I c = i % C, t = i / C;
+        I w = t % W;
+        t /= W;
+        I h = t % H, n = t / H;
+        I plo, phi, qlo, qhi;
+        cover<I>(h, pt, R, sh, P, &plo, &phi);
+        cover<I>(w, pl, S, sw, Q, &qlo, &qhi);
+        if (plo > phi || qlo > qhi) continue;
+        const float *xn = x + n * H * W * C + c;
+        float xv = xn[(h * W + w) * C];
+        float acc = dx[i];
+        for (I p = plo; p <= phi; p++) {
+            I h0 = p * sh - pt;
+            I ra = h0 < 0 ? -h0 : 0, rb = H - h0 < R ? H - h0 : R;
+            for (I q = qlo; q <= qhi; q++) {
+                I w0 = q * sw - pl;
+                I sa = w0 < 0 ? -w0 : 0, sb = W - w0 < S ? W - w0 : S;
+                bool own = true;
+                for (I r = ra; r < rb && own; r++) {
+                    I hh = h0 + r;
+                    const float *row = xn + hh * W * C;
+                    for (I s = sa; s < sb; s++) {
+                        I ww = w0 + s;
+                        float v = row[ww * C];
+                        bool before = hh < h || (hh == h && ww < w);
+                        bool after = hh > h || (hh == h && ww > w);
+                        if ((before && v >= xv) || (after && v > xv)) {
+                            own = false;
+                            break;
+                        }
+                    }
+                }
+                if (own) acc += dy[((n * P + p) * Q + q) * C + c];
+            }
+        }
+        dx[i] = acc;
+    }
+}
+
+template <typename I>
+static __global__ void avgpool_bwd_kernel(float *dx, const float *dy, pool_geo g) {
+    I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
+      Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
+    I total = N * H * W * C;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        I c = i % C, t = i / C;
+        I w = t % W;
+        t /= W;
+        I h = t % H, n = t / H;
+        I plo, phi, qlo, qhi;
+        cover<I>(h, pt, R, sh, P, &plo, &phi);
+        cover<I>(w, pl, S, sw, Q, &qlo, &qhi);
+        if (plo > phi || qlo > qhi) continue;
+        float acc = dx[i];
+        for (I p = plo; p <= phi; p++) {
+            I h0 = p * sh - pt;
+            I rows = (H - h0 < R ? H - h0 : R) - (h0 < 0 ? -h0 : 0);
+            for (I q = qlo; q <= qhi; q++) {
+                I w0 = q * sw - pl;
+                I cols = (W - w0 < S ? W - w0 : S) - (w0 < 0 ? -w0 : 0);
+                acc += dy[((n * P + p) * Q + q) * C + c] / (float)(rows * cols);
+            }
+        }
+        dx[i] = acc;
+    }
+}
+
+static sn_status check_pool(sn__dev *d, const sn__pool_dims *pd, const char *what) {
+    const int64_t *v = &pd->N;
+    for (int i = 0; i < (int)(sizeof *pd / sizeof(int64_t)); i++)
+        if (v[i] < 0) return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: negative dimension", what);
+    if (pd->stride_h < 1 || pd->stride_w < 1 || pd->R < 1 || pd->S < 1)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: window and stride must be >= 1", what);
+    return SN_OK;
+}
+
+static bool small_geo(const sn__pool_dims *pd) {
+    int64_t a = pd->N * pd->H * pd->W * pd->C, b = pd->N * pd->P * pd->Q * pd->C;
+    int64_t e = pd->P * pd->stride_h + pd->R + pd->pad_top + pd->H +
+                pd->Q * pd->stride_w + pd->S + pd->pad_left + pd->W;
+    return sn__small_index(a > b ? a : b) && sn__small_index(e);
+}
+
+template <bool MAX>
+static sn_status pool_fwd(sn__dev *d, float *y, const float *x, const sn__pool_dims *pd,
+                          const char *what) {
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check_pool(d, pd, what));
+    int64_t total = pd->N * pd->P * pd->Q * pd->C;
+    if (total == 0) return SN_OK;
+    pool_geo g = geo_of(pd);
+    unsigned grid = sn__grid(c, total, SN__BLOCK);
+    if (small_geo(pd)) pool_fwd_kernel<int32_t, MAX><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, g);
+    else pool_fwd_kernel<int64_t, MAX><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, g);
+    return sn__cuda_launched(d, what);
+}
+
+extern "C" sn_status sn__maxpool_fwd_cuda(sn__dev *d, float *y, const float *x,
+                                          const sn__pool_dims *pd) {
+    return pool_fwd<true>(d, y, x, pd, "maxpool_fwd");
+}
+
+extern "C" sn_status sn__avgpool_fwd_cuda(sn__dev *d, float *y, const float *x,
+                                          const sn__pool_dims *pd) {
+    return pool_fwd<false>(d, y, x, pd, "avgpool_fwd");
+}
+
+extern "C" sn_status sn__maxpool_bwd_cuda(sn__dev *d, float *dx, const float *dy,
+                                          const float *x, const sn__pool_dims *pd) {
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check_pool(d, pd, "maxpool_bwd"));
+    int64_t total = pd->N * pd->H * pd->W * pd->C;
+    if (total == 0 || pd->P == 0 || pd->Q == 0) return SN_OK;
+    pool_geo g = geo_of(pd);
+    unsigned grid = sn__grid(c, total, SN__BLOCK);
+    if (small_geo(pd))
+        maxpool_bwd_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, x, g);
+    else
+        maxpool_bwd_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, x, g);
+    return sn__cuda_launched(d, "maxpool_bwd");
+}
+
+extern "C" sn_status sn__avgpool_bwd_cuda(sn__dev *d, float *dx, const float *dy,
+                                          const sn__pool_dims *pd) {
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check_pool(d, pd, "avgpool_bwd"));
+    int64_t total = pd->N * pd->H * pd->W * pd->C;
+    if (total == 0 || pd->P == 0 || pd->Q == 0) return SN_OK;
+    pool_geo g = geo_of(pd);
+    unsigned grid = sn__grid(c, total, SN__BLOCK);
+    if (small_geo(pd)) avgpool_bwd_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, g);
+    else avgpool_bwd_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, g);
+    return sn__cuda_launched(d, "avgpool_bwd");
+}

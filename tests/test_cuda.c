@@ -1,0 +1,825 @@
+/* test_cuda.c: CPU-vs-CUDA parity of every kernel in kernels.def.
+ *
+ * Each test fills inputs with the same random data on both backends, runs the CPU kernel
+ * (sn__kernels_cpu, 2 threads) and the CUDA kernel (sn__kernels_cuda), copies the CUDA
+ * result back and requires max|cuda - cpu| <= tol * max(1, max|cpu|).  Backward kernels get
+ * the same random prefill on both sides, so accumulation (+=) is checked too; forward outputs
+ * start as NaN on the device, so a kernel that reads instead of overwriting fails.
+ *
+ * Tolerances.  TF32 is off (allow_tf32 = 0) for the parity runs: everything is fp32 and
+ * differs only by summation order, so TOL = 1e-5.  Two exceptions:
+ *   CONV_TOL = 1e-4 for convolutions through cuDNN: its heuristics may pick Winograd or FFT
+ *     algorithms, which transform inputs and filters and round in the transformed domain;
+ *     in fp32 their error is of order 1e-5 of the output scale, above direct summation's.
+ *   TF32_TOL = 1e-2 for the TF32 runs of gemm and conv2d: TF32 keeps 10 mantissa bits of each
+ *     input (relative rounding 2^-11 ~ 5e-4 per factor), accumulating in fp32.
+ * Pooling, dropout, relu and the moving statistics are compared exactly (tolerance 0): the
+ * CUDA kernels perform the same float operations in the same order.
+ *
+ * Without a CUDA build or without a device (sn__cuda_count() == 0) each test prints a skip
+ * note and passes, so `make test` passes on CPU-only machines.  No CUDA call is made outside
+ * a test body: Check forks a child per test, and a parent that had initialized CUDA would
+ * leave its children unable to use it. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "testutil.h"
+#include "../kernels/kernels.h"
+#ifdef SN_WITH_CUDA
+#include "../kernels/cuda/cuda_internal.h"
+#endif
+
+#ifdef SN_WITH_CUDA
+
+#define TOL 1e-5
+#define CONV_TOL 1e-4
+#define TF32_TOL 1e-2
+
+/* ---- the two devices ----------------------------------------------------------------------- */
+
+typedef struct env {
+    sn_ctx *ctx;                /* only for error messages */
+    sn__dev cpu, gpu;
+    const sn__kernels *kc, *kg;
+    double worst;               /* largest relative error seen, for the test's summary */
+} env;
+
+/* Opens both devices; 0 (after a note) when there is no CUDA device to test. */
+static int env_open(env *e, const char *test) {
+    memset(e, 0, sizeof *e);
+    if (sn__cuda_count() <= 0) {
+        printf("[cuda] %s skipped: no CUDA device\n", test);
+        return 0;
+    }
+    e->ctx = tu_ctx();
+    e->cpu.ctx = e->gpu.ctx = e->ctx;
+    e->cpu.backend = SN__BACKEND_CPU;
+    e->cpu.threads = 2;
+    e->kc = &sn__kernels_cpu;
+    e->kg = &sn__kernels_cuda;
+    sn_status st = sn__cuda_open(&e->gpu, 0);
+    ck_assert_msg(st == SN_OK, "sn__cuda_open: %s: %s", sn_status_name(st),
+                  sn_ctx_errmsg(e->ctx));
+    ((struct sn__cuda *)e->gpu.cuda)->allow_tf32 = 0;
+    return 1;
+}
+
+static void tf32(env *e, int on) { ((struct sn__cuda *)e->gpu.cuda)->allow_tf32 = on; }
+
+/* Workspaces of the given sizes on both devices (replacing any earlier ones). */
+static void env_ws(env *e, size_t cpu_bytes, size_t gpu_bytes) {
+    free(e->cpu.ws);
+    e->cpu.ws = malloc(cpu_bytes ? cpu_bytes : 1);
+    ck_assert_ptr_nonnull(e->cpu.ws);
+    e->cpu.ws_bytes = cpu_bytes;
+    if (e->gpu.ws) e->kg->free(&e->gpu, e->gpu.ws);
+    e->gpu.ws = NULL;
+    e->gpu.ws_bytes = 0;
+    if (gpu_bytes) {
+        ck_assert_int_eq(e->kg->alloc(&e->gpu, &e->gpu.ws, gpu_bytes), SN_OK);
+        e->gpu.ws_bytes = gpu_bytes;
+    }
+}
+
+static void env_close(env *e, const char *test) {
+    if (e->gpu.ws) e->kg->free(&e->gpu, e->gpu.ws);
+    free(e->cpu.ws);
+    sn__cuda_close(&e->gpu);
+    ck_assert_ptr_null(e->gpu.cuda);
+    printf("[cuda] %s: worst relative difference %.3g\n", test, e->worst);
+    sn_ctx_free(e->ctx);
+}
+
+/* Fails the test with the context's message when a kernel does not return SN_OK. */
+#define CK(e, call)                                                                      \
+    do {                                                                                 \
+        sn_status st_ = (call);                                                          \
+        ck_assert_msg(st_ == SN_OK, "%s -> %s: %s", #call, sn_status_name(st_),          \
+                      sn_ctx_errmsg((e)->ctx));                                          \
+    } while (0)
+
+/* ---- mirrored buffers ------------------------------------------------------------------ */
+
+/* The same n floats on both backends: h for the CPU kernels, d for the CUDA ones.  `off`
+ * shifts both pointers by that many floats, to exercise the unaligned (scalar) paths. */
+typedef struct buf {
+    float *h, *d;
+    float *hbase, *dbase;
+    size_t n;
+} buf;
+
+static buf mk_from(env *e, const float *src, size_t n, size_t off) {
+    buf b = {0};
+    b.n = n;
+    b.hbase = malloc((n + off + 1) * sizeof(float));
+    ck_assert_ptr_nonnull(b.hbase);
+    b.h = b.hbase + off;
+    if (n) memcpy(b.h, src, n * sizeof(float));
+    void *p = NULL;
+    CK(e, e->kg->alloc(&e->gpu, &p, (n + off + 1) * sizeof(float)));
+    b.dbase = p;
+    b.d = b.dbase + off;
+    CK(e, e->kg->to_dev(&e->gpu, b.d, src, n * sizeof(float)));
+    return b;
+}
+
+/* Random values in [-scale, scale) (tu_fill), shifted by `shift`. */
+static buf mk_rand(env *e, size_t n, uint64_t seed, float scale, float shift, size_t off) {
+    float *t = malloc((n + 1) * sizeof(float));
+    ck_assert_ptr_nonnull(t);
+    tu_fill(t, n, seed);
+    for (size_t i = 0; i < n; i++) t[i] = t[i] * scale + shift;
+    buf b = mk_from(e, t, n, off);
+    free(t);
+    return b;
+}
+static buf mk(env *e, size_t n, uint64_t seed) { return mk_rand(e, n, seed, 1.0f, 0.0f, 0); }
+
+/* An output: NaN on both sides, so a forward that reads it before writing shows up. */
+static buf mk_out(env *e, size_t n, size_t off) {
+    float *t = malloc((n + 1) * sizeof(float));
+    ck_assert_ptr_nonnull(t);
+    for (size_t i = 0; i < n; i++) t[i] = NAN;
+    buf b = mk_from(e, t, n, off);
+    free(t);
+    return b;
+}
+
+static void rm(env *e, buf *b) {
+    if (b->dbase) e->kg->free(&e->gpu, b->dbase);
+    free(b->hbase);
+    memset(b, 0, sizeof *b);
+}
+
+/* Copies b.d back and compares it with b.h; tol 0 demands identical bits. */
+static void cmp(env *e, const char *what, const buf *b, double tol) {
+    float *g = malloc((b->n + 1) * sizeof(float));
+    ck_assert_ptr_nonnull(g);
+    CK(e, e->kg->to_host(&e->gpu, g, b->d, b->n * sizeof(float)));
+    double err = tu_max_rel_err(g, b->h, b->n);
+    if (tol == 0) {
+        size_t bad = b->n;
+        for (size_t i = 0; i < b->n && bad == b->n; i++)
+            if (memcmp(&g[i], &b->h[i], sizeof(float)) != 0) bad = i;
+        ck_assert_msg(bad == b->n, "%s: element %zu differs: cuda %.9g, cpu %.9g", what, bad,
+                      bad < b->n ? (double)g[bad] : 0.0, bad < b->n ? (double)b->h[bad] : 0.0);
+    }
+    ck_assert_msg(err <= tol, "%s: relative difference %.3g > %.3g", what, err, tol);
+    if (err > e->worst) e->worst = err;
+    free(g);
+}
+
+/* ---- convolution geometry (TensorFlow's SAME/VALID, as in test_kernels_conv.c) ----------- */
+
+enum { PAD_SAME = -1, PAD_VALID = -2 };
+typedef struct geom {
+    int64_t N, H, W, C, K, R, S, sh, sw, dh, dw;
+    int pad;
+} geom;
+
+static const geom conv_geoms[] = {
+    /*N  H   W   C   K  R  S  sh sw dh dw pad */
+    {2, 8, 8, 3, 5, 1, 1, 1, 1, 1, 1, PAD_VALID},     /* 1x1: the cuBLAS route */
+    {3, 7, 9, 16, 24, 1, 1, 1, 1, 1, 1, PAD_SAME},
+    {3, 9, 9, 5, 7, 1, 1, 2, 2, 1, 1, PAD_SAME},      /* strided 1x1 (ResNet shortcut) */
+    {2, 8, 8, 5, 7, 3, 3, 1, 1, 1, 1, PAD_SAME},      /* symmetric SAME */
+    {2, 10, 10, 5, 3, 3, 3, 2, 2, 1, 1, PAD_SAME},    /* asymmetric SAME: 0 top, 1 bottom */
+    {2, 11, 11, 3, 7, 3, 3, 2, 2, 1, 1, 1},           /* conv2d_same, stride 2 */
+    {2, 16, 16, 3, 8, 7, 7, 2, 2, 1, 1, PAD_SAME},    /* 7x7 stride 2, asymmetric (2,3) */
+    {2, 12, 12, 3, 4, 7, 7, 2, 2, 1, 1, 3},           /* ResNet's conv1, scaled down */
+    {2, 9, 9, 5, 7, 1, 7, 1, 1, 1, 1, PAD_SAME},      /* 1x7 */
+    {1, 9, 10, 5, 7, 7, 1, 1, 1, 1, 1, PAD_SAME},     /* 7x1 */
+    {2, 11, 11, 5, 3, 3, 3, 1, 1, 2, 2, PAD_SAME},    /* dilation 2 */
+    {1, 12, 12, 3, 5, 3, 3, 2, 2, 2, 2, PAD_VALID},   /* dilation and stride */
+    {1, 10, 7, 5, 3, 5, 3, 3, 2, 1, 1, PAD_SAME},     /* unequal strides, asymmetric */
+    {1, 3, 3, 3, 5, 5, 5, 1, 1, 1, 1, PAD_SAME},      /* window larger than the image */
+    {2, 5, 5, 3, 3, 3, 3, 3, 3, 1, 1, PAD_SAME},      /* stride 3, asymmetric SAME */
+    {1, 7, 7, 5, 3, 3, 3, 2, 2, 1, 1, 2},             /* more padding than SAME */
+    {2, 13, 5, 7, 9, 3, 5, 2, 1, 1, 2, PAD_SAME},     /* everything unequal, odd channels */
+    {4, 14, 14, 32, 64, 3, 3, 1, 1, 1, 1, PAD_SAME},  /* a ResNet-like 3x3 block */
+    {2, 16, 16, 17, 33, 3, 3, 2, 2, 1, 1, PAD_SAME},  /* odd channels, asymmetric (0,1) */
+};
+enum { N_CONV = (int)(sizeof conv_geoms / sizeof conv_geoms[0]) };
+
+static const geom dw_geoms[] = {
+    {2, 8, 8, 3, 0, 3, 3, 1, 1, 1, 1, PAD_SAME},
+    {2, 10, 10, 8, 0, 3, 3, 2, 2, 1, 1, PAD_SAME},    /* asymmetric SAME */
+    {2, 11, 11, 5, 0, 3, 3, 2, 2, 1, 1, 1},
+    {1, 11, 11, 5, 0, 3, 3, 1, 1, 2, 2, PAD_SAME},    /* dilation 2 */
+    {2, 9, 9, 7, 0, 5, 5, 1, 1, 1, 1, PAD_VALID},
+    {1, 9, 9, 4, 0, 1, 7, 1, 1, 1, 1, PAD_SAME},      /* 1x7 */
+    {2, 13, 5, 7, 0, 3, 5, 2, 1, 1, 2, PAD_SAME},     /* everything unequal */
+    {4, 32, 32, 16, 0, 3, 3, 1, 1, 1, 1, PAD_SAME},   /* enough positions for slices */
+};
+enum { N_DW = (int)(sizeof dw_geoms / sizeof dw_geoms[0]) };
+
+static void resolve_axis(int64_t in, int64_t k, int64_t stride, int64_t dil, int pad,
+                         int64_t *out, int64_t *before) {
+    int64_t eff = (k - 1) * dil + 1;
+    if (pad == PAD_SAME) {
+        *out = (in + stride - 1) / stride;
+        int64_t total = (*out - 1) * stride + eff - in;
+        *before = total > 0 ? total / 2 : 0;
+    } else {
+        int64_t b = pad == PAD_VALID ? 0 : pad;
+        *out = (in + 2 * b - eff) / stride + 1;
+        *before = b;
+    }
+}
+
+static sn__conv2d_dims make_dims(const geom *g, int64_t M) {
+    sn__conv2d_dims cd = {
+        .N = g->N, .H = g->H, .W = g->W, .C = g->C, .K = M ? g->C * M : g->K,
+        .R = g->R, .S = g->S, .M = M,
+        .stride_h = g->sh, .stride_w = g->sw, .dil_h = g->dh, .dil_w = g->dw,
+    };
+    resolve_axis(g->H, g->R, g->sh, g->dh, g->pad, &cd.P, &cd.pad_top);
+    resolve_axis(g->W, g->S, g->sw, g->dw, g->pad, &cd.Q, &cd.pad_left);
+    return cd;
+}
+
+static void describe(char *buf, size_t len, const char *kind, const sn__conv2d_dims *cd) {
+    snprintf(buf, len, "%s %lldx%lldx%lldx%lld K=%lld M=%lld %lldx%lld s%lldx%lld d%lldx%lld "
+             "pad %lld,%lld -> %lldx%lld", kind, (long long)cd->N, (long long)cd->H,
+             (long long)cd->W, (long long)cd->C, (long long)cd->K, (long long)cd->M,
+             (long long)cd->R, (long long)cd->S, (long long)cd->stride_h,
+             (long long)cd->stride_w, (long long)cd->dil_h, (long long)cd->dil_w,
+             (long long)cd->pad_top, (long long)cd->pad_left, (long long)cd->P,
+             (long long)cd->Q);
+}
+
+/* fwd, bwd_data and bwd_filter of one geometry on both backends (depthwise when M > 0).
+ * gpu_ws: SIZE_MAX for what the _ws kernel asks, else that many bytes. */
+static void conv_case(env *e, const sn__conv2d_dims *cd, int fwd_only, size_t gpu_ws,
+                      double tol, uint64_t seed) {
+    int dwise = cd->M > 0;
+    size_t nx = (size_t)(cd->N * cd->H * cd->W * cd->C);
+    size_t ny = (size_t)(cd->N * cd->P * cd->Q * cd->K);
+    size_t nw = (size_t)(cd->R * cd->S * cd->C * (dwise ? cd->M : cd->K));
+    size_t cws = 0, gws = 0;
+    CK(e, (dwise ? e->kc->dwconv2d_ws : e->kc->conv2d_ws)(&e->cpu, cd, &cws));
+    CK(e, (dwise ? e->kg->dwconv2d_ws : e->kg->conv2d_ws)(&e->gpu, cd, &gws));
+    env_ws(e, cws, gpu_ws == SIZE_MAX ? gws : gpu_ws);
+    buf x = mk(e, nx, seed), w = mk(e, nw, seed + 1), dy = mk(e, ny, seed + 2);
+    buf y = mk_out(e, ny, 0), dx = mk(e, nx, seed + 3), dw = mk(e, nw, seed + 4);
+    char what[256], name[320];
+    describe(what, sizeof what, dwise ? "dwconv2d" : "conv2d", cd);
+    if (dwise) {
+        CK(e, e->kc->dwconv2d_fwd(&e->cpu, y.h, x.h, w.h, cd));
+        CK(e, e->kg->dwconv2d_fwd(&e->gpu, y.d, x.d, w.d, cd));
+    } else {
+        CK(e, e->kc->conv2d_fwd(&e->cpu, y.h, x.h, w.h, cd));
+        CK(e, e->kg->conv2d_fwd(&e->gpu, y.d, x.d, w.d, cd));
+    }
+    snprintf(name, sizeof name, "%s fwd", what);
+    cmp(e, name, &y, tol);
+    if (!fwd_only) {
+        if (dwise) {
+            CK(e, e->kc->dwconv2d_bwd_data(&e->cpu, dx.h, dy.h, w.h, cd));
+            CK(e, e->kg->dwconv2d_bwd_data(&e->gpu, dx.d, dy.d, w.d, cd));
+            CK(e, e->kc->dwconv2d_bwd_filter(&e->cpu, dw.h, dy.h, x.h, cd));
+            CK(e, e->kg->dwconv2d_bwd_filter(&e->gpu, dw.d, dy.d, x.d, cd));
+        } else {
+            CK(e, e->kc->conv2d_bwd_data(&e->cpu, dx.h, dy.h, w.h, cd));
+            CK(e, e->kg->conv2d_bwd_data(&e->gpu, dx.d, dy.d, w.d, cd));
+            CK(e, e->kc->conv2d_bwd_filter(&e->cpu, dw.h, dy.h, x.h, cd));
+            CK(e, e->kg->conv2d_bwd_filter(&e->gpu, dw.d, dy.d, x.d, cd));
+        }
+        snprintf(name, sizeof name, "%s bwd_data", what);
+        cmp(e, name, &dx, tol);
+        snprintf(name, sizeof name, "%s bwd_filter", what);
+        cmp(e, name, &dw, tol);
+    }
+    rm(e, &x); rm(e, &w); rm(e, &dy); rm(e, &y); rm(e, &dx); rm(e, &dw);
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+START_TEST(test_cuda_device) {
+    env e;
+    if (!env_open(&e, "device")) return;
+    char info[512] = "";
+    CK(&e, sn__cuda_info(&e.gpu, info, sizeof info));
+    ck_assert_msg(strstr(info, "compute capability") != NULL, "info: '%s'", info);
+    printf("[cuda] %s\n", info);
+
+    /* A second open of a device that does not exist. */
+    sn__dev bad = {0};
+    ck_assert_int_eq(sn__cuda_open(&bad, sn__cuda_count()), SN_ERR_NO_DEVICE);
+    ck_assert_ptr_null(bad.cuda);
+    sn__cuda_close(&bad);
+    sn__cuda_close(NULL);
+
+    /* Round trip, device copy, zero, sync. */
+    enum { n = 1000 };
+    float h[n], g[n];
+    tu_fill(h, n, 7);
+    void *a = NULL, *b = NULL;
+    CK(&e, e.kg->alloc(&e.gpu, &a, n * sizeof(float)));
+    CK(&e, e.kg->alloc(&e.gpu, &b, n * sizeof(float)));
+    CK(&e, e.kg->to_dev(&e.gpu, a, h, n * sizeof(float)));
+    CK(&e, e.kg->copy(&e.gpu, b, a, n * sizeof(float)));
+    CK(&e, e.kg->zero(&e.gpu, a, n / 2 * sizeof(float)));
+    CK(&e, e.kg->sync(&e.gpu));
+    CK(&e, e.kg->to_host(&e.gpu, g, b, n * sizeof(float)));
+    ck_assert(memcmp(g, h, sizeof h) == 0);
+    CK(&e, e.kg->to_host(&e.gpu, g, a, n * sizeof(float)));
+    for (int i = 0; i < n; i++) ck_assert(g[i] == (i < n / 2 ? 0.0f : h[i]));
+    CK(&e, e.kg->free(&e.gpu, a));
+    CK(&e, e.kg->free(&e.gpu, b));
+    CK(&e, e.kg->free(&e.gpu, NULL));
+    void *z = &e;
+    CK(&e, e.kg->alloc(&e.gpu, &z, 0));
+    ck_assert_ptr_null(z);
+
+    /* Out of memory is a status, not a crash, and leaves the device usable. */
+    void *huge = &e;
+    ck_assert_int_eq(e.kg->alloc(&e.gpu, &huge, (size_t)1 << 50), SN_ERR_NOMEM);
+    ck_assert_ptr_null(huge);
+    ck_assert_msg(strlen(sn_ctx_errmsg(e.ctx)) > 0, "no message after NOMEM");
+    buf x = mk(&e, 100, 3), y = mk_out(&e, 100, 0);
+    CK(&e, e.kc->relu_fwd(&e.cpu, y.h, x.h, 100));
+    CK(&e, e.kg->relu_fwd(&e.gpu, y.d, x.d, 100));
+    cmp(&e, "relu after NOMEM", &y, 0);
+    rm(&e, &x);
+    rm(&e, &y);
+    env_close(&e, "device");
+}
+END_TEST
+
+/* One gemm case on both backends; C prefilled (beta != 0 reads it). */
+static void gemm_case(env *e, int ta, int tb, int64_t m, int64_t n, int64_t k, int64_t pad,
+                      float alpha, float beta, double tol, uint64_t seed) {
+    int64_t lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+    size_t na = (size_t)((ta ? k : m) * lda), nb = (size_t)((tb ? n : k) * ldb);
+    size_t nc = (size_t)(m * ldc);
+    buf a = mk(e, na, seed), b = mk(e, nb, seed + 1), c = mk(e, nc, seed + 2);
+    CK(e, e->kc->gemm(&e->cpu, ta, tb, m, n, k, alpha, a.h, lda, b.h, ldb, beta, c.h, ldc));
+    CK(e, e->kg->gemm(&e->gpu, ta, tb, m, n, k, alpha, a.d, lda, b.d, ldb, beta, c.d, ldc));
+    char what[128];
+    snprintf(what, sizeof what, "gemm ta=%d tb=%d m=%lld n=%lld k=%lld pad=%lld", ta, tb,
+             (long long)m, (long long)n, (long long)k, (long long)pad);
+    cmp(e, what, &c, tol);
+    rm(e, &a); rm(e, &b); rm(e, &c);
+}
+
+START_TEST(test_cuda_gemm) {
+    env e;
+    if (!env_open(&e, "gemm")) return;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            gemm_case(&e, ta, tb, 37, 45, 29, 0, 1.0f, 0.0f, TOL, 10);
+            gemm_case(&e, ta, tb, 33, 17, 65, 3, 0.7f, 0.3f, TOL, 20);
+            gemm_case(&e, ta, tb, 256, 384, 512, 0, 1.0f, 1.0f, TOL, 30);
+        }
+    gemm_case(&e, 0, 0, 5, 7, 0, 0, 1.0f, 0.5f, TOL, 40);    /* k = 0: C = beta*C */
+    gemm_case(&e, 0, 0, 1, 1000, 1, 0, 2.0f, 0.0f, TOL, 50);
+    tf32(&e, 1);
+    gemm_case(&e, 0, 0, 256, 384, 512, 0, 1.0f, 0.0f, TF32_TOL, 60);
+    gemm_case(&e, 1, 1, 129, 65, 300, 1, 1.0f, 1.0f, TF32_TOL, 70);
+    env_close(&e, "gemm");
+}
+END_TEST
+
+START_TEST(test_cuda_conv) {
+    env e;
+    if (!env_open(&e, "conv2d")) return;
+    for (int i = 0; i < N_CONV; i++) {
+        sn__conv2d_dims cd = make_dims(&conv_geoms[i], 0);
+        conv_case(&e, &cd, 0, SIZE_MAX, CONV_TOL, 100 + (uint64_t)i);
+    }
+    /* A workspace far larger than asked changes nothing. */
+    sn__conv2d_dims cd = make_dims(&conv_geoms[6], 0);
+    conv_case(&e, &cd, 0, (size_t)64 << 20, CONV_TOL, 300);
+    /* TF32 tensor cores, at the looser tolerance. */
+    tf32(&e, 1);
+    const int tf32_cases[] = {0, 3, 6, 17};
+    for (size_t i = 0; i < sizeof tf32_cases / sizeof tf32_cases[0]; i++) {
+        cd = make_dims(&conv_geoms[tf32_cases[i]], 0);
+        conv_case(&e, &cd, 0, SIZE_MAX, TF32_TOL, 400 + (uint64_t)i);
+    }
+    env_close(&e, "conv2d");
+}
+END_TEST
+
+START_TEST(test_cuda_dwconv) {
+    env e;
+    if (!env_open(&e, "dwconv2d")) return;
+    for (int i = 0; i < N_DW; i++)
+        for (int64_t M = 1; M <= 3; M += 2) {
+            sn__conv2d_dims cd = make_dims(&dw_geoms[i], M);
+            conv_case(&e, &cd, 0, SIZE_MAX, TOL, 500 + (uint64_t)(i * 4 + M));
+        }
+    /* Without workspace the filter gradient takes its single-slice path. */
+    sn__conv2d_dims cd = make_dims(&dw_geoms[N_DW - 1], 2);
+    conv_case(&e, &cd, 0, 0, TOL, 600);
+    env_close(&e, "dwconv2d");
+}
+END_TEST
+
+typedef struct pgeom {
+    int64_t N, H, W, C, R, S, sh, sw;
+    int pad;
+} pgeom;
+
+static const pgeom pool_geoms[] = {
+    {2, 9, 9, 5, 3, 3, 2, 2, PAD_SAME},     /* symmetric SAME */
+    {2, 10, 10, 5, 3, 3, 2, 2, PAD_SAME},   /* asymmetric SAME */
+    {2, 8, 8, 8, 2, 2, 2, 2, PAD_VALID},
+    {1, 7, 9, 3, 3, 3, 1, 1, PAD_SAME},     /* stride 1: 9 windows per cell */
+    {2, 11, 11, 4, 3, 3, 2, 2, 1},          /* explicit padding */
+    {1, 3, 3, 2, 5, 5, 1, 1, PAD_SAME},     /* window larger than the image */
+    {2, 7, 7, 33, 7, 7, 1, 1, PAD_VALID},   /* global pooling */
+    {2, 12, 10, 6, 3, 2, 3, 2, PAD_SAME},   /* unequal everything */
+};
+
+static sn__pool_dims make_pool(const pgeom *g) {
+    sn__pool_dims pd = {.N = g->N, .H = g->H, .W = g->W, .C = g->C, .R = g->R, .S = g->S,
+                        .stride_h = g->sh, .stride_w = g->sw};
+    resolve_axis(g->H, g->R, g->sh, 1, g->pad, &pd.P, &pd.pad_top);
+    resolve_axis(g->W, g->S, g->sw, 1, g->pad, &pd.Q, &pd.pad_left);
+    return pd;
+}
+
+START_TEST(test_cuda_pool) {
+    env e;
+    if (!env_open(&e, "pool")) return;
+    for (size_t i = 0; i < sizeof pool_geoms / sizeof pool_geoms[0]; i++) {
+        sn__pool_dims pd = make_pool(&pool_geoms[i]);
+        size_t nx = (size_t)(pd.N * pd.H * pd.W * pd.C), ny = (size_t)(pd.N * pd.P * pd.Q * pd.C);
+        for (int ties = 0; ties < 2; ties++) {
+            buf x = mk(&e, nx, 700 + i);
+            if (ties) {   /* values in {-1, 0, 1}: many equal maxima, the tie rule decides */
+                for (size_t j = 0; j < nx; j++) x.h[j] = roundf(x.h[j]);
+                CK(&e, e.kg->to_dev(&e.gpu, x.d, x.h, nx * sizeof(float)));
+            }
+            buf dy = mk(&e, ny, 710 + i), y = mk_out(&e, ny, 0), dx = mk(&e, nx, 720 + i);
+            char what[128];
+            snprintf(what, sizeof what, "pool case %zu ties=%d", i, ties);
+            CK(&e, e.kc->maxpool_fwd(&e.cpu, y.h, x.h, &pd));
+            CK(&e, e.kg->maxpool_fwd(&e.gpu, y.d, x.d, &pd));
+            cmp(&e, what, &y, 0);
+            CK(&e, e.kc->maxpool_bwd(&e.cpu, dx.h, dy.h, x.h, &pd));
+            CK(&e, e.kg->maxpool_bwd(&e.gpu, dx.d, dy.d, x.d, &pd));
+            cmp(&e, what, &dx, 0);
+            CK(&e, e.kc->avgpool_fwd(&e.cpu, y.h, x.h, &pd));
+            CK(&e, e.kg->avgpool_fwd(&e.gpu, y.d, x.d, &pd));
+            cmp(&e, what, &y, 0);
+            CK(&e, e.kc->avgpool_bwd(&e.cpu, dx.h, dy.h, &pd));
+            CK(&e, e.kg->avgpool_bwd(&e.gpu, dx.d, dy.d, &pd));
+            cmp(&e, what, &dx, 0);
+            rm(&e, &x); rm(&e, &dy); rm(&e, &y); rm(&e, &dx);
+        }
+    }
+    env_close(&e, "pool");
+}
+END_TEST
+
+/* (rows, C) shapes for the per-channel kernels, with a pointer offset (0: float4 paths). */
+static const struct { int64_t rows, C; size_t off; } rc_cases[] = {
+    {1000, 3, 0},     /* odd channels */
+    {257, 64, 0},     /* vectorized */
+    {257, 64, 1},     /* same, unaligned: scalar path */
+    {9, 37, 0},       /* few rows */
+    {20000, 16, 0},   /* many rows: many slices */
+    {33, 2048, 0},    /* wide */
+};
+
+START_TEST(test_cuda_bias_bn) {
+    env e;
+    if (!env_open(&e, "bias/batchnorm")) return;
+    for (size_t i = 0; i < sizeof rc_cases / sizeof rc_cases[0]; i++) {
+        int64_t rows = rc_cases[i].rows, C = rc_cases[i].C;
+        size_t off = rc_cases[i].off, n = (size_t)(rows * C);
+        uint64_t s = 800 + 20 * i;
+        char what[160], name[200];
+        /* x has a large mean: the moments must not cancel. */
+        buf x = mk_rand(&e, n, s, 2.0f, 50.0f, off), dy = mk_rand(&e, n, s + 1, 1.0f, 0.0f, off);
+        buf y = mk_out(&e, n, off), dx = mk_rand(&e, n, s + 2, 1.0f, 0.0f, off);
+        buf b = mk(&e, (size_t)C, s + 3), db = mk(&e, (size_t)C, s + 4);
+        buf gamma = mk_rand(&e, (size_t)C, s + 5, 0.5f, 1.0f, 0);
+        buf beta = mk(&e, (size_t)C, s + 6), dgamma = mk(&e, (size_t)C, s + 7);
+        buf dbeta = mk(&e, (size_t)C, s + 8);
+        buf mean = mk_out(&e, (size_t)C, 0), var = mk_out(&e, (size_t)C, 0);
+        snprintf(what, sizeof what, "rows=%lld C=%lld off=%zu", (long long)rows, (long long)C,
+                 off);
+#define NAME(k) (snprintf(name, sizeof name, "%s %s", k, what), name)
+
+        CK(&e, e.kc->bias_fwd(&e.cpu, y.h, x.h, b.h, rows, C));
+        CK(&e, e.kg->bias_fwd(&e.gpu, y.d, x.d, b.d, rows, C));
+        cmp(&e, NAME("bias_fwd"), &y, 0);
+        CK(&e, e.kc->bias_bwd(&e.cpu, db.h, dy.h, rows, C));
+        CK(&e, e.kg->bias_bwd(&e.gpu, db.d, dy.d, rows, C));
+        cmp(&e, NAME("bias_bwd"), &db, TOL);
+
+        for (int with = 1; with >= 0; with--) {   /* with gamma/beta, then both NULL */
+            const float *gh = with ? gamma.h : NULL, *gd = with ? gamma.d : NULL;
+            const float *bh = with ? beta.h : NULL, *bd = with ? beta.d : NULL;
+            CK(&e, e.kc->bn_train_fwd(&e.cpu, y.h, mean.h, var.h, x.h, gh, bh, 1e-3f, rows, C));
+            CK(&e, e.kg->bn_train_fwd(&e.gpu, y.d, mean.d, var.d, x.d, gd, bd, 1e-3f, rows, C));
+            cmp(&e, NAME("bn_train_fwd mean"), &mean, TOL);
+            cmp(&e, NAME("bn_train_fwd var"), &var, TOL);
+            cmp(&e, NAME("bn_train_fwd y"), &y, TOL);
+            /* The backward takes the CPU's moments on both sides, so only it is compared. */
+            CK(&e, e.kg->to_dev(&e.gpu, mean.d, mean.h, (size_t)C * sizeof(float)));
+            CK(&e, e.kg->to_dev(&e.gpu, var.d, var.h, (size_t)C * sizeof(float)));
+            CK(&e, e.kc->bn_train_bwd(&e.cpu, dx.h, with ? dgamma.h : NULL,
+                                      with ? dbeta.h : NULL, dy.h, x.h, gh, mean.h, var.h,
+                                      1e-3f, rows, C));
+            CK(&e, e.kg->bn_train_bwd(&e.gpu, dx.d, with ? dgamma.d : NULL,
+                                      with ? dbeta.d : NULL, dy.d, x.d, gd, mean.d, var.d,
+                                      1e-3f, rows, C));
+            cmp(&e, NAME("bn_train_bwd dx"), &dx, TOL);
+            cmp(&e, NAME("bn_train_bwd dgamma"), &dgamma, TOL);
+            cmp(&e, NAME("bn_train_bwd dbeta"), &dbeta, TOL);
+
+            CK(&e, e.kc->bn_infer_fwd(&e.cpu, y.h, x.h, gh, bh, mean.h, var.h, 1e-3f, rows, C));
+            CK(&e, e.kg->bn_infer_fwd(&e.gpu, y.d, x.d, gd, bd, mean.d, var.d, 1e-3f, rows, C));
+            cmp(&e, NAME("bn_infer_fwd"), &y, TOL);
+            CK(&e, e.kc->bn_infer_bwd(&e.cpu, dx.h, with ? dgamma.h : NULL,
+                                      with ? dbeta.h : NULL, dy.h, x.h, gh, mean.h, var.h,
+                                      1e-3f, rows, C));
+            CK(&e, e.kg->bn_infer_bwd(&e.gpu, dx.d, with ? dgamma.d : NULL,
+                                      with ? dbeta.d : NULL, dy.d, x.d, gd, mean.d, var.d,
+                                      1e-3f, rows, C));
+            cmp(&e, NAME("bn_infer_bwd dx"), &dx, TOL);
+            cmp(&e, NAME("bn_infer_bwd dgamma"), &dgamma, TOL);
+            cmp(&e, NAME("bn_infer_bwd dbeta"), &dbeta, TOL);
+        }
+        /* dx may be NULL: only the parameter gradients. */
+        CK(&e, e.kc->bn_train_bwd(&e.cpu, NULL, dgamma.h, dbeta.h, dy.h, x.h, gamma.h, mean.h,
+                                  var.h, 1e-3f, rows, C));
+        CK(&e, e.kg->bn_train_bwd(&e.gpu, NULL, dgamma.d, dbeta.d, dy.d, x.d, gamma.d, mean.d,
+                                  var.d, 1e-3f, rows, C));
+        cmp(&e, NAME("bn_train_bwd(dx NULL) dgamma"), &dgamma, TOL);
+        cmp(&e, NAME("bn_train_bwd(dx NULL) dbeta"), &dbeta, TOL);
+        CK(&e, e.kc->bn_infer_bwd(&e.cpu, NULL, dgamma.h, NULL, dy.h, x.h, gamma.h, mean.h,
+                                  var.h, 1e-3f, rows, C));
+        CK(&e, e.kg->bn_infer_bwd(&e.gpu, NULL, dgamma.d, NULL, dy.d, x.d, gamma.d, mean.d,
+                                  var.d, 1e-3f, rows, C));
+        cmp(&e, NAME("bn_infer_bwd(dx NULL) dgamma"), &dgamma, TOL);
+        buf mm = mk(&e, (size_t)C, s + 9), mv = mk_rand(&e, (size_t)C, s + 10, 1.0f, 2.0f, 0);
+        CK(&e, e.kc->bn_update_moving(&e.cpu, mm.h, mv.h, mean.h, var.h, 0.997f,
+                                      (float)rows / (float)(rows - 1), C));
+        CK(&e, e.kg->bn_update_moving(&e.gpu, mm.d, mv.d, mean.d, var.d, 0.997f,
+                                      (float)rows / (float)(rows - 1), C));
+        cmp(&e, NAME("bn_update_moving mean"), &mm, 0);
+        cmp(&e, NAME("bn_update_moving var"), &mv, 0);
+        rm(&e, &x); rm(&e, &dy); rm(&e, &y); rm(&e, &dx); rm(&e, &b); rm(&e, &db);
+        rm(&e, &gamma); rm(&e, &beta); rm(&e, &dgamma); rm(&e, &dbeta); rm(&e, &mean);
+        rm(&e, &var); rm(&e, &mm); rm(&e, &mv);
+#undef NAME
+    }
+    env_close(&e, "bias/batchnorm");
+}
+END_TEST
+
+START_TEST(test_cuda_eltwise) {
+    env e;
+    if (!env_open(&e, "eltwise")) return;
+    const int64_t sizes[] = {100003, 4096, 1};
+    for (size_t si = 0; si < 3; si++)
+        for (size_t off = 0; off < 2; off++) {
+            int64_t n = sizes[si];
+            size_t un = (size_t)n;
+            uint64_t s = 900 + 10 * si + off;
+            /* [-8, 8): both relu6 kinks are crossed. */
+            buf x = mk_rand(&e, un, s, 8.0f, 0.0f, off), b = mk_rand(&e, un, s + 1, 1, 0, off);
+            buf y = mk_out(&e, un, off), dy = mk_rand(&e, un, s + 2, 1, 0, off);
+            buf dx = mk_rand(&e, un, s + 3, 1, 0, off), mask = mk_out(&e, un, off);
+            CK(&e, e.kc->relu_fwd(&e.cpu, y.h, x.h, n));
+            CK(&e, e.kg->relu_fwd(&e.gpu, y.d, x.d, n));
+            cmp(&e, "relu_fwd", &y, 0);
+            CK(&e, e.kc->relu_bwd(&e.cpu, dx.h, dy.h, y.h, n));
+            CK(&e, e.kg->relu_bwd(&e.gpu, dx.d, dy.d, y.d, n));
+            cmp(&e, "relu_bwd", &dx, 0);
+            CK(&e, e.kc->relu6_fwd(&e.cpu, y.h, x.h, n));
+            CK(&e, e.kg->relu6_fwd(&e.gpu, y.d, x.d, n));
+            cmp(&e, "relu6_fwd", &y, 0);
+            CK(&e, e.kc->relu6_bwd(&e.cpu, dx.h, dy.h, y.h, n));
+            CK(&e, e.kg->relu6_bwd(&e.gpu, dx.d, dy.d, y.d, n));
+            cmp(&e, "relu6_bwd", &dx, 0);
+            CK(&e, e.kc->add_fwd(&e.cpu, y.h, x.h, b.h, n));
+            CK(&e, e.kg->add_fwd(&e.gpu, y.d, x.d, b.d, n));
+            cmp(&e, "add_fwd", &y, 0);
+            CK(&e, e.kc->scale_fwd(&e.cpu, y.h, x.h, -0.37f, n));
+            CK(&e, e.kg->scale_fwd(&e.gpu, y.d, x.d, -0.37f, n));
+            cmp(&e, "scale_fwd", &y, 0);
+            CK(&e, e.kc->accum(&e.cpu, dx.h, dy.h, 0.61f, n));
+            CK(&e, e.kg->accum(&e.gpu, dx.d, dy.d, 0.61f, n));
+            cmp(&e, "accum", &dx, TOL);     /* the GPU fuses multiply and add */
+            CK(&e, e.kc->dropout_fwd(&e.cpu, y.h, mask.h, x.h, 0.7f, 12345 + s, n));
+            CK(&e, e.kg->dropout_fwd(&e.gpu, y.d, mask.d, x.d, 0.7f, 12345 + s, n));
+            cmp(&e, "dropout_fwd mask", &mask, 0);
+            cmp(&e, "dropout_fwd y", &y, 0);
+            CK(&e, e.kc->dropout_bwd(&e.cpu, dx.h, dy.h, mask.h, n));
+            CK(&e, e.kg->dropout_bwd(&e.gpu, dx.d, dy.d, mask.d, n));
+            cmp(&e, "dropout_bwd", &dx, TOL);
+            rm(&e, &x); rm(&e, &b); rm(&e, &y); rm(&e, &dy); rm(&e, &dx); rm(&e, &mask);
+        }
+    env_close(&e, "eltwise");
+}
+END_TEST
+
+START_TEST(test_cuda_layout) {
+    env e;
+    if (!env_open(&e, "layout")) return;
+    /* concat: aligned float4 case, then odd channels and offset. */
+    const struct { int64_t rows, Cx, Cy, off; } cc[] = {{300, 16, 48, 8}, {301, 5, 13, 3},
+                                                         {7, 1, 1, 0}};
+    for (size_t i = 0; i < 3; i++) {
+        size_t nx = (size_t)(cc[i].rows * cc[i].Cx), ny = (size_t)(cc[i].rows * cc[i].Cy);
+        buf x = mk(&e, nx, 1000 + i), y = mk(&e, ny, 1010 + i), dx = mk(&e, nx, 1020 + i);
+        CK(&e, e.kc->concat_fwd(&e.cpu, y.h, x.h, cc[i].rows, cc[i].Cx, cc[i].Cy, cc[i].off));
+        CK(&e, e.kg->concat_fwd(&e.gpu, y.d, x.d, cc[i].rows, cc[i].Cx, cc[i].Cy, cc[i].off));
+        cmp(&e, "concat_fwd", &y, 0);
+        CK(&e, e.kc->concat_bwd(&e.cpu, dx.h, y.h, cc[i].rows, cc[i].Cx, cc[i].Cy, cc[i].off));
+        CK(&e, e.kg->concat_bwd(&e.gpu, dx.d, y.d, cc[i].rows, cc[i].Cx, cc[i].Cy, cc[i].off));
+        cmp(&e, "concat_bwd", &dx, 0);
+        rm(&e, &x); rm(&e, &y); rm(&e, &dx);
+    }
+    /* pad: symmetric, asymmetric, none; C multiple of 4 and odd. */
+    const int64_t pc[][8] = {{2, 5, 6, 8, 1, 1, 1, 1}, {2, 7, 5, 3, 0, 1, 2, 3},
+                             {1, 4, 4, 5, 0, 0, 0, 0}, {3, 6, 3, 4, 3, 2, 0, 1}};
+    for (size_t i = 0; i < 4; i++) {
+        const int64_t *p = pc[i];
+        int64_t Hy = p[1] + p[4] + p[5], Wy = p[2] + p[6] + p[7];
+        size_t nx = (size_t)(p[0] * p[1] * p[2] * p[3]), ny = (size_t)(p[0] * Hy * Wy * p[3]);
+        buf x = mk(&e, nx, 1100 + i), y = mk_out(&e, ny, 0), dy = mk(&e, ny, 1110 + i);
+        buf dx = mk(&e, nx, 1120 + i);
+        CK(&e, e.kc->pad_fwd(&e.cpu, y.h, x.h, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
+        CK(&e, e.kg->pad_fwd(&e.gpu, y.d, x.d, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
+        cmp(&e, "pad_fwd", &y, 0);
+        CK(&e, e.kc->pad_bwd(&e.cpu, dx.h, dy.h, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
+        CK(&e, e.kg->pad_bwd(&e.gpu, dx.d, dy.d, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
+        cmp(&e, "pad_bwd", &dx, 0);
+        rm(&e, &x); rm(&e, &y); rm(&e, &dy); rm(&e, &dx);
+    }
+    /* mean over H*W. */
+    const int64_t mc[][3] = {{4, 49, 37}, {3, 1, 64}, {2, 196, 2048}, {5, 7, 1}};
+    for (size_t i = 0; i < 4; i++) {
+        int64_t N = mc[i][0], HW = mc[i][1], C = mc[i][2];
+        size_t nx = (size_t)(N * HW * C), ny = (size_t)(N * C);
+        buf x = mk(&e, nx, 1200 + i), y = mk_out(&e, ny, 0), dy = mk(&e, ny, 1210 + i);
+        buf dx = mk(&e, nx, 1220 + i);
+        CK(&e, e.kc->mean_hw_fwd(&e.cpu, y.h, x.h, N, HW, C));
+        CK(&e, e.kg->mean_hw_fwd(&e.gpu, y.d, x.d, N, HW, C));
+        cmp(&e, "mean_hw_fwd", &y, TOL);
+        CK(&e, e.kc->mean_hw_bwd(&e.cpu, dx.h, dy.h, N, HW, C));
+        CK(&e, e.kg->mean_hw_bwd(&e.gpu, dx.d, dy.d, N, HW, C));
+        cmp(&e, "mean_hw_bwd", &dx, 0);
+        rm(&e, &x); rm(&e, &y); rm(&e, &dy); rm(&e, &dx);
+    }
+    env_close(&e, "layout");
+}
+END_TEST
+
+START_TEST(test_cuda_lrn) {
+    env e;
+    if (!env_open(&e, "lrn")) return;
+    const struct { int64_t rows, C; int radius; float bias, alpha, beta; } lc[] = {
+        {50, 37, 2, 1.0f, 0.1f, 0.75f},       /* alpha large enough for the cross term */
+        {20, 64, 5, 2.0f, 1e-4f, 0.75f},      /* tf.nn.lrn's defaults but bias */
+        {10, 3, 4, 1.0f, 0.5f, 0.5f},         /* window wider than the channels */
+    };
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = (size_t)(lc[i].rows * lc[i].C);
+        buf x = mk_rand(&e, n, 1300 + i, 2.0f, 0.0f, 0), y = mk_out(&e, n, 0);
+        buf dy = mk(&e, n, 1310 + i), dx = mk(&e, n, 1320 + i);
+        CK(&e, e.kc->lrn_fwd(&e.cpu, y.h, x.h, lc[i].rows, lc[i].C, lc[i].radius, lc[i].bias,
+                             lc[i].alpha, lc[i].beta));
+        CK(&e, e.kg->lrn_fwd(&e.gpu, y.d, x.d, lc[i].rows, lc[i].C, lc[i].radius, lc[i].bias,
+                             lc[i].alpha, lc[i].beta));
+        cmp(&e, "lrn_fwd", &y, TOL);
+        CK(&e, e.kc->lrn_bwd(&e.cpu, dx.h, dy.h, x.h, lc[i].rows, lc[i].C, lc[i].radius,
+                             lc[i].bias, lc[i].alpha, lc[i].beta));
+        CK(&e, e.kg->lrn_bwd(&e.gpu, dx.d, dy.d, x.d, lc[i].rows, lc[i].C, lc[i].radius,
+                             lc[i].bias, lc[i].alpha, lc[i].beta));
+        cmp(&e, "lrn_bwd", &dx, TOL);
+        rm(&e, &x); rm(&e, &y); rm(&e, &dy); rm(&e, &dx);
+    }
+    env_close(&e, "lrn");
+}
+END_TEST
+
+/* int32 labels on both sides. */
+static int32_t *labels_to_dev(env *e, const int32_t *h, int64_t rows) {
+    void *p = NULL;
+    CK(e, e->kg->alloc(&e->gpu, &p, (size_t)rows * sizeof(int32_t) + 4));
+    CK(e, e->kg->to_dev(&e->gpu, p, h, (size_t)rows * sizeof(int32_t)));
+    return p;
+}
+
+START_TEST(test_cuda_loss) {
+    env e;
+    if (!env_open(&e, "loss")) return;
+    const int64_t shapes[][2] = {{33, 10}, {7, 1500}, {256, 1001}};
+    for (size_t i = 0; i < 3; i++) {
+        int64_t rows = shapes[i][0], C = shapes[i][1];
+        size_t n = (size_t)(rows * C);
+        buf x = mk_rand(&e, n, 1400 + i, 4.0f, 0.0f, 0), y = mk_out(&e, n, 0);
+        buf dy = mk(&e, n, 1410 + i), dx = mk(&e, n, 1420 + i);
+        CK(&e, e.kc->softmax_fwd(&e.cpu, y.h, x.h, rows, C));
+        CK(&e, e.kg->softmax_fwd(&e.gpu, y.d, x.d, rows, C));
+        cmp(&e, "softmax_fwd", &y, TOL);
+        CK(&e, e.kc->softmax_bwd(&e.cpu, dx.h, dy.h, y.h, rows, C));
+        CK(&e, e.kg->softmax_bwd(&e.gpu, dx.d, dy.d, y.d, rows, C));
+        cmp(&e, "softmax_bwd", &dx, TOL);
+
+        int32_t *lab = malloc((size_t)rows * sizeof(int32_t));
+        ck_assert_ptr_nonnull(lab);
+        uint64_t st = 77 + i;
+        for (int64_t r = 0; r < rows; r++)
+            lab[r] = (int32_t)((tu_rand(&st) * 0.5f + 0.5f) * (float)C) % (int32_t)C;
+        int32_t *dlab = labels_to_dev(&e, lab, rows);
+        const float dloss_h = 1.7f;
+        buf dloss = mk_from(&e, &dloss_h, 1, 0), loss = mk_out(&e, 1, 0);
+        for (int k = 0; k < 2; k++) {
+            float ls = k ? 0.1f : 0.0f;
+            CK(&e, e.kc->xent_fwd(&e.cpu, loss.h, y.h, x.h, lab, ls, rows, C));
+            CK(&e, e.kg->xent_fwd(&e.gpu, loss.d, y.d, x.d, dlab, ls, rows, C));
+            cmp(&e, "xent_fwd loss", &loss, TOL);
+            cmp(&e, "xent_fwd prob", &y, TOL);
+            CK(&e, e.kc->xent_bwd(&e.cpu, dx.h, dloss.h, y.h, lab, ls, rows, C));
+            CK(&e, e.kg->xent_bwd(&e.gpu, dx.d, dloss.d, y.d, dlab, ls, rows, C));
+            cmp(&e, "xent_bwd", &dx, TOL);
+        }
+        /* A label outside [0, C) is reported after the sync. */
+        lab[rows / 2] = (int32_t)C;
+        CK(&e, e.kg->to_dev(&e.gpu, dlab, lab, (size_t)rows * sizeof(int32_t)));
+        ck_assert_int_eq(e.kg->xent_fwd(&e.gpu, loss.d, y.d, x.d, dlab, 0.0f, rows, C),
+                         SN_ERR_INVALID_ARG);
+        lab[rows / 2] = -1;
+        CK(&e, e.kg->to_dev(&e.gpu, dlab, lab, (size_t)rows * sizeof(int32_t)));
+        ck_assert_int_eq(e.kg->xent_fwd(&e.gpu, loss.d, y.d, x.d, dlab, 0.0f, rows, C),
+                         SN_ERR_INVALID_ARG);
+        /* ... and the next call runs normally. */
+        lab[rows / 2] = 0;
+        CK(&e, e.kg->to_dev(&e.gpu, dlab, lab, (size_t)rows * sizeof(int32_t)));
+        CK(&e, e.kg->xent_fwd(&e.gpu, loss.d, y.d, x.d, dlab, 0.0f, rows, C));
+        CK(&e, e.kg->free(&e.gpu, dlab));
+        free(lab);
+        rm(&e, &x); rm(&e, &y); rm(&e, &dy); rm(&e, &dx); rm(&e, &dloss); rm(&e, &loss);
+    }
+    /* L2 and sum over sizes with vector tails. */
+    const int64_t ln[] = {1, 1000, 1234567};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = (size_t)ln[i];
+        const float dl_h = -0.3f;
+        buf w = mk(&e, n, 1500 + i), dw = mk(&e, n, 1510 + i), out = mk_out(&e, 1, 0);
+        buf dl = mk_from(&e, &dl_h, 1, 0);
+        CK(&e, e.kc->l2_fwd(&e.cpu, out.h, w.h, 4e-5f, ln[i]));
+        CK(&e, e.kg->l2_fwd(&e.gpu, out.d, w.d, 4e-5f, ln[i]));
+        cmp(&e, "l2_fwd", &out, TOL);
+        CK(&e, e.kc->l2_bwd(&e.cpu, dw.h, dl.h, w.h, 4e-5f, ln[i]));
+        CK(&e, e.kg->l2_bwd(&e.gpu, dw.d, dl.d, w.d, 4e-5f, ln[i]));
+        cmp(&e, "l2_bwd", &dw, TOL);
+        CK(&e, e.kc->sum_fwd(&e.cpu, out.h, w.h, ln[i]));
+        CK(&e, e.kg->sum_fwd(&e.gpu, out.d, w.d, ln[i]));
+        cmp(&e, "sum_fwd", &out, TOL);
+        CK(&e, e.kc->sum_bwd(&e.cpu, dw.h, dl.h, ln[i]));
+        CK(&e, e.kg->sum_bwd(&e.gpu, dw.d, dl.d, ln[i]));
+        cmp(&e, "sum_bwd", &dw, 0);
+        rm(&e, &w); rm(&e, &dw); rm(&e, &out); rm(&e, &dl);
+    }
+    env_close(&e, "loss");
+}
+END_TEST
+
+Suite *suite_cuda(void) {
+    Suite *s = suite_create("cuda");
+    TCase *tc = tcase_create("parity");
+    /* cuDNN's first use loads its libraries: far beyond Check's 4 s default. */
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_cuda_device);
+    tcase_add_test(tc, test_cuda_gemm);
+    tcase_add_test(tc, test_cuda_conv);
+    tcase_add_test(tc, test_cuda_dwconv);
+    tcase_add_test(tc, test_cuda_pool);
+    tcase_add_test(tc, test_cuda_bias_bn);
+    tcase_add_test(tc, test_cuda_eltwise);
+    tcase_add_test(tc, test_cuda_layout);
+    tcase_add_test(tc, test_cuda_lrn);
+    tcase_add_test(tc, test_cuda_loss);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+#else /* !SN_WITH_CUDA */
+
+START_TEST(test_cuda_skipped) {
+    printf("[cuda] parity tests skipped: built without CUDA (make CUDA=1)\n");
+}
+END_TEST
+
+Suite *suite_cuda(void) {
+    Suite *s = suite_create("cuda");
+    TCase *tc = tcase_create("parity");
+    tcase_add_test(tc, test_cuda_skipped);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+#endif

@@ -1,0 +1,119 @@
+/* test_cuda_net.c: a whole network on the GPU equals the CPU path.  resnet_v1_50 (training
+ * mode: batch norm on batch statistics) at a small input, same seed and input on both
+ * devices: the logits, the loss and every variable's gradient are compared.  Skips cleanly
+ * without a GPU.
+ *
+ * Tolerances (strict float32, TF32 off): 1e-4 of the largest |value| for the logits and the
+ * loss, 2e-3 for each gradient.  Fifty layers of float32 sums in different orders (cuDNN's
+ * algorithms against im2col+sgemm) move the last bits, and batch-norm backward divides by the
+ * batch standard deviation, which magnifies them in the earliest layers' gradients. */
+#include <stdio.h>
+#include <string.h>
+#include "testutil.h"
+
+typedef struct run {
+    sn_ctx *ctx;
+    sn_graph *g;
+    sn_net *net;
+    sn_node logits, loss;
+} run;
+
+static void build_run(run *r, sn_device dev, const float *x, const int32_t *y, int64_t batch,
+                      int64_t size) {
+    sn_ctx_params cp = sn_ctx_params_default();
+    cp.device = dev;
+    cp.seed = 7;
+    cp.allow_tf32 = 0;
+    cp.deterministic = 1;
+    ck_assert_int_eq(sn_ctx_new(&cp, &r->ctx), SN_OK);
+    ck_assert_int_eq(sn_graph_new(r->ctx, &r->g), SN_OK);
+    int64_t in[4] = {SN_BATCH, size, size, 3}, ld[1] = {SN_BATCH};
+    sn_node images = sn_input(r->g, "images", SN_DTYPE_F32, 4, in);
+    sn_node labels = sn_input(r->g, "labels", SN_DTYPE_I32, 1, ld);
+    sn_model_params mp = sn_model_params_default();
+    mp.num_classes = 10;
+    sn_model m;
+    ck_assert_msg(sn_model_build(r->g, "resnet_v1_50", images, &mp, &m) == SN_OK, "%s",
+                  sn_graph_errmsg(r->g));
+    r->logits = m.logits;
+    r->loss = sn_op_softmax_xent(r->g, m.logits, labels, 0.1f);
+    sn_compile_params pp = sn_compile_params_default();
+    pp.batch_size = batch;
+    ck_assert_msg(sn_net_compile(r->g, &pp, &r->net) == SN_OK, "%s", sn_ctx_errmsg(r->ctx));
+    int64_t xd[4] = {batch, size, size, 3}, yd[1] = {batch};
+    sn_tensor *xt = NULL, *yt = NULL;
+    sn_tensor_wrap(r->ctx, (void *)x, SN_DTYPE_F32, 4, xd, SN_BORROW, &xt);
+    sn_tensor_wrap(r->ctx, (void *)y, SN_DTYPE_I32, 1, yd, SN_BORROW, &yt);
+    ck_assert_int_eq(sn_net_set_input(r->net, images, xt), SN_OK);
+    ck_assert_int_eq(sn_net_set_input(r->net, labels, yt), SN_OK);
+    ck_assert_msg(sn_net_forward(r->net) == SN_OK, "%s", sn_ctx_errmsg(r->ctx));
+    ck_assert_msg(sn_net_backward(r->net, r->loss) == SN_OK, "%s", sn_ctx_errmsg(r->ctx));
+    sn_tensor_free(xt);
+    sn_tensor_free(yt);
+}
+
+static void free_run(run *r) {
+    sn_net_free(r->net);
+    sn_graph_free(r->g);
+    sn_ctx_free(r->ctx);
+}
+
+static double compare(run *a, run *b, sn_node n, const char *what) {
+    sn_tensor *ta = NULL, *tb = NULL;
+    ck_assert_int_eq(sn_net_get_output(a->net, n, &ta), SN_OK);
+    ck_assert_int_eq(sn_net_get_output(b->net, n, &tb), SN_OK);
+    double e = tu_max_rel_err(sn_tensor_data(tb), sn_tensor_data(ta), (size_t)sn_tensor_numel(ta));
+    printf("[cuda_net] %s: max rel err %.3g\n", what, e);
+    sn_tensor_free(ta);
+    sn_tensor_free(tb);
+    return e;
+}
+
+START_TEST(test_resnet_v1_50_gpu_equals_cpu) {
+    if (sn_cuda_device_count() == 0) {
+        printf("[cuda_net] skipped: no CUDA device (or built without CUDA)\n");
+        return;
+    }
+    const int64_t batch = 2, size = 64;
+    size_t n = (size_t)(batch * size * size * 3);
+    float *x = malloc(n * sizeof *x);
+    tu_fill(x, n, 11);
+    int32_t y[2] = {3, 7};
+    run cpu, gpu;
+    build_run(&cpu, SN_DEVICE_CPU, x, y, batch, size);
+    build_run(&gpu, SN_DEVICE_CUDA, x, y, batch, size);
+    ck_assert(compare(&cpu, &gpu, cpu.logits, "logits") <= 1e-4);
+    ck_assert(compare(&cpu, &gpu, cpu.loss, "loss") <= 1e-4);
+    double worst = 0;
+    const char *worst_name = "";
+    for (int v = 0; v < sn_graph_num_vars(cpu.g); v++) {
+        sn_var_info vi;
+        sn_graph_var(cpu.g, v, &vi);
+        if (!(vi.flags & SN_VAR_TRAINABLE)) continue;
+        sn_tensor *ga = NULL, *gb = NULL;
+        ck_assert_int_eq(sn_net_get_grad(cpu.net, vi.name, &ga), SN_OK);
+        ck_assert_int_eq(sn_net_get_grad(gpu.net, vi.name, &gb), SN_OK);
+        double e = tu_max_rel_err(sn_tensor_data(gb), sn_tensor_data(ga),
+                                  (size_t)sn_tensor_numel(ga));
+        if (e > worst || e != e) {
+            worst = e != e ? INFINITY : e;
+            worst_name = vi.name;
+        }
+        sn_tensor_free(ga);
+        sn_tensor_free(gb);
+    }
+    printf("[cuda_net] gradients: worst max rel err %.3g (%s)\n", worst, worst_name);
+    ck_assert_msg(worst <= 2e-3, "gradient of %s differs by %.3g", worst_name, worst);
+    free_run(&cpu);
+    free_run(&gpu);
+    free(x);
+} END_TEST
+
+Suite *suite_cuda_net(void) {
+    Suite *s = suite_create("cuda_net");
+    TCase *tc = tcase_create("resnet");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_resnet_v1_50_gpu_equals_cpu);
+    suite_add_tcase(s, tc);
+    return s;
+}
