@@ -1,7 +1,7 @@
 /* bench_train.c: training throughput of a zoo network on synthetic data.
  *
  *   bench_train [--model resnet_v1_50] [--batch 32] [--size 224] [--classes 1000]
- *               [--steps 10] [--warmup 2] [--device cpu|cuda] [--threads N]
+ *               [--steps 10] [--warmup 2] [--device cpu|cuda] [--threads N] [--profile 1]
  *
  * One step = forward, backward of softmax cross-entropy + L2 regularization, and a plain SGD
  * update, as slimnet-train runs it.  Prints images/s (median step time over --steps). */
@@ -34,7 +34,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *model = "resnet_v1_50", *device = "cpu";
     int64_t batch = 32, size = 0, classes = 1000;
-    int steps = 10, warmup = 2, threads = 0;
+    int steps = 10, warmup = 2, threads = 0, profile = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--model")) model = v;
@@ -45,6 +45,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--warmup")) warmup = atoi(v);
         else if (!strcmp(k, "--device")) device = v;
         else if (!strcmp(k, "--threads")) threads = atoi(v);
+        else if (!strcmp(k, "--profile")) profile = atoi(v);
         else {
             fprintf(stderr, "bench_train: unknown flag %s\n", k);
             return 2;
@@ -111,6 +112,15 @@ int main(int argc, char **argv) {
         if (step == 0) first = last;
         sn_tensor_free(lt);
         if (step >= warmup) t[step - warmup] = now() - t0;
+    }
+    if (profile) {   /* one more step, every node timed: where the time goes */
+        sn_net_set_profile(net, 1);
+        CHECK(sn_net_forward(net));
+        CHECK(sn_net_backward(net, loss));
+        CHECK(sn_net_sgd_step(net, 0.01f));
+        char rep[4096];
+        sn_net_profile_report(net, rep, sizeof rep);
+        printf("profile of one step (each node synchronized):\n%s", rep);
     }
     qsort(t, (size_t)steps, sizeof *t, cmp_double);
     double med = t[steps / 2];

@@ -216,7 +216,7 @@ fi
 # source takes it.  The PyTorch peer (bench_torch.py) runs in the same session, same GPU.
 bench_args() {
     case "$1" in
-        bench_train) echo "--device cuda --model resnet_v1_50 --batch 128 --steps 10 --warmup 3" ;;
+        bench_train) echo "--device cuda --model resnet_v1_50 --batch 128 --steps 10 --warmup 3 --profile 1" ;;
         *) grep -q -- '--device' "benchmarks/$1.c" && echo "--device cuda" ;;
     esac
 }

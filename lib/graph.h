@@ -98,6 +98,9 @@ struct sn_net {
     bool backward_ok;
     bool forward_done;
     int64_t step;
+    bool profile;                  /* time every node (sn_net_set_profile) */
+    double prof_s[SN__OP_COUNT][2];/* seconds per op type: forward, backward */
+    int64_t prof_n[SN__OP_COUNT][2];
 };
 
 typedef sn_status (*sn__op_fn)(sn_net *net, int i);

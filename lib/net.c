@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <time.h>
 #include "graph.h"
 
 #define ALIGN 256
@@ -350,11 +351,68 @@ static sn_status node_failed(sn_net *net, int i, const char *pass, sn_status st)
                     msg);
 }
 
+static double wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Runs the forward (dir 0) or backward (dir 1) of node i, timed when profiling. */
+static sn_status run_node(sn_net *net, int i, int dir) {
+    const sn__opdef *op = &sn__ops[net->g->nodes[i].op];
+    sn__op_fn fn = dir ? op->bwd : op->fwd;
+    if (!net->profile) return fn(net, i);
+    double t0 = wall();
+    sn_status st = fn(net, i);
+    if (st == SN_OK) st = net->k->sync(&net->dev);
+    net->prof_s[net->g->nodes[i].op][dir] += wall() - t0;
+    net->prof_n[net->g->nodes[i].op][dir]++;
+    return st;
+}
+
+void sn_net_set_profile(sn_net *net, int on) {
+    if (on && !net->profile) {
+        memset(net->prof_s, 0, sizeof net->prof_s);
+        memset(net->prof_n, 0, sizeof net->prof_n);
+    }
+    net->profile = on != 0;
+}
+
+sn_status sn_net_profile_report(const sn_net *net, char *buf, size_t len) {
+    if (!buf || len == 0) return SN_ERR_INVALID_ARG;
+    int order[SN__OP_COUNT];
+    double total = 0;
+    for (int o = 0; o < SN__OP_COUNT; o++) {
+        order[o] = o;
+        total += net->prof_s[o][0] + net->prof_s[o][1];
+    }
+    for (int a = 1; a < SN__OP_COUNT; a++)   /* insertion sort, most expensive first */
+        for (int b = a; b > 0; b--) {
+            int x = order[b - 1], y = order[b];
+            if (net->prof_s[x][0] + net->prof_s[x][1] >= net->prof_s[y][0] + net->prof_s[y][1])
+                break;
+            order[b - 1] = y;
+            order[b] = x;
+        }
+    size_t used = (size_t)snprintf(buf, len, "%-12s %8s %11s %11s %6s\n", "op", "calls",
+                                   "forward ms", "backward ms", "share");
+    for (int k = 0; k < SN__OP_COUNT && used < len; k++) {
+        int o = order[k];
+        double t = net->prof_s[o][0] + net->prof_s[o][1];
+        if (net->prof_n[o][0] + net->prof_n[o][1] == 0) continue;
+        used += (size_t)snprintf(buf + used, len - used, "%-12s %8lld %11.2f %11.2f %5.1f%%\n",
+                                 sn__ops[o].name, (long long)net->prof_n[o][0],
+                                 net->prof_s[o][0] * 1e3, net->prof_s[o][1] * 1e3,
+                                 total > 0 ? 100.0 * t / total : 0.0);
+    }
+    return SN_OK;
+}
+
 sn_status sn_net_forward(sn_net *net) {
     const sn_graph *g = net->g;
     for (int i = 0; i < net->n; i++) {
         if (is_leaf(&g->nodes[i])) continue;
-        sn_status st = sn__ops[g->nodes[i].op].fwd(net, i);
+        sn_status st = run_node(net, i, 0);
         if (st != SN_OK) return node_failed(net, i, "forward", st);
     }
     net->forward_done = true;
@@ -401,7 +459,7 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
                            : SN__CALL(net, zero, net->grad[x], net->numel[x] * sizeof(float));
         }
         if (st != SN_OK || !anc[j] || !net->needs_grad[j] || is_leaf(nd) || j > loss) continue;
-        st = sn__ops[nd->op].bwd(net, j);
+        st = run_node(net, j, 1);
         if (st != SN_OK) st = node_failed(net, j, "backward", st);
     }
     free(anc);

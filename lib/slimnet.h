@@ -466,6 +466,13 @@ SN_API sn_status sn_net_get_grad(sn_net *net, const char *name, sn_tensor **out)
 /* Plain gradient descent (TF's GradientDescentOptimizer): w -= lr * dw for every
  * trainable variable, on the net's device, after sn_net_backward(). */
 SN_API sn_status sn_net_sgd_step(sn_net *net, float lr);
+/* Profiling: while on, every node's forward and backward waits for the device and its
+ * wall time is added to a total per op type (conv2d, batch_norm, ...).  Slows the step;
+ * for finding where the time goes, not for measuring throughput. */
+SN_API void sn_net_set_profile(sn_net *net, int on);
+/* The totals so far as a text table (op, calls, forward ms, backward ms, share of the
+ * total), most expensive first; truncated to len. */
+SN_API sn_status sn_net_profile_report(const sn_net *net, char *buf, size_t len);
 /* Dropout draws a new mask each step; the step counter enters the seed. */
 SN_API void sn_net_set_step(sn_net *net, int64_t step);
 
