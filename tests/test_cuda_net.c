@@ -3,10 +3,16 @@
  * devices: the logits, the loss and every variable's gradient are compared.  Skips cleanly
  * without a GPU.
  *
- * Tolerances (strict float32, TF32 off): 1e-4 of the largest |value| for the logits and the
- * loss, 2e-3 for each gradient.  Fifty layers of float32 sums in different orders (cuDNN's
- * algorithms against im2col+sgemm) move the last bits, and batch-norm backward divides by the
- * batch standard deviation, which magnifies them in the earliest layers' gradients. */
+ * Logits and loss (strict float32, TF32 off): within 1e-4 of the largest |value|.
+ *
+ * Gradients: a randomly initialized 50-layer relu + batch-norm network at batch 4 is
+ * chaotic: on the CPU alone, scaling each input pixel by (1 +- 1e-6) moves some weight
+ * gradients by 3% (norm) and single elements by 30% (relu units flip at their kink; batch
+ * norm over nearly dead channels divides by sqrt(var + eps) ~ 3e-3).  No fixed tolerance is
+ * meaningful there, so each gradient is held to the network's own float32 conditioning:
+ * |g_gpu - g_cpu| <= 4 |g_cpu' - g_cpu| + 1e-4 |g_cpu| (L2 norms per variable), where g_cpu'
+ * comes from the CPU on the input perturbed by 1e-6 relative.  A wrong kernel misses this
+ * by orders of magnitude; the per-op parity suite (test_cuda.c) holds every kernel to 1e-5. */
 #include <stdio.h>
 #include <string.h>
 #include "testutil.h"
@@ -77,40 +83,56 @@ START_TEST(test_resnet_v1_50_gpu_equals_cpu) {
     }
     const int64_t batch = 4, size = 128;
     size_t n = (size_t)(batch * size * size * 3);
-    float *x = malloc(n * sizeof *x);
+    float *x = malloc(n * sizeof *x), *xp = malloc(n * sizeof *xp);
     tu_fill(x, n, 11);
+    uint64_t s = 3;
+    for (size_t i = 0; i < n; i++) xp[i] = x[i] * (1.0f + 1e-6f * tu_rand(&s));
     int32_t y[4] = {3, 7, 0, 9};
-    run cpu, gpu;
+    run cpu, gpu, pert;
     build_run(&cpu, SN_DEVICE_CPU, x, y, batch, size);
     build_run(&gpu, SN_DEVICE_CUDA, x, y, batch, size);
+    build_run(&pert, SN_DEVICE_CPU, xp, y, batch, size);
     double e_logits = compare(&cpu, &gpu, cpu.logits, "logits");
     double e_loss = compare(&cpu, &gpu, cpu.loss, "loss");
     double worst = 0;
     const char *worst_name = "";
+    int checked = 0;
     for (int v = 0; v < sn_graph_num_vars(cpu.g); v++) {
         sn_var_info vi;
         sn_graph_var(cpu.g, v, &vi);
         if (!(vi.flags & SN_VAR_TRAINABLE)) continue;
-        sn_tensor *ga = NULL, *gb = NULL;
-        ck_assert_int_eq(sn_net_get_grad(cpu.net, vi.name, &ga), SN_OK);
-        ck_assert_int_eq(sn_net_get_grad(gpu.net, vi.name, &gb), SN_OK);
-        double e = tu_max_rel_err(sn_tensor_data(gb), sn_tensor_data(ga),
-                                  (size_t)sn_tensor_numel(ga));
-        if (e > worst || e != e) {
-            worst = e != e ? INFINITY : e;
+        sn_tensor *gc = NULL, *gg = NULL, *gp = NULL;
+        ck_assert_int_eq(sn_net_get_grad(cpu.net, vi.name, &gc), SN_OK);
+        ck_assert_int_eq(sn_net_get_grad(gpu.net, vi.name, &gg), SN_OK);
+        ck_assert_int_eq(sn_net_get_grad(pert.net, vi.name, &gp), SN_OK);
+        const float *c = sn_tensor_data(gc), *g = sn_tensor_data(gg), *p = sn_tensor_data(gp);
+        double nc = 0, dg = 0, dp = 0;
+        for (int64_t i = 0; i < sn_tensor_numel(gc); i++) {
+            nc += (double)c[i] * c[i];
+            dg += ((double)g[i] - c[i]) * ((double)g[i] - c[i]);
+            dp += ((double)p[i] - c[i]) * ((double)p[i] - c[i]);
+        }
+        double bound = 4.0 * sqrt(dp) + 1e-4 * sqrt(nc), ratio = sqrt(dg) / (bound + 1e-30);
+        if (ratio > worst || ratio != ratio) {
+            worst = ratio != ratio ? INFINITY : ratio;
             worst_name = vi.name;
         }
-        sn_tensor_free(ga);
-        sn_tensor_free(gb);
+        checked++;
+        sn_tensor_free(gc);
+        sn_tensor_free(gg);
+        sn_tensor_free(gp);
     }
-    printf("[cuda_net] gradients: worst max rel err %.3g (%s)\n", worst, worst_name);
+    printf("[cuda_net] %d gradients: worst |gpu-cpu| / bound = %.3g (%s)\n", checked, worst,
+           worst_name);
     fflush(stdout);
     ck_assert_msg(e_logits <= 1e-4, "logits differ by %.3g", e_logits);
     ck_assert_msg(e_loss <= 1e-4, "loss differs by %.3g", e_loss);
-    ck_assert_msg(worst <= 2e-3, "gradient of %s differs by %.3g", worst_name, worst);
+    ck_assert_msg(worst <= 1.0, "gradient of %s exceeds its bound %.3g times", worst_name, worst);
     free_run(&cpu);
     free_run(&gpu);
+    free_run(&pert);
     free(x);
+    free(xp);
 } END_TEST
 
 Suite *suite_cuda_net(void) {
