@@ -510,6 +510,237 @@ SN_API const char *sn_model_name(int i);
 /* Default image size of a model, 0 if unknown. */
 SN_API int sn_model_default_image_size(const char *name);
 
+
+/* ---- TFRecord files ---------------------------------------------------------------------- */
+
+/* A TFRecord file is a sequence of records, each framed as
+ *     uint64 length | masked crc32c(length) | data | masked crc32c(data)      (little-endian)
+ * exactly as TensorFlow's TFRecordWriter writes it; ZLIB and GZIP compress the whole framed
+ * stream.  Readers check both CRCs of every record and bound every length before
+ * allocating.  Errors name the file and the byte offset of the record (in the uncompressed
+ * stream for a compressed file), e.g.
+ *     "data/fer_train.tfrecord: record at offset 1234: data crc mismatch (...)". */
+typedef enum sn_compression {
+    SN_COMPRESSION_NONE = 0,
+    SN_COMPRESSION_ZLIB = 1,   /* RFC 1950 (TF's "ZLIB"); never guessed, as in TF */
+    SN_COMPRESSION_GZIP = 2,   /* RFC 1952 (TF's "GZIP") */
+    SN_COMPRESSION_AUTO = 3    /* readers only: GZIP if the file starts with 1f 8b, else NONE */
+} sn_compression;
+
+/* Records longer than this are refused as corrupt unless the reader is told otherwise. */
+#define SN_TFRECORD_DEFAULT_MAX_RECORD ((uint64_t)1 << 30)
+
+typedef struct sn_tfrecord_writer sn_tfrecord_writer;
+
+/* Creates (truncates) path for writing records.  compression NONE, ZLIB or GZIP (not AUTO).
+ * The writer borrows ctx.  SN_ERR_IO (cannot create; the message has strerror),
+ * SN_ERR_INVALID_ARG, SN_ERR_NOMEM. */
+SN_API sn_status sn_tfrecord_writer_open(sn_ctx *ctx, const char *path,
+                                         sn_compression compression,
+                                         sn_tfrecord_writer **out);
+/* Appends one record of len bytes (len may be 0; data may be NULL then).  SN_ERR_IO on a
+ * write error (e.g. disk full); the writer then refuses further writes with SN_ERR_STATE. */
+SN_API sn_status sn_tfrecord_write(sn_tfrecord_writer *w, const void *data, size_t len);
+/* Pushes everything written so far to the file (a zlib sync flush when compressed), so
+ * that a reader sees complete records, e.g. for event files read while training runs. */
+SN_API sn_status sn_tfrecord_writer_flush(sn_tfrecord_writer *w);
+/* Finishes the compressed stream, flushes, closes and frees w (also after an error).
+ * Returns the first error of the writer's life, SN_OK if none.  NULL gives SN_OK. */
+SN_API sn_status sn_tfrecord_writer_close(sn_tfrecord_writer *w);
+
+typedef struct sn_tfrecord_reader sn_tfrecord_reader;
+
+/* Opens path for reading.  compression NONE, ZLIB, GZIP or AUTO.  The reader borrows ctx.
+ * SN_ERR_NOT_FOUND (no such file), SN_ERR_IO, SN_ERR_INVALID_ARG, SN_ERR_NOMEM. */
+SN_API sn_status sn_tfrecord_reader_open(sn_ctx *ctx, const char *path,
+                                         sn_compression compression,
+                                         sn_tfrecord_reader **out);
+/* Largest record length accepted (default SN_TFRECORD_DEFAULT_MAX_RECORD); a record
+ * declaring more is SN_ERR_FORMAT, found before anything is allocated for it. */
+SN_API void sn_tfrecord_reader_set_max_record(sn_tfrecord_reader *r, uint64_t max_bytes);
+/* Reads the next record: *data (len bytes) is owned by the reader and valid until the next
+ * read or close.  Returns
+ *   SN_OK               a record, both CRCs verified;
+ *   SN_ERR_NOT_FOUND    clean end of file (no more records; not an error to report);
+ *   SN_ERR_FORMAT       corrupt or truncated record, bad compressed stream, over-long length;
+ *   SN_ERR_IO           read error.
+ * After an error the reader stays failed: later reads return the same status. */
+SN_API sn_status sn_tfrecord_read(sn_tfrecord_reader *r, const uint8_t **data, size_t *len);
+/* Offset of the next record in the (uncompressed) record stream: after an error, the
+ * offset of the record that failed.  Equals the bytes of records read so far. */
+SN_API uint64_t sn_tfrecord_reader_offset(const sn_tfrecord_reader *r);
+/* The path given at open, owned by the reader. */
+SN_API const char *sn_tfrecord_reader_path(const sn_tfrecord_reader *r);
+SN_API void sn_tfrecord_reader_close(sn_tfrecord_reader *r);
+
+/* ---- file patterns and multi-file reading ------------------------------------------------ */
+
+typedef struct sn_file_list sn_file_list;
+
+/* Expands a glob(3) pattern (`*`, `?`, `[...]`) into the sorted list of matching files,
+ * e.g. "flowers_train_*.tfrecord", "train-?????-of-01024", or one plain path.  TF-style
+ * shard names "<name>-00003-of-00005" in the result are checked: when some shards of a set
+ * are missing, a warning is logged through the context (the files found are still
+ * returned).  SN_ERR_NOT_FOUND when nothing matches (the message names the pattern),
+ * SN_ERR_IO, SN_ERR_NOMEM. */
+SN_API sn_status sn_tfrecord_files(sn_ctx *ctx, const char *pattern, sn_file_list **out);
+SN_API size_t sn_file_list_count(const sn_file_list *l);
+/* The i-th path (sorted by strcmp), owned by the list; NULL when i is out of range. */
+SN_API const char *sn_file_list_path(const sn_file_list *l, size_t i);
+SN_API void sn_file_list_free(sn_file_list *l);
+
+typedef struct sn_tfrecord_multi sn_tfrecord_multi;
+
+/* Reads the records of n files as one stream.  cycle_length files are open at a time and
+ * give one record each in turn, as tf.data's interleave(cycle_length, block_length=1):
+ * when a file ends, the next unopened file takes its place in the cycle.
+ *   cycle_length 1: sequential, file after file, in the given order;
+ *   cycle_length 0: all files at once (each open file holds a read buffer: with many large
+ *                   shards, prefer a bounded cycle such as 16).
+ * The paths are copied.  Files are opened when they enter the cycle, so a missing file is
+ * reported by sn_tfrecord_multi_read, as SN_ERR_IO (SN_ERR_NOT_FOUND means the end).
+ * SN_ERR_INVALID_ARG (n == 0, cycle_length < 0), SN_ERR_NOMEM. */
+SN_API sn_status sn_tfrecord_multi_open(sn_ctx *ctx, const char *const *paths, size_t n,
+                                        sn_compression compression, int cycle_length,
+                                        sn_tfrecord_multi **out);
+/* As sn_tfrecord_read, over all files: SN_ERR_NOT_FOUND once every file has ended.  The
+ * record is valid until the next read or close.  Errors name the file and offset. */
+SN_API sn_status sn_tfrecord_multi_read(sn_tfrecord_multi *m, const uint8_t **data,
+                                        size_t *len);
+/* File and offset of the record last returned (NULL / 0 before the first). */
+SN_API const char *sn_tfrecord_multi_path(const sn_tfrecord_multi *m);
+SN_API uint64_t sn_tfrecord_multi_offset(const sn_tfrecord_multi *m);
+SN_API void sn_tfrecord_multi_set_max_record(sn_tfrecord_multi *m, uint64_t max_bytes);
+SN_API void sn_tfrecord_multi_close(sn_tfrecord_multi *m);
+
+/* ---- tf.train.Example -------------------------------------------------------------------- */
+
+/* An Example: a map from string keys to a bytes, float or int64 list, as TF's proto.
+ * Values are copied in; everything returned points into the sn_example and is valid until
+ * the next parse, clear or free (a set of the same key only replaces that key's values). */
+typedef struct sn_example sn_example;
+
+typedef enum sn_feature_kind {
+    SN_FEATURE_NONE = 0,    /* a Feature with no list set: every getter reads it as empty */
+    SN_FEATURE_BYTES = 1,
+    SN_FEATURE_FLOAT = 2,
+    SN_FEATURE_INT64 = 3
+} sn_feature_kind;
+
+/* "none", "bytes_list", "float_list", "int64_list". */
+SN_API const char *sn_feature_kind_name(sn_feature_kind kind);
+
+/* An empty Example borrowing ctx.  SN_ERR_NOMEM. */
+SN_API sn_status sn_example_new(sn_ctx *ctx, sn_example **out);
+SN_API void sn_example_free(sn_example *ex);
+/* Removes every feature (keeps the memory for the next use). */
+SN_API void sn_example_clear(sn_example *ex);
+
+/* Sets feature `key` to a list of n values, replacing any previous value of that key.
+ * Bytes values are values[i] of lens[i] bytes each.  SN_ERR_INVALID_ARG, SN_ERR_NOMEM. */
+SN_API sn_status sn_example_set_bytes(sn_example *ex, const char *key,
+                                      const void *const *values, const size_t *lens, size_t n);
+SN_API sn_status sn_example_set_int64(sn_example *ex, const char *key,
+                                      const int64_t *values, size_t n);
+SN_API sn_status sn_example_set_float(sn_example *ex, const char *key,
+                                      const float *values, size_t n);
+
+/* Serializes ex (proto3 wire format, packed numeric lists) into a buffer owned by ex, valid
+ * until the next serialize, change or free.  SN_ERR_NOMEM. */
+SN_API sn_status sn_example_serialize(sn_example *ex, const uint8_t **data, size_t *len);
+/* Replaces the content of ex by the Example serialized in data.  Packed and unpacked
+ * numeric lists are both accepted; a repeated key keeps its last value, as in TF.
+ * SN_ERR_FORMAT for a malformed message (ex is then empty), SN_ERR_NOMEM. */
+SN_API sn_status sn_example_parse(sn_example *ex, const void *data, size_t len);
+
+/* Number of feature entries and the key of the i-th, in stored order (NULL out of range). */
+SN_API size_t sn_example_num_features(const sn_example *ex);
+SN_API const char *sn_example_key(const sn_example *ex, size_t i);
+/* Kind and number of values of feature `key`; either output may be NULL.
+ * SN_ERR_NOT_FOUND (the message names the key). */
+SN_API sn_status sn_example_feature(const sn_example *ex, const char *key,
+                                    sn_feature_kind *kind, size_t *n);
+/* The values of feature `key`.  SN_ERR_NOT_FOUND (missing key), SN_ERR_FORMAT when the
+ * feature holds another kind (the message names the key and the kind it holds). */
+SN_API sn_status sn_example_get_int64(const sn_example *ex, const char *key,
+                                      const int64_t **values, size_t *n);
+SN_API sn_status sn_example_get_float(const sn_example *ex, const char *key,
+                                      const float **values, size_t *n);
+/* The i-th value of a bytes feature (not NUL-terminated).  SN_ERR_NOT_FOUND also when i is
+ * past the end of the list. */
+SN_API sn_status sn_example_get_bytes(const sn_example *ex, const char *key, size_t i,
+                                      const uint8_t **data, size_t *len);
+
+/* One image of an image-classification dataset, in TF-slim's keys
+ * (datasets/dataset_utils.py image_to_tfexample):
+ *   image/encoded (bytes), image/format (bytes), image/class/label, image/height and
+ *   image/width (int64). */
+typedef struct sn_image_example {
+    const uint8_t *encoded;   /* the encoded file (JPEG or PNG), borrowed */
+    size_t encoded_len;
+    char format[16];          /* "png", "jpeg", "jpg", NUL-terminated */
+    int64_t label;            /* class id */
+    int64_t height, width;    /* pixels as recorded; 0 when absent on parse */
+} sn_image_example;
+
+/* Sets the five keys of img (copies the bytes).  SN_ERR_INVALID_ARG, SN_ERR_NOMEM. */
+SN_API sn_status sn_example_set_image(sn_example *ex, const sn_image_example *img);
+/* Reads them back; encoded points into ex.  image/encoded and image/class/label (one value
+ * each) are required: SN_ERR_NOT_FOUND names a missing key, SN_ERR_FORMAT a wrong kind or
+ * count.  image/format may be absent ("" then) and must be shorter than 16 bytes. */
+SN_API sn_status sn_example_get_image(const sn_example *ex, sn_image_example *img);
+
+/* ---- images: JPEG (libjpeg-turbo) and PNG (libpng) --------------------------------------- */
+
+typedef enum sn_image_format {
+    SN_IMAGE_UNKNOWN = 0, SN_IMAGE_JPEG = 1, SN_IMAGE_PNG = 2
+} sn_image_format;
+
+/* The format by its magic bytes (ff d8 ff; 89 'P' 'N' 'G' 0d 0a 1a 0a). */
+SN_API sn_image_format sn_image_sniff(const void *data, size_t len);
+
+/* Default bound on height * width for decoding: 64 Mi pixels. */
+#define SN_IMAGE_DEFAULT_MAX_PIXELS ((uint64_t)64 << 20)
+
+typedef struct sn_image_params {
+    int channels;            /* 0 (default): 1 for a grayscale file, else 3; 1: gray; 3: RGB
+                              * (a gray image is replicated into 3 channels, as TF's
+                              * decode_image(channels=3)).  Alpha is dropped. */
+    uint64_t max_pixels;     /* height * width above this is SN_ERR_FORMAT before any
+                              * allocation; default SN_IMAGE_DEFAULT_MAX_PIXELS */
+} sn_image_params;
+SN_API sn_image_params sn_image_params_default(void);
+
+/* Reads the header only: format, height, width and stored channels (1 gray, 2 gray with
+ * alpha, 3 color, 4 CMYK or RGBA); any output may be NULL.  SN_ERR_FORMAT (unknown format, bad
+ * header). */
+SN_API sn_status sn_image_info(sn_ctx *ctx, const void *data, size_t len,
+                               sn_image_format *format, int *height, int *width,
+                               int *channels);
+/* Decodes a JPEG or PNG file (format sniffed) into a new uint8 tensor (H, W, C), C = 1 or
+ * 3 as p says (NULL: defaults).  JPEG decoding is TF's default (accurate integer IDCT,
+ * fancy upsampling); CMYK JPEGs are converted as TF does for Adobe's inverted CMYK; 16-bit
+ * PNGs are reduced to 8 bits (rounded; TF truncates, a difference of at most 1).
+ * SN_ERR_FORMAT for unknown, corrupt or truncated data and for dimensions over the bound
+ * (the message says which), SN_ERR_INVALID_ARG, SN_ERR_NOMEM. */
+SN_API sn_status sn_image_decode(sn_ctx *ctx, const void *data, size_t len,
+                                 const sn_image_params *p, sn_tensor **out);
+/* As sn_image_decode, into the caller's buffer of cap bytes (reused across images by an
+ * input pipeline).  *height, *width, *channels receive the shape.  SN_ERR_SHAPE when the
+ * image needs more than cap bytes (nothing is decoded; *height etc. are set, so the caller
+ * can grow the buffer and retry). */
+SN_API sn_status sn_image_decode_into(sn_ctx *ctx, const void *data, size_t len,
+                                      const sn_image_params *p, uint8_t *buf, size_t cap,
+                                      int *height, int *width, int *channels);
+/* Encodes a uint8 tensor (H, W, C), C = 1 or 3, into a new uint8 tensor (nbytes) holding
+ * the file.  JPEG: quality 1..100, 4:2:0 chroma subsampling for color (TF's encode_jpeg
+ * default), accurate DCT.  PNG: lossless, zlib's default level.
+ * SN_ERR_INVALID_ARG (dtype, rank, channels, quality), SN_ERR_FORMAT (codec failure),
+ * SN_ERR_NOMEM. */
+SN_API sn_status sn_image_encode_jpeg(sn_ctx *ctx, const sn_tensor *img, int quality,
+                                      sn_tensor **out);
+SN_API sn_status sn_image_encode_png(sn_ctx *ctx, const sn_tensor *img, sn_tensor **out);
+
 #ifdef __cplusplus
 }
 #endif
