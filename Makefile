@@ -173,7 +173,7 @@ install: all
 	install -m 644 $(A_FILE) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
-	    -e 's|@LIBS@|$(LDLIBS)|' slimnet.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/slimnet.pc
+	    -e 's|@LIBS@|$(LDLIBS)$(if $(filter 1,$(OPENMP)), -lgomp)|' slimnet.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/slimnet.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/slimnet.h $(DESTDIR)$(PREFIX)/lib/libslimnet.* \
