@@ -1,7 +1,7 @@
-#include <slimnet.h>
-#include <stdio.h>
 /* consumer.c: a program outside the tree that finds slimnet through pkg-config (CI builds
  * it against `make install` to keep the README's linking instructions true). */
+#include <slimnet.h>
+#include <stdio.h>
 int main(void) {
     sn_ctx *ctx; sn_ctx_params p = sn_ctx_params_default();
     if (sn_ctx_new(&p, &ctx) != SN_OK) return 1;
