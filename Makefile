@@ -102,7 +102,7 @@ TEST_BIN := $(BUILD)/tests/run_tests
 BENCH_SRC := $(wildcard benchmarks/*.c)
 BENCH_BIN := $(BENCH_SRC:benchmarks/%.c=$(BUILD)/bin/%)
 
-.PHONY: all lib tools test bench demo install uninstall clean deps check-deps
+.PHONY: all lib tools test bench demo parity install uninstall clean deps check-deps
 all: lib tools
 
 lib: $(SO_FILE) $(A_FILE)
@@ -149,6 +149,21 @@ $(TEST_BIN): $(TEST_OBJ) $(A_FILE)
 
 test: $(TEST_BIN) tools
 	CK_DEFAULT_TIMEOUT=600 $(TEST_BIN)
+
+# TensorFlow parity: a pinned tensorflow-cpu + tf-slim virtualenv (tests/reference/setup.sh)
+# writes golden fixtures into tests/reference/out (both ignored); the ckpt_parity suite reads
+# them, and TensorFlow reads back what slimnet writes.
+REF := tests/reference
+$(REF)/.venv/.requirements: $(REF)/requirements.txt $(REF)/setup.sh
+	$(REF)/setup.sh
+	touch $@
+
+$(REF)/out/ckpt/manifest.json: $(REF)/make_ckpt_fixtures.py $(REF)/.venv/.requirements
+	$(REF)/.venv/bin/python $(REF)/make_ckpt_fixtures.py
+
+parity: $(TEST_BIN) $(REF)/out/ckpt/manifest.json
+	CK_RUN_SUITE=ckpt_parity $(TEST_BIN)
+	$(REF)/.venv/bin/python $(REF)/check_slimnet_ckpt.py
 
 # The README's main command: trains LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist).
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist

@@ -741,6 +741,163 @@ SN_API sn_status sn_image_encode_jpeg(sn_ctx *ctx, const sn_tensor *img, int qua
                                       sn_tensor **out);
 SN_API sn_status sn_image_encode_png(sn_ctx *ctx, const sn_tensor *img, sn_tensor **out);
 
+
+/* ---- checkpoints: TensorFlow's files, read and written without TensorFlow ---------------- */
+
+/* A checkpoint opened for reading: a V2 tensor bundle ("<prefix>.index" +
+ * "<prefix>.data-SSSSS-of-NNNNN") or a V1 file (one table of tensor slices, as the 2016-2017
+ * TF-slim tarballs ship, snappy-compressed or not; sharded "<path>-SSSSS-of-NNNNN" too).
+ * Tensors are listed in name order; partitioned variables appear once, under their full
+ * name and full shape, and are reassembled when read.  Every length, offset and dimension
+ * in the files is checked against the file sizes before anything is allocated, and every
+ * checksum (block trailers, V2 tensor CRC32C) is verified. */
+typedef struct sn_ckpt sn_ckpt;
+
+/* What the checkpoint says about one tensor. */
+typedef struct sn_ckpt_info {
+    const char *name;        /* e.g. "resnet_v2_50/conv1/weights"; owned by the reader */
+    int tf_dtype;            /* TensorFlow's DataType value: 1 float, 2 double, 3 int32,
+                                4 uint8, 7 string, 9 int64, 10 bool, 19 half, ... */
+    const char *dtype_name;  /* "float32", "int64", "string", ...; "unknown" otherwise */
+    int has_sn_dtype;        /* 1 when sn_ckpt_read() can return it (float32, int32, int64,
+                                uint8); `dtype` is valid only then */
+    sn_dtype dtype;
+    int rank;                /* 0 for a scalar */
+    int64_t dims[SN_MAX_RANK];
+    uint64_t nbytes;         /* bytes sn_ckpt_read_raw() fills: numel * element size, or for
+                                a V2 string tensor its stored encoding (see there); 0 for a
+                                V1 string tensor, which is listed but not decoded */
+    int num_slices;          /* pieces of a partitioned variable; 0 for a plain V2 tensor */
+} sn_ckpt_info;
+
+/* Opens a checkpoint.  path is, in this order of tries:
+ *   a folder: its latest checkpoint, from the `checkpoint` state file (sn_ckpt_latest);
+ *   a V2 prefix: "<path>.index" exists ("train/model.ckpt-1000");
+ *   a V1 file: path itself is a table ("inception_v3.ckpt");
+ *   a sharded V1 prefix: "<path>-00000-of-0000N" exists, or the glob pattern TF's state
+ *   file names for one ("model.ckpt-7-?????-of-00002").
+ * Reads the whole index (V2) or the meta record (V1) and checks each entry: dtype, shape
+ * (0 <= dims, rank <= SN_MAX_RANK, no overflow), data shard and byte range within its file.
+ * *out borrows ctx.  Errors, with the file (and tensor, and offset) named in the message:
+ * SN_ERR_NOT_FOUND (no such checkpoint), SN_ERR_IO, SN_ERR_FORMAT (corrupt: bad magic,
+ * checksum, truncation, an entry that does not fit its data file),
+ * SN_ERR_UNSUPPORTED (big-endian bundle, rank above SN_MAX_RANK, a future format version),
+ * SN_ERR_NOMEM. */
+SN_API sn_status sn_ckpt_open(sn_ctx *ctx, const char *path, sn_ckpt **out);
+SN_API void sn_ckpt_close(sn_ckpt *ck);
+/* 1 or 2. */
+SN_API int sn_ckpt_version(const sn_ckpt *ck);
+/* The prefix (V2) or file (V1) actually opened, after resolving a folder.  Owned by ck. */
+SN_API const char *sn_ckpt_path(const sn_ckpt *ck);
+/* Number of tensors (the V2 header and the pieces of partitioned tensors not counted). */
+SN_API int sn_ckpt_count(const sn_ckpt *ck);
+/* Facts about tensor i, 0 <= i < count, in name order.  SN_ERR_INVALID_ARG out of range. */
+SN_API sn_status sn_ckpt_info_at(const sn_ckpt *ck, int i, sn_ckpt_info *info);
+/* Index of the tensor named `name`, or -1. */
+SN_API int sn_ckpt_find(const sn_ckpt *ck, const char *name);
+
+/* Reads tensor `name` into a new host tensor *out (dtype and shape as stored).
+ * SN_ERR_NOT_FOUND (no such tensor), SN_ERR_UNSUPPORTED (a dtype sn_tensor lacks: use
+ * sn_ckpt_read_raw), SN_ERR_FORMAT (checksum mismatch, truncated data), SN_ERR_IO,
+ * SN_ERR_NOMEM. */
+SN_API sn_status sn_ckpt_read(sn_ckpt *ck, const char *name, sn_tensor **out);
+/* Reads tensor `name` into dst, which must have its dtype and exactly its shape
+ * (SN_ERR_SHAPE otherwise, both shapes named).  dst's memory is written in place. */
+SN_API sn_status sn_ckpt_read_into(sn_ckpt *ck, const char *name, sn_tensor *dst);
+/* Copies the tensor's bytes into buf (len must be info.nbytes, else SN_ERR_INVALID_ARG):
+ * any fixed-size dtype as little-endian row-major elements (bool 1 byte, half/bfloat16 the
+ * 16-bit patterns).  A V2 DT_STRING tensor comes as stored: each length as a varint64, a
+ * 4-byte masked CRC32C of the lengths, then the bytes; its checksum is verified.  V1 string
+ * tensors: SN_ERR_UNSUPPORTED. */
+SN_API sn_status sn_ckpt_read_raw(sn_ckpt *ck, const char *name, void *buf, size_t len);
+
+/* One tensor to write: borrowed. */
+typedef struct sn_ckpt_entry {
+    const char *name;
+    const sn_tensor *tensor;
+} sn_ckpt_entry;
+
+/* Writes n tensors as a V2 checkpoint "<prefix>.data-00000-of-00001" + "<prefix>.index",
+ * byte for byte as TensorFlow's BundleWriter: tensors sorted by name (the order need not
+ * be), raw little-endian data, index uncompressed.  Atomic: each file is written under a
+ * temporary name, fsynced, then renamed (data first, index last), so a reader never sees
+ * an index without its data.  The folder must exist.  SN_ERR_INVALID_ARG (empty or
+ * duplicate name), SN_ERR_IO, SN_ERR_NOMEM. */
+SN_API sn_status sn_ckpt_write(sn_ctx *ctx, const char *prefix, int n,
+                               const sn_ckpt_entry *entries);
+
+/* The latest checkpoint of a training folder, from its `checkpoint` state file
+ * (model_checkpoint_path; a relative path is taken relative to dir), written into buf as a
+ * path (the V2 prefix or the V1 file).  SN_ERR_NOT_FOUND when dir has no state file or the
+ * checkpoint it names does not exist; SN_ERR_INVALID_ARG when buf is too small;
+ * SN_ERR_FORMAT for an unreadable state file. */
+SN_API sn_status sn_ckpt_latest(sn_ctx *ctx, const char *dir, char *buf, size_t len);
+/* Records `prefix` (a checkpoint in dir) as the latest in dir's state file, as
+ * tf.train.Saver does: it goes last in all_model_checkpoint_paths, and beyond max_to_keep
+ * entries (0: keep all) the oldest are dropped from the list and their files deleted.
+ * Paths inside dir are written relative to it.  The file is replaced atomically. */
+SN_API sn_status sn_ckpt_state_update(sn_ctx *ctx, const char *dir, const char *prefix,
+                                      int max_to_keep);
+
+/* ---- restoring and saving a net ----------------------------------------------------------- */
+
+/* train_image_classifier's warm-start rules (--checkpoint_exclude_scopes,
+ * --ignore_missing_vars). */
+typedef struct sn_restore_params {
+    /* Comma-separated scopes ("InceptionV3/Logits, InceptionV3/AuxLogits"); whitespace
+     * around entries is stripped; a variable whose name starts with an entry (plain string
+     * prefix, as TF-slim) is not restored.  NULL or "": none. */
+    const char *exclude_scopes;
+    /* 1: variables absent from the checkpoint keep their values (listed as missing).
+     * 0 (default): any missing variable fails with SN_ERR_NOT_FOUND. */
+    int ignore_missing_vars;
+    /* 1: consider only model variables (SN_VAR_MODEL), as the fine-tuning warm start does;
+     * 0 (default): every variable of the net. */
+    int model_vars_only;
+} sn_restore_params;
+SN_API sn_restore_params sn_restore_params_default(void);
+
+/* What a restore did.  Every list is an array of n strings owned by the report. */
+typedef struct sn_restore_report {
+    char *checkpoint;        /* the prefix or file restored from */
+    int n_restored, n_excluded, n_missing, n_unused, n_mismatched;
+    char **restored;         /* variables given the checkpoint's value */
+    char **excluded;         /* variables skipped by exclude_scopes (or not model variables) */
+    char **missing;          /* variables the checkpoint lacks */
+    char **unused;           /* checkpoint tensors no variable took (global_step, slots...) */
+    char **mismatched;       /* "name: net [3,3,64,10] float32, checkpoint [3,3,64,5] float32" */
+} sn_restore_report;
+
+/* Restores the net's variables from a checkpoint: path is a file prefix, a V1 file, or a
+ * folder (its latest checkpoint).  Every variable is matched by exact name; names, shapes
+ * and dtypes are checked for all of them BEFORE any value is changed, so a mismatch or a
+ * missing variable leaves the net as it was (only corrupt tensor data, found while reading,
+ * can stop a restore halfway).  Values go through one host buffer the size of the largest
+ * variable.  p may be NULL (defaults); report may be NULL, otherwise it is filled (also on
+ * SN_ERR_SHAPE / SN_ERR_NOT_FOUND, for the tool to print) and must be released with
+ * sn_restore_report_free().
+ * Errors: SN_ERR_SHAPE (first mismatched variable named with both shapes),
+ * SN_ERR_NOT_FOUND (missing variable without ignore_missing_vars, or no checkpoint), and
+ * sn_ckpt_open/read's errors. */
+SN_API sn_status sn_net_restore(sn_net *net, const char *path, const sn_restore_params *p,
+                                sn_restore_report *report);
+SN_API void sn_restore_report_free(sn_restore_report *r);
+
+typedef struct sn_save_params {
+    int max_to_keep;              /* checkpoints listed in the state file; 5 as
+                                     tf.train.Saver; 0 = all */
+    int n_extra;                  /* more tensors to save (optimizer slots...) */
+    const sn_ckpt_entry *extra;   /* borrowed; names must not clash with variables */
+} sn_save_params;
+SN_API sn_save_params sn_save_params_default(void);
+
+/* Saves every variable of the net plus "global_step" (int64 scalar = step) as the V2
+ * checkpoint "<dir>/model.ckpt-<step>" and makes it the latest in dir's `checkpoint` state
+ * file (sn_ckpt_state_update).  dir is created if missing.  p may be NULL (defaults).
+ * prefix_out (may be NULL) receives the prefix written.  Errors as sn_ckpt_write. */
+SN_API sn_status sn_net_save(sn_net *net, const char *dir, int64_t step,
+                             const sn_save_params *p, char *prefix_out, size_t prefix_len);
+
 #ifdef __cplusplus
 }
 #endif
