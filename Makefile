@@ -161,9 +161,10 @@ $(REF)/.venv/.requirements: $(REF)/requirements.txt $(REF)/setup.sh
 $(REF)/out/ckpt/manifest.json: $(REF)/make_ckpt_fixtures.py $(REF)/.venv/.requirements
 	$(REF)/.venv/bin/python $(REF)/make_ckpt_fixtures.py
 
-parity: $(TEST_BIN) $(REF)/out/ckpt/manifest.json
+parity: $(TEST_BIN) $(BUILD)/bin/slimnet-ckpt $(REF)/out/ckpt/manifest.json
 	CK_RUN_SUITE=ckpt_parity $(TEST_BIN)
 	$(REF)/.venv/bin/python $(REF)/check_slimnet_ckpt.py
+	$(REF)/.venv/bin/python $(REF)/check_inspect.py $(BUILD)/bin/slimnet-ckpt
 
 # The README's main command: trains LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist).
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
