@@ -898,6 +898,221 @@ SN_API sn_save_params sn_save_params_default(void);
 SN_API sn_status sn_net_save(sn_net *net, const char *dir, int64_t step,
                              const sn_save_params *p, char *prefix_out, size_t prefix_len);
 
+
+/* ---- optimizers: TF1's tf.train.*Optimizer, as train_image_classifier configures them ---- */
+
+/* train_image_classifier's --optimizer values. */
+typedef enum sn_optim_kind {
+    SN_OPTIM_SGD = 0,        /* "sgd":      GradientDescentOptimizer */
+    SN_OPTIM_MOMENTUM = 1,   /* "momentum": MomentumOptimizer (name 'Momentum') */
+    SN_OPTIM_RMSPROP = 2,    /* "rmsprop":  RMSPropOptimizer (TF-slim's default) */
+    SN_OPTIM_ADAM = 3,       /* "adam":     AdamOptimizer */
+    SN_OPTIM_ADAGRAD = 4,    /* "adagrad":  AdagradOptimizer */
+    SN_OPTIM_ADADELTA = 5,   /* "adadelta": AdadeltaOptimizer */
+    SN_OPTIM_FTRL = 6        /* "ftrl":     FtrlOptimizer */
+} sn_optim_kind;
+
+/* The flag value ("rmsprop") of a kind; NULL for an unknown kind. */
+SN_API const char *sn_optim_kind_name(sn_optim_kind kind);
+/* The kind named by a flag value ("sgd", "momentum", "rmsprop", "adam", "adagrad",
+ * "adadelta", "ftrl").  SN_ERR_NOT_FOUND for any other string. */
+SN_API sn_status sn_optim_kind_from_name(const char *name, sn_optim_kind *kind);
+
+/* An optimizer's settings.  Each field is used by the kinds named in its comment; the
+ * first default is train_image_classifier's flag (what sn_optim_params_default gives),
+ * the second TF1's own constructor default (sn_optim_params_tf1) where it differs. */
+typedef struct sn_optim_params {
+    sn_optim_kind kind;
+    float momentum;          /* MOMENTUM: --momentum 0.9 (TF1: required, no default) */
+    int nesterov;            /* MOMENTUM: use_nesterov, 0 (not a TF-slim flag) */
+    float rmsprop_decay;     /* RMSPROP: --rmsprop_decay 0.9 (TF1: decay 0.9) */
+    float rmsprop_momentum;  /* RMSPROP: --rmsprop_momentum 0.9 (TF1: 0.0) */
+    float epsilon;           /* RMSPROP, ADAM, ADADELTA: --opt_epsilon 1.0
+                                (TF1: 1e-10, 1e-8, 1e-8 respectively) */
+    float adam_beta1;        /* ADAM: --adam_beta1 0.9 */
+    float adam_beta2;        /* ADAM: --adam_beta2 0.999 */
+    float adadelta_rho;      /* ADADELTA: --adadelta_rho 0.95 */
+    float adagrad_initial_accumulator;  /* ADAGRAD: 0.1; must be > 0 */
+    float ftrl_lr_power;     /* FTRL: --ftrl_learning_rate_power -0.5; must be <= 0 */
+    float ftrl_initial_accumulator;     /* FTRL: 0.1; must be >= 0 */
+    float ftrl_l1, ftrl_l2;  /* FTRL: 0.0, 0.0; must be >= 0 */
+    /* The optimizer's name, which names its slots "<var>/<name>" and "<var>/<name>_1".
+     * NULL (default): TF1's default name for the kind: "GradientDescent", "Momentum",
+     * "RMSProp", "Adam", "Adagrad", "Adadelta", "Ftrl".  Copied by sn_optim_new. */
+    const char *name;
+    /* --trainable_scopes: comma-separated regular expressions (whitespace around each
+     * stripped); a trainable variable is updated when one of them matches at the START of
+     * its TensorFlow name "<var>:0" (Python's re.match, as tf.get_collection(scope) does;
+     * here POSIX extended syntax, which agrees for scope names).  The union keeps the
+     * variables' creation order.  NULL or "" (default): every trainable variable.
+     * Copied by sn_optim_new. */
+    const char *trainable_scopes;
+} sn_optim_params;
+
+/* train_image_classifier's defaults for `kind` (opt_epsilon 1.0, momentum 0.9, ...). */
+SN_API sn_optim_params sn_optim_params_default(sn_optim_kind kind);
+/* TF1's constructor defaults for `kind` (momentum, which TF1 requires, 0.9). */
+SN_API sn_optim_params sn_optim_params_tf1(sn_optim_kind kind);
+
+typedef struct sn_optim sn_optim;
+
+/* An optimizer for the trainable variables of net selected by p->trainable_scopes (the
+ * "trainable set"), with TF1's slot variables, all in one block of the net's device memory,
+ * initialized as TF1 does: RMSProp's mean square to ONES and its momentum to zeros, Adam's
+ * m and v to zeros and beta1_power/beta2_power to beta1/beta2, Adagrad's accumulator and
+ * FTRL's accumulator to their initial values, everything else to zeros.  global_step
+ * starts at 0.  The optimizer borrows net, which must outlive it.
+ * Errors: SN_ERR_INVALID_ARG (bad kind or parameter; a scope that is not a valid regular
+ * expression, with regerror's text; an empty trainable set, as TF's "No variables to
+ * optimize", which also comes from a net compiled with backward = 0), SN_ERR_NOMEM,
+ * SN_ERR_CUDA. */
+SN_API sn_status sn_optim_new(sn_net *net, const sn_optim_params *p, sn_optim **out);
+SN_API void sn_optim_free(sn_optim *opt);
+
+/* One optimizer step with learning rate lr (sn_learning_rate of the current global step,
+ * typically): every variable of the trainable set is updated from its gradient in the net
+ * (left by sn_net_backward) with TF1's update rule, by one fused kernel per variable on the
+ * net's device; then Adam's beta powers are multiplied by beta1/beta2, and global_step is
+ * incremented, as apply_gradients(global_step=...) does.  The rules, in TF1's float order:
+ *   sgd       w -= g*lr
+ *   momentum  a = a*mu + g;  w -= a*lr  (nesterov: w -= g*lr + a*mu*lr)
+ *   rmsprop   ms += (g*g - ms)*(1-rho);  mom = mom*mu + g*lr/sqrt(ms+eps);  w -= mom
+ *   adam      lr_t = lr*sqrt(1-beta2_power)/(1-beta1_power);  m += (g-m)*(1-b1);
+ *             v += (g*g - v)*(1-b2);  w -= m*lr_t/(sqrt(v)+eps)
+ *   adagrad   acc += g*g;  w -= g*lr*rsqrt(acc)
+ *   adadelta  acc = acc*rho + g*g*(1-rho);  u = sqrt(acc_up+eps)*rsqrt(acc+eps)*g;
+ *             w -= u*lr;  acc_up = acc_up*rho + u*u*(1-rho)
+ *   ftrl      n' = n + g*g;  z += g - (n'^-p - n^-p)/lr*w  (p = lr_power; sqrt for -0.5);
+ *             w = |z| > l1 ? (l1*sign(z) - z)/(n'^-p/lr + 2*l2) : 0;  n = n'
+ * SN_ERR_UNSUPPORTED (a backend without the kernel), SN_ERR_CUDA. */
+SN_API sn_status sn_optim_step(sn_optim *opt, float lr);
+
+/* The step counter: the number of sn_optim_step calls since creation, or what was set
+ * (when restoring "global_step" from a checkpoint). */
+SN_API int64_t sn_optim_global_step(const sn_optim *opt);
+SN_API void sn_optim_set_global_step(sn_optim *opt, int64_t step);
+/* The parameters in use (name and trainable_scopes point at the optimizer's copies). */
+SN_API const sn_optim_params *sn_optim_get_params(const sn_optim *opt);
+
+/* The trainable set: number of variables and the full name of the i-th (creation order;
+ * NULL out of range).  Owned by the net's graph. */
+SN_API int sn_optim_num_vars(const sn_optim *opt);
+SN_API const char *sn_optim_var_name(const sn_optim *opt, int i);
+
+/* One optimizer variable: a slot of a trainable variable, or a non-slot variable
+ * (beta1_power, beta2_power). */
+typedef struct sn_slot_info {
+    const char *name;        /* TF's name: "conv1/weights/RMSProp_1", "beta1_power" */
+    const char *var;         /* the variable it belongs to; NULL for non-slot variables */
+    int rank;                /* the variable's shape; 0 (scalar) for the beta powers */
+    int64_t dims[SN_MAX_RANK];
+} sn_slot_info;
+
+/* Optimizer variables, in storage order: the non-slot ones first, then each variable's
+ * slots (slot 0 "<var>/<name>", slot 1 "<var>/<name>_1").  SGD has none.  Every one is
+ * float32.  sn_optim_slot: SN_ERR_INVALID_ARG when i is out of range. */
+SN_API int sn_optim_num_slots(const sn_optim *opt);
+SN_API sn_status sn_optim_slot(const sn_optim *opt, int i, sn_slot_info *info);
+/* Index of the optimizer variable named `name`, or -1. */
+SN_API int sn_optim_find_slot(const sn_optim *opt, const char *name);
+/* Copies optimizer variable `name` into a new host tensor *out / from t (float32, exactly
+ * the slot's shape), for checkpoints.
+ * SN_ERR_NOT_FOUND (no such slot), SN_ERR_SHAPE (both shapes named), SN_ERR_NOMEM. */
+SN_API sn_status sn_optim_get_slot(sn_optim *opt, const char *name, sn_tensor **out);
+SN_API sn_status sn_optim_set_slot(sn_optim *opt, const char *name, const sn_tensor *t);
+/* Bytes of device memory the optimizer variables take. */
+SN_API size_t sn_optim_memory(const sn_optim *opt);
+
+/* ---- learning-rate schedules (train_image_classifier._configure_learning_rate) ------------ */
+
+typedef enum sn_lr_decay {
+    SN_LR_FIXED = 0,         /* "fixed":       lr */
+    SN_LR_EXPONENTIAL = 1,   /* "exponential": lr * factor^floor(step/decay_steps) (default) */
+    SN_LR_POLYNOMIAL = 2     /* "polynomial":  (lr-end)*(1 - min(step,ds)/ds)^power + end */
+} sn_lr_decay;
+
+/* --learning_rate_decay_type value ("fixed", ...) of a schedule; NULL if unknown. */
+SN_API const char *sn_lr_decay_name(sn_lr_decay type);
+/* The schedule named by a flag value.  SN_ERR_NOT_FOUND for any other string. */
+SN_API sn_status sn_lr_decay_from_name(const char *name, sn_lr_decay *type);
+
+typedef struct sn_lr_params {
+    sn_lr_decay type;        /* --learning_rate_decay_type, SN_LR_EXPONENTIAL */
+    float learning_rate;     /* --learning_rate 0.01 */
+    float end_learning_rate; /* --end_learning_rate 0.0001 (polynomial) */
+    float decay_factor;      /* --learning_rate_decay_factor 0.94 (exponential) */
+    double decay_steps;      /* sn_lr_decay_steps(); must be > 0 unless FIXED.  Default 0,
+                                unset: the decaying schedules give NaN until it is set.
+                                A double: with sync_replicas TF-slim divides it by
+                                replicas_to_aggregate in Python 3, giving e.g. 103.5 */
+    float power;             /* polynomial: 1.0, as TF-slim passes */
+    int cycle;               /* polynomial: 0, as TF-slim passes */
+    int staircase;           /* exponential: 1, as TF-slim passes */
+} sn_lr_params;
+SN_API sn_lr_params sn_lr_params_default(void);
+
+/* decay_steps as train_image_classifier computes it:
+ * int(num_samples * num_epochs_per_decay / batch_size), then divided (exactly, not rounded)
+ * by replicas_to_aggregate when sync_replicas is on (pass 1 otherwise).  Can be 0 for small
+ * datasets, which sn_learning_rate refuses for the decaying schedules.  A batch_size or
+ * replicas_to_aggregate below 1 gives 0. */
+SN_API double sn_lr_decay_steps(int64_t num_samples, double num_epochs_per_decay,
+                                int64_t batch_size, int replicas_to_aggregate);
+
+/* The learning rate at global_step, computed in float32 as TensorFlow's
+ * exponential_decay / polynomial_decay graphs compute it (step and decay_steps cast to
+ * float32), including TF's graph optimizer turning the division by the constant
+ * decay_steps into a multiplication by its float32 reciprocal: with decay_steps 41, for
+ * example, the staircase steps down at 42, 83, ... as in TF-slim.  A pure function.
+ * Returns NaN for invalid parameters (decay_steps <= 0 for a decaying schedule, an unknown
+ * type, global_step < 0), where TF would divide by zero; callers check with isnan(). */
+SN_API float sn_learning_rate(const sn_lr_params *p, int64_t global_step);
+
+/* ---- moving averages of variables (tf.train.ExponentialMovingAverage) -------------------- */
+
+typedef struct sn_ema sn_ema;
+
+/* Shadow copies "<var>/ExponentialMovingAverage" of the net's variables whose flags
+ * include any of var_flags (SN_VAR_MODEL: slim.get_model_variables(), what
+ * train_image_classifier averages with --moving_average_decay), in one block of the net's
+ * device memory.  Each shadow starts as a copy of its variable's CURRENT value (TF starts it
+ * at the variable's initial value: create the EMA before restoring a checkpoint to match
+ * TF-slim's fine-tuning exactly).  decay in [0, 1].  The EMA borrows net.
+ * SN_ERR_INVALID_ARG (decay outside [0,1], no variable selected), SN_ERR_NOMEM,
+ * SN_ERR_CUDA. */
+SN_API sn_status sn_ema_new(sn_net *net, float decay, unsigned var_flags, sn_ema **out);
+SN_API void sn_ema_free(sn_ema *ema);
+
+/* The decay TF uses for an update: min(decay, (1 + n)/(10 + n)) with n = num_updates as
+ * float32, or decay itself when num_updates < 0 (no num_updates). */
+SN_API float sn_ema_decay_at(float decay, int64_t num_updates);
+
+/* One update of every shadow: shadow -= (shadow - var) * (1 - d), d = sn_ema_decay_at(decay,
+ * num_updates), in float32 as TF's assign_moving_average (zero_debias off for variables).
+ * train_image_classifier passes num_updates = global_step; its update op runs in the same
+ * session call as apply_gradients with no order between them, so the step (before or after
+ * its increment) and the variable values (before or after the update) it sees are not
+ * defined there.  A trainer should call this after sn_optim_step, with
+ * sn_optim_global_step() (the incremented step).  SN_ERR_UNSUPPORTED, SN_ERR_CUDA. */
+SN_API sn_status sn_ema_update(sn_ema *ema, int64_t num_updates);
+
+/* Copies every shadow into its variable, as evaluating with
+ * variables_to_restore(moving averages) does.  The shadows stay as they were. */
+SN_API sn_status sn_ema_assign_to_net(sn_ema *ema);
+
+/* The shadow variables, as the optimizer's slots: info.var is the averaged variable.
+ * get/set copy through host tensors (float32, exactly the variable's shape). */
+SN_API int sn_ema_num_slots(const sn_ema *ema);
+SN_API sn_status sn_ema_slot(const sn_ema *ema, int i, sn_slot_info *info);
+SN_API int sn_ema_find_slot(const sn_ema *ema, const char *name);
+SN_API sn_status sn_ema_get_slot(sn_ema *ema, const char *name, sn_tensor **out);
+SN_API sn_status sn_ema_set_slot(sn_ema *ema, const char *name, const sn_tensor *t);
+
+/* Gradient clipping: train_image_classifier has none.  optimize_clones sums the clones'
+ * gradients and the script passes them to apply_gradients as they are; TF-slim's
+ * create_train_op has clip_gradient_norm (default 0, off) but the script builds its own
+ * train op without it.  So slimnet has none either. */
+
 #ifdef __cplusplus
 }
 #endif
