@@ -13,6 +13,27 @@ import torch
 import torchvision
 
 
+def mobilenet_v1(num_classes=1000):
+    """TF-slim's MobilenetV1 (torchvision has none): conv 3x3/2 32, then 13 depthwise-separable
+    pairs (3x3 depthwise + BN + relu6, 1x1 pointwise + BN + relu6), global pool, 1x1 logits."""
+    nn = torch.nn
+
+    def cbr(cin, cout, k, s, groups=1):
+        return [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False),
+                nn.BatchNorm2d(cout, eps=1e-3), nn.ReLU6(inplace=True)]
+
+    layers = cbr(3, 32, 3, 2)
+    spec = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + \
+           [(1024, 2), (1024, 1)]
+    cin = 32
+    for cout, s in spec:
+        layers += cbr(cin, cin, 3, s, groups=cin) + cbr(cin, cout, 1, 1)
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Dropout(0.001), nn.Conv2d(cin, num_classes, 1),
+               nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="resnet50")
@@ -27,7 +48,13 @@ def main():
     torch.backends.cudnn.allow_tf32 = a.precision != "fp32"
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
-    model = getattr(torchvision.models, a.model)(num_classes=1000)
+    if a.model == "mobilenet_v1":
+        model = mobilenet_v1()
+    elif a.model == "inception_v3":   # main logits only, as bench_train's loss
+        model = torchvision.models.inception_v3(num_classes=1000, aux_logits=False,
+                                                init_weights=False)
+    else:
+        model = getattr(torchvision.models, a.model)(num_classes=1000)
     model = model.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     x = torch.randn(a.batch, 3, a.size, a.size, device=dev).to(memory_format=torch.channels_last)

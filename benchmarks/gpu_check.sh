@@ -212,14 +212,9 @@ else
 fi
 
 # ---- benchmarks -----------------------------------------------------------------------------
-# Arguments of the known benchmark programs on the GPU; others get --device cuda when their
-# source takes it.  The PyTorch peer (bench_torch.py) runs in the same session, same GPU.
-bench_args() {
-    case "$1" in
-        bench_train) echo "--device cuda --model resnet_v1_50 --batch 128 --steps 10 --warmup 3 --profile 1" ;;
-        *) grep -q -- '--device' "benchmarks/$1.c" && echo "--device cuda" ;;
-    esac
-}
+# Training throughput of the issue's four models, slimnet then its PyTorch peer (same GPU, same
+# session, batch 128, synthetic data): slimnet model, torchvision model, image size.
+MODELS=${SN_BENCH_MODELS:-"resnet_v1_50:resnet50:224 vgg_16:vgg16:224 inception_v3:inception_v3:299 mobilenet_v1:mobilenet_v1:224"}
 run_bench() {   # name timeout command...
     local name=$1 limit=$2 t rc
     shift 2
@@ -232,19 +227,27 @@ run_bench() {   # name timeout command...
         "rc=$rc: $(tail -1 "$OUT/bench.log" | cut -c1-90)"
 }
 : >"$OUT/bench.log"
-for b in "${BENCHES[@]}"; do
-    name=$(basename "$b")
-    if [ $BUILD_RC != 0 ] || [ ! -x "$b" ]; then row "$name" skip 0 "not built"; continue; fi
-    # shellcheck disable=SC2046  # the arguments are words
-    run_bench "$name" 120 "$b" $(bench_args "$name")
+HAVE_TORCH=0
+[ -f benchmarks/bench_torch.py ] && python3 -c 'import torch, torchvision' 2>/dev/null && HAVE_TORCH=1
+BT=$BUILD/bin/bench_train
+for m in $MODELS; do
+    IFS=: read -r sn tv size <<<"$m"
+    prof=""
+    [ "$sn" = resnet_v1_50 ] && prof="--profile 1"
+    if [ $BUILD_RC = 0 ] && [ -x "$BT" ]; then
+        # shellcheck disable=SC2086  # $prof is zero or two words
+        run_bench "sn-$sn" 120 "$BT" --device cuda --model "$sn" --batch 128 --size "$size" \
+            --steps 10 --warmup 3 $prof
+    fi
+    if [ $HAVE_TORCH = 1 ]; then
+        run_bench "torch-$tv" 90 python3 benchmarks/bench_torch.py --model "$tv" --batch 128 \
+            --size "$size" --precision tf32 --steps 10 --warmup 5
+    fi
 done
-if [ -f benchmarks/bench_torch.py ] && python3 -c 'import torch, torchvision' 2>/dev/null; then
-    run_bench torch-tf32 90 python3 benchmarks/bench_torch.py --model resnet50 --batch 128 \
-        --precision tf32 --steps 10 --warmup 5
-    run_bench torch-bf16 90 python3 benchmarks/bench_torch.py --model resnet50 --batch 128 \
-        --precision bf16 --steps 10 --warmup 5
+if [ $HAVE_TORCH = 1 ]; then
+    run_bench torch-resnet50-bf16 90 python3 benchmarks/bench_torch.py --model resnet50 \
+        --batch 128 --precision bf16 --steps 10 --warmup 5
 fi
-[ ${#BENCHES[@]} = 0 ] && row bench skip 0 "no GPU benchmark program in benchmarks/"
 
 # ---- summary (last) -------------------------------------------------------------------------
 {
