@@ -90,6 +90,10 @@ sn_node sn__graph_add(sn_graph *g, sn__op op, sn_dtype dt, int rank, const int64
                                   sn__dims_str(rank, dims, buf, sizeof buf), g->scope);
         }
     }
+    /* dims often points into g->nodes (an input's shape): copy it before the array moves. */
+    int64_t dcopy[SN_MAX_RANK];
+    for (int i = 0; i < rank; i++) dcopy[i] = dims[i];
+    dims = dcopy;
     if (g->n_nodes == g->cap_nodes) {
         int cap = g->cap_nodes ? g->cap_nodes * 2 : 256;
         sn__node *nn = realloc(g->nodes, (size_t)cap * sizeof *nn);

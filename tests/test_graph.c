@@ -458,6 +458,21 @@ START_TEST(test_dropout_steps) {
     sn_ctx_free(ctx);
 } END_TEST
 
+/* Thousands of nodes: the node array moves while builders read their inputs' shapes
+ * (inception_resnet_v2 crashed here once). */
+START_TEST(test_many_nodes) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[4] = {SN_BATCH, 3, 5, 7};
+    sn_node y = sn_input(g, "x", SN_DTYPE_F32, 4, in);
+    for (int i = 0; i < 5000; i++) y = sn_op_relu(g, y);
+    ck_assert_int_eq(sn_graph_status(g), SN_OK);
+    ck_assert_int_eq(sn_node_dim(g, y, 0), SN_BATCH);
+    ck_assert_int_eq(sn_node_dim(g, y, 3), 7);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
 Suite *suite_graph(void) {
     Suite *s = suite_create("graph");
     TCase *tc = tcase_create("graph");
@@ -474,6 +489,7 @@ Suite *suite_graph(void) {
     tcase_add_test(tc, test_arena_reuse);
     tcase_add_test(tc, test_determinism);
     tcase_add_test(tc, test_dropout_steps);
+    tcase_add_test(tc, test_many_nodes);
     suite_add_tcase(s, tc);
     return s;
 }
