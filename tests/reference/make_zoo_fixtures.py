@@ -1,0 +1,354 @@
+"""Writes tests/reference/zoo_vars.json: the variables of every zoo network as TF-slim builds it.
+
+For each model of nets/models.def this builds TF-slim's network in graph mode
+(tf.compat.v1), under the family's arg_scope with its default weight decay, exactly as
+research/slim's nets_factory.get_network_fn does, and records:
+
+  variables              [name, shape, trainable] of every global variable, in creation order
+  total_params           elements of all variables (moving statistics included)
+  trainable_params       elements of the trainable ones
+  regularization_losses  len(REGULARIZATION_LOSSES): which weights carry an L2 term
+  logits_shape           shape of the returned logits (batch 2)
+  aux_logits_shape       shape of end_points['AuxLogits'], or null
+  end_points             the end_points keys, sorted
+  default_image_size     the function's default_image_size
+  global_pool            the function's global_pool default (null: it has no such argument);
+                         the networks are built with it, so the test builds with it too
+
+and, for the models of FORWARD at a reduced input size, a forward pass in inference mode:
+
+  forward                {"size", "global_pool", "num_classes", "batch", "logits",
+                         "aux_logits"}: the outputs
+                         for deterministic inputs and variables (see fill() below), which
+                         slimnet reproduces exactly, so no weights need to be stored
+
+The C suite `zoo` (tests/test_zoo.c) builds the same networks with slimnet and compares
+names, shapes, order, trainability, counts and regularization losses one for one, then runs
+the forward passes and compares the logits.
+
+Where the network code comes from: tf_slim (pinned in requirements.txt) ships only a few
+nets (alexnet, overfeat, vgg, inception_v1-3, resnet_v1/v2), so the networks are taken from
+research/slim itself as packaged on PyPI in the sdist tf-models-research-object-detection
+2.8.0.post1 (its slim/nets/ is research/slim/nets of tensorflow/models, ported to tf_slim and
+tf.compat.v1).  The sdist is fetched with pip (pinned by version and sha256), and only its
+slim/nets/ is unpacked, into tests/reference/out/zoo_src/ (git-ignored).  nets_factory.py
+itself cannot be imported (its nasnet import needs tensorflow.contrib), so MODELS below
+mirrors its networks_map and arg_scopes_map for the models slimnet has.
+
+Usage: tests/reference/.venv/bin/python tests/reference/make_zoo_fixtures.py [--slim-src DIR]
+  --slim-src: a directory holding research/slim's nets/ package (skips the download).
+"""
+import argparse
+import hashlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT_JSON = os.path.join(HERE, "zoo_vars.json")
+SRC_CACHE = os.path.join(HERE, "out", "zoo_src")
+SDIST = "tf-models-research-object-detection==2.8.0.post1"
+SDIST_FILE = "tf_models_research_object_detection-2.8.0.post1.tar.gz"
+SDIST_SHA256 = "c701ea455646553a64c5f161641e8d5a94054b162b81961dcfff3dd619870004"
+
+BATCH = 2
+
+# name -> (module path, function, arg scope function, image size, num_classes).
+# num_classes follows the released checkpoints (1000 for the Caffe-converted VGG/ResNet-v1,
+# 1001 with a background class for the rest); the C test uses what is recorded.
+MODELS = [
+    ("lenet", "nets.lenet", "lenet", "lenet_arg_scope", 28, 10),
+    ("cifarnet", "nets.cifarnet", "cifarnet", "cifarnet_arg_scope", 32, 10),
+    ("alexnet_v2", "nets.alexnet", "alexnet_v2", "alexnet_v2_arg_scope", 224, 1000),
+    ("overfeat", "nets.overfeat", "overfeat", "overfeat_arg_scope", 231, 1000),
+    ("vgg_a", "nets.vgg", "vgg_a", "vgg_arg_scope", 224, 1000),
+    ("vgg_16", "nets.vgg", "vgg_16", "vgg_arg_scope", 224, 1000),
+    ("vgg_19", "nets.vgg", "vgg_19", "vgg_arg_scope", 224, 1000),
+    ("inception_v1", "nets.inception", "inception_v1", "inception_v3_arg_scope", 224, 1001),
+    ("inception_v2", "nets.inception", "inception_v2", "inception_v3_arg_scope", 224, 1001),
+    ("inception_v3", "nets.inception", "inception_v3", "inception_v3_arg_scope", 299, 1001),
+    ("inception_v4", "nets.inception", "inception_v4", "inception_v4_arg_scope", 299, 1001),
+    ("inception_resnet_v2", "nets.inception", "inception_resnet_v2",
+     "inception_resnet_v2_arg_scope", 299, 1001),
+    ("resnet_v1_50", "nets.resnet_v1", "resnet_v1_50", "resnet_arg_scope", 224, 1000),
+    ("resnet_v1_101", "nets.resnet_v1", "resnet_v1_101", "resnet_arg_scope", 224, 1000),
+    ("resnet_v1_152", "nets.resnet_v1", "resnet_v1_152", "resnet_arg_scope", 224, 1000),
+    ("resnet_v1_200", "nets.resnet_v1", "resnet_v1_200", "resnet_arg_scope", 224, 1000),
+    ("resnet_v2_50", "nets.resnet_v2", "resnet_v2_50", "resnet_arg_scope", 224, 1001),
+    ("resnet_v2_101", "nets.resnet_v2", "resnet_v2_101", "resnet_arg_scope", 224, 1001),
+    ("resnet_v2_152", "nets.resnet_v2", "resnet_v2_152", "resnet_arg_scope", 224, 1001),
+    ("resnet_v2_200", "nets.resnet_v2", "resnet_v2_200", "resnet_arg_scope", 224, 1001),
+    ("mobilenet_v1", "nets.mobilenet_v1", "mobilenet_v1", "mobilenet_v1_arg_scope", 224, 1001),
+    ("mobilenet_v1_075", "nets.mobilenet_v1", "mobilenet_v1_075", "mobilenet_v1_arg_scope",
+     224, 1001),
+    ("mobilenet_v1_050", "nets.mobilenet_v1", "mobilenet_v1_050", "mobilenet_v1_arg_scope",
+     224, 1001),
+    ("mobilenet_v1_025", "nets.mobilenet_v1", "mobilenet_v1_025", "mobilenet_v1_arg_scope",
+     224, 1001),
+    ("mobilenet_v2", "nets.mobilenet.mobilenet_v2", "mobilenet", "training_scope", 224, 1001),
+    ("mobilenet_v2_140", "nets.mobilenet.mobilenet_v2", "mobilenet_v2_140", "training_scope",
+     224, 1001),
+    ("mobilenet_v2_035", "nets.mobilenet.mobilenet_v2", "mobilenet_v2_035", "training_scope",
+     224, 1001),
+]
+
+
+# Inference-mode forward passes: model -> (image size, global_pool or None for the network's
+# default).  The same list is in tests/test_zoo.c.  Sizes are small but leave every VALID
+# layer (and the aux heads: 107 at least for inception_v3/v4 and inception_resnet_v2) room;
+# alexnet_v2 and vgg_a keep their default size, as their fc6 window needs it; inception_v1's
+# fixed 7x7 average pool needs 224, so at 96 it pools globally.
+FORWARD = {
+    "lenet": (28, None), "cifarnet": (32, None), "alexnet_v2": (224, None),
+    "vgg_a": (224, None), "inception_v1": (96, True), "inception_v2": (96, None),
+    "inception_v3": (139, None), "inception_v4": (139, None),
+    "inception_resnet_v2": (139, None), "resnet_v1_50": (64, None),
+    "resnet_v2_50": (64, None), "mobilenet_v1": (96, None), "mobilenet_v1_025": (64, None),
+    "mobilenet_v2": (96, None), "mobilenet_v2_140": (64, None), "mobilenet_v2_035": (96, None),
+}
+FORWARD_CLASSES = 10
+
+
+def fnv1a32(text):
+    h = 0x811C9DC5
+    for b in text.encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def uniform(name, n):
+    """n values in [-1, 1) from the variable's name: murmur3's finalizer over
+    i * 0x9E3779B1 + fnv1a32(name), all in uint32 arithmetic (tests/test_zoo.c: zoo_uniform)."""
+    import numpy as np
+    x = np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B1) + np.uint64(fnv1a32(name))
+    x &= np.uint64(0xFFFFFFFF)
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(0x85EBCA6B)) & np.uint64(0xFFFFFFFF)
+    x ^= x >> np.uint64(13)
+    x = (x * np.uint64(0xC2B2AE35)) & np.uint64(0xFFFFFFFF)
+    x ^= x >> np.uint64(16)
+    return x.astype(np.float64) / 4294967296.0 * 2.0 - 1.0
+
+
+def fill(name, shape):
+    """The deterministic value of a variable, by the last part of its name.  Weights are
+    He-scaled (variance 2 / fan_in) and moving variances close to 1, so that the signal
+    neither vanishes nor explodes through a hundred layers and the logits keep depending on
+    the input."""
+    import numpy as np
+    n = int(np.prod(shape)) if shape else 1
+    u = uniform(name, n)
+    leaf = name.rsplit("/", 1)[-1]
+    if leaf == "depthwise_weights":
+        v = u * np.sqrt(6.0 / (shape[0] * shape[1]))
+    elif leaf in ("weights", "pointwise_weights"):
+        v = u * np.sqrt(6.0 / int(np.prod(shape[:-1])))
+    elif leaf == "gamma":
+        v = 1.0 + 0.2 * u
+    elif leaf == "moving_variance":
+        v = 1.0 + 0.1 * u
+    else:   # biases, beta, moving_mean
+        v = 0.1 * u
+    return v.astype(np.float32).reshape(shape)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_slim_src():
+    """Unpacks slim/nets/ of the pinned sdist into SRC_CACHE once; returns the folder."""
+    stamp = os.path.join(SRC_CACHE, ".sha256")
+    if os.path.exists(stamp) and open(stamp).read().strip() == SDIST_SHA256:
+        return SRC_CACHE
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--disable-pip-version-check", "-d", tmp, SDIST], check=True)
+        path = os.path.join(tmp, SDIST_FILE)
+        got = sha256(path)
+        if got != SDIST_SHA256:
+            sys.exit("make_zoo_fixtures: %s has sha256 %s, expected %s" % (SDIST_FILE, got,
+                                                                           SDIST_SHA256))
+        prefix = SDIST_FILE[:-len(".tar.gz")] + "/slim/"
+        with tarfile.open(path) as tar:
+            members = [m for m in tar.getmembers()
+                       if m.name.startswith(prefix + "nets/") and m.isfile()]
+            for m in members:
+                m.name = m.name[len(prefix):]
+            os.makedirs(SRC_CACHE, exist_ok=True)
+            tar.extractall(SRC_CACHE, members=members)
+    with open(stamp, "w") as f:
+        f.write(SDIST_SHA256 + "\n")
+    return SRC_CACHE
+
+
+def shape_list(t):
+    return [int(d) if d is not None else None for d in t.get_shape().as_list()]
+
+
+def build(tf, slim, importlib, entry):
+    name, module, fn_name, scope_name, size, num_classes = entry
+    mod = importlib.import_module(module)
+    fn = getattr(mod, fn_name)
+    arg_scope_fn = getattr(mod, scope_name)
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.placeholder(tf.float32, [BATCH, size, size, 3], name="images")
+        # nets_factory.get_network_fn: the network inside arg_scopes_map[name](weight_decay),
+        # called with num_classes and is_training.  The family's default weight decay is
+        # used so that the regularizers exist and can be counted.
+        with slim.arg_scope(arg_scope_fn()):
+            logits, end_points = fn(images, num_classes=num_classes, is_training=True)
+        trainable = {v.name for v in tf.trainable_variables()}
+        variables = []
+        total = trainable_total = 0
+        for v in tf.global_variables():
+            shape = [int(d) for d in v.get_shape().as_list()]
+            n = 1
+            for d in shape:
+                n *= d
+            is_trainable = v.name in trainable
+            total += n
+            trainable_total += n if is_trainable else 0
+            variables.append([v.op.name, shape, 1 if is_trainable else 0])
+        aux = end_points.get("AuxLogits")
+        gp = inspect.signature(fn).parameters.get("global_pool")
+        return {
+            "image_size": size,
+            "default_image_size": getattr(fn, "default_image_size", None),
+            "global_pool": gp.default if gp is not None else None,
+            "num_classes": num_classes,
+            "batch": BATCH,
+            "variables": variables,
+            "total_params": total,
+            "trainable_params": trainable_total,
+            "regularization_losses": len(tf.losses.get_regularization_losses()),
+            "logits_shape": shape_list(logits),
+            "aux_logits_shape": shape_list(aux) if aux is not None else None,
+            "end_points": sorted(end_points.keys()),
+        }
+
+
+def forward(tf, slim, importlib, entry, size, global_pool):
+    """Logits of the network in inference mode on deterministic images and variables."""
+    import numpy as np
+    name, module, fn_name, scope_name, _, _ = entry
+    mod = importlib.import_module(module)
+    fn = getattr(mod, fn_name)
+    kwargs = {} if global_pool is None else {"global_pool": global_pool}
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.placeholder(tf.float32, [BATCH, size, size, 3], name="images")
+        with slim.arg_scope(getattr(mod, scope_name)()):
+            logits, end_points = fn(images, num_classes=FORWARD_CLASSES, is_training=False,
+                                    **kwargs)
+        aux = end_points.get("AuxLogits")
+        # One run assigns every variable: a run per variable would prune the graph each time.
+        assigns, values = [], {}
+        for v in tf.global_variables():
+            shape = v.get_shape().as_list()
+            ph = tf.placeholder(tf.float32, shape)
+            assigns.append(v.assign(ph))
+            values[ph] = fill(v.op.name, shape)
+        with tf.Session(graph=graph) as sess:
+            sess.run(assigns, values)
+            feed = {images: uniform("images", BATCH * size * size * 3)
+                    .astype(np.float32).reshape(BATCH, size, size, 3)}
+            outs = sess.run([logits] + ([aux] if aux is not None else []), feed)
+    def rows(a):
+        return [[float("%.7g" % x) for x in r] for r in np.asarray(a).reshape(BATCH, -1)]
+    gp = inspect.signature(fn).parameters.get("global_pool")
+    return {
+        "size": size,
+        "global_pool": global_pool if global_pool is not None else (
+            gp.default if gp is not None else None),
+        "num_classes": FORWARD_CLASSES,
+        "batch": BATCH,
+        "logits": rows(outs[0]),
+        "aux_logits": rows(outs[1]) if aux is not None else None,
+    }
+
+
+def dump(doc):
+    """JSON with one variable a line: small diffs, readable, still plain JSON."""
+    out = ["{"]
+    meta = [k for k in doc if k != "models"]
+    for k in meta:
+        out.append("  %s: %s," % (json.dumps(k), json.dumps(doc[k])))
+    out.append('  "models": {')
+    names = list(doc["models"])
+    for i, name in enumerate(names):
+        m = doc["models"][name]
+        out.append("    %s: {" % json.dumps(name))
+        for k in m:
+            if k == "variables":
+                continue
+            out.append("      %s: %s," % (json.dumps(k), json.dumps(m[k])))
+        out.append('      "variables": [')
+        for j, v in enumerate(m["variables"]):
+            out.append("        %s%s" % (json.dumps(v, separators=(",", ":")),
+                                        "," if j + 1 < len(m["variables"]) else ""))
+        out.append("      ]")
+        out.append("    }%s" % ("," if i + 1 < len(names) else ""))
+    out.append("  }")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--slim-src", help="folder holding research/slim's nets/ package")
+    ap.add_argument("--only", help="comma-separated model names (default: all)")
+    ap.add_argument("-o", "--output", default=OUT_JSON)
+    args = ap.parse_args()
+
+    src = args.slim_src or fetch_slim_src()
+    sys.path.insert(0, src)
+    import importlib
+    import tensorflow.compat.v1 as tf
+    import tf_slim as slim
+    import tensorflow
+    tf.disable_eager_execution()
+    try:
+        from importlib.metadata import version
+        slim_version = version("tf-slim")
+    except Exception:  # pragma: no cover
+        slim_version = "unknown"
+
+    wanted = set(args.only.split(",")) if args.only else None
+    models = {}
+    for entry in MODELS:
+        if wanted and entry[0] not in wanted:
+            continue
+        models[entry[0]] = build(tf, slim, importlib, entry)
+        m = models[entry[0]]
+        if entry[0] in FORWARD:
+            m["forward"] = forward(tf, slim, importlib, entry, *FORWARD[entry[0]])
+        print("%-20s %5d variables %11d parameters" % (entry[0], len(m["variables"]),
+                                                        m["total_params"]))
+    doc = {
+        "generator": "tests/reference/make_zoo_fixtures.py",
+        "tensorflow": tensorflow.__version__,
+        "tf_slim": slim_version,
+        "slim_nets_source": "%s (PyPI sdist, slim/nets/), sha256 %s" % (SDIST, SDIST_SHA256)
+                            if not args.slim_src else "local: " + args.slim_src,
+        "batch": BATCH,
+        "models": models,
+    }
+    with open(args.output, "w") as f:
+        f.write(dump(doc))
+    print("wrote %s (%d models)" % (args.output, len(models)))
+
+
+if __name__ == "__main__":
+    main()
