@@ -265,9 +265,9 @@ START_TEST(test_zoo_no_logits) {
 } END_TEST
 
 /* ---- forward passes ---------------------------------------------------------------------
- * Inference mode, at reduced sizes: the smallest TF-slim's VALID layers allow, rounded up
- * (inception_v3/v4 and inception_resnet_v2 need 107 for their aux heads; alexnet_v2 and vgg_a
- * need their fc6 window to fit, so they keep their default size).  Every variable and the
+ * Inference mode, at reduced sizes that TF-slim's VALID layers allow (107 is the least for
+ * inception_v3/v4 and inception_resnet_v2, whose aux heads pool 5x5 VALID; alexnet_v2 and
+ * vgg_a need their fc6 window to fit, so they keep their default size).  Every variable and the
  * images get deterministic values (zoo_fill, the same as make_zoo_fixtures.py's fill), so
  * the logits must equal TensorFlow's: this checks what names and shapes cannot (padding,
  * strides, pool semantics, branch order in the concatenations, residual scales, epsilons).
@@ -279,7 +279,7 @@ typedef struct fwd_case { const char *name; int size; } fwd_case;
 static const fwd_case fwd_cases[] = {
     {"lenet", 28},           {"cifarnet", 32},          {"alexnet_v2", 224},
     {"vgg_a", 224},          {"inception_v1", 96},      {"inception_v2", 96},
-    {"inception_v3", 139},   {"inception_v4", 139},     {"inception_resnet_v2", 139},
+    {"inception_v3", 107},   {"inception_v4", 107},     {"inception_resnet_v2", 107},
     {"resnet_v1_50", 64},    {"resnet_v2_50", 64},      {"mobilenet_v1", 96},
     {"mobilenet_v1_025", 64}, {"mobilenet_v2", 96},     {"mobilenet_v2_140", 64},
     {"mobilenet_v2_035", 96},
@@ -304,28 +304,28 @@ static double zoo_uniform(uint32_t seed, uint64_t i) {
     return (double)x / 4294967296.0 * 2.0 - 1.0;
 }
 
-/* make_zoo_fixtures.fill: a variable's deterministic value, by the last part of its name. */
+/* make_zoo_fixtures.fill: a variable's deterministic value, by the last part of its name:
+ * value = a + b * u, u uniform in [-1, 1). */
 static void zoo_fill(const sn_var_info *v, float *out) {
     const char *slash = strrchr(v->name, '/');
     const char *leaf = slash ? slash + 1 : v->name;
     int64_t n = 1, fan = 1;
     for (int d = 0; d < v->rank; d++) n *= v->dims[d];
     for (int d = 0; d + 1 < v->rank; d++) fan *= v->dims[d];
-    if (strcmp(leaf, "depthwise_weights") == 0) fan = v->dims[0] * v->dims[1];
+    double a = 0.0, b = 0.1;   /* biases, beta, moving_mean */
+    if (strcmp(leaf, "depthwise_weights") == 0)
+        b = sqrt(6.0 / (double)(v->dims[0] * v->dims[1]));   /* He scale: the signal */
+    else if (strcmp(leaf, "weights") == 0 || strcmp(leaf, "pointwise_weights") == 0)
+        b = sqrt(6.0 / (double)fan);                          /* survives the depth */
+    else if (strcmp(leaf, "gamma") == 0)
+        a = 1.0, b = 0.2;
+    else if (strcmp(leaf, "moving_variance") == 0)
+        a = 1.0, b = 0.1;
     uint32_t seed = fnv1a32(v->name);
-    for (int64_t i = 0; i < n; i++) {
-        double u = zoo_uniform(seed, (uint64_t)i), x;
-        if (strcmp(leaf, "weights") == 0 || strcmp(leaf, "pointwise_weights") == 0 ||
-            strcmp(leaf, "depthwise_weights") == 0)
-            x = u * sqrt(6.0 / (double)fan);   /* He scale: the signal survives depth */
-        else if (strcmp(leaf, "gamma") == 0)
-            x = 1.0 + 0.2 * u;
-        else if (strcmp(leaf, "moving_variance") == 0)
-            x = 1.0 + 0.1 * u;
-        else   /* biases, beta, moving_mean */
-            x = 0.1 * u;
-        out[i] = (float)x;
-    }
+    if (a == 0.0)
+        for (int64_t i = 0; i < n; i++) out[i] = (float)(zoo_uniform(seed, (uint64_t)i) * b);
+    else
+        for (int64_t i = 0; i < n; i++) out[i] = (float)(a + b * zoo_uniform(seed, (uint64_t)i));
 }
 
 /* Sets every variable of net to its deterministic value. */
@@ -447,7 +447,7 @@ START_TEST(test_zoo_forward) {
 /* Training mode (batch statistics, dropout on, global_pool on) runs and stays finite, for
  * one network of each kind of head. */
 static const fwd_case train_cases[] = {
-    {"cifarnet", 32}, {"inception_v3", 139}, {"inception_resnet_v2", 139},
+    {"cifarnet", 32}, {"inception_v3", 107}, {"inception_resnet_v2", 107},
     {"resnet_v2_50", 64}, {"mobilenet_v1", 64}, {"mobilenet_v2", 64},
 };
 enum { N_TRAIN = sizeof train_cases / sizeof train_cases[0] };

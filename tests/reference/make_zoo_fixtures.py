@@ -18,9 +18,9 @@ research/slim's nets_factory.get_network_fn does, and records:
 and, for the models of FORWARD at a reduced input size, a forward pass in inference mode:
 
   forward                {"size", "global_pool", "num_classes", "batch", "logits",
-                         "aux_logits"}: the outputs
-                         for deterministic inputs and variables (see fill() below), which
-                         slimnet reproduces exactly, so no weights need to be stored
+                         "aux_logits"}: the outputs for deterministic inputs and variables
+                         (see fill() below), which slimnet reproduces exactly, so no weights
+                         need to be stored
 
 The C suite `zoo` (tests/test_zoo.c) builds the same networks with slimnet and compares
 names, shapes, order, trainability, counts and regularization losses one for one, then runs
@@ -101,14 +101,15 @@ MODELS = [
 
 # Inference-mode forward passes: model -> (image size, global_pool or None for the network's
 # default).  The same list is in tests/test_zoo.c.  Sizes are small but leave every VALID
-# layer (and the aux heads: 107 at least for inception_v3/v4 and inception_resnet_v2) room;
-# alexnet_v2 and vgg_a keep their default size, as their fc6 window needs it; inception_v1's
-# fixed 7x7 average pool needs 224, so at 96 it pools globally.
+# layer room: 107 is the least inception_v3/v4 and inception_resnet_v2 take (their aux heads'
+# 5x5 VALID pool on the 17x17 grid, 5x5 there); alexnet_v2 and vgg_a keep their default
+# size, as their fc6 window needs it; inception_v1's fixed 7x7 average pool needs 224, so at
+# 96 it pools globally.
 FORWARD = {
     "lenet": (28, None), "cifarnet": (32, None), "alexnet_v2": (224, None),
     "vgg_a": (224, None), "inception_v1": (96, True), "inception_v2": (96, None),
-    "inception_v3": (139, None), "inception_v4": (139, None),
-    "inception_resnet_v2": (139, None), "resnet_v1_50": (64, None),
+    "inception_v3": (107, None), "inception_v4": (107, None),
+    "inception_resnet_v2": (107, None), "resnet_v1_50": (64, None),
     "resnet_v2_50": (64, None), "mobilenet_v1": (96, None), "mobilenet_v1_025": (64, None),
     "mobilenet_v2": (96, None), "mobilenet_v2_140": (64, None), "mobilenet_v2_035": (96, None),
 }
