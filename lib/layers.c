@@ -152,9 +152,13 @@ sn_node sn_batch_norm(sn_graph *g, sn_node x, const char *scope) {
     sn_init zeros = sn_init_zeros(), ones = sn_init_ones();
     unsigned tflags = var_flags(d->trainable);
     sn_scope_push(g, scope);
-    /* TF-slim's creation order: beta, gamma, moving_mean, moving_variance. */
-    sn_node beta = d->bn_center ? sn_variable(g, "beta", 1, C, &zeros, tflags) : SN_NO_NODE;
-    sn_node gamma = d->bn_scale ? sn_variable(g, "gamma", 1, C, &ones, tflags) : SN_NO_NODE;
+    /* TF-slim's creation order: on 4-D inputs its fused path creates gamma, then beta;
+     * otherwise beta, then gamma; then moving_mean, moving_variance. */
+    sn_node beta = SN_NO_NODE, gamma = SN_NO_NODE;
+    bool fused = g->nodes[x].rank == 4;
+    if (fused && d->bn_scale) gamma = sn_variable(g, "gamma", 1, C, &ones, tflags);
+    if (d->bn_center) beta = sn_variable(g, "beta", 1, C, &zeros, tflags);
+    if (!fused && d->bn_scale) gamma = sn_variable(g, "gamma", 1, C, &ones, tflags);
     sn_node mm = sn_variable(g, "moving_mean", 1, C, &zeros, SN_VAR_MODEL | SN_VAR_MOVING);
     sn_node mv = sn_variable(g, "moving_variance", 1, C, &ones, SN_VAR_MODEL | SN_VAR_MOVING);
     sn_node y = sn_op_batch_norm(g, x, gamma, beta, mm, mv, d->bn_decay, d->bn_epsilon,

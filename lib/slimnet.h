@@ -484,7 +484,11 @@ typedef struct sn_model_params {
     int is_training;          /* batch norm in training mode, dropout on; default 1 */
     float dropout_keep_prob;  /* < 0 (default): the network's own default */
     int spatial_squeeze;      /* squeeze (N,1,1,C) logits to (N,C); default 1 */
-    int global_pool;          /* mean over H,W before the logits; default 1 where slim has it */
+    int global_pool;          /* mean over H,W before the logits, where the net has the switch.
+                               * Default 1 for every net (TF-slim's default is 0 for alexnet,
+                               * overfeat, vgg, inception_v1-v3, mobilenet_v1): identical at
+                               * the default image size, and any other size still classifies
+                               * instead of failing at the spatial squeeze. */
     float weight_decay;       /* the arg_scope's L2 scale; < 0 (default): the family's */
 } sn_model_params;
 SN_API sn_model_params sn_model_params_default(void);
@@ -496,7 +500,8 @@ typedef struct sn_model {
     sn_node predictions;      /* softmax of logits (SN_NO_NODE without logits) */
     const char *scope;        /* top scope, e.g. "resnet_v1_50" */
     int default_image_size;   /* e.g. 224 */
-    const char *preprocessing;/* preprocessing_factory name: "vgg", "inception", "lenet" */
+    const char *preprocessing;/* preprocessing_factory name: "vgg", "inception", "lenet";
+                               * "" where TF-slim maps none (alexnet_v2, overfeat) */
 } sn_model;
 
 /* Builds model `name` (as --model_name) on images (N,H,W,3) float32 into g, under the

@@ -106,7 +106,8 @@ static inline void sn__inception_arg_scope(sn_graph *g, const sn_model_params *p
     d->bn_scale = 0;
 }
 
-/* Marks logits and aux logits as end points, adds the softmax end point pred_name
+/* Marks logits and aux logits as end points, adds the softmax end point pred_name (none
+ * when pred_name is NULL: a net built without logits has no predictions)
  * ("predictions" or "Predictions", as the family names it), fills out; returns the graph
  * status. */
 sn_status sn__net_finish(sn_graph *g, sn_node logits, sn_node aux, const char *pred_name,

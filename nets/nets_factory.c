@@ -78,7 +78,7 @@ sn_status sn__net_finish(sn_graph *g, sn_node logits, sn_node aux, const char *p
     out->aux_logits = aux;
     if (logits != SN_NO_NODE) sn_graph_end_point(g, logits, NULL);
     if (aux != SN_NO_NODE) sn_graph_end_point(g, aux, NULL);
-    if (logits != SN_NO_NODE && sn_node_rank(g, logits) == 2) {
+    if (pred_name && logits != SN_NO_NODE && sn_node_rank(g, logits) == 2) {
         out->predictions = sn_op_softmax(g, logits);
         sn_graph_end_point(g, out->predictions, pred_name);
     }

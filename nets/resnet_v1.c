@@ -86,7 +86,8 @@ static sn_status resnet_v1(sn_graph *g, sn_node images, const sn_model_params *p
         if (p->spatial_squeeze) logits = sn_op_squeeze(g, logits);
     }
     sn_scope_pop(g);
-    return sn__net_finish(g, logits, SN_NO_NODE, "predictions", out);
+    return sn__net_finish(g, logits, SN_NO_NODE, p->num_classes > 0 ? "predictions" : NULL,
+                          out);
 }
 
 sn_status sn__net_resnet_v1_50(sn_graph *g, sn_node images, const sn_model_params *p,

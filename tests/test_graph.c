@@ -52,12 +52,12 @@ START_TEST(test_slim_names) {
     ck_assert_int_eq(sn_graph_status(g), SN_OK);
 
     const char *want[] = {
-        "resnet_v1_50/conv1/weights", "resnet_v1_50/conv1/BatchNorm/beta",
-        "resnet_v1_50/conv1/BatchNorm/gamma", "resnet_v1_50/conv1/BatchNorm/moving_mean",
+        "resnet_v1_50/conv1/weights", "resnet_v1_50/conv1/BatchNorm/gamma",
+        "resnet_v1_50/conv1/BatchNorm/beta", "resnet_v1_50/conv1/BatchNorm/moving_mean",
         "resnet_v1_50/conv1/BatchNorm/moving_variance",
         "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/weights",
-        "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/BatchNorm/beta",
         "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/BatchNorm/gamma",
+        "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/BatchNorm/beta",
         "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/BatchNorm/moving_mean",
         "resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/BatchNorm/moving_variance",
         "resnet_v1_50/logits/weights", "resnet_v1_50/logits/biases"};
