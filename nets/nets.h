@@ -79,6 +79,20 @@ static inline sn_node sn__conv2d_same(sn_graph *g, sn_node x, const sn_conv_para
     return sn_conv2d_p(g, x, &p, scope);
 }
 
+/* resnet_utils.resnet_arg_scope: weight decay 1e-4, He init (variance scaling, factor 2, fan
+ * in, truncated normal), relu, batch norm (decay 0.997, epsilon 1e-5, scale), SAME max pools. */
+static inline void sn__resnet_arg_scope(sn_graph *g, const sn_model_params *p) {
+    sn_defaults *d = sn_graph_defaults(g);
+    d->weight_decay = sn__wd(p, 1e-4f);
+    d->weights_init = sn_init_variance_scaling(2.0f, SN_FAN_IN, 0);
+    d->activation = SN_ACT_RELU;
+    d->batch_norm = 1;
+    d->bn_decay = 0.997f;
+    d->bn_epsilon = 1e-5f;
+    d->bn_scale = 1;
+    d->pool_padding = SN_PAD_SAME;
+}
+
 /* TF-slim's depth(d) in inception and mobilenet_v1: max(int(d * multiplier), min_depth). */
 static inline int sn__depth(int d, double multiplier, int min_depth) {
     int v = (int)(d * multiplier);

@@ -8,20 +8,11 @@
 #include <stdio.h>
 #include "nets.h"
 
-/* resnet_utils.conv2d_same: SAME for stride 1; otherwise explicit symmetric padding
- * (k_eff-1)/2 before, the rest after, then VALID, so that the result does not depend on the
- * input size's parity as TF's SAME would. */
+/* resnet_utils.conv2d_same (sn__conv2d_same in nets.h) with the current defaults. */
 static sn_node conv2d_same(sn_graph *g, sn_node x, int num_outputs, int k, int stride,
                            const char *scope) {
     sn_conv_params p = sn_conv_params_from(g, num_outputs, k, k, stride);
-    if (stride == 1) {
-        p.padding = SN_PAD_SAME;
-        return sn_conv2d_p(g, x, &p, scope);
-    }
-    int pad_total = k - 1, pad_beg = pad_total / 2, pad_end = pad_total - pad_beg;
-    x = sn_op_pad(g, x, pad_beg, pad_end, pad_beg, pad_end);
-    p.padding = SN_PAD_VALID;
-    return sn_conv2d_p(g, x, &p, scope);
+    return sn__conv2d_same(g, x, &p, scope);
 }
 
 /* resnet_v1.bottleneck under scope "bottleneck_v1". */
@@ -49,15 +40,7 @@ static sn_node bottleneck(sn_graph *g, sn_node x, int depth, int depth_bottlenec
 static sn_status resnet_v1(sn_graph *g, sn_node images, const sn_model_params *p,
                            const char *scope, const int units[4], sn_model *out) {
     static const int base[4] = {64, 128, 256, 512}, strides[4] = {2, 2, 2, 1};
-    sn_defaults *d = sn_graph_defaults(g);
-    d->weight_decay = sn__wd(p, 1e-4f);
-    d->weights_init = sn_init_variance_scaling(2.0f, SN_FAN_IN, 0);
-    d->activation = SN_ACT_RELU;
-    d->batch_norm = 1;
-    d->bn_decay = 0.997f;
-    d->bn_epsilon = 1e-5f;
-    d->bn_scale = 1;
-    d->pool_padding = SN_PAD_SAME;
+    sn__resnet_arg_scope(g, p);
     out->scope = scope;
 
     sn_scope_push(g, scope);

@@ -44,15 +44,7 @@ static sn_node bottleneck(sn_graph *g, sn_node x, int depth, int depth_bottlenec
 static sn_status resnet_v2(sn_graph *g, sn_node images, const sn_model_params *p,
                            const char *scope, const int units[4], sn_model *out) {
     static const int base[4] = {64, 128, 256, 512}, strides[4] = {2, 2, 2, 1};
-    sn_defaults *d = sn_graph_defaults(g);
-    d->weight_decay = sn__wd(p, 1e-4f);
-    d->weights_init = sn_init_variance_scaling(2.0f, SN_FAN_IN, 0);
-    d->activation = SN_ACT_RELU;
-    d->batch_norm = 1;
-    d->bn_decay = 0.997f;
-    d->bn_epsilon = 1e-5f;
-    d->bn_scale = 1;
-    d->pool_padding = SN_PAD_SAME;
+    sn__resnet_arg_scope(g, p);
     out->scope = scope;
 
     sn_scope_push(g, scope);
