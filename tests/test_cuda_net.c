@@ -1,5 +1,5 @@
-/* test_cuda_net.c: a whole network on the GPU equals the CPU path.  resnet_v1_50 (training
- * mode: batch norm on batch statistics) at a small input, same seed and input on both
+/* test_cuda_net.c: a whole network on the GPU equals the CPU path.  resnet_v1_50 and
+ * inception_v3 (training mode: batch norm on batch statistics) at a small input, same seed and input on both
  * devices: the logits, the loss and every variable's gradient are compared.  Skips cleanly
  * without a GPU.
  *
@@ -24,8 +24,8 @@ typedef struct run {
     sn_node logits, loss;
 } run;
 
-static void build_run(run *r, sn_device dev, const float *x, const int32_t *y, int64_t batch,
-                      int64_t size) {
+static void build_run(run *r, const char *model, sn_device dev, const float *x,
+                      const int32_t *y, int64_t batch, int64_t size) {
     sn_ctx_params cp = sn_ctx_params_default();
     cp.device = dev;
     cp.seed = 7;
@@ -39,7 +39,7 @@ static void build_run(run *r, sn_device dev, const float *x, const int32_t *y, i
     sn_model_params mp = sn_model_params_default();
     mp.num_classes = 10;
     sn_model m;
-    ck_assert_msg(sn_model_build(r->g, "resnet_v1_50", images, &mp, &m) == SN_OK, "%s",
+    ck_assert_msg(sn_model_build(r->g, model, images, &mp, &m) == SN_OK, "%s",
                   sn_graph_errmsg(r->g));
     r->logits = m.logits;
     r->loss = sn_op_softmax_xent(r->g, m.logits, labels, 0.1f);
@@ -76,12 +76,20 @@ static double compare(run *a, run *b, sn_node n, const char *what) {
     return e;
 }
 
-START_TEST(test_resnet_v1_50_gpu_equals_cpu) {
+/* The two whole-network checks; inception_v3 at a small input. */
+static const struct { const char *model; int64_t size; } nets[] = {
+    {"resnet_v1_50", 128}, {"inception_v3", 139},
+};
+
+START_TEST(test_net_gpu_equals_cpu) {
     if (sn_cuda_device_count() == 0) {
         printf("[cuda_net] skipped: no CUDA device (or built without CUDA)\n");
         return;
     }
-    const int64_t batch = 4, size = 128;
+    const char *model = nets[_i].model;
+    const int64_t batch = 4, size = nets[_i].size;
+    printf("[cuda_net] %s at %lldx%lld, batch %lld\n", model, (long long)size,
+           (long long)size, (long long)batch);
     size_t n = (size_t)(batch * size * size * 3);
     float *x = malloc(n * sizeof *x), *xp = malloc(n * sizeof *xp);
     tu_fill(x, n, 11);
@@ -89,9 +97,9 @@ START_TEST(test_resnet_v1_50_gpu_equals_cpu) {
     for (size_t i = 0; i < n; i++) xp[i] = x[i] * (1.0f + 1e-6f * tu_rand(&s));
     int32_t y[4] = {3, 7, 0, 9};
     run cpu, gpu, pert;
-    build_run(&cpu, SN_DEVICE_CPU, x, y, batch, size);
-    build_run(&gpu, SN_DEVICE_CUDA, x, y, batch, size);
-    build_run(&pert, SN_DEVICE_CPU, xp, y, batch, size);
+    build_run(&cpu, model, SN_DEVICE_CPU, x, y, batch, size);
+    build_run(&gpu, model, SN_DEVICE_CUDA, x, y, batch, size);
+    build_run(&pert, model, SN_DEVICE_CPU, xp, y, batch, size);
     double e_logits = compare(&cpu, &gpu, cpu.logits, "logits");
     double e_loss = compare(&cpu, &gpu, cpu.loss, "loss");
     double worst = 0;
@@ -137,9 +145,9 @@ START_TEST(test_resnet_v1_50_gpu_equals_cpu) {
 
 Suite *suite_cuda_net(void) {
     Suite *s = suite_create("cuda_net");
-    TCase *tc = tcase_create("resnet");
+    TCase *tc = tcase_create("nets");
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_resnet_v1_50_gpu_equals_cpu);
+    tcase_add_loop_test(tc, test_net_gpu_equals_cpu, 0, (int)(sizeof nets / sizeof nets[0]));
     suite_add_tcase(s, tc);
     return s;
 }
