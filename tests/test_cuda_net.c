@@ -76,7 +76,11 @@ static double compare(run *a, run *b, sn_node n, const char *what) {
     return e;
 }
 
-/* The issue's two whole-network checks; inception_v3 at a small input. */
+/* The issue's two whole-network checks; inception_v3 at a small input.  On the H200
+ * (commit e286c08) resnet_v1_50 passes (worst 0.52 of its bound) and inception_v3 does not:
+ * logits agree to 7.8e-5 but the gradient of
+ * InceptionV3/Mixed_7c/Branch_2/Conv2d_0d_3x1/BatchNorm/beta is 54x over its bound, near the
+ * output where the network is well conditioned: a real GPU discrepancy, open in issue 7. */
 static const struct { const char *model; int64_t size; } nets[] = {
     {"resnet_v1_50", 128}, {"inception_v3", 139},
 };
