@@ -46,18 +46,16 @@ sn_status sn__net_cifarnet(sn_graph *g, sn_node images, const sn_model_params *p
     fp.num_outputs = 192;
     x = sn_fully_connected_p(g, x, &fp, "fc4");
     sn_graph_end_point(g, x, "fc4");
-    if (p->num_classes <= 0) {   /* the features, without predictions, as TF-slim */
-        sn_scope_pop(g);
-        out->logits = x;
-        return sn_graph_status(g);
+    sn_node logits = x;   /* without logits: the features, as TF-slim */
+    if (p->num_classes > 0) {
+        sn_conv_params lp = sn_conv_params_from(g, p->num_classes, 1, 1, 1);
+        lp.weights_init = sn_init_truncated_normal(0.0f, (float)(1.0 / 192.0));
+        lp.biases_init = sn_init_zeros();
+        lp.weight_decay = 0.0f;
+        lp.activation = SN_ACT_NONE;
+        logits = sn_fully_connected_p(g, x, &lp, "logits");
+        sn_graph_end_point(g, logits, "Logits");
     }
-    sn_conv_params lp = sn_conv_params_from(g, p->num_classes, 1, 1, 1);
-    lp.weights_init = sn_init_truncated_normal(0.0f, (float)(1.0 / 192.0));
-    lp.biases_init = sn_init_zeros();
-    lp.weight_decay = 0.0f;
-    lp.activation = SN_ACT_NONE;
-    sn_node logits = sn_fully_connected_p(g, x, &lp, "logits");
-    sn_graph_end_point(g, logits, "Logits");
     sn_scope_pop(g);
-    return sn__net_finish(g, logits, SN_NO_NODE, "Predictions", out);
+    return sn__net_finish(g, p, logits, SN_NO_NODE, "Predictions", out);
 }

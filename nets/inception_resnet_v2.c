@@ -236,5 +236,5 @@ sn_status sn__net_inception_resnet_v2(sn_graph *g, sn_node images, const sn_mode
     }
     sn_scope_pop(g);
     sn_scope_pop(g);
-    return sn__net_finish(g, logits, aux, "Predictions", out);
+    return sn__net_finish(g, p, logits, aux, "Predictions", out);
 }

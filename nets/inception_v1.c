@@ -104,5 +104,5 @@ sn_status sn__net_inception_v1(sn_graph *g, sn_node images, const sn_model_param
     }
     sn_scope_pop(g);
     sn_scope_pop(g);
-    return sn__net_finish(g, logits, SN_NO_NODE, "Predictions", out);
+    return sn__net_finish(g, p, logits, SN_NO_NODE, "Predictions", out);
 }

@@ -244,5 +244,5 @@ sn_status sn__net_inception_v4(sn_graph *g, sn_node images, const sn_model_param
     }
     sn_scope_pop(g);
     sn_scope_pop(g);
-    return sn__net_finish(g, logits, aux, "Predictions", out);
+    return sn__net_finish(g, p, logits, aux, "Predictions", out);
 }

@@ -26,6 +26,5 @@ sn_status sn__net_lenet(sn_graph *g, sn_node images, const sn_model_params *p, s
         logits = sn_fully_connected_p(g, x, &fp, "fc4");
     }
     sn_scope_pop(g);
-    return sn__net_finish(g, logits, SN_NO_NODE, p->num_classes > 0 ? "Predictions" : NULL,
-                          out);
+    return sn__net_finish(g, p, logits, SN_NO_NODE, "Predictions", out);
 }

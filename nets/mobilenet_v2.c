@@ -103,7 +103,7 @@ static sn_status mobilenet_v2(sn_graph *g, sn_node images, const sn_model_params
     }
     sn_scope_pop(g);
     sn_scope_pop(g);
-    return sn__net_finish(g, logits, SN_NO_NODE, "Predictions", out);
+    return sn__net_finish(g, p, logits, SN_NO_NODE, "Predictions", out);
 }
 
 sn_status sn__net_mobilenet_v2(sn_graph *g, sn_node images, const sn_model_params *p,

@@ -79,6 +79,10 @@ static inline sn_node sn__conv2d_same(sn_graph *g, sn_node x, const sn_conv_para
     return sn_conv2d_p(g, x, &p, scope);
 }
 
+/* Units per block of the 50/101/152/200-layer ResNets, v1 and v2 alike. */
+static const int sn__resnet_units[4][4] = {
+    {3, 4, 6, 3}, {3, 4, 23, 3}, {3, 8, 36, 3}, {3, 24, 36, 3}};
+
 /* resnet_utils.resnet_arg_scope: weight decay 1e-4, He init (variance scaling, factor 2, fan
  * in, truncated normal), relu, batch norm (decay 0.997, epsilon 1e-5, scale), SAME max pools. */
 static inline void sn__resnet_arg_scope(sn_graph *g, const sn_model_params *p) {
@@ -120,11 +124,10 @@ static inline void sn__inception_arg_scope(sn_graph *g, const sn_model_params *p
     d->bn_scale = 0;
 }
 
-/* Marks logits and aux logits as end points, adds the softmax end point pred_name (none
- * when pred_name is NULL: a net built without logits has no predictions)
- * ("predictions" or "Predictions", as the family names it), fills out; returns the graph
- * status. */
-sn_status sn__net_finish(sn_graph *g, sn_node logits, sn_node aux, const char *pred_name,
-                         sn_model *out);
+/* Marks logits and aux logits as end points, adds the softmax end point pred_name
+ * ("predictions" or "Predictions", as the family names it) unless p->num_classes is 0 (a
+ * net built without logits has no predictions), fills out; returns the graph status. */
+sn_status sn__net_finish(sn_graph *g, const sn_model_params *p, sn_node logits, sn_node aux,
+                         const char *pred_name, sn_model *out);
 
 #endif

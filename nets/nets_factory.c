@@ -72,13 +72,13 @@ sn_status sn_model_build(sn_graph *g, const char *name, sn_node images,
     return st != SN_OK ? st : sn_graph_status(g);
 }
 
-sn_status sn__net_finish(sn_graph *g, sn_node logits, sn_node aux, const char *pred_name,
-                         sn_model *out) {
+sn_status sn__net_finish(sn_graph *g, const sn_model_params *p, sn_node logits, sn_node aux,
+                         const char *pred_name, sn_model *out) {
     out->logits = logits;
     out->aux_logits = aux;
     if (logits != SN_NO_NODE) sn_graph_end_point(g, logits, NULL);
     if (aux != SN_NO_NODE) sn_graph_end_point(g, aux, NULL);
-    if (pred_name && logits != SN_NO_NODE && sn_node_rank(g, logits) == 2) {
+    if (p->num_classes > 0 && logits != SN_NO_NODE && sn_node_rank(g, logits) == 2) {
         out->predictions = sn_op_softmax(g, logits);
         sn_graph_end_point(g, out->predictions, pred_name);
     }

@@ -53,5 +53,5 @@ sn_status sn__net_overfeat(sn_graph *g, sn_node images, const sn_model_params *p
     }
     sn_defaults_pop(g);
     sn_scope_pop(g);
-    return sn__net_finish(g, logits, SN_NO_NODE, "predictions", out);
+    return sn__net_finish(g, p, logits, SN_NO_NODE, "predictions", out);
 }

@@ -69,30 +69,25 @@ static sn_status resnet_v1(sn_graph *g, sn_node images, const sn_model_params *p
         if (p->spatial_squeeze) logits = sn_op_squeeze(g, logits);
     }
     sn_scope_pop(g);
-    return sn__net_finish(g, logits, SN_NO_NODE, p->num_classes > 0 ? "predictions" : NULL,
-                          out);
+    return sn__net_finish(g, p, logits, SN_NO_NODE, "predictions", out);
 }
 
 sn_status sn__net_resnet_v1_50(sn_graph *g, sn_node images, const sn_model_params *p,
                                sn_model *out) {
-    static const int units[4] = {3, 4, 6, 3};
-    return resnet_v1(g, images, p, "resnet_v1_50", units, out);
+    return resnet_v1(g, images, p, "resnet_v1_50", sn__resnet_units[0], out);
 }
 
 sn_status sn__net_resnet_v1_101(sn_graph *g, sn_node images, const sn_model_params *p,
                                 sn_model *out) {
-    static const int units[4] = {3, 4, 23, 3};
-    return resnet_v1(g, images, p, "resnet_v1_101", units, out);
+    return resnet_v1(g, images, p, "resnet_v1_101", sn__resnet_units[1], out);
 }
 
 sn_status sn__net_resnet_v1_152(sn_graph *g, sn_node images, const sn_model_params *p,
                                 sn_model *out) {
-    static const int units[4] = {3, 8, 36, 3};
-    return resnet_v1(g, images, p, "resnet_v1_152", units, out);
+    return resnet_v1(g, images, p, "resnet_v1_152", sn__resnet_units[2], out);
 }
 
 sn_status sn__net_resnet_v1_200(sn_graph *g, sn_node images, const sn_model_params *p,
                                 sn_model *out) {
-    static const int units[4] = {3, 24, 36, 3};
-    return resnet_v1(g, images, p, "resnet_v1_200", units, out);
+    return resnet_v1(g, images, p, "resnet_v1_200", sn__resnet_units[3], out);
 }

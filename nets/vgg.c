@@ -55,7 +55,7 @@ static sn_status vgg(sn_graph *g, sn_node images, const sn_model_params *p, cons
         sn_graph_end_point(g, logits, name);
     }
     sn_scope_pop(g);
-    return sn__net_finish(g, logits, SN_NO_NODE, "predictions", out);
+    return sn__net_finish(g, p, logits, SN_NO_NODE, "predictions", out);
 }
 
 sn_status sn__net_vgg_a(sn_graph *g, sn_node images, const sn_model_params *p, sn_model *out) {
