@@ -747,6 +747,215 @@ SN_API sn_status sn_image_encode_jpeg(sn_ctx *ctx, const sn_tensor *img, int qua
 SN_API sn_status sn_image_encode_png(sn_ctx *ctx, const sn_tensor *img, sn_tensor **out);
 
 
+/* ---- preprocessing: TF-slim's preprocessing_factory -------------------------------------- */
+
+/* The four preprocessing functions of preprocessing_factory.py.  Every function takes a
+ * decoded uint8 image (H, W, C), C = 1 or 3, row-major HWC, and writes float32
+ * (out_height, out_width, C') with C' = C (or 1 with use_grayscale).
+ *   lenet      float; resize_image_with_crop_or_pad; (x - 128) / 128 (train = eval)
+ *   cifarnet   train: float; zero-pad 4; random crop; flip; random_brightness 63;
+ *              random_contrast [0.2, 1.8]; per_image_standardization.
+ *              eval: resize_image_with_crop_or_pad; per_image_standardization
+ *   vgg        train: aspect-preserving bilinear resize of the shorter side to a random
+ *              side in [256, 512]; random crop; flip; subtract R 123.68 G 116.78 B 103.94.
+ *              eval: shorter side to 256; central crop; subtract the means
+ *   inception  train: to [0,1]; sample_distorted_bounding_box (min_object_covered 0.1,
+ *              aspect [0.75, 1.33], area [0.05, 1], 100 attempts, whole image fallback);
+ *              crop; bilinear resize; flip; distort_color (fast mode: brightness 32/255,
+ *              saturation [0.5, 1.5]; full mode: one of 4 orderings with hue 0.2 and
+ *              contrast [0.5, 1.5]); clip [0,1]; (x - 0.5) * 2.
+ *              eval: to [0,1]; central_crop 0.875; bilinear resize; (x - 0.5) * 2
+ * Bilinear resizing is TF1's resize_bilinear (align_corners and half_pixel_centers false).
+ * The deterministic parts equal TensorFlow's within 1e-5 (tests/reference fixtures); the
+ * random draws come from a counter-based generator seeded per image, so a pipeline gives
+ * the same images for the same seed whatever its thread count. */
+typedef enum sn_preprocess_kind {
+    SN_PREPROCESS_LENET = 0, SN_PREPROCESS_CIFARNET = 1, SN_PREPROCESS_VGG = 2,
+    SN_PREPROCESS_INCEPTION = 3
+} sn_preprocess_kind;
+
+/* "lenet", "cifarnet", "vgg", "inception"; NULL for an unknown kind. */
+SN_API const char *sn_preprocess_kind_name(sn_preprocess_kind kind);
+/* preprocessing_factory's map from a --preprocessing_name or --model_name: cifarnet;
+ * inception* mobilenet* nasnet* pnasnet* -> inception; resnet_v1_* resnet_v2_* vgg* -> vgg;
+ * lenet; also the four kind names themselves.  SN_ERR_NOT_FOUND for anything else (the
+ * caller names the flag). */
+SN_API sn_status sn_preprocess_kind_for(const char *name, sn_preprocess_kind *kind);
+
+typedef struct sn_preprocess_params {
+    sn_preprocess_kind kind;
+    int is_training;         /* 1: the random training path; 0 (default): eval */
+    int out_height, out_width;  /* > 0; the net's image size */
+    int fast_mode;           /* inception train: 1 (default, as TF-slim) or 0 */
+    int use_grayscale;       /* 1: tf.image.rgb_to_grayscale at the end, C' = 1 */
+    int resize_side_min, resize_side_max;  /* vgg: 256, 512 (eval uses min) */
+} sn_preprocess_params;
+SN_API sn_preprocess_params sn_preprocess_params_default(void);
+
+/* The random choices of one training image, explicit so that a test can make the same
+ * choices in TensorFlow.  Eval ignores them. */
+typedef struct sn_preprocess_draw {
+    int resize_side;          /* vgg: the shorter side after resizing */
+    int crop_y, crop_x, crop_h, crop_w;  /* the crop (inception: the distorted box, in the
+                                            input; vgg/cifarnet: the random crop, in the
+                                            resized / padded image) */
+    int flip;                 /* 1: left-right flip */
+    int color_ordering;       /* inception full mode: 0..3 */
+    float brightness;         /* additive delta (cifarnet: in 0..255 units) */
+    float saturation, hue, contrast;  /* factors / hue delta */
+} sn_preprocess_draw;
+
+/* Draws the choices for an h x w image from seed (pure: same inputs, same draw). */
+SN_API sn_status sn_preprocess_draw_random(const sn_preprocess_params *p, int h, int w,
+                                           uint64_t seed, sn_preprocess_draw *d);
+/* Preprocesses img (h, w, c) into out (out_height * out_width * C' floats, caller's).
+ * d: the training choices (NULL: drawn from seed as sn_preprocess_draw_random); unused in
+ * eval.  Thread-safe for distinct ctx (ctx only receives the error message).
+ * SN_ERR_INVALID_ARG (sizes, channels, a draw outside the image), SN_ERR_NOMEM. */
+SN_API sn_status sn_preprocess(sn_ctx *ctx, const sn_preprocess_params *p, const uint8_t *img,
+                               int h, int w, int c, const sn_preprocess_draw *d,
+                               uint64_t seed, float *out);
+/* TF1's tf.image.resize_bilinear (align_corners=False, half_pixel_centers=False) of a float
+ * (h, w, c) image into (oh, ow, c).  Exposed for users' own preprocessing. */
+SN_API sn_status sn_resize_bilinear(sn_ctx *ctx, const float *in, int h, int w, int c,
+                                    float *out, int oh, int ow);
+
+/* ---- datasets: TF-slim's dataset_factory, the vendor's fer, any converted folder -------- */
+
+/* A dataset descriptor: where each split's TFRecord files are, how many samples each has,
+ * the class count and the class names (labels.txt, "<id>:<name>" lines, split at the first
+ * ':').  Built-in: "fer" (fer_%s.tfrecord, splits train/test, counts and num_class from
+ * info.json, which is required), "mnist" (mnist_%s.tfrecord, train 60000 / test 10000, 10
+ * classes, 1 channel), "cifar10" (cifar10_%s.tfrecord, 50000 / 10000, 10), "flowers"
+ * (flowers_%s_*.tfrecord, train 3320 / validation 350, 5), "imagenet" (%s-*, train 1281167
+ * / validation 50000, 1001).  A NULL or "" name, or "folder", describes any folder that
+ * slimnet-convert wrote (info.json + labels.txt). */
+typedef struct sn_dataset sn_dataset;
+
+typedef struct sn_dataset_params {
+    /* fer only: 1 = the vendor's num_classes = num_class + 1 (an always-empty extra class,
+     * which their checkpoints have; needed to load one).  0 (default): num_class. */
+    int fer_extra_class;
+} sn_dataset_params;
+SN_API sn_dataset_params sn_dataset_params_default(void);
+
+/* Opens the descriptor of dataset `name` in dir.  Reads info.json and labels.txt when
+ * present (their sizes bounded).  SN_ERR_NOT_FOUND (unknown name, with the known ones in
+ * the message; fer without info.json), SN_ERR_FORMAT (bad info.json / labels.txt, naming
+ * file and line), SN_ERR_IO, SN_ERR_NOMEM. */
+SN_API sn_status sn_dataset_open(sn_ctx *ctx, const char *name, const char *dir,
+                                 const sn_dataset_params *p, sn_dataset **out);
+SN_API void sn_dataset_free(sn_dataset *ds);
+SN_API const char *sn_dataset_name(const sn_dataset *ds);
+SN_API int sn_dataset_num_classes(const sn_dataset *ds);
+/* Channels the images are decoded to: 1 for mnist, else 3 (TF-slim's decoders). */
+SN_API int sn_dataset_channels(const sn_dataset *ds);
+/* The name of class id (labels.txt), or NULL when unknown. */
+SN_API const char *sn_dataset_label_name(const sn_dataset *ds, int id);
+SN_API int sn_dataset_num_splits(const sn_dataset *ds);
+SN_API const char *sn_dataset_split_name(const sn_dataset *ds, int i);
+/* A split's file pattern ("<dir>/fer_train.tfrecord", for sn_tfrecord_files) and sample
+ * count.  SN_ERR_NOT_FOUND names the split and lists the dataset's splits. */
+SN_API sn_status sn_dataset_split(const sn_dataset *ds, const char *split,
+                                  const char **pattern, int64_t *num_samples);
+
+/* What sn_dataset_convert writes (download_and_convert_data.py, from local files only). */
+typedef struct sn_convert_params {
+    const char *dataset_name;  /* "fer" (or "folder"), "mnist", "cifar10", "flowers" */
+    const char *source;        /* fer/flowers: a folder of class folders (--pic_path);
+                                  mnist: folder of the idx(.gz) files; cifar10: folder of
+                                  data_batch_{1..5}.bin + test_batch.bin */
+    const char *dataset_dir;   /* output folder, created if missing */
+    uint64_t seed;             /* shuffle of the split; default 0 */
+    double test_fraction;      /* fer: 0.3 (train 70%); flowers: 350 validation images
+                                  unless set; mnist/cifar10: fixed by the source */
+    int num_shards;            /* 0 (default): fer 1 file per split, flowers 5 */
+    int overwrite;             /* 0 (default): SN_ERR_STATE if an output file exists */
+} sn_convert_params;
+SN_API sn_convert_params sn_convert_params_default(void);
+
+typedef struct sn_convert_report {
+    int num_classes;
+    int64_t num_train, num_test;     /* test = "validation" for flowers */
+    int num_files;                   /* files written, including labels.txt / info.json */
+    int64_t bytes;                   /* bytes written */
+} sn_convert_report;
+/* Converts; class ids come from the sorted folder names; every image is checked to decode
+ * (height/width recorded from the file); JPEG bytes are stored unchanged.  Writes to temp
+ * names and renames at the end.  report may be NULL.  Errors name the file. */
+SN_API sn_status sn_dataset_convert(sn_ctx *ctx, const sn_convert_params *p,
+                                    sn_convert_report *report);
+
+/* ---- input pipeline: TFRecords -> Examples -> images -> preprocessed batches ------------- */
+
+/* Reader, decode and preprocessing threads feeding a bounded queue of ready batches, as
+ * TF-slim's DatasetDataProvider + tf.train.batch, but reproducible: the record order
+ * (files interleaved, then a shuffle buffer) and every random preprocessing draw depend
+ * only on seed, never on the thread count or timing. */
+typedef struct sn_pipeline sn_pipeline;
+
+typedef struct sn_pipeline_params {
+    const char *pattern;        /* TFRecord files (sn_tfrecord_files pattern), required */
+    int batch_size;             /* > 0 */
+    int channels;               /* decode channels: 3 (default) or 1 */
+    sn_preprocess_params preprocess;
+    int shuffle;                /* 1 (default): files and records shuffled; 0: file order */
+    int shuffle_buffer;         /* records; 0 (default): 20 * batch_size as TF-slim */
+    int num_epochs;             /* 0 (default): endless; else the data ends after them */
+    int num_threads;            /* decode + preprocess threads; 0 (default): 4 */
+    int queue_batches;          /* ready batches kept; 0 (default): 4 */
+    uint64_t seed;
+    int labels_offset;          /* subtracted from every label (--labels_offset) */
+    int num_classes;            /* > 0: a label outside [0, num_classes) after the offset is
+                                   bad input; 0: unchecked */
+    int skip_bad;               /* 0 (default): bad input stops with an error naming file and
+                                   offset; 1: the record is skipped and counted */
+    int64_t skip_batches;       /* start after this many batches (resuming a run: the same
+                                   batches follow as if it had never stopped) */
+} sn_pipeline_params;
+SN_API sn_pipeline_params sn_pipeline_params_default(void);
+
+/* Starts the threads.  SN_ERR_NOT_FOUND (no file matches), SN_ERR_INVALID_ARG, SN_ERR_IO,
+ * SN_ERR_NOMEM. */
+SN_API sn_status sn_pipeline_new(sn_ctx *ctx, const sn_pipeline_params *p,
+                                 sn_pipeline **out);
+/* Waits for the next batch.  *images: (n, out_height, out_width, C') float32, *labels: n
+ * int32, both owned by the pipeline and valid until the next call or free.  n is
+ * batch_size, except the last batch of a finite run (n < batch_size) and at the end (n = 0,
+ * SN_OK).  Bad input without skip_bad: SN_ERR_FORMAT (or the reader's status) with
+ * "file: record at offset N: ..." in ctx's message, and the pipeline is finished. */
+SN_API sn_status sn_pipeline_next(sn_pipeline *pl, const float **images,
+                                  const int32_t **labels, int *n);
+
+typedef struct sn_pipeline_stats {
+    int64_t records;            /* records read */
+    int64_t skipped;            /* bad records skipped (skip_bad) */
+    int64_t batches;            /* batches returned */
+    int64_t epoch;              /* the epoch the reader is in, from 0 */
+    double wait_seconds;        /* time sn_pipeline_next spent waiting */
+} sn_pipeline_stats;
+SN_API sn_pipeline_stats sn_pipeline_get_stats(const sn_pipeline *pl);
+/* Stops and joins every thread, frees everything.  NULL is a no-op. */
+SN_API void sn_pipeline_free(sn_pipeline *pl);
+
+/* ---- TensorBoard event files -------------------------------------------------------------- */
+
+/* "<logdir>/events.out.tfevents.<seconds>.<hostname>": TFRecord-framed Event protos, the
+ * first holding file_version "brain.Event:2", as tf.summary.FileWriter writes them. */
+typedef struct sn_events sn_events;
+SN_API sn_status sn_events_open(sn_ctx *ctx, const char *logdir, sn_events **out);
+SN_API const char *sn_events_path(const sn_events *ev);
+/* A scalar summary (simple_value), as tf.summary.scalar. */
+SN_API sn_status sn_events_scalar(sn_events *ev, const char *tag, int64_t step, float value);
+/* A histogram summary (HistogramProto with TF's default bucket limits), as
+ * tf.summary.histogram. */
+SN_API sn_status sn_events_histogram(sn_events *ev, const char *tag, int64_t step,
+                                     const float *values, size_t n);
+SN_API sn_status sn_events_flush(sn_events *ev);
+/* Flushes and closes; NULL is a no-op. */
+SN_API sn_status sn_events_close(sn_events *ev);
+
+
 /* ---- checkpoints: TensorFlow's files, read and written without TensorFlow ---------------- */
 
 /* A checkpoint opened for reading: a V2 tensor bundle ("<prefix>.index" +
