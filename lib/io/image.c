@@ -23,7 +23,7 @@ sn_image_format sn_image_sniff(const void *data, size_t len) {
 }
 
 sn_image_params sn_image_params_default(void) {
-    sn_image_params p = {0, SN_IMAGE_DEFAULT_MAX_PIXELS};
+    sn_image_params p = {0, SN_IMAGE_DEFAULT_MAX_PIXELS, 1};
     return p;
 }
 
@@ -100,7 +100,7 @@ static void cmyk_convert(uint8_t *px, size_t npix, int out) {
 }
 
 static sn_status jpeg_decode(sn_ctx *ctx, tjhandle tj, const void *data, size_t len,
-                             const shape *s, uint8_t *dst) {
+                             const shape *s, int fast_dct, uint8_t *dst) {
     bool cmyk = s->stored == 4;
     uint8_t *buf = dst;
     if (cmyk) {   /* TurboJPEG cannot convert CMYK to RGB: decode 4 channels, then convert */
@@ -109,8 +109,10 @@ static sn_status jpeg_decode(sn_ctx *ctx, tjhandle tj, const void *data, size_t 
             return sn__fail(ctx, SN_ERR_NOMEM, "jpeg: out of memory (%dx%d CMYK)", s->w, s->h);
     }
     int pf = cmyk ? TJPF_CMYK : s->out == 1 ? TJPF_GRAY : TJPF_RGB;
-    /* flags 0 = TF's defaults: accurate integer IDCT and fancy upsampling on decode */
-    if (tjDecompress2(tj, data, (unsigned long)len, buf, s->w, 0, s->h, pf, 0) != 0) {
+    /* Fancy upsampling (TurboJPEG's default) as TF.  The IDCT: flags 0 is JDCT_ISLOW, TF's
+     * "INTEGER_ACCURATE"; TJFLAG_FASTDCT is JDCT_IFAST, what TF picks for dct_method "". */
+    int flags = fast_dct ? TJFLAG_FASTDCT : 0;
+    if (tjDecompress2(tj, data, (unsigned long)len, buf, s->w, 0, s->h, pf, flags) != 0) {
         /* Warnings (e.g. extraneous bytes before a marker) still give a full image and TF
          * accepts them; a premature end (truncated file) gets a gray-filled image that TF
          * rejects, so do we. */
@@ -219,7 +221,7 @@ static sn_status decode(sn_ctx *ctx, const void *data, size_t len, const sn_imag
                       s.h, s.w, s.out, nbytes, cap);
     }
     if (s.fmt == SN_IMAGE_JPEG) {
-        if (st == SN_OK) st = jpeg_decode(ctx, tj, data, len, &s, dst);
+        if (st == SN_OK) st = jpeg_decode(ctx, tj, data, len, &s, p && p->fast_dct, dst);
         tjDestroy(tj);
     } else if (st == SN_OK) {
         st = png_decode(ctx, &img, &s, dst);   /* releases img either way */
