@@ -239,6 +239,16 @@ void sn_graph_end_point(sn_graph *g, sn_node n, const char *name) {
     g->nodes[n].end_point = true;
 }
 
+int sn_graph_end_points(const sn_graph *g, sn_node *out, int cap) {
+    int count = 0;
+    for (int i = 0; g && i < g->n_nodes; i++)
+        if (g->nodes[i].end_point) {
+            if (out && count < cap) out[count] = i;
+            count++;
+        }
+    return count;
+}
+
 /* ---- inputs and variables --------------------------------------------------------------- */
 
 sn_node sn_input(sn_graph *g, const char *name, sn_dtype dt, int rank, const int64_t *dims) {

@@ -1,0 +1,83 @@
+/* tool.c: see tool.h. */
+#include "tool.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+double tool_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void log_stderr(void *user, sn_log_level level, const char *msg) {
+    static const char *names[] = {"debug", "info", "warning", "error"};
+    fprintf(stderr, "%s: %s: %s\n", (const char *)user,
+            names[level >= 0 && level <= 3 ? level : 1], msg);
+}
+
+sn_ctx *tool_ctx(const char *tool, const char *device, int want_gpu, int threads,
+                 uint64_t seed) {
+    sn_ctx_params p = sn_ctx_params_default();
+    if (!device || !strcmp(device, "auto"))
+        p.device = want_gpu && sn_cuda_device_count() > 0 ? SN_DEVICE_CUDA : SN_DEVICE_CPU;
+    else if (!strcmp(device, "cpu"))
+        p.device = SN_DEVICE_CPU;
+    else if (!strcmp(device, "cuda") || !strcmp(device, "gpu"))
+        p.device = SN_DEVICE_CUDA;
+    else {
+        fprintf(stderr, "%s: --device=%s: expected auto, cpu or cuda\n", tool, device);
+        return NULL;
+    }
+    p.threads = threads;
+    p.seed = seed;
+    p.log = log_stderr;
+    p.log_user = (void *)tool;
+    p.log_level = SN_LOG_WARN;
+    sn_ctx *ctx = NULL;
+    sn_status st = sn_ctx_new(&p, &ctx);
+    if (st != SN_OK) {
+        fprintf(stderr, "%s: cannot create a %s context: %s\n", tool,
+                p.device == SN_DEVICE_CUDA ? "CUDA" : "CPU",
+                ctx ? sn_ctx_errmsg(ctx) : sn_status_str(st));
+        sn_ctx_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void tool_duration(double s, char *buf, size_t len) {
+    if (!(s >= 0)) snprintf(buf, len, "?");
+    else if (s < 60) snprintf(buf, len, "%.1f s", s);
+    else if (s < 3600) snprintf(buf, len, "%d min %02d s", (int)(s / 60), (int)s % 60);
+    else snprintf(buf, len, "%d h %02d min", (int)(s / 3600), (int)(s / 60) % 60);
+}
+
+int tool_fail(const char *tool, sn_ctx *ctx, const char *what) {
+    fprintf(stderr, "%s: %s: %s\n", tool, what, ctx ? sn_ctx_errmsg(ctx) : "failed");
+    return 1;
+}
+
+static void print_list(const char *what, char **names, int n, int show) {
+    if (n == 0) return;
+    printf("  %s (%d):", what, n);
+    for (int i = 0; i < n && i < show; i++) printf("%s %s", i ? "," : "", names[i]);
+    if (n > show) printf(", ... (%d more)", n - show);
+    printf("\n");
+}
+
+void tool_print_restore(const char *tool, const sn_restore_report *r, int show) {
+    printf("%s: restored %d variables from %s", tool, r->n_restored,
+           r->checkpoint ? r->checkpoint : "?");
+    printf(" (excluded %d, missing %d, unused checkpoint tensors %d, mismatched %d)\n",
+           r->n_excluded, r->n_missing, r->n_unused, r->n_mismatched);
+    print_list("excluded", r->excluded, r->n_excluded, show);
+    print_list("missing (kept their initial values)", r->missing, r->n_missing, show);
+    print_list("mismatched", r->mismatched, r->n_mismatched, show);
+    print_list("unused", r->unused, r->n_unused, show);
+}
+
+int tool_image_size(const char *model_name, int flag_value) {
+    return flag_value > 0 ? flag_value : sn_model_default_image_size(model_name);
+}

@@ -1,0 +1,30 @@
+/* tool.h: what slimnet-train, slimnet-eval and slimnet-classify share: the context from
+ * --device/--threads/--seed, logging, the dataset from the dataset flags, and printing. */
+#ifndef SN_CMD_TOOL_H
+#define SN_CMD_TOOL_H
+
+#include <stdint.h>
+#include "../../lib/slimnet.h"
+
+/* Seconds on the monotonic clock. */
+double tool_now(void);
+
+/* A context for --device ("auto", "cpu", "cuda"; auto = CUDA when a device exists and
+ * want_gpu, else CPU), --threads and --seed.  Library log lines go to stderr prefixed with
+ * the tool's name.  Prints the error and returns NULL on failure. */
+sn_ctx *tool_ctx(const char *tool, const char *device, int want_gpu, int threads,
+                 uint64_t seed);
+
+/* "12.3 s", "4 min 05 s", "1 h 02 min". */
+void tool_duration(double seconds, char *buf, size_t len);
+
+/* Prints "tool: what: <ctx message>" to stderr and returns 1. */
+int tool_fail(const char *tool, sn_ctx *ctx, const char *what);
+
+/* Prints a restore report: counts, and up to `show` names of each non-empty list. */
+void tool_print_restore(const char *tool, const sn_restore_report *r, int show);
+
+/* The image size to use: flag value if > 0, else the model's default. */
+int tool_image_size(const char *model_name, int flag_value);
+
+#endif

@@ -1,0 +1,830 @@
+/* slimnet-train: train_image_classifier.py as a native tool.
+ *
+ *   slimnet-train --dataset_name=fer --dataset_dir=D --train_dir=T --model_name=vgg_19 ...
+ *   slimnet-train --data_dir=D --output_dir=T --num_gpus=1 --model_name=vgg_19   (vendor)
+ *
+ * Every flag of train_image_classifier.py with its default (--help lists them), the
+ * vendor's --data_dir/--output_dir/--num_gpus aliases, plus --device, --threads, --seed.
+ * It resumes from the newest checkpoint in --train_dir (weights, optimizer slots, moving
+ * averages, global_step, and the position in the input stream) and otherwise warm-starts
+ * from --checkpoint_path with --checkpoint_exclude_scopes / --ignore_missing_vars, printing
+ * the restore report.  Checkpoints ("model.ckpt-<step>", V2, atomic) every
+ * --save_interval_secs, at the end, and on SIGINT/SIGTERM; a non-finite loss stops
+ * training without writing a checkpoint.  TensorBoard events in --train_dir.
+ * Exit status: 0 done (or interrupted and saved), 1 error, 2 bad flags. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "../lib/slimnet.h"
+#include "common/flags.h"
+#include "common/tool.h"
+
+#define TOOL "slimnet-train"
+
+typedef struct opts {
+    /* cluster (accepted for compatibility; one process, one device) */
+    const char *master;
+    const char *train_dir;
+    int num_clones, clone_on_cpu, worker_replicas, num_ps_tasks, task;
+    /* I/O and logging */
+    int num_readers, num_preprocessing_threads, log_every_n_steps;
+    int save_summaries_secs, save_interval_secs;
+    /* optimizer */
+    float weight_decay;
+    const char *optimizer;
+    float adadelta_rho, adagrad_initial_accumulator_value, adam_beta1, adam_beta2;
+    float opt_epsilon, ftrl_learning_rate_power, ftrl_initial_accumulator_value;
+    float ftrl_l1, ftrl_l2, momentum, rmsprop_momentum, rmsprop_decay;
+    int quantize_delay;
+    /* learning rate */
+    const char *learning_rate_decay_type;
+    float learning_rate, end_learning_rate, label_smoothing, learning_rate_decay_factor;
+    double num_epochs_per_decay;
+    int sync_replicas, replicas_to_aggregate;
+    double moving_average_decay;       /* <= 0: off (the flag's None) */
+    /* dataset and model */
+    const char *dataset_name, *dataset_split_name, *dataset_dir;
+    int labels_offset;
+    const char *model_name, *preprocessing_name;
+    int batch_size, train_image_size;
+    int64_t max_number_of_steps;       /* <= 0: None, train until interrupted */
+    int use_grayscale;
+    /* fine-tuning */
+    const char *checkpoint_path, *checkpoint_exclude_scopes, *trainable_scopes;
+    int ignore_missing_vars;
+    /* the vendor's uflag */
+    const char *work_dir, *data_dir, *output_dir, *log_dir;
+    int num_gpus;
+    int64_t max_step;
+    /* slimnet */
+    const char *device;
+    int threads, max_to_keep, fer_extra_class, shuffle_buffer;
+    int64_t seed;
+} opts;
+
+static const char usage_text[] =
+    "usage: slimnet-train --dataset_dir=DIR --train_dir=DIR [--dataset_name=fer] "
+    "[--model_name=inception_v3] [flags]\n"
+    "Trains a TF-slim network as train_image_classifier.py does.";
+
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_signal(int sig) { g_stop_signal = sig; }
+
+typedef struct trainer {
+    opts *o;
+    sn_ctx *ctx;
+    sn_dataset *ds;
+    sn_graph *g;
+    sn_net *net;
+    sn_optim *opt;
+    sn_ema *ema;
+    sn_events *ev;
+    sn_node images, labels, total_loss, clone_loss, reg_loss;
+    sn_tensor *xt, *yt;
+    int64_t batch;          /* examples per step: batch_size * clones */
+    int height, width, channels;
+    char last_ckpt[1024];
+} trainer;
+
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+/* Saves variables, optimizer slots and moving averages as model.ckpt-<step>. */
+static int save(trainer *t, int64_t step) {
+    int n_opt = sn_optim_num_slots(t->opt), n_ema = t->ema ? sn_ema_num_slots(t->ema) : 0;
+    int n = n_opt + n_ema, rc = 0;
+    sn_ckpt_entry *e = calloc((size_t)(n ? n : 1), sizeof *e);
+    sn_tensor **held = calloc((size_t)(n ? n : 1), sizeof *held);
+    if (!e || !held) {
+        free(e);
+        free(held);
+        fprintf(stderr, TOOL ": out of memory saving a checkpoint\n");
+        return 1;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        sn_slot_info si;
+        sn_status st = i < n_opt ? sn_optim_slot(t->opt, i, &si)
+                                 : sn_ema_slot(t->ema, i - n_opt, &si);
+        if (st == SN_OK)
+            st = i < n_opt ? sn_optim_get_slot(t->opt, si.name, &held[i])
+                           : sn_ema_get_slot(t->ema, si.name, &held[i]);
+        if (st != SN_OK) rc = tool_fail(TOOL, t->ctx, "reading optimizer state");
+        e[i].name = si.name;
+        e[i].tensor = held[i];
+    }
+    if (!rc) {
+        sn_save_params sp = sn_save_params_default();
+        sp.max_to_keep = t->o->max_to_keep;
+        sp.n_extra = n;
+        sp.extra = e;
+        if (sn_net_save(t->net, t->o->train_dir, step, &sp, t->last_ckpt,
+                        sizeof t->last_ckpt) != SN_OK)
+            rc = tool_fail(TOOL, t->ctx, "saving a checkpoint");
+    }
+    for (int i = 0; i < n; i++) sn_tensor_free(held[i]);
+    free(held);
+    free(e);
+    return rc;
+}
+
+/* Resumes from the newest checkpoint of train_dir: every variable (strict), then the
+ * optimizer's and the moving averages' variables and global_step where the checkpoint
+ * has them.  Returns 0 and *resumed = 1 when one was found. */
+static int resume(trainer *t, int *resumed) {
+    char path[1024];
+    *resumed = 0;
+    if (sn_ckpt_latest(t->ctx, t->o->train_dir, path, sizeof path) != SN_OK) return 0;
+    sn_restore_report rep;
+    sn_restore_params rp = sn_restore_params_default();
+    if (sn_net_restore(t->net, path, &rp, &rep) != SN_OK) {
+        tool_fail(TOOL, t->ctx, "resuming from the train_dir checkpoint");
+        sn_restore_report_free(&rep);
+        return 1;
+    }
+    sn_restore_report_free(&rep);
+    sn_ckpt *ck = NULL;
+    if (sn_ckpt_open(t->ctx, path, &ck) != SN_OK) return tool_fail(TOOL, t->ctx, path);
+    int n_opt = sn_optim_num_slots(t->opt), n_ema = t->ema ? sn_ema_num_slots(t->ema) : 0;
+    int fresh = 0, rc = 0;
+    for (int i = 0; i < n_opt + n_ema && !rc; i++) {
+        sn_slot_info si;
+        if (i < n_opt) sn_optim_slot(t->opt, i, &si);
+        else sn_ema_slot(t->ema, i - n_opt, &si);
+        if (sn_ckpt_find(ck, si.name) < 0) {
+            fresh++;
+            continue;
+        }
+        sn_tensor *v = NULL;
+        sn_status st = sn_ckpt_read(ck, si.name, &v);
+        if (st == SN_OK)
+            st = i < n_opt ? sn_optim_set_slot(t->opt, si.name, v)
+                           : sn_ema_set_slot(t->ema, si.name, v);
+        sn_tensor_free(v);
+        if (st != SN_OK) rc = tool_fail(TOOL, t->ctx, "restoring optimizer state");
+    }
+    int64_t step = 0;
+    if (!rc && sn_ckpt_find(ck, "global_step") >= 0) {
+        sn_tensor *gs = NULL;
+        if (sn_ckpt_read(ck, "global_step", &gs) != SN_OK) {
+            rc = tool_fail(TOOL, t->ctx, "reading global_step");
+        } else {
+            if (sn_tensor_dtype(gs) == SN_DTYPE_I64 && sn_tensor_numel(gs) == 1)
+                step = *(const int64_t *)sn_tensor_data(gs);
+            else if (sn_tensor_dtype(gs) == SN_DTYPE_I32 && sn_tensor_numel(gs) == 1)
+                step = *(const int32_t *)sn_tensor_data(gs);
+            sn_tensor_free(gs);
+        }
+    }
+    sn_ckpt_close(ck);
+    if (rc) return rc;
+    sn_optim_set_global_step(t->opt, step);
+    snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
+    printf(TOOL ": resuming from %s at global step %lld", path, (long long)step);
+    if (fresh) printf(" (%d optimizer/average variables absent, started fresh)", fresh);
+    printf("\n");
+    *resumed = 1;
+    return 0;
+}
+
+/* The warm start of train_image_classifier._get_init_fn: model variables only, minus the
+ * excluded scopes, strict shapes; a folder means its newest checkpoint. */
+static int warm_start(trainer *t) {
+    sn_restore_params rp = sn_restore_params_default();
+    rp.exclude_scopes = t->o->checkpoint_exclude_scopes;
+    rp.ignore_missing_vars = t->o->ignore_missing_vars;
+    rp.model_vars_only = 1;
+    sn_restore_report rep;
+    memset(&rep, 0, sizeof rep);
+    sn_status st = sn_net_restore(t->net, t->o->checkpoint_path, &rp, &rep);
+    if (st == SN_OK || rep.checkpoint) tool_print_restore(TOOL, &rep, 8);
+    sn_restore_report_free(&rep);
+    if (st != SN_OK) {
+        fprintf(stderr, TOOL ": --checkpoint_path=%s: %s\n", t->o->checkpoint_path,
+                sn_ctx_errmsg(t->ctx));
+        if (st == SN_ERR_NOT_FOUND && !t->o->ignore_missing_vars)
+            fprintf(stderr, TOOL ": (--ignore_missing_vars keeps the initial values of "
+                            "variables the checkpoint lacks)\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the graph -------------------------------------------------------------------------- */
+
+static int build(trainer *t) {
+    opts *o = t->o;
+    if (sn_graph_new(t->ctx, &t->g) != SN_OK) return tool_fail(TOOL, t->ctx, "graph");
+    sn_graph *g = t->g;
+    int64_t in[4] = {SN_BATCH, t->height, t->width, t->channels}, ld[1] = {SN_BATCH};
+    t->images = sn_input(g, "images", SN_DTYPE_F32, 4, in);
+    t->labels = sn_input(g, "labels", SN_DTYPE_I32, 1, ld);
+    sn_model_params mp = sn_model_params_default();
+    mp.num_classes = sn_dataset_num_classes(t->ds) - o->labels_offset;
+    mp.is_training = 1;
+    mp.weight_decay = o->weight_decay;
+    sn_model m;
+    if (sn_model_build(g, o->model_name, t->images, &mp, &m) != SN_OK) {
+        fprintf(stderr, TOOL ": --model_name=%s: %s\n", o->model_name, sn_graph_errmsg(g));
+        return 1;
+    }
+    /* train_image_classifier.clone_fn: the aux logits' loss with weight 0.4, then the
+     * logits' (both with label smoothing); the regularization losses once. */
+    sn_node parts[2];
+    int np = 0;
+    if (m.aux_logits != SN_NO_NODE) {
+        sn_scope_push(g, "aux_loss");
+        parts[np++] = sn_op_scale(g, sn_op_softmax_xent(g, m.aux_logits, t->labels,
+                                                        o->label_smoothing), 0.4f);
+        sn_scope_pop(g);
+    }
+    parts[np++] = sn_op_softmax_xent(g, m.logits, t->labels, o->label_smoothing);
+    t->clone_loss = np == 1 ? parts[0] : sn_op_add_n(g, np, parts);
+    int nreg = 0;
+    const sn_node *reg = sn_graph_regularization_losses(g, &nreg);
+    t->reg_loss = SN_NO_NODE;
+    if (nreg > 0) {
+        t->reg_loss = sn_op_add_n(g, nreg, reg);
+        sn_node both[2] = {t->clone_loss, t->reg_loss};
+        t->total_loss = sn_op_add_n(g, 2, both);
+    } else {
+        t->total_loss = t->clone_loss;
+    }
+    if (sn_graph_status(g) != SN_OK) {
+        fprintf(stderr, TOOL ": building the loss: %s\n", sn_graph_errmsg(g));
+        return 1;
+    }
+    sn_compile_params cp = sn_compile_params_default();
+    cp.batch_size = t->batch;
+    if (sn_net_compile(g, &cp, &t->net) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "compiling the network");
+    int64_t xd[4] = {t->batch, t->height, t->width, t->channels}, yd[1] = {t->batch};
+    if (sn_tensor_new(t->ctx, SN_DTYPE_F32, 4, xd, &t->xt) != SN_OK ||
+        sn_tensor_new(t->ctx, SN_DTYPE_I32, 1, yd, &t->yt) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "input buffers");
+    return 0;
+}
+
+static int make_optimizer(trainer *t) {
+    opts *o = t->o;
+    sn_optim_kind kind;
+    if (sn_optim_kind_from_name(o->optimizer, &kind) != SN_OK) {
+        fprintf(stderr, TOOL ": --optimizer=%s: expected one of sgd, momentum, rmsprop, adam, "
+                        "adagrad, adadelta, ftrl\n", o->optimizer);
+        return 2;
+    }
+    sn_optim_params p = sn_optim_params_default(kind);
+    p.momentum = o->momentum;
+    p.rmsprop_decay = o->rmsprop_decay;
+    p.rmsprop_momentum = o->rmsprop_momentum;
+    p.epsilon = o->opt_epsilon;
+    p.adam_beta1 = o->adam_beta1;
+    p.adam_beta2 = o->adam_beta2;
+    p.adadelta_rho = o->adadelta_rho;
+    p.adagrad_initial_accumulator = o->adagrad_initial_accumulator_value;
+    p.ftrl_lr_power = o->ftrl_learning_rate_power;
+    p.ftrl_initial_accumulator = o->ftrl_initial_accumulator_value;
+    p.ftrl_l1 = o->ftrl_l1;
+    p.ftrl_l2 = o->ftrl_l2;
+    p.trainable_scopes = o->trainable_scopes;
+    if (sn_optim_new(t->net, &p, &t->opt) != SN_OK) {
+        fprintf(stderr, TOOL ": --optimizer=%s%s%s: %s\n", o->optimizer,
+                o->trainable_scopes ? " --trainable_scopes=" : "",
+                o->trainable_scopes ? o->trainable_scopes : "", sn_ctx_errmsg(t->ctx));
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- summaries -------------------------------------------------------------------------- */
+
+static float read_scalar(trainer *t, sn_node n) {
+    sn_tensor *v = NULL;
+    if (n == SN_NO_NODE || sn_net_get_output(t->net, n, &v) != SN_OK) return NAN;
+    float x = ((const float *)sn_tensor_data(v))[0];
+    sn_tensor_free(v);
+    return x;
+}
+
+/* total_loss, the loss parts, learning_rate, and sparsity/<end point> (the fraction of
+ * zeros, tf.nn.zero_fraction) of every 4-D or 2-D end point, as TF-slim logs them. */
+static void write_summaries(trainer *t, int64_t step, float lr, double steps_per_sec) {
+    if (!t->ev) return;
+    sn_events_scalar(t->ev, "total_loss", step, read_scalar(t, t->total_loss));
+    sn_events_scalar(t->ev, "losses/clone_loss", step, read_scalar(t, t->clone_loss));
+    if (t->reg_loss != SN_NO_NODE)
+        sn_events_scalar(t->ev, "losses/regularization_loss", step,
+                         read_scalar(t, t->reg_loss));
+    sn_events_scalar(t->ev, "learning_rate", step, lr);
+    if (steps_per_sec > 0)
+        sn_events_scalar(t->ev, "global_step/sec", step, (float)steps_per_sec);
+    int n = sn_graph_end_points(t->g, NULL, 0);
+    sn_node *eps = malloc((size_t)(n ? n : 1) * sizeof *eps);
+    if (eps) {
+        sn_graph_end_points(t->g, eps, n);
+        for (int i = 0; i < n; i++) {
+            int r = sn_node_rank(t->g, eps[i]);
+            if (eps[i] == t->images || (r != 4 && r != 2) ||
+                sn_node_dtype(t->g, eps[i]) != SN_DTYPE_F32)
+                continue;
+            sn_tensor *v = NULL;
+            if (sn_net_get_output(t->net, eps[i], &v) != SN_OK) continue;
+            const float *d = sn_tensor_data(v);
+            int64_t k = sn_tensor_numel(v), zeros = 0;
+            for (int64_t j = 0; j < k; j++) zeros += d[j] == 0.0f;
+            char tag[512];
+            snprintf(tag, sizeof tag, "sparsity/%s", sn_node_name(t->g, eps[i]));
+            sn_events_scalar(t->ev, tag, step, k ? (float)zeros / (float)k : 0.0f);
+            sn_tensor_free(v);
+        }
+        free(eps);
+    }
+    sn_events_flush(t->ev);
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                fprintf(stderr, TOOL ": --train_dir: cannot create %s: %s\n", buf,
+                        strerror(errno));
+                return 1;
+            }
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return 0;
+}
+
+/* labels.txt and info.json travel with the checkpoints, so that slimnet-classify and
+ * slimnet-eval find the class names in the train folder (as the vendor's sliminfer reads
+ * them from its model folder).  Existing files are left alone. */
+static void copy_label_files(const char *from, const char *to) {
+    static const char *names[] = {"labels.txt", "info.json"};
+    for (int i = 0; i < 2; i++) {
+        char src[4096], dst[4096], tmp[4200];
+        snprintf(src, sizeof src, "%s/%s", from, names[i]);
+        snprintf(dst, sizeof dst, "%s/%s", to, names[i]);
+        snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+        FILE *in = fopen(src, "rb"), *probe = fopen(dst, "rb");
+        if (probe) fclose(probe);
+        if (!in || probe) {
+            if (in) fclose(in);
+            continue;
+        }
+        FILE *out = fopen(tmp, "wb");
+        char buf[65536];
+        size_t n, total = 0;
+        int ok = out != NULL;
+        while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0 && total < ((size_t)64 << 20)) {
+            ok = fwrite(buf, 1, n, out) == n;
+            total += n;
+        }
+        fclose(in);
+        if (out && fclose(out) != 0) ok = 0;
+        if (!ok || rename(tmp, dst) != 0) {
+            remove(tmp);
+            fprintf(stderr, TOOL ": warning: could not copy %s to %s\n", src, dst);
+        }
+    }
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+static int check_flags(opts *o, flag *fl, int nfl) {
+    /* The vendor's uflag: data_dir -> dataset_dir, output_dir -> train_dir, num_gpus ->
+     * num_clones, applied when given. */
+    if (flags_find(fl, nfl, "data_dir")->set) o->dataset_dir = o->data_dir;
+    if (flags_find(fl, nfl, "output_dir")->set) o->train_dir = o->output_dir;
+    if (flags_find(fl, nfl, "num_gpus")->set) o->num_clones = o->num_gpus;
+    if (!o->dataset_dir) {
+        fprintf(stderr, TOOL ": --dataset_dir (or --data_dir) is required\n");
+        return 2;
+    }
+    if (!o->train_dir || !*o->train_dir) {
+        fprintf(stderr, TOOL ": --train_dir must not be empty\n");
+        return 2;
+    }
+    if (o->batch_size < 1 || o->batch_size > 65536) {
+        fprintf(stderr, TOOL ": --batch_size=%d: must be in [1, 65536]\n", o->batch_size);
+        return 2;
+    }
+    if (o->num_clones < 0 || o->num_clones > 64) {
+        fprintf(stderr, TOOL ": --num_clones=%d: must be in [0, 64]\n", o->num_clones);
+        return 2;
+    }
+    if (o->quantize_delay >= 0) {
+        fprintf(stderr, TOOL ": --quantize_delay=%d: quantization-aware training is not "
+                        "supported\n", o->quantize_delay);
+        return 2;
+    }
+    if (o->sync_replicas || o->worker_replicas > 1 || o->num_ps_tasks > 0 ||
+        (o->master && *o->master)) {
+        fprintf(stderr, TOOL ": --master/--sync_replicas/--worker_replicas/--num_ps_tasks: "
+                        "distributed training is not available in this version\n");
+        return 2;
+    }
+    if (o->labels_offset < 0) {
+        fprintf(stderr, TOOL ": --labels_offset=%d: must be >= 0\n", o->labels_offset);
+        return 2;
+    }
+    if (o->log_every_n_steps < 1) o->log_every_n_steps = 1;
+    if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1)) {
+        fprintf(stderr, TOOL ": --label_smoothing=%g: must be in [0, 1]\n",
+                (double)o->label_smoothing);
+        return 2;
+    }
+    if (o->moving_average_decay > 1) {
+        fprintf(stderr, TOOL ": --moving_average_decay=%g: must be in (0, 1]\n",
+                o->moving_average_decay);
+        return 2;
+    }
+    return 0;
+}
+
+static int train(trainer *t) {
+    opts *o = t->o;
+    sn_lr_params lp = sn_lr_params_default();
+    if (sn_lr_decay_from_name(o->learning_rate_decay_type, &lp.type) != SN_OK) {
+        fprintf(stderr, TOOL ": --learning_rate_decay_type=%s: expected fixed, exponential or "
+                        "polynomial\n", o->learning_rate_decay_type);
+        return 2;
+    }
+    const char *pattern = NULL;
+    int64_t num_samples = 0;
+    if (sn_dataset_split(t->ds, o->dataset_split_name, &pattern, &num_samples) != SN_OK) {
+        fprintf(stderr, TOOL ": --dataset_split_name=%s: %s\n", o->dataset_split_name,
+                sn_ctx_errmsg(t->ctx));
+        return 2;
+    }
+    lp.learning_rate = o->learning_rate;
+    lp.end_learning_rate = o->end_learning_rate;
+    lp.decay_factor = o->learning_rate_decay_factor;
+    const char *prep_name = o->preprocessing_name ? o->preprocessing_name : o->model_name;
+    sn_preprocess_params pp = sn_preprocess_params_default();
+    if (sn_preprocess_kind_for(prep_name, &pp.kind) != SN_OK) {
+        fprintf(stderr, TOOL ": --%s=%s: no TF-slim preprocessing for it (use "
+                        "--preprocessing_name=lenet|cifarnet|vgg|inception)\n",
+                o->preprocessing_name ? "preprocessing_name" : "model_name", prep_name);
+        return 2;
+    }
+    pp.is_training = 1;
+    pp.use_grayscale = o->use_grayscale;
+
+    t->height = t->width = tool_image_size(o->model_name, o->train_image_size);
+    if (t->height <= 0) {
+        fprintf(stderr, TOOL ": --model_name=%s: unknown model (see slimnet-ckpt --model_name)"
+                        "\n", o->model_name);
+        return 2;
+    }
+    t->channels = o->use_grayscale ? 1 : sn_dataset_channels(t->ds);
+    pp.out_height = t->height;
+    pp.out_width = t->width;
+    t->batch = (int64_t)o->batch_size * (o->num_clones > 1 ? o->num_clones : 1);
+    /* TF-slim: int(num_samples / batch_size * num_epochs_per_decay), per-clone batch. */
+    lp.decay_steps = sn_lr_decay_steps(num_samples, o->num_epochs_per_decay, o->batch_size, 1);
+    int rc = build(t);
+    if (!rc) rc = make_optimizer(t);
+    if (rc) return rc;
+    if (o->moving_average_decay > 0 &&
+        sn_ema_new(t->net, (float)o->moving_average_decay, SN_VAR_MODEL, &t->ema) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "--moving_average_decay");
+
+    /* Resume, else warm start (only at the first initialization, as TF-slim). */
+    int resumed = 0;
+    if ((rc = resume(t, &resumed))) return rc;
+    if (!resumed && o->checkpoint_path) {
+        if ((rc = warm_start(t))) return rc;
+        if (t->ema) {   /* the shadows start from the restored values */
+            sn_ema_free(t->ema);
+            t->ema = NULL;
+            if (sn_ema_new(t->net, (float)o->moving_average_decay, SN_VAR_MODEL, &t->ema) !=
+                SN_OK)
+                return tool_fail(TOOL, t->ctx, "--moving_average_decay");
+        }
+    } else if (resumed && o->checkpoint_path) {
+        printf(TOOL ": ignoring --checkpoint_path because %s holds a checkpoint\n",
+               o->train_dir);
+    }
+    int64_t step = sn_optim_global_step(t->opt);
+
+    sn_pipeline_params pl = sn_pipeline_params_default();
+    pl.pattern = pattern;
+    pl.batch_size = (int)t->batch;
+    pl.channels = sn_dataset_channels(t->ds);
+    pl.preprocess = pp;
+    pl.shuffle = 1;
+    pl.shuffle_buffer = o->shuffle_buffer;
+    pl.num_threads = o->num_preprocessing_threads > 0 ? o->num_preprocessing_threads : 1;
+    pl.seed = (uint64_t)o->seed;
+    pl.labels_offset = o->labels_offset;
+    pl.num_classes = sn_dataset_num_classes(t->ds) - o->labels_offset;
+    pl.skip_batches = step;   /* a resumed run sees the batches it would have seen */
+    sn_pipeline *in = NULL;
+    if (sn_pipeline_new(t->ctx, &pl, &in) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "starting the input pipeline");
+
+    if (make_dirs(o->train_dir)) return 1;
+    copy_label_files(o->dataset_dir, o->train_dir);
+    if (sn_events_open(t->ctx, o->train_dir, &t->ev) != SN_OK) {
+        fprintf(stderr, TOOL ": warning: no TensorBoard events: %s\n", sn_ctx_errmsg(t->ctx));
+        t->ev = NULL;
+    }
+    char dev[256] = "";
+    sn_ctx_device_info(t->ctx, dev, sizeof dev);
+    int n_train = sn_optim_num_vars(t->opt), n_vars = sn_graph_num_vars(t->g);
+    printf(TOOL ": %s on %s/%s (%lld images, %d classes), %dx%dx%d, preprocessing %s; "
+           "batch %lld; %s, learning rate %g (%s); training %d of %d variables; %s\n",
+           o->model_name, sn_dataset_name(t->ds), o->dataset_split_name,
+           (long long)num_samples, pl.num_classes, t->height, t->width, t->channels,
+           sn_preprocess_kind_name(pp.kind), (long long)t->batch, o->optimizer,
+           (double)o->learning_rate, o->learning_rate_decay_type, n_train, n_vars, dev);
+    if (o->num_clones > 1)
+        printf(TOOL ": %d clones run as one batch of %lld on one device (the same gradient "
+                    "as TF-slim's summed clone gradients)\n", o->num_clones, (long long)t->batch);
+    fflush(stdout);
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    double t0 = tool_now(), last_save = t0, last_summary = t0, last_log = t0;
+    int64_t first_step = step, log_step = step;
+    const float *x;
+    const int32_t *y;
+    int n = 0;
+    int stop_reason = 0;    /* 1 max steps, 2 signal, 3 data ended, 4 error, 5 non-finite */
+    while (!stop_reason) {
+        if (o->max_number_of_steps > 0 && step >= o->max_number_of_steps) {
+            stop_reason = 1;
+            break;
+        }
+        if (g_stop_signal) {
+            stop_reason = 2;
+            break;
+        }
+        if (sn_pipeline_next(in, &x, &y, &n) != SN_OK) {
+            tool_fail(TOOL, t->ctx, "reading training data");
+            stop_reason = 4;
+            break;
+        }
+        if (n < t->batch) {   /* only a finite pipeline ends; ours is endless */
+            stop_reason = 3;
+            break;
+        }
+        memcpy(sn_tensor_data(t->xt), x, sn_tensor_nbytes(t->xt));
+        memcpy(sn_tensor_data(t->yt), y, sn_tensor_nbytes(t->yt));
+        float lr = sn_learning_rate(&lp, step);
+        sn_net_set_step(t->net, step);
+        if (sn_net_set_input(t->net, t->images, t->xt) != SN_OK ||
+            sn_net_set_input(t->net, t->labels, t->yt) != SN_OK ||
+            sn_net_forward(t->net) != SN_OK) {
+            tool_fail(TOOL, t->ctx, "forward pass");
+            stop_reason = 4;
+            break;
+        }
+        float loss = read_scalar(t, t->total_loss);
+        if (!isfinite(loss)) {
+            fprintf(stderr, TOOL ": global step %lld: the loss is %s (cross-entropy %g); "
+                            "stopping without writing a checkpoint%s%s\n",
+                    (long long)step, isnan(loss) ? "NaN" : "infinite",
+                    (double)read_scalar(t, t->clone_loss),
+                    t->last_ckpt[0] ? "; the newest checkpoint is " : "", t->last_ckpt);
+            fprintf(stderr, TOOL ": (try a lower --learning_rate)\n");
+            stop_reason = 5;
+            break;
+        }
+        if (sn_net_backward(t->net, t->total_loss) != SN_OK ||
+            sn_optim_step(t->opt, lr) != SN_OK ||
+            (t->ema && sn_ema_update(t->ema, sn_optim_global_step(t->opt)) != SN_OK)) {
+            tool_fail(TOOL, t->ctx, "training step");
+            stop_reason = 4;
+            break;
+        }
+        step = sn_optim_global_step(t->opt);
+        double now = tool_now();
+        if (step % o->log_every_n_steps == 0) {
+            double dt = now - last_log, ips = dt > 0 ? (double)((step - log_step) * t->batch) / dt
+                                                      : 0;
+            char eta[64] = "";
+            if (o->max_number_of_steps > 0 && step > first_step) {
+                char d[32];
+                tool_duration((now - t0) / (double)(step - first_step) *
+                                  (double)(o->max_number_of_steps - step), d, sizeof d);
+                snprintf(eta, sizeof eta, ", ETA %s", d);
+            }
+            printf("global step %lld: loss = %.4f (%.3f sec/step), lr %.6g, %.1f images/s, "
+                   "epoch %.2f%s\n", (long long)step, (double)loss,
+                   step > log_step ? dt / (double)(step - log_step) : 0.0, (double)lr, ips,
+                   (double)(step * t->batch) / (double)num_samples, eta);
+            fflush(stdout);
+            last_log = now;
+            log_step = step;
+        }
+        if (o->save_summaries_secs > 0 && now - last_summary >= o->save_summaries_secs) {
+            write_summaries(t, step, lr, (double)(step - first_step) / (now - t0));
+            last_summary = now;
+        }
+        if (o->save_interval_secs > 0 && now - last_save >= o->save_interval_secs) {
+            if (save(t, step)) {
+                stop_reason = 4;
+                break;
+            }
+            last_save = tool_now();
+        }
+    }
+    sn_pipeline_free(in);
+    rc = stop_reason >= 4 ? 1 : 0;
+    if (stop_reason == 3)
+        fprintf(stderr, TOOL ": the training data ended unexpectedly\n");
+    if (stop_reason <= 3 && step > first_step) {
+        if (save(t, step)) rc = 1;
+    }
+    if (stop_reason <= 3) {
+        double el = tool_now() - t0;
+        char d[32];
+        tool_duration(el, d, sizeof d);
+        printf(TOOL ": %s at global step %lld after %s (%.1f images/s)%s%s\n",
+               stop_reason == 2 ? "interrupted" : "finished", (long long)step, d,
+               el > 0 ? (double)((step - first_step) * t->batch) / el : 0.0,
+               t->last_ckpt[0] ? "; checkpoint " : "", t->last_ckpt);
+        if (t->ev) write_summaries(t, step, sn_learning_rate(&lp, step),
+                                   el > 0 ? (double)(step - first_step) / el : 0);
+    }
+    return rc;
+}
+
+static void trainer_free(trainer *t) {
+    sn_events_close(t->ev);
+    sn_ema_free(t->ema);
+    sn_optim_free(t->opt);
+    sn_tensor_free(t->xt);
+    sn_tensor_free(t->yt);
+    sn_net_free(t->net);
+    sn_graph_free(t->g);
+    sn_dataset_free(t->ds);
+}
+
+int main(int argc, char **argv) {
+    opts o = {0};
+    o.train_dir = "/tmp/tfmodel/";
+    o.num_clones = 1;
+    o.worker_replicas = 1;
+    o.num_readers = 4;
+    o.num_preprocessing_threads = 4;
+    o.log_every_n_steps = 10;
+    o.save_summaries_secs = 600;
+    o.save_interval_secs = 600;
+    o.weight_decay = 0.00004f;
+    o.optimizer = "rmsprop";
+    o.adadelta_rho = 0.95f;
+    o.adagrad_initial_accumulator_value = 0.1f;
+    o.adam_beta1 = 0.9f;
+    o.adam_beta2 = 0.999f;
+    o.opt_epsilon = 1.0f;
+    o.ftrl_learning_rate_power = -0.5f;
+    o.ftrl_initial_accumulator_value = 0.1f;
+    o.momentum = 0.9f;
+    o.rmsprop_momentum = 0.9f;
+    o.rmsprop_decay = 0.9f;
+    o.quantize_delay = -1;
+    o.learning_rate_decay_type = "exponential";
+    o.learning_rate = 0.01f;
+    o.end_learning_rate = 0.0001f;
+    o.learning_rate_decay_factor = 0.94f;
+    o.num_epochs_per_decay = 2.0;
+    o.replicas_to_aggregate = 1;
+    o.dataset_name = "fer";
+    o.dataset_split_name = "train";
+    o.model_name = "inception_v3";
+    o.batch_size = 32;
+    o.work_dir = "/data";
+    o.data_dir = "/data/data";
+    o.output_dir = "/data/output";
+    o.log_dir = "/data/output";
+    o.device = "auto";
+    o.max_to_keep = 5;
+    o.seed = 0;
+    flag fl[] = {
+        {"master", FLAG_STRING, &o.master, "distributed master address (not supported)", 0, 0},
+        {"train_dir", FLAG_STRING, &o.train_dir, "where checkpoints and event files go", 0, 0},
+        {"num_clones", FLAG_INT, &o.num_clones, "model clones; their batches run on one "
+         "device as one batch of batch_size * num_clones; 0 = one CPU clone", 0, 0},
+        {"clone_on_cpu", FLAG_BOOL, &o.clone_on_cpu, "train on the CPU", 0, 0},
+        {"worker_replicas", FLAG_INT, &o.worker_replicas, "workers (must be 1)", 0, 0},
+        {"num_ps_tasks", FLAG_INT, &o.num_ps_tasks, "parameter servers (must be 0)", 0, 0},
+        {"task", FLAG_INT, &o.task, "task id (accepted, unused)", 0, 0},
+        {"num_readers", FLAG_INT, &o.num_readers, "parallel readers (accepted; files are "
+         "interleaved by the pipeline)", 0, 0},
+        {"num_preprocessing_threads", FLAG_INT, &o.num_preprocessing_threads,
+         "decode and preprocessing threads", 0, 0},
+        {"log_every_n_steps", FLAG_INT, &o.log_every_n_steps, "progress line interval", 0, 0},
+        {"save_summaries_secs", FLAG_INT, &o.save_summaries_secs,
+         "TensorBoard summary interval in seconds", 0, 0},
+        {"save_interval_secs", FLAG_INT, &o.save_interval_secs,
+         "checkpoint interval in seconds", 0, 0},
+        {"weight_decay", FLAG_FLOAT, &o.weight_decay, "L2 weight decay", 0, 0},
+        {"optimizer", FLAG_STRING, &o.optimizer,
+         "adadelta, adagrad, adam, ftrl, momentum, sgd or rmsprop", 0, 0},
+        {"adadelta_rho", FLAG_FLOAT, &o.adadelta_rho, "adadelta decay", 0, 0},
+        {"adagrad_initial_accumulator_value", FLAG_FLOAT,
+         &o.adagrad_initial_accumulator_value, "adagrad accumulator start", 0, 0},
+        {"adam_beta1", FLAG_FLOAT, &o.adam_beta1, "adam first-moment decay", 0, 0},
+        {"adam_beta2", FLAG_FLOAT, &o.adam_beta2, "adam second-moment decay", 0, 0},
+        {"opt_epsilon", FLAG_FLOAT, &o.opt_epsilon, "epsilon of rmsprop/adam/adadelta", 0, 0},
+        {"ftrl_learning_rate_power", FLAG_FLOAT, &o.ftrl_learning_rate_power, "ftrl", 0, 0},
+        {"ftrl_initial_accumulator_value", FLAG_FLOAT, &o.ftrl_initial_accumulator_value,
+         "ftrl", 0, 0},
+        {"ftrl_l1", FLAG_FLOAT, &o.ftrl_l1, "ftrl L1", 0, 0},
+        {"ftrl_l2", FLAG_FLOAT, &o.ftrl_l2, "ftrl L2", 0, 0},
+        {"momentum", FLAG_FLOAT, &o.momentum, "momentum of the momentum optimizer", 0, 0},
+        {"rmsprop_momentum", FLAG_FLOAT, &o.rmsprop_momentum, "rmsprop momentum", 0, 0},
+        {"rmsprop_decay", FLAG_FLOAT, &o.rmsprop_decay, "rmsprop decay", 0, 0},
+        {"quantize_delay", FLAG_INT, &o.quantize_delay, "(not supported; must be -1)", 0, 0},
+        {"learning_rate_decay_type", FLAG_STRING, &o.learning_rate_decay_type,
+         "fixed, exponential or polynomial", 0, 0},
+        {"learning_rate", FLAG_FLOAT, &o.learning_rate, "initial learning rate", 0, 0},
+        {"end_learning_rate", FLAG_FLOAT, &o.end_learning_rate,
+         "polynomial decay's final rate", 0, 0},
+        {"label_smoothing", FLAG_FLOAT, &o.label_smoothing, "label smoothing", 0, 0},
+        {"learning_rate_decay_factor", FLAG_FLOAT, &o.learning_rate_decay_factor,
+         "exponential decay factor", 0, 0},
+        {"num_epochs_per_decay", FLAG_DOUBLE, &o.num_epochs_per_decay,
+         "epochs between decays", 0, 0},
+        {"sync_replicas", FLAG_BOOL, &o.sync_replicas, "(not supported)", 0, 0},
+        {"replicas_to_aggregate", FLAG_INT, &o.replicas_to_aggregate, "(unused)", 0, 0},
+        {"moving_average_decay", FLAG_DOUBLE, &o.moving_average_decay,
+         "decay of moving averages of the model variables; 0 = None", 0, 0},
+        {"dataset_name", FLAG_STRING, &o.dataset_name,
+         "fer, mnist, cifar10, flowers, imagenet or folder", 0, 0},
+        {"dataset_split_name", FLAG_STRING, &o.dataset_split_name, "split to train on", 0, 0},
+        {"dataset_dir", FLAG_STRING, &o.dataset_dir, "folder of the dataset files", 0, 0},
+        {"labels_offset", FLAG_INT, &o.labels_offset, "subtracted from every label", 0, 0},
+        {"model_name", FLAG_STRING, &o.model_name, "network to train", 0, 0},
+        {"preprocessing_name", FLAG_STRING, &o.preprocessing_name,
+         "lenet, cifarnet, vgg or inception; None = from model_name", 0, 0},
+        {"batch_size", FLAG_INT, &o.batch_size, "images per clone per step", 0, 0},
+        {"train_image_size", FLAG_INT, &o.train_image_size,
+         "image size; 0 = the model's default", 0, 0},
+        {"max_number_of_steps", FLAG_INT64, &o.max_number_of_steps,
+         "stop at this global step; 0 = None (until interrupted)", 0, 0},
+        {"use_grayscale", FLAG_BOOL, &o.use_grayscale, "convert images to grayscale", 0, 0},
+        {"checkpoint_path", FLAG_STRING, &o.checkpoint_path,
+         "warm-start checkpoint (file prefix or folder)", 0, 0},
+        {"checkpoint_exclude_scopes", FLAG_STRING, &o.checkpoint_exclude_scopes,
+         "comma-separated scopes not restored from checkpoint_path", 0, 0},
+        {"trainable_scopes", FLAG_STRING, &o.trainable_scopes,
+         "comma-separated scopes to train; None = all", 0, 0},
+        {"ignore_missing_vars", FLAG_BOOL, &o.ignore_missing_vars,
+         "keep initial values of variables missing from checkpoint_path", 0, 0},
+        {"work_dir", FLAG_STRING, &o.work_dir, "vendor flag (unused)", 0, 0},
+        {"data_dir", FLAG_STRING, &o.data_dir, "vendor: sets --dataset_dir when given", 0, 0},
+        {"output_dir", FLAG_STRING, &o.output_dir, "vendor: sets --train_dir when given", 0, 0},
+        {"log_dir", FLAG_STRING, &o.log_dir, "vendor flag (unused)", 0, 0},
+        {"num_gpus", FLAG_INT, &o.num_gpus, "vendor: sets --num_clones when given", 0, 0},
+        {"max_step", FLAG_INT64, &o.max_step, "vendor flag (never read, as theirs)", 0, 0},
+        {"device", FLAG_STRING, &o.device, "auto (CUDA when present), cpu or cuda", 0, 0},
+        {"threads", FLAG_INT, &o.threads, "CPU threads; 0 = all cores", 0, 0},
+        {"seed", FLAG_INT64, &o.seed, "initialization, shuffling and augmentation seed", 0, 0},
+        {"max_to_keep", FLAG_INT, &o.max_to_keep, "checkpoints kept; 0 = all", 0, 0},
+        {"fer_extra_class", FLAG_BOOL, &o.fer_extra_class,
+         "fer: the vendor's num_class + 1 logits (to load their checkpoints)", 0, 0},
+        {"shuffle_buffer", FLAG_INT, &o.shuffle_buffer,
+         "records in the shuffle buffer; 0 = 20 * batch_size", 0, 0},
+    };
+    int nfl = (int)(sizeof fl / sizeof fl[0]);
+    int rc = flags_parse(TOOL, usage_text, fl, nfl, argc, argv, NULL, 0, NULL);
+    if (rc) return rc == 1 ? 0 : rc;
+    if ((rc = check_flags(&o, fl, nfl))) return rc;
+
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.o = &o;
+    int want_gpu = o.num_clones > 0 && !o.clone_on_cpu;
+    t.ctx = tool_ctx(TOOL, o.clone_on_cpu ? "cpu" : o.device, want_gpu, o.threads,
+                     (uint64_t)o.seed);
+    if (!t.ctx) return 1;
+    sn_dataset_params dp = sn_dataset_params_default();
+    dp.fer_extra_class = o.fer_extra_class;
+    if (sn_dataset_open(t.ctx, o.dataset_name, o.dataset_dir, &dp, &t.ds) != SN_OK) {
+        fprintf(stderr, TOOL ": --dataset_name=%s --dataset_dir=%s: %s\n",
+                o.dataset_name ? o.dataset_name : "None", o.dataset_dir,
+                sn_ctx_errmsg(t.ctx));
+        rc = 1;
+    } else if (sn_dataset_num_classes(t.ds) - o.labels_offset < 1) {
+        fprintf(stderr, TOOL ": --labels_offset=%d leaves no classes of %d\n",
+                o.labels_offset, sn_dataset_num_classes(t.ds));
+        rc = 2;
+    } else {
+        rc = train(&t);
+    }
+    trainer_free(&t);
+    sn_ctx_free(t.ctx);
+    return rc;
+}

@@ -1,0 +1,380 @@
+/* test_tools.c: the command-line tools end to end, as a user runs them: slimnet-convert on
+ * a class-folder tree, slimnet-train (progress, checkpoints, resume, determinism, warm start
+ * and trainable scopes, NaN stop, SIGINT), slimnet-eval and slimnet-classify, and their
+ * flag errors.  The tools are run as processes from the build's bin folder. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "testutil.h"
+
+static char g_root[PATH_MAX];     /* mkdtemp folder shared by the suite */
+static char g_bin[PATH_MAX + 8];  /* <build>/bin */
+static char g_data[PATH_MAX + 16];/* converted dataset */
+
+/* <build>/tests/run_tests -> <build>/bin */
+static void find_bin(void) {
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    ck_assert_int_gt(n, 0);
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    *slash = 0;
+    slash = strrchr(self, '/');
+    *slash = 0;
+    snprintf(g_bin, sizeof g_bin, "%s/bin", self);
+}
+
+/* Runs bin/<tool> with a NULL-terminated argument list; stdout+stderr into out (if not
+ * NULL, up to cap bytes, NUL-terminated).  Returns the exit status, or 128+signal. */
+static int run_tool(char *out, size_t cap, const char *tool, const char *const *args) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", g_bin, tool);
+    int fd[2];
+    ck_assert_int_eq(pipe(fd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        close(fd[1]);
+        const char *argv[64];
+        int n = 0;
+        argv[n++] = path;
+        for (; args && args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(path, (char *const *)argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t used = 0;
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(fd[0], buf, sizeof buf)) > 0) {
+        if (out && used + 1 < cap) {
+            size_t k = (size_t)r < cap - 1 - used ? (size_t)r : cap - 1 - used;
+            memcpy(out + used, buf, k);
+            used += k;
+        }
+    }
+    if (out) out[used] = 0;
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* A class-folder tree of 28x28 gray JPEGs: three classes of clearly different patterns
+ * (horizontal stripes, vertical stripes, a bright square) with noise. */
+static void make_tree(const char *dir, int per_class) {
+    static const char *names[3] = {"horizontal", "square", "vertical"};
+    sn_ctx *ctx = tu_ctx();
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    uint64_t s = 7;
+    for (int c = 0; c < 3; c++) {
+        char sub[PATH_MAX + 32];
+        snprintf(sub, sizeof sub, "%s/%s", dir, names[c]);
+        ck_assert_int_eq(mkdir(sub, 0755), 0);
+        for (int i = 0; i < per_class; i++) {
+            int64_t dims[3] = {28, 28, 1};
+            sn_tensor *img = NULL, *jpg = NULL;
+            ck_assert_int_eq(sn_tensor_new(ctx, SN_DTYPE_U8, 3, dims, &img), SN_OK);
+            uint8_t *p = sn_tensor_data(img);
+            for (int y = 0; y < 28; y++)
+                for (int x = 0; x < 28; x++) {
+                    int on = c == 0 ? (y / 4) % 2 : c == 2 ? (x / 4) % 2
+                                                           : (x > 7 && x < 20 && y > 7 && y < 20);
+                    float v = (on ? 200.0f : 40.0f) + 30.0f * tu_rand(&s);
+                    p[y * 28 + x] = (uint8_t)v;
+                }
+            ck_assert_int_eq(sn_image_encode_jpeg(ctx, img, 95, &jpg), SN_OK);
+            char path[PATH_MAX + 64];
+            snprintf(path, sizeof path, "%s/%03d.jpg", sub, i);
+            FILE *f = fopen(path, "wb");
+            ck_assert_ptr_nonnull(f);
+            ck_assert_uint_eq(fwrite(sn_tensor_data(jpg), 1, sn_tensor_nbytes(jpg), f),
+                              sn_tensor_nbytes(jpg));
+            fclose(f);
+            sn_tensor_free(img);
+            sn_tensor_free(jpg);
+        }
+    }
+    sn_ctx_free(ctx);
+}
+
+static void suite_setup(void) {
+    find_bin();
+    snprintf(g_root, sizeof g_root, "/tmp/slimnet-tools-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_root));
+    char tree[PATH_MAX + 16];
+    snprintf(tree, sizeof tree, "%s/pics", g_root);
+    make_tree(tree, 40);
+    snprintf(g_data, sizeof g_data, "%s/data", g_root);
+    char out[8192];
+    const char *args[] = {"--dataset_name=fer", "--pic_path", tree, "--dataset_dir", g_data,
+                          "--seed=3", NULL};
+    int rc = run_tool(out, sizeof out, "slimnet-convert", args);
+    if (rc != 0) fprintf(stderr, "%s\n", out);
+    ck_assert_int_eq(rc, 0);
+}
+
+static void suite_teardown(void) {
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
+    if (system(cmd) != 0) fprintf(stderr, "test_tools: could not remove %s\n", g_root);
+}
+
+/* Common training flags for the tiny dataset: lenet on 28x28, batch 8. */
+#define TRAIN_FLAGS(dir, steps)                                                           \
+    "--dataset_name=fer", "--dataset_dir", g_data, "--train_dir", dir, "--model_name=lenet", \
+        "--train_image_size=28", "--batch_size=8", "--optimizer=momentum",                \
+        "--learning_rate=0.001", "--max_number_of_steps", steps, "--log_every_n_steps=5", \
+        "--num_preprocessing_threads=2", "--threads=2", "--device=cpu", "--seed=5"
+
+static int file_exists(const char *dir, const char *name) {
+    char p[PATH_MAX + 256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+/* Every tensor of two checkpoints is bitwise equal (names and data). */
+static void assert_same_ckpt(const char *a, const char *b) {
+    sn_ctx *ctx = tu_ctx();
+    sn_ckpt *ca = NULL, *cb = NULL;
+    ck_assert_int_eq(sn_ckpt_open(ctx, a, &ca), SN_OK);
+    ck_assert_int_eq(sn_ckpt_open(ctx, b, &cb), SN_OK);
+    ck_assert_int_eq(sn_ckpt_count(ca), sn_ckpt_count(cb));
+    for (int i = 0; i < sn_ckpt_count(ca); i++) {
+        sn_ckpt_info ia;
+        ck_assert_int_eq(sn_ckpt_info_at(ca, i, &ia), SN_OK);
+        sn_tensor *ta = NULL, *tb = NULL;
+        ck_assert_int_eq(sn_ckpt_read(ca, ia.name, &ta), SN_OK);
+        ck_assert_msg(sn_ckpt_read(cb, ia.name, &tb) == SN_OK, "%s missing in %s", ia.name, b);
+        ck_assert_uint_eq(sn_tensor_nbytes(ta), sn_tensor_nbytes(tb));
+        ck_assert_msg(memcmp(sn_tensor_data(ta), sn_tensor_data(tb), sn_tensor_nbytes(ta)) == 0,
+                      "tensor %s differs between %s and %s", ia.name, a, b);
+        sn_tensor_free(ta);
+        sn_tensor_free(tb);
+    }
+    sn_ckpt_close(ca);
+    sn_ckpt_close(cb);
+    sn_ctx_free(ctx);
+}
+
+START_TEST(train_eval_classify) {
+    char dir[PATH_MAX + 16], out[65536];
+    snprintf(dir, sizeof dir, "%s/run", g_root);
+    const char *train[] = {TRAIN_FLAGS(dir, "60"), "--save_summaries_secs=1", NULL};
+    int rc = run_tool(out, sizeof out, "slimnet-train", train);
+    ck_assert_msg(rc == 0, "slimnet-train failed:\n%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "global step 60: loss = "));
+    ck_assert_ptr_nonnull(strstr(out, "images/s"));
+    ck_assert(file_exists(dir, "model.ckpt-60.index"));
+    ck_assert(file_exists(dir, "checkpoint"));
+    ck_assert(file_exists(dir, "labels.txt"));
+    ck_assert(file_exists(dir, "info.json"));
+    /* the optimizer's slots and global_step are in the checkpoint, under TF's names */
+    sn_ctx *ctx = tu_ctx();
+    sn_ckpt *ck = NULL;
+    char prefix[PATH_MAX + 32];
+    snprintf(prefix, sizeof prefix, "%s/model.ckpt-60", dir);
+    ck_assert_int_eq(sn_ckpt_open(ctx, prefix, &ck), SN_OK);
+    ck_assert_int_ge(sn_ckpt_find(ck, "LeNet/conv1/weights/Momentum"), 0);
+    ck_assert_int_ge(sn_ckpt_find(ck, "global_step"), 0);
+    sn_tensor *gs = NULL;
+    ck_assert_int_eq(sn_ckpt_read(ck, "global_step", &gs), SN_OK);
+    ck_assert_int_eq(*(int64_t *)sn_tensor_data(gs), 60);
+    sn_tensor_free(gs);
+    sn_ckpt_close(ck);
+    sn_ctx_free(ctx);
+
+    const char *eval[] = {"--dataset_name=fer", "--dataset_dir", g_data, "--checkpoint_path",
+                          dir, "--eval_dir", dir, "--model_name=lenet", "--eval_image_size=28",
+                          "--batch_size=16", "--device=cpu", "--threads=2", NULL};
+    rc = run_tool(out, sizeof out, "slimnet-eval", eval);
+    ck_assert_msg(rc == 0, "slimnet-eval failed:\n%s", out);
+    const char *acc = strstr(out, "eval/Accuracy[");
+    ck_assert_ptr_nonnull(acc);
+    double a = atof(acc + strlen("eval/Accuracy["));
+    ck_assert_msg(a >= 0.9, "accuracy %g on three trivially separable classes:\n%s", a, out);
+    ck_assert_ptr_nonnull(strstr(out, "eval/Recall_5["));
+    ck_assert_ptr_nonnull(strstr(out, "confusion matrix"));
+    ck_assert_ptr_nonnull(strstr(out, "horizontal"));   /* class names from labels.txt */
+
+    char img[PATH_MAX + 64];
+    snprintf(img, sizeof img, "%s/pics/square/000.jpg", g_root);
+    const char *cls[] = {"--model_name=lenet", "--checkpoint_path", dir, "--eval_image_size=28",
+                         "--top_k=2", "--device=cpu", img, NULL};
+    rc = run_tool(out, sizeof out, "slimnet-classify", cls);
+    ck_assert_msg(rc == 0, "slimnet-classify failed:\n%s", out);
+    char want[PATH_MAX + 80];
+    snprintf(want, sizeof want, "%s: square ", img);
+    ck_assert_msg(strstr(out, want) != NULL, "expected '%s' in:\n%s", want, out);
+}
+END_TEST
+
+/* N steps, stop, resume to N+M == N+M at once, bit for bit (weights, slots, step). */
+START_TEST(resume_is_deterministic) {
+    char a[PATH_MAX + 16], b[PATH_MAX + 16], out[65536];
+    snprintf(a, sizeof a, "%s/resume_a", g_root);
+    snprintf(b, sizeof b, "%s/resume_b", g_root);
+    const char *first[] = {TRAIN_FLAGS(a, "12"), "--optimizer=adam", "--learning_rate=0.001",
+                           NULL};
+    const char *second[] = {TRAIN_FLAGS(a, "25"), "--optimizer=adam", "--learning_rate=0.001",
+                            NULL};
+    const char *once[] = {TRAIN_FLAGS(b, "25"), "--optimizer=adam", "--learning_rate=0.001",
+                          NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", first) == 0, "%s", out);
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", second) == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "resuming from"));
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", once) == 0, "%s", out);
+    char pa[PATH_MAX + 32], pb[PATH_MAX + 32];
+    snprintf(pa, sizeof pa, "%s/model.ckpt-25", a);
+    snprintf(pb, sizeof pb, "%s/model.ckpt-25", b);
+    assert_same_ckpt(pa, pb);
+}
+END_TEST
+
+/* Warm start from another run's checkpoint with the logits excluded and only the logits
+ * trained: every other variable keeps the warm-start value exactly, the logits move. */
+START_TEST(fine_tune_scopes) {
+    char base[PATH_MAX + 16], ft[PATH_MAX + 16], out[65536];
+    snprintf(base, sizeof base, "%s/ft_base", g_root);
+    snprintf(ft, sizeof ft, "%s/ft", g_root);
+    const char *pre[] = {TRAIN_FLAGS(base, "10"), NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", pre) == 0, "%s", out);
+    char src[PATH_MAX + 32];
+    snprintf(src, sizeof src, "%s/model.ckpt-10", base);
+    const char *tune[] = {TRAIN_FLAGS(ft, "10"), "--checkpoint_path", src,
+                          "--checkpoint_exclude_scopes=LeNet/fc4",
+                          "--trainable_scopes=LeNet/fc4", NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", tune) == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "restored 6 variables"));
+    ck_assert_ptr_nonnull(strstr(out, "excluded (2): LeNet/fc4/weights, LeNet/fc4/biases"));
+    ck_assert_ptr_nonnull(strstr(out, "training 2 of 8 variables"));
+    sn_ctx *ctx = tu_ctx();
+    sn_ckpt *cs = NULL, *cf = NULL;
+    char dst[PATH_MAX + 32];
+    snprintf(dst, sizeof dst, "%s/model.ckpt-10", ft);
+    ck_assert_int_eq(sn_ckpt_open(ctx, src, &cs), SN_OK);
+    ck_assert_int_eq(sn_ckpt_open(ctx, dst, &cf), SN_OK);
+    static const char *frozen[] = {"LeNet/conv1/weights", "LeNet/conv1/biases",
+                                   "LeNet/conv2/weights", "LeNet/fc3/weights"};
+    for (int i = 0; i < 4; i++) {
+        sn_tensor *x = NULL, *y = NULL;
+        ck_assert_int_eq(sn_ckpt_read(cs, frozen[i], &x), SN_OK);
+        ck_assert_int_eq(sn_ckpt_read(cf, frozen[i], &y), SN_OK);
+        ck_assert_msg(memcmp(sn_tensor_data(x), sn_tensor_data(y), sn_tensor_nbytes(x)) == 0,
+                      "%s changed although not in --trainable_scopes", frozen[i]);
+        sn_tensor_free(x);
+        sn_tensor_free(y);
+    }
+    ck_assert_int_lt(sn_ckpt_find(cf, "LeNet/conv1/weights/Momentum"), 0);
+    ck_assert_int_ge(sn_ckpt_find(cf, "LeNet/fc4/weights/Momentum"), 0);
+    sn_ckpt_close(cs);
+    sn_ckpt_close(cf);
+    sn_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(nan_stops_without_checkpoint) {
+    char dir[PATH_MAX + 16], out[65536];
+    snprintf(dir, sizeof dir, "%s/nan", g_root);
+    const char *args[] = {TRAIN_FLAGS(dir, "50"), "--optimizer=sgd", "--learning_rate=1e30",
+                          "--save_interval_secs=0", NULL};
+    int rc = run_tool(out, sizeof out, "slimnet-train", args);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(out, "stopping without writing a checkpoint") != NULL, "%s", out);
+    ck_assert(!file_exists(dir, "checkpoint"));
+}
+END_TEST
+
+START_TEST(sigint_saves) {
+    char dir[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/sigint", g_root);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/slimnet-train", g_bin);
+    int fd[2];
+    ck_assert_int_eq(pipe(fd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        close(fd[0]);
+        execl(path, path, TRAIN_FLAGS(dir, "0"), "--log_every_n_steps=1", (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    /* Wait for the first progress line, then interrupt. */
+    char buf[8192];
+    size_t used = 0;
+    ssize_t r;
+    int sent = 0;
+    while ((r = read(fd[0], buf + used, sizeof buf - 1 - used)) > 0) {
+        used += (size_t)r;
+        buf[used] = 0;
+        if (!sent && strstr(buf, "global step 3:")) {
+            kill(pid, SIGINT);
+            sent = 1;
+        }
+        if (used > sizeof buf - 512) used = 0;
+    }
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ck_assert(sent);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    ck_assert(file_exists(dir, "checkpoint"));
+}
+END_TEST
+
+START_TEST(bad_flags) {
+    char out[16384];
+    const char *unknown[] = {"--dataset_dir=/nonexistent", "--no_such_flag=1", NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-train", unknown), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--no_such_flag"));
+    const char *badnum[] = {"--dataset_dir=/x", "--batch_size=abc", NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-train", badnum), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--batch_size=abc"));
+    const char *badopt[] = {"--dataset_dir", g_data, "--optimizer=lbfgs", "--train_dir",
+                            "/tmp/slimnet-never", "--model_name=lenet", "--device=cpu", NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-train", badopt), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--optimizer=lbfgs"));
+    const char *nodata[] = {"--dataset_dir=/nonexistent/fer", "--train_dir=/tmp/x",
+                            "--device=cpu", NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-train", nodata), 1);
+    ck_assert_ptr_nonnull(strstr(out, "/nonexistent/fer"));
+    const char *help[] = {"--help", NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-train", help), 0);
+    ck_assert_ptr_nonnull(strstr(out, "--checkpoint_exclude_scopes"));
+    ck_assert_ptr_nonnull(strstr(out, "(default: 'rmsprop')"));
+    const char *version[] = {"--version", NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-eval", version), 0);
+    ck_assert_ptr_nonnull(strstr(out, sn_version()));
+    const char *noimg[] = {"--model_name=lenet", "--checkpoint_path=/nonexistent", NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-classify", noimg), 2);
+}
+END_TEST
+
+Suite *suite_tools(void) {
+    Suite *s = suite_create("tools");
+    TCase *tc = tcase_create("tools");
+    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, train_eval_classify);
+    tcase_add_test(tc, resume_is_deterministic);
+    tcase_add_test(tc, fine_tune_scopes);
+    tcase_add_test(tc, nan_stops_without_checkpoint);
+    tcase_add_test(tc, sigint_saves);
+    tcase_add_test(tc, bad_flags);
+    suite_add_tcase(s, tc);
+    return s;
+}
