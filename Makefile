@@ -96,6 +96,8 @@ SO_FILE  := $(BUILD)/lib/libslimnet.so.$(VERSION)
 A_FILE   := $(BUILD)/lib/libslimnet.a
 CMD_SRC  := $(wildcard cmd/*.c)
 TOOLS    := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
+# cmd/common: flag parsing and the pieces the tools share, linked into every tool.
+CMD_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cmd/common/*.c))
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(BUILD)/tests/run_tests
@@ -134,9 +136,9 @@ $(A_FILE): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 # Tools, tests and benchmarks link the static library: no LD_LIBRARY_PATH needed.
-$(BUILD)/bin/%: $(BUILD)/cmd/%.o $(A_FILE)
+$(BUILD)/bin/%: $(BUILD)/cmd/%.o $(CMD_COMMON) $(A_FILE)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(A_FILE) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(CMD_COMMON) $(A_FILE) $(LDLIBS)
 
 $(BUILD)/bin/%: $(BUILD)/benchmarks/%.o $(A_FILE)
 	@mkdir -p $(dir $@)
@@ -151,8 +153,8 @@ test: $(TEST_BIN) tools
 	CK_DEFAULT_TIMEOUT=600 $(TEST_BIN)
 
 # TensorFlow parity: a pinned tensorflow-cpu + tf-slim virtualenv (tests/reference/setup.sh)
-# writes golden fixtures into tests/reference/out (both ignored); the ckpt_parity suite reads
-# them, and TensorFlow reads back what slimnet writes.
+# writes golden fixtures into tests/reference/out (both ignored); the ckpt_parity and
+# data_parity suites read them, and TensorFlow (and TF-slim) read back what slimnet writes.
 REF := tests/reference
 $(REF)/.venv/.requirements: $(REF)/requirements.txt $(REF)/setup.sh
 	$(REF)/setup.sh
@@ -161,17 +163,41 @@ $(REF)/.venv/.requirements: $(REF)/requirements.txt $(REF)/setup.sh
 $(REF)/out/ckpt/manifest.json: $(REF)/make_ckpt_fixtures.py $(REF)/.venv/.requirements
 	$(REF)/.venv/bin/python $(REF)/make_ckpt_fixtures.py
 
-parity: $(TEST_BIN) $(BUILD)/bin/slimnet-ckpt $(REF)/out/ckpt/manifest.json
+$(REF)/out/tfrecord/manifest.json: $(REF)/make_tfrecord_fixtures.py $(REF)/.venv/.requirements
+	$(REF)/.venv/bin/python $(REF)/make_tfrecord_fixtures.py
+
+parity: $(TEST_BIN) tools $(REF)/out/ckpt/manifest.json $(REF)/out/tfrecord/manifest.json
 	CK_RUN_SUITE=ckpt_parity $(TEST_BIN)
 	$(REF)/.venv/bin/python $(REF)/check_slimnet_ckpt.py
 	$(REF)/.venv/bin/python $(REF)/check_inspect.py $(BUILD)/bin/slimnet-ckpt
+	CK_RUN_SUITE=data_parity $(TEST_BIN)
+	$(REF)/.venv/bin/python $(REF)/check_tfrecord_interop.py
+	CK_RUN_SUITE=events_parity $(TEST_BIN)
+	$(REF)/.venv/bin/python $(REF)/check_events.py
+	$(REF)/.venv/bin/python $(REF)/check_train_interop.py $(BUILD)/bin
 
-# The README's main command: trains LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist).
+# The README's main command, the vendor's FER workflow on real data: Debian's Fashion-MNIST
+# written out as a FER-style tree of per-class 48x48 grayscale JPEGs, converted with
+# slimnet-convert, trained with slimnet-train, evaluated with slimnet-eval (accuracy,
+# per-class metrics, confusion matrix), and a few test images classified by slimnet-classify.
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
-DEMO_FLAGS ?= --epochs 3
-demo: $(BUILD)/bin/slimnet-demo
+DEMO_DIR   ?= $(BUILD)/demo
+DEMO_MODEL ?= lenet
+DEMO_FLAGS ?= --optimizer=adam --learning_rate=0.001 --learning_rate_decay_type=fixed \
+              --batch_size=32 --max_number_of_steps=3000 --use_grayscale
+DEMO_BIN   := $(addprefix $(BUILD)/bin/,slimnet-demo slimnet-convert slimnet-train slimnet-eval \
+              slimnet-classify)
+demo: $(DEMO_BIN)
 	@[ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ] || $(MAKE) --no-print-directory deps DEB_PKGS=dataset-fashion-mnist
-	$(BUILD)/bin/slimnet-demo --data_dir $(FASHION_MNIST) $(DEMO_FLAGS)
+	rm -rf $(DEMO_DIR)
+	$(BUILD)/bin/slimnet-demo --data_dir=$(FASHION_MNIST) --fer_tree=$(DEMO_DIR)/pics --samples=$(DEMO_DIR)/samples
+	$(BUILD)/bin/slimnet-convert --dataset_name=fer --pic_path=$(DEMO_DIR)/pics --dataset_dir=$(DEMO_DIR)/data
+	$(BUILD)/bin/slimnet-train --dataset_name=fer --dataset_dir=$(DEMO_DIR)/data --train_dir=$(DEMO_DIR)/train \
+	    --model_name=$(DEMO_MODEL) --log_every_n_steps=250 $(DEMO_FLAGS)
+	$(BUILD)/bin/slimnet-eval --dataset_name=fer --dataset_dir=$(DEMO_DIR)/data --checkpoint_path=$(DEMO_DIR)/train \
+	    --eval_dir=$(DEMO_DIR)/train --model_name=$(DEMO_MODEL) $(if $(findstring use_grayscale,$(DEMO_FLAGS)),--use_grayscale)
+	$(BUILD)/bin/slimnet-classify --model_name=$(DEMO_MODEL) --checkpoint_path=$(DEMO_DIR)/train --top_k=3 \
+	    $(if $(findstring use_grayscale,$(DEMO_FLAGS)),--use_grayscale) $(DEMO_DIR)/samples
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
@@ -222,4 +248,4 @@ clean:
 	rm -rf $(BUILD) $(BUILD).deps.log
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
--include $(CMD_SRC:cmd/%.c=$(BUILD)/cmd/%.d) $(BENCH_SRC:benchmarks/%.c=$(BUILD)/benchmarks/%.d)
+-include $(CMD_SRC:cmd/%.c=$(BUILD)/cmd/%.d) $(CMD_COMMON:.o=.d) $(BENCH_SRC:benchmarks/%.c=$(BUILD)/benchmarks/%.d)

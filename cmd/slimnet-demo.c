@@ -1,22 +1,25 @@
-/* slimnet-demo: the end-to-end demonstration until slimnet-train lands.  Trains TF-slim's
- * LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist idx files) on the CPU with one of
- * TF-slim's optimizers (momentum by default), then evaluates on the 10,000 test images with the training weights copied by name
- * into an inference graph, and prints the accuracy and the confusion matrix.
+/* slimnet-demo: the data of `make demo`.  Writes Fashion-MNIST (Debian's
+ * dataset-fashion-mnist idx files, training and test images together) as a FER-style tree
+ * of per-class grayscale JPEGs, the input the vendor's FER tool took:
  *
- *   slimnet-demo [--data_dir /usr/share/datasets/fashion-mnist] [--epochs 3]
- *                [--batch_size 32] [--optimizer momentum] [--learning_rate 0.01]
- *                [--threads 0] [--seed 1]
- */
+ *   slimnet-demo --data_dir=/usr/share/datasets/fashion-mnist --fer_tree=OUT
+ *                [--size=48] [--quality=95] [--limit=0] [--samples=DIR]
+ *
+ * OUT/<class>/<split>_<index>.jpg, each image resized from 28x28 to size x size with
+ * TF's resize_bilinear and JPEG-encoded.  slimnet-convert --dataset_name=fer then splits
+ * the tree 70/30 as the vendor's converter did.  --samples also writes the first 8 test
+ * images as DIR/<i>_<true class>.jpg, for slimnet-classify to show.  Exit status 0, 1 on errors, 2 on flags. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
 #include <zlib.h>
 #include "../lib/slimnet.h"
 
-static const char *class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+/* Folder names: Fashion-MNIST's class names, as file names. */
+static const char *class_names[10] = {"T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",
+                                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot"};
 
 typedef struct dataset {
     int64_t n, rows, cols;
@@ -90,86 +93,67 @@ static int load(const char *dir, const char *split, dataset *ds) {
     return 0;
 }
 
-/* lenet preprocessing: (x - 128) / 128. */
-static void fill_batch(const dataset *ds, const int64_t *idx, int64_t bs, float *x, int32_t *y) {
+/* Writes one split's images into the tree. */
+static int write_split(sn_ctx *ctx, const dataset *ds, const char *split, const char *out,
+                       int size, int quality, int64_t limit, int samples, int64_t *written) {
+    int64_t n = limit > 0 && limit < ds->n ? limit : ds->n;
     int64_t px = ds->rows * ds->cols;
-    for (int64_t b = 0; b < bs; b++) {
-        const uint8_t *src = ds->images + idx[b] * px;
-        for (int64_t i = 0; i < px; i++) x[b * px + i] = ((float)src[i] - 128.0f) / 128.0f;
-        y[b] = ds->labels[idx[b]];
+    float *src = malloc((size_t)px * sizeof *src), *dst = malloc((size_t)size * size * sizeof *dst);
+    int64_t dims[3] = {size, size, 1};
+    sn_tensor *img = NULL;
+    if (!src || !dst || sn_tensor_new(ctx, SN_DTYPE_U8, 3, dims, &img) != SN_OK) {
+        fprintf(stderr, "slimnet-demo: out of memory\n");
+        free(src);
+        free(dst);
+        return 1;
     }
-}
-
-typedef struct model {
-    sn_graph *g;
-    sn_net *net;
-    sn_node images, labels, loss, logits;
-    sn_tensor *xt, *yt;
-    float *x;
-    int32_t *y;
-} model;
-
-static int build(sn_ctx *ctx, const dataset *ds, int64_t bs, int training, model *m) {
-    memset(m, 0, sizeof *m);
-    if (sn_graph_new(ctx, &m->g) != SN_OK) return -1;
-    int64_t in[4] = {SN_BATCH, ds->rows, ds->cols, 1}, ld[1] = {SN_BATCH};
-    m->images = sn_input(m->g, "images", SN_DTYPE_F32, 4, in);
-    m->labels = sn_input(m->g, "labels", SN_DTYPE_I32, 1, ld);
-    sn_model_params mp = sn_model_params_default();
-    mp.num_classes = 10;
-    mp.is_training = training;
-    sn_model net;
-    if (sn_model_build(m->g, "lenet", m->images, &mp, &net) != SN_OK) {
-        fprintf(stderr, "slimnet-demo: building lenet: %s\n", sn_graph_errmsg(m->g));
-        return -1;
+    uint8_t *pix = sn_tensor_data(img);
+    int rc = 0;
+    for (int64_t i = 0; i < n && !rc; i++) {
+        const uint8_t *s = ds->images + i * px;
+        for (int64_t k = 0; k < px; k++) src[k] = s[k];
+        if (sn_resize_bilinear(ctx, src, (int)ds->rows, (int)ds->cols, 1, dst, size, size) !=
+            SN_OK) {
+            fprintf(stderr, "slimnet-demo: resize: %s\n", sn_ctx_errmsg(ctx));
+            rc = 1;
+            break;
+        }
+        for (int k = 0; k < size * size; k++) {
+            float v = dst[k] + 0.5f;
+            pix[k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        sn_tensor *jpg = NULL;
+        if (sn_image_encode_jpeg(ctx, img, quality, &jpg) != SN_OK) {
+            fprintf(stderr, "slimnet-demo: encode: %s\n", sn_ctx_errmsg(ctx));
+            rc = 1;
+            break;
+        }
+        char path[4096];
+        if (samples)
+            snprintf(path, sizeof path, "%s/%lld_%s.jpg", out, (long long)i,
+                     class_names[ds->labels[i]]);
+        else
+            snprintf(path, sizeof path, "%s/%s/%s_%05lld.jpg", out,
+                     class_names[ds->labels[i]], split, (long long)i);
+        FILE *f = fopen(path, "wb");
+        size_t len = sn_tensor_nbytes(jpg);
+        if (!f || fwrite(sn_tensor_data(jpg), 1, len, f) != len || fclose(f) != 0) {
+            fprintf(stderr, "slimnet-demo: %s: %s\n", path, strerror(errno));
+            rc = 1;
+        }
+        sn_tensor_free(jpg);
+        (*written)++;
     }
-    m->logits = net.logits;
-    m->loss = sn_op_softmax_xent(m->g, net.logits, m->labels, 0.0f);
-    sn_compile_params cp = sn_compile_params_default();
-    cp.batch_size = bs;
-    cp.backward = training;
-    if (sn_net_compile(m->g, &cp, &m->net) != SN_OK) {
-        fprintf(stderr, "slimnet-demo: compile: %s\n", sn_ctx_errmsg(ctx));
-        return -1;
-    }
-    int64_t xd[4] = {bs, ds->rows, ds->cols, 1}, yd[1] = {bs};
-    m->x = malloc((size_t)(bs * ds->rows * ds->cols) * sizeof *m->x);
-    m->y = malloc((size_t)bs * sizeof *m->y);
-    sn_tensor_wrap(ctx, m->x, SN_DTYPE_F32, 4, xd, SN_BORROW, &m->xt);
-    sn_tensor_wrap(ctx, m->y, SN_DTYPE_I32, 1, yd, SN_BORROW, &m->yt);
-    return 0;
+    sn_tensor_free(img);
+    free(src);
+    free(dst);
+    return rc;
 }
-
-static void destroy(model *m) {
-    sn_tensor_free(m->xt);
-    sn_tensor_free(m->yt);
-    free(m->x);
-    free(m->y);
-    sn_net_free(m->net);
-    sn_graph_free(m->g);
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-#define CHECK(ctx, expr)                                                             \
-    do {                                                                             \
-        if ((expr) != SN_OK) {                                                       \
-            fprintf(stderr, "slimnet-demo: %s\n", sn_ctx_errmsg(ctx));               \
-            return 1;                                                                \
-        }                                                                            \
-    } while (0)
 
 int main(int argc, char **argv) {
-    const char *dir = "/usr/share/datasets/fashion-mnist";
-    int epochs = 3, threads = 0;
-    int64_t bs = 32;
-    float lr = 0.01f;
-    const char *optimizer = "momentum";
-    uint64_t seed = 1;
+    const char *dir = "/usr/share/datasets/fashion-mnist", *out = NULL, *samples = NULL;
+    int size = 48, quality = 95;
+    int64_t limit = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *eq = strchr(a, '=');
         char key[64] = "";
@@ -186,129 +170,57 @@ int main(int argc, char **argv) {
             return 2;
         }
         if (!strcmp(key, "--data_dir")) dir = v;
-        else if (!strcmp(key, "--epochs")) epochs = atoi(v);
-        else if (!strcmp(key, "--batch_size")) bs = atoll(v);
-        else if (!strcmp(key, "--learning_rate")) lr = (float)atof(v);
-        else if (!strcmp(key, "--optimizer")) optimizer = v;
-        else if (!strcmp(key, "--threads")) threads = atoi(v);
-        else if (!strcmp(key, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(key, "--fer_tree")) out = v;
+        else if (!strcmp(key, "--size")) size = atoi(v);
+        else if (!strcmp(key, "--quality")) quality = atoi(v);
+        else if (!strcmp(key, "--limit")) limit = atoll(v);
+        else if (!strcmp(key, "--samples")) samples = v;
         else {
             fprintf(stderr, "slimnet-demo: unknown flag %s\n", key);
             return 2;
         }
     }
-    sn_optim_kind kind;
-    if (sn_optim_kind_from_name(optimizer, &kind) != SN_OK) {
-        fprintf(stderr, "slimnet-demo: --optimizer=%s: not one of sgd, momentum, rmsprop, adam, "
-                        "adagrad, adadelta, ftrl\n", optimizer);
-        return 2;
-    }
-    if (epochs < 1 || bs < 1 || bs > 4096 || !(lr > 0)) {
-        fprintf(stderr, "slimnet-demo: need --epochs >= 1, --batch_size in [1, 4096], "
-                        "--learning_rate > 0\n");
+    if (!out || size < 8 || size > 1024 || quality < 1 || quality > 100) {
+        fprintf(stderr, "usage: slimnet-demo --fer_tree=OUT [--data_dir=FASHION_MNIST] "
+                        "[--size=48 (8..1024)] [--quality=95] [--limit=N per split]\n");
         return 2;
     }
     dataset train, test;
     if (load(dir, "train", &train) || load(dir, "t10k", &test)) return 1;
-    printf("Fashion-MNIST: %lld training and %lld test images of %lldx%lld from %s\n",
-           (long long)train.n, (long long)test.n, (long long)train.rows,
-           (long long)train.cols, dir);
-
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "slimnet-demo: %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    for (int c = 0; c < 10; c++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", out, class_names[c]);
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "slimnet-demo: %s: %s\n", path, strerror(errno));
+            return 1;
+        }
+    }
     sn_ctx_params cp = sn_ctx_params_default();
-    cp.threads = threads;
-    cp.seed = seed;
     sn_ctx *ctx = NULL;
-    CHECK(ctx, sn_ctx_new(&cp, &ctx));
-    model tr, ev;
-    if (build(ctx, &train, bs, 1, &tr) || build(ctx, &test, 100, 0, &ev)) return 1;
-    sn_optim_params op = sn_optim_params_default(kind);   /* train_image_classifier's flags */
-    sn_optim *opt = NULL;
-    CHECK(ctx, sn_optim_new(tr.net, &op, &opt));
-    char dev[256];
-    sn_ctx_device_info(ctx, dev, sizeof dev);
-    printf("lenet, optimizer %s, learning rate %g, batch %lld, %d epochs, %s\n",
-           sn_optim_kind_name(kind), lr, (long long)bs, epochs, dev);
-
-    int64_t *order = malloc((size_t)train.n * sizeof *order);
-    for (int64_t i = 0; i < train.n; i++) order[i] = i;
-    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-    int64_t steps_per_epoch = train.n / bs, step = 0;
-    double t0 = now();
-    for (int e = 0; e < epochs; e++) {
-        for (int64_t i = train.n - 1; i > 0; i--) {   /* seeded Fisher-Yates shuffle */
-            s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
-            int64_t j = (int64_t)((s * 2685821657736338717ull) % (uint64_t)(i + 1));
-            int64_t t = order[i]; order[i] = order[j]; order[j] = t;
-        }
-        double run = 0;
-        for (int64_t b = 0; b < steps_per_epoch; b++, step++) {
-            fill_batch(&train, order + b * bs, bs, tr.x, tr.y);
-            CHECK(ctx, sn_net_set_input(tr.net, tr.images, tr.xt));
-            CHECK(ctx, sn_net_set_input(tr.net, tr.labels, tr.yt));
-            sn_net_set_step(tr.net, step);
-            CHECK(ctx, sn_net_forward(tr.net));
-            CHECK(ctx, sn_net_backward(tr.net, tr.loss));
-            CHECK(ctx, sn_optim_step(opt, lr));
-            sn_tensor *lt = NULL;
-            CHECK(ctx, sn_net_get_output(tr.net, tr.loss, &lt));
-            float l = ((float *)sn_tensor_data(lt))[0];
-            sn_tensor_free(lt);
-            run = b ? 0.98 * run + 0.02 * l : l;
-            if ((b + 1) % 200 == 0 || b + 1 == steps_per_epoch) {
-                double el = now() - t0;
-                printf("epoch %d step %6lld  loss %.4f  %.0f images/s\n", e + 1,
-                       (long long)(b + 1), run, (double)((step + 1) * bs) / el);
-                fflush(stdout);
-            }
+    if (sn_ctx_new(&cp, &ctx) != SN_OK) return 1;
+    int64_t written = 0;
+    int64_t shown = 0;
+    int rc = write_split(ctx, &train, "train", out, size, quality, limit, 0, &written) ||
+             write_split(ctx, &test, "t10k", out, size, quality, limit, 0, &written);
+    if (!rc && samples) {
+        if (mkdir(samples, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "slimnet-demo: %s: %s\n", samples, strerror(errno));
+            rc = 1;
+        } else {
+            rc = write_split(ctx, &test, "t10k", samples, size, quality, 8, 1, &shown);
         }
     }
-    double train_s = now() - t0;
-    /* Copy every variable by name into the inference graph (dropout off). */
-    for (int v = 0; v < sn_graph_num_vars(tr.g); v++) {
-        sn_var_info vi;
-        sn_tensor *t = NULL;
-        sn_graph_var(tr.g, v, &vi);
-        CHECK(ctx, sn_net_get_var(tr.net, vi.name, &t));
-        CHECK(ctx, sn_net_set_var(ev.net, vi.name, t));
-        sn_tensor_free(t);
-    }
-    int64_t confusion[10][10] = {{0}}, correct = 0, idx[100];
-    for (int64_t b = 0; b + 100 <= test.n; b += 100) {
-        for (int k = 0; k < 100; k++) idx[k] = b + k;
-        fill_batch(&test, idx, 100, ev.x, ev.y);
-        CHECK(ctx, sn_net_set_input(ev.net, ev.images, ev.xt));
-        CHECK(ctx, sn_net_forward(ev.net));
-        sn_tensor *lg = NULL;
-        CHECK(ctx, sn_net_get_output(ev.net, ev.logits, &lg));
-        const float *p = sn_tensor_data(lg);
-        for (int k = 0; k < 100; k++) {
-            int best = 0;
-            for (int c = 1; c < 10; c++)
-                if (p[k * 10 + c] > p[k * 10 + best]) best = c;
-            confusion[ev.y[k]][best]++;
-            correct += best == ev.y[k];
-        }
-        sn_tensor_free(lg);
-    }
-    printf("\ntrained %lld steps in %.1f s; test accuracy %.2f%% (%lld of %lld)\n\n",
-           (long long)step, train_s, 100.0 * (double)correct / (double)test.n,
-           (long long)correct, (long long)test.n);
-    printf("confusion matrix (rows: true class, columns: predicted)\n%12s", "");
-    for (int c = 0; c < 10; c++) printf(" %5d", c);
-    printf("\n");
-    for (int r = 0; r < 10; r++) {
-        printf("%d %-10s", r, class_names[r]);
-        for (int c = 0; c < 10; c++) printf(" %5lld", (long long)confusion[r][c]);
-        printf("\n");
-    }
-    free(order);
-    sn_optim_free(opt);
-    destroy(&tr);
-    destroy(&ev);
+    if (!rc)
+        printf("slimnet-demo: wrote %lld %dx%d grayscale JPEGs of Fashion-MNIST from %s into "
+               "%s/<class>/ (10 classes)\n", (long long)written, size, size, dir, out);
     sn_ctx_free(ctx);
     free(train.images);
     free(train.labels);
     free(test.images);
     free(test.labels);
-    return 0;
+    return rc;
 }

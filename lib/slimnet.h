@@ -258,6 +258,9 @@ SN_API sn_node sn_graph_find(const sn_graph *g, const char *name);
 /* Marks n as an end point under `name` (full name, e.g. "resnet_v1_50/block1"): the node
  * is then kept alive by the memory planner and readable with sn_net_get_output(). */
 SN_API void sn_graph_end_point(sn_graph *g, sn_node n, const char *name);
+/* The end points in creation order (inputs included): returns how many there are and
+ * writes the first min(count, cap) into out (out may be NULL to count). */
+SN_API int sn_graph_end_points(const sn_graph *g, sn_node *out, int cap);
 
 /* A graph input.  dims[0] may be SN_BATCH.  dtype SN_DTYPE_F32 (images) or SN_DTYPE_I32
  * (labels).  The name is not scoped. */
@@ -713,6 +716,13 @@ typedef struct sn_image_params {
                               * decode_image(channels=3)).  Alpha is dropped. */
     uint64_t max_pixels;     /* height * width above this is SN_ERR_FORMAT before any
                               * allocation; default SN_IMAGE_DEFAULT_MAX_PIXELS */
+    int fast_dct;            /* JPEG IDCT.  1 (default): fast integer (JDCT_IFAST), what TF
+                              * decodes with by default (decode_jpeg's dct_method "", also
+                              * decode_image and TF-slim's tfexample_decoder.Image, so every
+                              * TF-slim training and eval); 0: accurate integer (JDCT_ISLOW),
+                              * TF's dct_method="INTEGER_ACCURATE".  Both equal TF's pixels
+                              * exactly; they differ from each other by a few levels on noisy
+                              * images (make parity checks both). */
 } sn_image_params;
 SN_API sn_image_params sn_image_params_default(void);
 
@@ -723,9 +733,9 @@ SN_API sn_status sn_image_info(sn_ctx *ctx, const void *data, size_t len,
                                sn_image_format *format, int *height, int *width,
                                int *channels);
 /* Decodes a JPEG or PNG file (format sniffed) into a new uint8 tensor (H, W, C), C = 1 or
- * 3 as p says (NULL: defaults).  JPEG decoding is TF's default (accurate integer IDCT,
- * fancy upsampling); CMYK JPEGs are converted as TF does for Adobe's inverted CMYK; 16-bit
- * PNGs are reduced to 8 bits (rounded; TF truncates, a difference of at most 1).
+ * 3 as p says (NULL: defaults).  JPEG decoding uses fancy upsampling as TF and the IDCT
+ * p->fast_dct selects (by default TF's own); CMYK JPEGs are converted as TF does for
+ * Adobe's inverted CMYK; 16-bit PNGs are reduced to 8 bits (rounded; TF truncates, a difference of at most 1).
  * SN_ERR_FORMAT for unknown, corrupt or truncated data and for dimensions over the bound
  * (the message says which), SN_ERR_INVALID_ARG, SN_ERR_NOMEM. */
 SN_API sn_status sn_image_decode(sn_ctx *ctx, const void *data, size_t len,
@@ -761,10 +771,23 @@ SN_API sn_status sn_image_encode_png(sn_ctx *ctx, const sn_tensor *img, sn_tenso
  *              eval: shorter side to 256; central crop; subtract the means
  *   inception  train: to [0,1]; sample_distorted_bounding_box (min_object_covered 0.1,
  *              aspect [0.75, 1.33], area [0.05, 1], 100 attempts, whole image fallback);
- *              crop; bilinear resize; flip; distort_color (fast mode: brightness 32/255,
- *              saturation [0.5, 1.5]; full mode: one of 4 orderings with hue 0.2 and
- *              contrast [0.5, 1.5]); clip [0,1]; (x - 0.5) * 2.
+ *              crop; bilinear resize (full mode: one of bilinear, nearest, bicubic, area at
+ *              random); flip; distort_color (fast mode: brightness 32/255, saturation
+ *              [0.5, 1.5]; full mode: one of 4 orderings with hue 0.2 and contrast
+ *              [0.5, 1.5]); clip [0,1]; (x - 0.5) * 2.
  *              eval: to [0,1]; central_crop 0.875; bilinear resize; (x - 0.5) * 2
+ * use_grayscale applies tf.image.rgb_to_grayscale where TF-slim does (right after the float
+ * conversion; inception train: after distort_color); on a 1-channel image it is a no-op.
+ * Where TF-slim itself fails, slimnet chooses:
+ *   - 1-channel images (or use_grayscale) with vgg: the means' gray value,
+ *     0.2989 * 123.68 + 0.5870 * 116.78 + 0.1140 * 103.94, is subtracted;
+ *   - 1-channel images with inception: saturation and hue (color operations) are skipped,
+ *     brightness and contrast apply;
+ *   - lenet and cifarnet eval crop or pad to (out_height, out_width): TF-slim passes
+ *     (out_width, out_height), which differs only for non-square sizes, which its tools
+ *     never ask for.
+ * An image too small for the crop a kind needs (cifarnet train: H + 8 or W + 8 below the
+ * output; vgg: the resized image below it) is SN_ERR_INVALID_ARG, as TF fails there too.
  * Bilinear resizing is TF1's resize_bilinear (align_corners and half_pixel_centers false).
  * The deterministic parts equal TensorFlow's within 1e-5 (tests/reference fixtures); the
  * random draws come from a counter-based generator seeded per image, so a pipeline gives
@@ -779,44 +802,56 @@ SN_API const char *sn_preprocess_kind_name(sn_preprocess_kind kind);
 /* preprocessing_factory's map from a --preprocessing_name or --model_name: cifarnet;
  * inception* mobilenet* nasnet* pnasnet* -> inception; resnet_v1_* resnet_v2_* vgg* -> vgg;
  * lenet; also the four kind names themselves.  SN_ERR_NOT_FOUND for anything else (the
- * caller names the flag). */
+ * caller names the flag), SN_ERR_INVALID_ARG for NULL. */
 SN_API sn_status sn_preprocess_kind_for(const char *name, sn_preprocess_kind *kind);
 
 typedef struct sn_preprocess_params {
-    sn_preprocess_kind kind;
+    sn_preprocess_kind kind; /* default inception (train_image_classifier's inception_v3) */
     int is_training;         /* 1: the random training path; 0 (default): eval */
-    int out_height, out_width;  /* > 0; the net's image size */
+    int out_height, out_width;  /* > 0; the net's image size (default 0: must be set) */
     int fast_mode;           /* inception train: 1 (default, as TF-slim) or 0 */
-    int use_grayscale;       /* 1: tf.image.rgb_to_grayscale at the end, C' = 1 */
+    int use_grayscale;       /* 1: tf.image.rgb_to_grayscale, C' = 1 */
     int resize_side_min, resize_side_max;  /* vgg: 256, 512 (eval uses min) */
 } sn_preprocess_params;
 SN_API sn_preprocess_params sn_preprocess_params_default(void);
 
 /* The random choices of one training image, explicit so that a test can make the same
- * choices in TensorFlow.  Eval ignores them. */
+ * choices in TensorFlow.  Eval ignores them, and so does lenet. */
 typedef struct sn_preprocess_draw {
     int resize_side;          /* vgg: the shorter side after resizing */
     int crop_y, crop_x, crop_h, crop_w;  /* the crop (inception: the distorted box, in the
                                             input; vgg/cifarnet: the random crop, in the
-                                            resized / padded image) */
+                                            resized / padded image, crop_h x crop_w =
+                                            out_height x out_width) */
     int flip;                 /* 1: left-right flip */
-    int color_ordering;       /* inception full mode: 0..3 */
+    int color_ordering;       /* inception: distort_color's ordering, 0..3 (fast mode: 0 is
+                                 brightness then saturation, others the reverse) */
     float brightness;         /* additive delta (cifarnet: in 0..255 units) */
-    float saturation, hue, contrast;  /* factors / hue delta */
+    float saturation, hue, contrast;  /* factors / hue delta (in [-1, 1]); inception's fast
+                                         mode uses brightness and saturation only */
+    int resize_method;        /* inception: TF's ResizeMethodV1, 0 bilinear (fast mode's
+                                 only one), 1 nearest, 2 bicubic, 3 area */
 } sn_preprocess_draw;
 
-/* Draws the choices for an h x w image from seed (pure: same inputs, same draw). */
+/* Draws the choices for an h x w image from seed (pure: same inputs, same draw).  In eval
+ * (and for lenet) the draw is neutral: the whole image, no flip, factors 1, deltas 0.
+ * SN_ERR_INVALID_ARG (bad params, sizes, an image too small for the training crop; there is
+ * no ctx, so no message: sn_preprocess with d = NULL says why). */
 SN_API sn_status sn_preprocess_draw_random(const sn_preprocess_params *p, int h, int w,
                                            uint64_t seed, sn_preprocess_draw *d);
 /* Preprocesses img (h, w, c) into out (out_height * out_width * C' floats, caller's).
  * d: the training choices (NULL: drawn from seed as sn_preprocess_draw_random); unused in
- * eval.  Thread-safe for distinct ctx (ctx only receives the error message).
- * SN_ERR_INVALID_ARG (sizes, channels, a draw outside the image), SN_ERR_NOMEM. */
+ * eval.  Thread-safe for distinct ctx (ctx only receives the error message; NULL: none).
+ * Allocates only small work buffers (rows of the image, index tables) and, for inception
+ * train with use_grayscale or a non-bilinear method, one image-sized buffer.
+ * SN_ERR_INVALID_ARG (sizes, channels, a draw outside the image or out of range),
+ * SN_ERR_NOMEM. */
 SN_API sn_status sn_preprocess(sn_ctx *ctx, const sn_preprocess_params *p, const uint8_t *img,
                                int h, int w, int c, const sn_preprocess_draw *d,
                                uint64_t seed, float *out);
 /* TF1's tf.image.resize_bilinear (align_corners=False, half_pixel_centers=False) of a float
- * (h, w, c) image into (oh, ow, c).  Exposed for users' own preprocessing. */
+ * (h, w, c) image into (oh, ow, c), c >= 1; in and out must not overlap.  Exposed for users'
+ * own preprocessing.  SN_ERR_INVALID_ARG, SN_ERR_NOMEM. */
 SN_API sn_status sn_resize_bilinear(sn_ctx *ctx, const float *in, int h, int w, int c,
                                     float *out, int oh, int ow);
 
@@ -824,12 +859,16 @@ SN_API sn_status sn_resize_bilinear(sn_ctx *ctx, const float *in, int h, int w, 
 
 /* A dataset descriptor: where each split's TFRecord files are, how many samples each has,
  * the class count and the class names (labels.txt, "<id>:<name>" lines, split at the first
- * ':').  Built-in: "fer" (fer_%s.tfrecord, splits train/test, counts and num_class from
- * info.json, which is required), "mnist" (mnist_%s.tfrecord, train 60000 / test 10000, 10
- * classes, 1 channel), "cifar10" (cifar10_%s.tfrecord, 50000 / 10000, 10), "flowers"
+ * ':').  Built-in: "fer" (fer_%s*.tfrecord, splits train/test, counts and num_class from
+ * info.json, which is required), "mnist" (mnist_%s*.tfrecord, train 60000 / test 10000, 10
+ * classes, 1 channel), "cifar10" (cifar10_%s*.tfrecord, 50000 / 10000, 10), "flowers"
  * (flowers_%s_*.tfrecord, train 3320 / validation 350, 5), "imagenet" (%s-*, train 1281167
- * / validation 50000, 1001).  A NULL or "" name, or "folder", describes any folder that
- * slimnet-convert wrote (info.json + labels.txt). */
+ * / validation 50000, 1001).  The '*' also matches the sharded names slimnet-convert writes
+ * ("fer_train_00000-of-00004.tfrecord").  When the folder has an info.json (slimnet-convert
+ * writes one for every dataset) its "num_class" and "num_sample_<split>" replace TF-slim's
+ * constants.  A NULL or "" name, or "folder", describes any folder that slimnet-convert
+ * wrote: info.json names the file prefix ("dataset", default "fer") and the splits (every
+ * "num_sample_<split>" key); the UAI fork's own info.json works too. */
 typedef struct sn_dataset sn_dataset;
 
 typedef struct sn_dataset_params {
@@ -840,9 +879,10 @@ typedef struct sn_dataset_params {
 SN_API sn_dataset_params sn_dataset_params_default(void);
 
 /* Opens the descriptor of dataset `name` in dir.  Reads info.json and labels.txt when
- * present (their sizes bounded).  SN_ERR_NOT_FOUND (unknown name, with the known ones in
- * the message; fer without info.json), SN_ERR_FORMAT (bad info.json / labels.txt, naming
- * file and line), SN_ERR_IO, SN_ERR_NOMEM. */
+ * present (their sizes bounded: 1 MiB, 16 MiB; label ids must be below the class count and
+ * appear once).  SN_ERR_NOT_FOUND (unknown name, with the known ones in the message; fer or
+ * folder without info.json), SN_ERR_FORMAT (bad info.json / labels.txt, naming the file and
+ * line), SN_ERR_IO, SN_ERR_NOMEM. */
 SN_API sn_status sn_dataset_open(sn_ctx *ctx, const char *name, const char *dir,
                                  const sn_dataset_params *p, sn_dataset **out);
 SN_API void sn_dataset_free(sn_dataset *ds);
@@ -861,15 +901,17 @@ SN_API sn_status sn_dataset_split(const sn_dataset *ds, const char *split,
 
 /* What sn_dataset_convert writes (download_and_convert_data.py, from local files only). */
 typedef struct sn_convert_params {
-    const char *dataset_name;  /* "fer" (or "folder"), "mnist", "cifar10", "flowers" */
+    const char *dataset_name;  /* "fer" (or "folder": the same), "mnist", "cifar10", "flowers" */
     const char *source;        /* fer/flowers: a folder of class folders (--pic_path);
-                                  mnist: folder of the idx(.gz) files; cifar10: folder of
-                                  data_batch_{1..5}.bin + test_batch.bin */
+                                  mnist: folder of the idx files (plain or .gz); cifar10:
+                                  folder of data_batch_{1..5}.bin + test_batch.bin */
     const char *dataset_dir;   /* output folder, created if missing */
-    uint64_t seed;             /* shuffle of the split; default 0 */
-    double test_fraction;      /* fer: 0.3 (train 70%); flowers: 350 validation images
-                                  unless set; mnist/cifar10: fixed by the source */
-    int num_shards;            /* 0 (default): fer 1 file per split, flowers 5 */
+    uint64_t seed;             /* shuffle of fer/flowers images before the split; default 0 */
+    double test_fraction;      /* 0 (default): the dataset's own split, fer 0.3 (train =
+                                  the first round(0.7 N) of the shuffled images), flowers
+                                  350 validation images; else in (0, 1).  mnist/cifar10:
+                                  fixed by the source, must stay 0 */
+    int num_shards;            /* files per split; 0 (default): 1, flowers 5 */
     int overwrite;             /* 0 (default): SN_ERR_STATE if an output file exists */
 } sn_convert_params;
 SN_API sn_convert_params sn_convert_params_default(void);
@@ -879,10 +921,25 @@ typedef struct sn_convert_report {
     int64_t num_train, num_test;     /* test = "validation" for flowers */
     int num_files;                   /* files written, including labels.txt / info.json */
     int64_t bytes;                   /* bytes written */
+    int64_t num_skipped;             /* fer/flowers: files skipped as not images (neither
+                                        a JPEG/PNG signature nor an image name, or beside
+                                        the class folders); hidden names are not counted */
 } sn_convert_report;
-/* Converts; class ids come from the sorted folder names; every image is checked to decode
- * (height/width recorded from the file); JPEG bytes are stored unchanged.  Writes to temp
- * names and renames at the end.  report may be NULL.  Errors name the file. */
+/* Converts.  Files: "<prefix>_<split>.tfrecord", or with num_shards > 1 (and always for
+ * flowers) "<prefix>_<split>_0000K-of-0000N.tfrecord" (records split evenly, ceil(n/N) per
+ * shard); labels.txt; info.json ({"num_class": K, "num_sample_train": N,
+ * "num_sample_test": M, "dataset": "<prefix>"}).  fer/flowers: class ids come from the
+ * sorted folder names; files are sorted, then shuffled with seed (our own generator, the
+ * same order on every machine); every image is checked to decode (height/width recorded
+ * from the file); JPEG/PNG bytes are stored unchanged, image/format "jpg" or "png" from the
+ * magic bytes.  A file is an image when its magic bytes say JPEG/PNG or its name ends in
+ * .jpg/.jpeg/.jpe/.png; hidden files and other files are skipped.  mnist/cifar10: records in
+ * the source's order, PNG-encoded, TF-slim's class names (mnist's 'size' for six included).
+ * Writes to hidden temp names and renames at the end (info.json last); on failure nothing
+ * of an older dataset is changed.  report may be NULL.  Errors name the file:
+ * SN_ERR_NOT_FOUND (unknown dataset, missing source files), SN_ERR_FORMAT (an image that
+ * does not decode, a bad idx/cifar file), SN_ERR_STATE (an output exists, overwrite = 0),
+ * SN_ERR_INVALID_ARG, SN_ERR_IO, SN_ERR_NOMEM. */
 SN_API sn_status sn_dataset_convert(sn_ctx *ctx, const sn_convert_params *p,
                                     sn_convert_report *report);
 
@@ -909,13 +966,34 @@ typedef struct sn_pipeline_params {
     int num_classes;            /* > 0: a label outside [0, num_classes) after the offset is
                                    bad input; 0: unchecked */
     int skip_bad;               /* 0 (default): bad input stops with an error naming file and
-                                   offset; 1: the record is skipped and counted */
+                                   offset; 1: the record is skipped and counted (see below) */
     int64_t skip_batches;       /* start after this many batches (resuming a run: the same
                                    batches follow as if it had never stopped) */
 } sn_pipeline_params;
 SN_API sn_pipeline_params sn_pipeline_params_default(void);
 
-/* Starts the threads.  SN_ERR_NOT_FOUND (no file matches), SN_ERR_INVALID_ARG, SN_ERR_IO,
+/* The stream, exactly: per epoch e the files are shuffled (from seed and e; shuffle = 0: the
+ * sorted order) and read 4 at a time interleaved (shuffle = 0: one after the other); the
+ * records pass a shuffle buffer of shuffle_buffer records that is drained at the end of each
+ * epoch, so every record appears once per epoch and epoch e fills stream positions
+ * [e*N, (e+1)*N).  Stream record k goes to batch k / batch_size, slot k % batch_size, and is
+ * preprocessed with seed sn_pipeline_image_seed(seed, k).  skip_batches reads and checks the
+ * first skip_batches * batch_size records without decoding them.
+ * Bad input, with skip_bad:
+ *  - a record whose Example, label (kind, count, range) or image header (format, size over
+ *    SN_IMAGE_DEFAULT_MAX_PIXELS) is bad takes no stream position: the next good record
+ *    takes it, so batches stay full;
+ *  - a truncated or corrupt record (length or data CRC) ends its file: the rest of that file
+ *    is not read, the break counts as one skipped record, the next file takes its place
+ *    (a file that cannot be opened: the same);
+ *  - an image whose header is good but whose data does not decode (found by a decode
+ *    thread, after its position was given) is replaced in its batch by the nearest good
+ *    image of the same batch (image and label copied); a batch in which every image failed
+ *    is dropped.
+ * Each counts in stats.skipped.  An epoch with no good record ends an endless run with
+ * SN_ERR_NOT_FOUND.  The threads log nothing: ctx's log callback is only called from the
+ * calling thread.
+ * Starts the threads.  SN_ERR_NOT_FOUND (no file matches), SN_ERR_INVALID_ARG, SN_ERR_IO,
  * SN_ERR_NOMEM. */
 SN_API sn_status sn_pipeline_new(sn_ctx *ctx, const sn_pipeline_params *p,
                                  sn_pipeline **out);
@@ -923,9 +1001,15 @@ SN_API sn_status sn_pipeline_new(sn_ctx *ctx, const sn_pipeline_params *p,
  * int32, both owned by the pipeline and valid until the next call or free.  n is
  * batch_size, except the last batch of a finite run (n < batch_size) and at the end (n = 0,
  * SN_OK).  Bad input without skip_bad: SN_ERR_FORMAT (or the reader's status) with
- * "file: record at offset N: ..." in ctx's message, and the pipeline is finished. */
+ * "file: record at offset N: ..." in ctx's message, and the pipeline is finished (later
+ * calls repeat the error).  The error comes after every batch before the bad record's
+ * batch, in stream order: the first bad record of the stream is the one reported. */
 SN_API sn_status sn_pipeline_next(sn_pipeline *pl, const float **images,
                                   const int32_t **labels, int *n);
+
+/* The preprocessing seed of stream record k (pure), to reproduce any image of the stream
+ * with sn_preprocess. */
+SN_API uint64_t sn_pipeline_image_seed(uint64_t seed, int64_t k);
 
 typedef struct sn_pipeline_stats {
     int64_t records;            /* records read */
@@ -938,21 +1022,90 @@ SN_API sn_pipeline_stats sn_pipeline_get_stats(const sn_pipeline *pl);
 /* Stops and joins every thread, frees everything.  NULL is a no-op. */
 SN_API void sn_pipeline_free(sn_pipeline *pl);
 
+/* ---- classification: a trained checkpoint as a function (the vendor's sliminfer) --------- */
+
+/* A zoo network in inference mode with a checkpoint's variables and the class names of its
+ * training data.  Images are decoded (grayscale replicated to 3 channels where the net
+ * takes 3), eval-preprocessed exactly as slimnet-eval does, and classified. */
+typedef struct sn_classifier sn_classifier;
+
+typedef struct sn_classifier_params {
+    const char *model_name;        /* required, as --model_name */
+    const char *checkpoint_path;   /* required: a prefix, V1 file, or folder (its newest) */
+    /* Folder with labels.txt and/or info.json (slimnet-train copies the dataset's into its
+     * train_dir).  NULL (default): the checkpoint's folder. */
+    const char *labels_dir;
+    int num_classes;               /* 0 (default): from info.json, else labels.txt */
+    int labels_offset;             /* class id c of the net is label c + offset */
+    int fer_extra_class;           /* the vendor's num_class + 1 logits */
+    const char *preprocessing_name;/* NULL (default): from model_name */
+    int image_size;                /* 0 (default): the model's default */
+    int use_moving_averages;       /* 1: "<var>/ExponentialMovingAverage" where present */
+    int channels;                  /* images are decoded to 3 (default) or 1 channels */
+    int use_grayscale;             /* 1: as --use_grayscale: decoded to 3 channels, then
+                                      preprocessing ends with rgb_to_grayscale (1-channel net) */
+} sn_classifier_params;
+SN_API sn_classifier_params sn_classifier_params_default(void);
+
+/* Builds and restores.  SN_ERR_INVALID_ARG (missing model or checkpoint), SN_ERR_NOT_FOUND
+ * (unknown model, no checkpoint, no class count), SN_ERR_SHAPE (the checkpoint's logits
+ * have another class count: the message names the variable and both shapes), checkpoint
+ * and dataset errors. */
+SN_API sn_status sn_classifier_new(sn_ctx *ctx, const sn_classifier_params *p,
+                                   sn_classifier **out);
+SN_API void sn_classifier_free(sn_classifier *c);
+SN_API int sn_classifier_num_classes(const sn_classifier *c);
+/* The name of class id (labels.txt, with the offset applied), or NULL. */
+SN_API const char *sn_classifier_label(const sn_classifier *c, int id);
+
+typedef struct sn_prediction {
+    int id;                  /* class id (label = id + labels_offset) */
+    float probability;       /* softmax of the logits */
+    const char *label;       /* its name, or NULL; owned by the classifier */
+} sn_prediction;
+
+/* Classifies one encoded image (JPEG or PNG): top[0..*n) receive the min(k, classes) most
+ * probable classes, most probable first.  SN_ERR_FORMAT (undecodable image), SN_ERR_*. */
+SN_API sn_status sn_classify(sn_classifier *c, const void *data, size_t len, int k,
+                             sn_prediction *top, int *n);
+/* The same for decoded pixels: uint8 (h, w, ch), ch = 1 or 3. */
+SN_API sn_status sn_classify_pixels(sn_classifier *c, const uint8_t *img, int h, int w,
+                                    int ch, int k, sn_prediction *top, int *n);
+
 /* ---- TensorBoard event files -------------------------------------------------------------- */
 
 /* "<logdir>/events.out.tfevents.<seconds>.<hostname>": TFRecord-framed Event protos, the
- * first holding file_version "brain.Event:2", as tf.summary.FileWriter writes them. */
+ * first holding file_version "brain.Event:2", as tf.summary.FileWriter writes them; each
+ * later event has wall_time (seconds since the epoch, microsecond resolution) and the step.
+ * Every event is flushed to the file as soon as it is written, so TensorBoard sees it while
+ * training runs.  One sn_events is for one thread at a time. */
 typedef struct sn_events sn_events;
+/* Creates logdir (and its parents) when missing, then a new event file in it, written
+ * through with the first event.  A file of the same name (same second, same host) is never
+ * clobbered: ".1", ".2", ... is appended instead.  The sn_events borrows ctx.
+ * SN_ERR_IO (the message names the directory or file and has strerror),
+ * SN_ERR_INVALID_ARG (NULL or empty logdir), SN_ERR_NOMEM. */
 SN_API sn_status sn_events_open(sn_ctx *ctx, const char *logdir, sn_events **out);
+/* The file's path ("<logdir>/events.out.tfevents...."), owned by ev. */
 SN_API const char *sn_events_path(const sn_events *ev);
-/* A scalar summary (simple_value), as tf.summary.scalar. */
+/* A scalar summary (simple_value), as tf.summary.scalar.  NaN and infinities are written as
+ * they are (TensorBoard shows them).  SN_ERR_IO, SN_ERR_STATE after an earlier write error,
+ * SN_ERR_INVALID_ARG (NULL tag). */
 SN_API sn_status sn_events_scalar(sn_events *ev, const char *tag, int64_t step, float value);
-/* A histogram summary (HistogramProto with TF's default bucket limits), as
- * tf.summary.histogram. */
+/* A histogram summary of values[0..n), as tf.compat.v1.summary.histogram makes it: a
+ * HistogramProto with TF's default bucket limits (+-1e-12 * 1.1^k, 0, +-DBL_MAX), each run of
+ * empty buckets written as one, min/max/num/sum/sum_squares in double; the same proto, bit
+ * for bit, as TF's.  n = 0 gives TF's empty histogram (min DBL_MAX, max -DBL_MAX, one empty
+ * bucket).  SN_ERR_NUMERIC when a value is NaN or infinite (the message names the file, the
+ * tag and the index; TF's op refuses them too), and then nothing is written; SN_ERR_IO,
+ * SN_ERR_STATE, SN_ERR_INVALID_ARG (NULL tag, or NULL values with n > 0). */
 SN_API sn_status sn_events_histogram(sn_events *ev, const char *tag, int64_t step,
                                      const float *values, size_t n);
+/* Pushes everything to the file (events are flushed as written: this is for symmetry with
+ * TF's FileWriter.flush).  SN_ERR_IO, SN_ERR_STATE. */
 SN_API sn_status sn_events_flush(sn_events *ev);
-/* Flushes and closes; NULL is a no-op. */
+/* Flushes, closes and frees ev (also after an error); returns the first write error of its
+ * life, SN_OK if none.  NULL is a no-op. */
 SN_API sn_status sn_events_close(sn_events *ev);
 
 

@@ -54,7 +54,7 @@ def make_tree(tf, np, root):
             for c, name in enumerate(CLASSES):
                 os.makedirs(os.path.join(root, name))
                 for i in range(PER_CLASS):
-                    img = 128 + 60 * rng.standard_normal((SIZE, SIZE)) + 25 * patterns[c]
+                    img = 128 + 60 * rng.standard_normal((SIZE, SIZE)) + 50 * patterns[c]
                     img = np.clip(img, 0, 255).astype(np.uint8)[:, :, None]
                     data = sess.run(enc, {ph: img})
                     with open(os.path.join(root, name, "%03d.jpg" % i), "wb") as f:
