@@ -3,10 +3,12 @@
  * of per-class grayscale JPEGs, the input the vendor's FER tool took:
  *
  *   slimnet-demo --data_dir=/usr/share/datasets/fashion-mnist --fer_tree=OUT
- *                [--size=48] [--quality=95] [--limit=0] [--samples=DIR]
+ *                [--size=48] [--fit=pad|resize] [--quality=95] [--limit=0] [--samples=DIR]
  *
- * OUT/<class>/<split>_<index>.jpg, each image resized from 28x28 to size x size with
- * TF's resize_bilinear and JPEG-encoded.  slimnet-convert --dataset_name=fer then splits
+ * OUT/<class>/<split>_<index>.jpg, each 28x28 image centered on a black size x size canvas
+ * (--fit=pad, the default: lenet's preprocessing, resize_image_with_crop_or_pad to its 28x28,
+ * takes the original back) or resized to size x size with TF's resize_bilinear
+ * (--fit=resize), then JPEG-encoded.  slimnet-convert --dataset_name=fer then splits
  * the tree 70/30 as the vendor's converter did.  --samples also writes the first 8 test
  * images as DIR/<i>_<true class>.jpg, for slimnet-classify to show.  Exit status 0, 1 on errors, 2 on flags. */
 #include <errno.h>
@@ -95,7 +97,8 @@ static int load(const char *dir, const char *split, dataset *ds) {
 
 /* Writes one split's images into the tree. */
 static int write_split(sn_ctx *ctx, const dataset *ds, const char *split, const char *out,
-                       int size, int quality, int64_t limit, int samples, int64_t *written) {
+                       int size, int pad, int quality, int64_t limit, int samples,
+                       int64_t *written) {
     int64_t n = limit > 0 && limit < ds->n ? limit : ds->n;
     int64_t px = ds->rows * ds->cols;
     float *src = malloc((size_t)px * sizeof *src), *dst = malloc((size_t)size * size * sizeof *dst);
@@ -111,16 +114,23 @@ static int write_split(sn_ctx *ctx, const dataset *ds, const char *split, const 
     int rc = 0;
     for (int64_t i = 0; i < n && !rc; i++) {
         const uint8_t *s = ds->images + i * px;
-        for (int64_t k = 0; k < px; k++) src[k] = s[k];
-        if (sn_resize_bilinear(ctx, src, (int)ds->rows, (int)ds->cols, 1, dst, size, size) !=
-            SN_OK) {
-            fprintf(stderr, "slimnet-demo: resize: %s\n", sn_ctx_errmsg(ctx));
-            rc = 1;
-            break;
-        }
-        for (int k = 0; k < size * size; k++) {
-            float v = dst[k] + 0.5f;
-            pix[k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        if (pad) {   /* centered as resize_image_with_crop_or_pad centers */
+            int top = (size - (int)ds->rows) / 2, left = (size - (int)ds->cols) / 2;
+            memset(pix, 0, (size_t)size * (size_t)size);
+            for (int64_t y = 0; y < ds->rows; y++)
+                memcpy(pix + (y + top) * size + left, s + y * ds->cols, (size_t)ds->cols);
+        } else {
+            for (int64_t k = 0; k < px; k++) src[k] = s[k];
+            if (sn_resize_bilinear(ctx, src, (int)ds->rows, (int)ds->cols, 1, dst, size,
+                                   size) != SN_OK) {
+                fprintf(stderr, "slimnet-demo: resize: %s\n", sn_ctx_errmsg(ctx));
+                rc = 1;
+                break;
+            }
+            for (int k = 0; k < size * size; k++) {
+                float v = dst[k] + 0.5f;
+                pix[k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
         }
         sn_tensor *jpg = NULL;
         if (sn_image_encode_jpeg(ctx, img, quality, &jpg) != SN_OK) {
@@ -152,7 +162,7 @@ static int write_split(sn_ctx *ctx, const dataset *ds, const char *split, const 
 
 int main(int argc, char **argv) {
     const char *dir = "/usr/share/datasets/fashion-mnist", *out = NULL, *samples = NULL;
-    int size = 48, quality = 95;
+    int size = 48, quality = 95, pad = 1;
     int64_t limit = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *eq = strchr(a, '=');
@@ -175,14 +185,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(key, "--quality")) quality = atoi(v);
         else if (!strcmp(key, "--limit")) limit = atoll(v);
         else if (!strcmp(key, "--samples")) samples = v;
+        else if (!strcmp(key, "--fit") && (!strcmp(v, "pad") || !strcmp(v, "resize")))
+            pad = !strcmp(v, "pad");
         else {
             fprintf(stderr, "slimnet-demo: unknown flag %s\n", key);
             return 2;
         }
     }
-    if (!out || size < 8 || size > 1024 || quality < 1 || quality > 100) {
+    if (!out || size < 28 || size > 1024 || quality < 1 || quality > 100) {
         fprintf(stderr, "usage: slimnet-demo --fer_tree=OUT [--data_dir=FASHION_MNIST] "
-                        "[--size=48 (8..1024)] [--quality=95] [--limit=N per split]\n");
+                        "[--size=48 (28..1024)] [--fit=pad|resize] [--quality=95] "
+                        "[--limit=N per split] [--samples=DIR]\n");
         return 2;
     }
     dataset train, test;
@@ -204,19 +217,20 @@ int main(int argc, char **argv) {
     if (sn_ctx_new(&cp, &ctx) != SN_OK) return 1;
     int64_t written = 0;
     int64_t shown = 0;
-    int rc = write_split(ctx, &train, "train", out, size, quality, limit, 0, &written) ||
-             write_split(ctx, &test, "t10k", out, size, quality, limit, 0, &written);
+    int rc = write_split(ctx, &train, "train", out, size, pad, quality, limit, 0, &written) ||
+             write_split(ctx, &test, "t10k", out, size, pad, quality, limit, 0, &written);
     if (!rc && samples) {
         if (mkdir(samples, 0755) != 0 && errno != EEXIST) {
             fprintf(stderr, "slimnet-demo: %s: %s\n", samples, strerror(errno));
             rc = 1;
         } else {
-            rc = write_split(ctx, &test, "t10k", samples, size, quality, 8, 1, &shown);
+            rc = write_split(ctx, &test, "t10k", samples, size, pad, quality, 8, 1, &shown);
         }
     }
     if (!rc)
-        printf("slimnet-demo: wrote %lld %dx%d grayscale JPEGs of Fashion-MNIST from %s into "
-               "%s/<class>/ (10 classes)\n", (long long)written, size, size, dir, out);
+        printf("slimnet-demo: wrote %lld %dx%d grayscale JPEGs of Fashion-MNIST (%s) from %s "
+               "into %s/<class>/ (10 classes)\n", (long long)written, size, size,
+               pad ? "28x28 centered" : "resized", dir, out);
     sn_ctx_free(ctx);
     free(train.images);
     free(train.labels);
