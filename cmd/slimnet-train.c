@@ -308,8 +308,9 @@ static float read_scalar(trainer *t, sn_node n) {
     return x;
 }
 
-/* total_loss, the loss parts, learning_rate, and sparsity/<end point> (the fraction of
- * zeros, tf.nn.zero_fraction) of every 4-D or 2-D end point, as TF-slim logs them. */
+/* total_loss, the loss parts, learning_rate, sparsity/<end point> (the fraction of zeros,
+ * tf.nn.zero_fraction) and activations/<end point> histograms of every 4-D or 2-D end
+ * point, and a histogram of every model variable, as TF-slim logs them. */
 static void write_summaries(trainer *t, int64_t step, float lr, double steps_per_sec) {
     if (!t->ev) return;
     sn_events_scalar(t->ev, "total_loss", step, read_scalar(t, t->total_loss));
@@ -337,9 +338,22 @@ static void write_summaries(trainer *t, int64_t step, float lr, double steps_per
             char tag[512];
             snprintf(tag, sizeof tag, "sparsity/%s", sn_node_name(t->g, eps[i]));
             sn_events_scalar(t->ev, tag, step, k ? (float)zeros / (float)k : 0.0f);
+            snprintf(tag, sizeof tag, "activations/%s", sn_node_name(t->g, eps[i]));
+            sn_events_histogram(t->ev, tag, step, d, (size_t)k);
             sn_tensor_free(v);
         }
         free(eps);
+    }
+    /* A histogram of every model variable, under its own name, as TF-slim adds them. */
+    for (int i = 0; i < sn_graph_num_vars(t->g); i++) {
+        sn_var_info vi;
+        sn_tensor *v = NULL;
+        if (sn_graph_var(t->g, i, &vi) != SN_OK || !(vi.flags & SN_VAR_MODEL) ||
+            sn_net_get_var(t->net, vi.name, &v) != SN_OK)
+            continue;
+        sn_events_histogram(t->ev, vi.name, step, sn_tensor_data(v),
+                            (size_t)sn_tensor_numel(v));
+        sn_tensor_free(v);
     }
     sn_events_flush(t->ev);
 }

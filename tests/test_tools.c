@@ -2,6 +2,7 @@
  * a class-folder tree, slimnet-train (progress, checkpoints, resume, determinism, warm start
  * and trainable scopes, NaN stop, SIGINT), slimnet-eval and slimnet-classify, and their
  * flag errors.  The tools are run as processes from the build's bin folder. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -145,6 +146,27 @@ static int file_exists(const char *dir, const char *name) {
     return stat(p, &sb) == 0;
 }
 
+/* The event file in dir holds each tag (as bytes of its Summary protos). */
+static void assert_events_have(const char *dir, const char *const *tags) {
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    char path[2 * PATH_MAX] = "";
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, "events.out.tfevents.", 20))
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    closedir(d);
+    ck_assert_msg(path[0], "no event file in %s", dir);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char buf[1 << 22];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    for (int i = 0; tags[i]; i++)
+        ck_assert_msg(memmem(buf, n, tags[i], strlen(tags[i])) != NULL, "%s: no '%s'", path,
+                      tags[i]);
+}
+
 /* Every tensor of two checkpoints is bitwise equal (names and data). */
 static void assert_same_ckpt(const char *a, const char *b) {
     sn_ctx *ctx = tu_ctx();
@@ -181,6 +203,8 @@ START_TEST(train_eval_classify) {
     ck_assert(file_exists(dir, "checkpoint"));
     ck_assert(file_exists(dir, "labels.txt"));
     ck_assert(file_exists(dir, "info.json"));
+    assert_events_have(dir, (const char *[]){"total_loss", "learning_rate", "sparsity/",
+                                             "activations/", "LeNet/conv1/weights", NULL});
     /* the optimizer's slots and global_step are in the checkpoint, under TF's names */
     sn_ctx *ctx = tu_ctx();
     sn_ckpt *ck = NULL;
