@@ -183,13 +183,14 @@ parity: $(TEST_BIN) tools $(REF)/out/ckpt/manifest.json $(REF)/out/tfrecord/mani
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
 DEMO_DIR   ?= $(BUILD)/demo
 DEMO_MODEL ?= lenet
-DEMO_FLAGS ?= --optimizer=adam --learning_rate=0.001 --learning_rate_decay_type=fixed \
-              --batch_size=32 --max_number_of_steps=3000 --use_grayscale
+DEMO_FLAGS ?= --optimizer=momentum --learning_rate=0.01 --learning_rate_decay_type=polynomial \
+              --num_epochs_per_decay=6.6 --weight_decay=0 --batch_size=32 \
+              --max_number_of_steps=10000 --use_grayscale
 DEMO_BIN   := $(addprefix $(BUILD)/bin/,slimnet-demo slimnet-convert slimnet-train slimnet-eval \
               slimnet-classify)
 demo: $(DEMO_BIN)
 	@[ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ] || $(MAKE) --no-print-directory deps DEB_PKGS=dataset-fashion-mnist
-	rm -rf $(DEMO_DIR)
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	$(BUILD)/bin/slimnet-demo --data_dir=$(FASHION_MNIST) --fer_tree=$(DEMO_DIR)/pics --samples=$(DEMO_DIR)/samples
 	$(BUILD)/bin/slimnet-convert --dataset_name=fer --pic_path=$(DEMO_DIR)/pics --dataset_dir=$(DEMO_DIR)/data
 	$(BUILD)/bin/slimnet-train --dataset_name=fer --dataset_dir=$(DEMO_DIR)/data --train_dir=$(DEMO_DIR)/train \
@@ -227,19 +228,29 @@ endif
 DEB_PKGS := gcc make pkg-config libopenblas-dev check libsubunit-dev zlib1g-dev \
             libprotobuf-c-dev protobuf-c-compiler libsnappy-dev libturbojpeg0-dev libpng-dev \
             libcjson-dev
+# Wanted, not required: the demo's data and the dataset suite's full conversion test.
+OPT_PKGS := dataset-fashion-mnist
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -z "$$missing" ]; then echo "deps: all installed"; exit 0; fi; \
+	optional=""; for p in $(OPT_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || optional="$$optional $$p"; done; \
+	if [ -z "$$missing$$optional" ]; then echo "deps: all installed"; exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
-	  echo "deps: installing$$missing"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+	  echo "deps: installing$$missing$$optional"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing $$optional) \
 	    >$(BUILD).deps.log 2>&1 || { cat $(BUILD).deps.log; exit 1; }; \
-	else echo "deps: missing packages; run: sudo apt-get install -y$$missing"; exit 1; fi
+	elif [ -n "$$missing" ]; then \
+	  echo "deps: missing packages; run: sudo apt-get install -y$$missing$$optional"; exit 1; \
+	else echo "deps: optional$$optional not installed (make demo and one dataset test use it):" \
+	  "sudo apt-get install -y$$optional"; fi
 
-# Cheap check on every build: only calls `make deps` when a header or tool is missing.
+# Cheap check on every build: only calls `make deps` when a header, tool or the test data
+# (Debian's Fashion-MNIST: the demo's data and the dataset suite's real conversion) is missing.
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 check-deps:
 	@if ! command -v pkg-config >/dev/null || ! command -v protoc-c >/dev/null || \
+	    [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] || \
 	    ! pkg-config --exists openblas check zlib libprotobuf-c snappy libturbojpeg libpng \
 	        libcjson; \
 	then $(MAKE) --no-print-directory deps; fi
