@@ -4,62 +4,85 @@
  *   N_c = bias + alpha * sum_{window(c)} x^2,   y_c = x_c * N_c^-beta.
  * alpha is not divided by the window size (TF's convention, unlike Caffe's). */
 #include <math.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "../kernels.h"
 
 /* Below this many elements a parallel region costs more than the loop. */
 enum { PAR_MIN = 1 << 14 };
 
-/* N_i of one row xr[0..C). */
-static float lrn_norm(const float *xr, int64_t C, int64_t i, int64_t radius, float bias,
+/* Per row: the window sums slide along the channels (add the one entering, subtract the one
+ * leaving, in double so nothing drifts), N^-beta is one powf per element, and the backward
+ * reuses both through a per-thread scratch row: O(C) per row instead of O(C * radius), and
+ * one powf per element instead of four. */
+
+/* nb[c] = N_c for one row xr[0..C). */
+static void lrn_norms(float *nb, const float *xr, int64_t C, int64_t rad, float bias,
                       float alpha) {
-    int64_t lo = i - radius < 0 ? 0 : i - radius;
-    int64_t hi = i + radius >= C ? C - 1 : i + radius;
-    float s = 0.0f;
-    for (int64_t k = lo; k <= hi; k++) s += xr[k] * xr[k];
-    return bias + alpha * s;
+    double s = 0.0;
+    for (int64_t k = 0; k <= rad && k < C; k++) s += (double)xr[k] * xr[k];
+    for (int64_t c = 0; c < C; c++) {
+        nb[c] = bias + alpha * (float)s;
+        if (c + 1 + rad < C) s += (double)xr[c + 1 + rad] * xr[c + 1 + rad];
+        if (c - rad >= 0) s -= (double)xr[c - rad] * xr[c - rad];
+    }
+}
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
 }
 
 /* y = x * N^-beta. */
 sn_status sn__lrn_fwd_cpu(sn__dev *d, float *y, const float *x, int64_t rows, int64_t C,
                           int radius, float bias, float alpha, float beta) {
-    const int64_t work = rows * C * (2 * (int64_t)radius + 1);
-#pragma omp parallel for num_threads(d->threads) if (work >= PAR_MIN)
+    const int64_t rad = radius;
+    int nt = d->threads > 0 ? d->threads : 1;
+    float *scratch = malloc((size_t)nt * (size_t)C * sizeof *scratch);
+    if (!scratch) return sn__fail(d->ctx, SN_ERR_NOMEM, "lrn: out of memory");
+#pragma omp parallel for num_threads(nt) if (rows * C >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
+        float *nb = scratch + (size_t)thread_id() * (size_t)C;
         const float *xr = x + r * C;
-        for (int64_t c = 0; c < C; c++)
-            y[r * C + c] = xr[c] * powf(lrn_norm(xr, C, c, radius, bias, alpha), -beta);
+        lrn_norms(nb, xr, C, rad, bias, alpha);
+        for (int64_t c = 0; c < C; c++) y[r * C + c] = xr[c] * powf(nb[c], -beta);
     }
+    free(scratch);
     return SN_OK;
 }
 
-/* t_i = dy_i * x_i * N_i^(-beta-1): channel i's share of its neighbours' gradients. */
-static float lrn_term(const float *dyr, const float *xr, int64_t C, int64_t i, int64_t radius,
-                      float bias, float alpha, float beta) {
-    return dyr[i] * xr[i] * powf(lrn_norm(xr, C, i, radius, bias, alpha), -beta - 1.0f);
-}
-
 /* Accumulates TF's LRNGrad:
- *   dx_j += dy_j * N_j^-beta - 2*alpha*beta * x_j * sum_{i: |i-j| <= radius} t_i.
- * The window sum of t slides along the row in double (add the channel entering, subtract the
- * one leaving), so the cost is O(C * radius) with no scratch; the subtracted value is
- * recomputed bit-identically, so the running sum does not drift. */
+ *   dx_j += dy_j * N_j^-beta - 2*alpha*beta * x_j * sum_{i: |i-j| <= radius} t_i,
+ *   t_i = dy_i * x_i * N_i^(-beta-1) = dy_i * x_i * N_i^-beta / N_i. */
 sn_status sn__lrn_bwd_cpu(sn__dev *d, float *dx, const float *dy, const float *x, int64_t rows,
                           int64_t C, int radius, float bias, float alpha, float beta) {
     const int64_t rad = radius;
     const float k = 2.0f * alpha * beta;
-    const int64_t work = rows * C * (2 * rad + 1);
-#pragma omp parallel for num_threads(d->threads) if (work >= PAR_MIN)
+    int nt = d->threads > 0 ? d->threads : 1;
+    float *scratch = malloc((size_t)nt * 3 * (size_t)C * sizeof *scratch);
+    if (!scratch) return sn__fail(d->ctx, SN_ERR_NOMEM, "lrn: out of memory");
+#pragma omp parallel for num_threads(nt) if (rows * C >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
+        float *nb = scratch + (size_t)thread_id() * 3 * (size_t)C, *pw = nb + C, *t = pw + C;
         const float *xr = x + r * C, *dyr = dy + r * C;
+        lrn_norms(nb, xr, C, rad, bias, alpha);
+        for (int64_t c = 0; c < C; c++) {
+            pw[c] = powf(nb[c], -beta);
+            t[c] = dyr[c] * xr[c] * pw[c] / nb[c];
+        }
         double tsum = 0.0;
-        for (int64_t i = 0; i <= rad && i < C; i++)
-            tsum += lrn_term(dyr, xr, C, i, rad, bias, alpha, beta);
+        for (int64_t i = 0; i <= rad && i < C; i++) tsum += t[i];
         for (int64_t j = 0; j < C; j++) {
-            float nj = lrn_norm(xr, C, j, rad, bias, alpha);
-            dx[r * C + j] += dyr[j] * powf(nj, -beta) - k * xr[j] * (float)tsum;
-            if (j + 1 + rad < C) tsum += lrn_term(dyr, xr, C, j + 1 + rad, rad, bias, alpha, beta);
-            if (j - rad >= 0) tsum -= lrn_term(dyr, xr, C, j - rad, rad, bias, alpha, beta);
+            dx[r * C + j] += dyr[j] * pw[j] - k * xr[j] * (float)tsum;
+            if (j + 1 + rad < C) tsum += t[j + 1 + rad];
+            if (j - rad >= 0) tsum -= t[j - rad];
         }
     }
+    free(scratch);
     return SN_OK;
 }
