@@ -211,6 +211,15 @@ else
     row tests skip 0 "build failed"
 fi
 
+# ---- the tools on the GPU: the tools suite with --device=cuda ------------------------------
+t=$(now)
+if SN_TOOLS_DEVICE=cuda CK_RUN_SUITE=tools timeout 300 "$BUILD/tests/run_tests" \
+        >"$OUT/tools_cuda.log" 2>&1; then
+    row tools-cuda ok $(($(now) - t)) "$(grep -E '^[0-9]+%' "$OUT/tools_cuda.log" | tail -1)"
+else
+    row tools-cuda FAIL $(($(now) - t)) "$(grep -E '^[0-9]+%|:F:' "$OUT/tools_cuda.log" | head -2 | tr '\n' ' ' | cut -c1-90)"
+fi
+
 # ---- benchmarks -----------------------------------------------------------------------------
 # Training throughput of the issue's four models, slimnet then its PyTorch peer (same GPU, same
 # session, batch 128, synthetic data): slimnet model, torchvision model, image size.

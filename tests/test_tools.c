@@ -18,6 +18,7 @@
 static char g_root[PATH_MAX];     /* mkdtemp folder shared by the suite */
 static char g_bin[PATH_MAX + 8];  /* <build>/bin */
 static char g_data[PATH_MAX + 16];/* converted dataset */
+static char g_device[32];         /* "--device=cpu", or SN_TOOLS_DEVICE's (gpu_check.sh: cuda) */
 
 /* <build>/tests/run_tests -> <build>/bin */
 static void find_bin(void) {
@@ -112,6 +113,8 @@ static void make_tree(const char *dir, int per_class) {
 
 static void suite_setup(void) {
     find_bin();
+    const char *dev = getenv("SN_TOOLS_DEVICE");
+    snprintf(g_device, sizeof g_device, "--device=%s", dev && *dev ? dev : "cpu");
     snprintf(g_root, sizeof g_root, "/tmp/slimnet-tools-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(g_root));
     char tree[PATH_MAX + 16];
@@ -137,7 +140,7 @@ static void suite_teardown(void) {
     "--dataset_name=fer", "--dataset_dir", g_data, "--train_dir", dir, "--model_name=lenet", \
         "--train_image_size=28", "--batch_size=8", "--optimizer=momentum",                \
         "--learning_rate=0.001", "--max_number_of_steps", steps, "--log_every_n_steps=5", \
-        "--num_preprocessing_threads=2", "--threads=2", "--device=cpu", "--seed=5"
+        "--num_preprocessing_threads=2", "--threads=2", g_device, "--seed=5"
 
 static int file_exists(const char *dir, const char *name) {
     char p[PATH_MAX + 256];
@@ -222,7 +225,7 @@ START_TEST(train_eval_classify) {
 
     const char *eval[] = {"--dataset_name=fer", "--dataset_dir", g_data, "--checkpoint_path",
                           dir, "--eval_dir", dir, "--model_name=lenet", "--eval_image_size=28",
-                          "--batch_size=16", "--device=cpu", "--threads=2", NULL};
+                          "--batch_size=16", g_device, "--threads=2", NULL};
     rc = run_tool(out, sizeof out, "slimnet-eval", eval);
     ck_assert_msg(rc == 0, "slimnet-eval failed:\n%s", out);
     const char *acc = strstr(out, "eval/Accuracy[");
@@ -236,7 +239,7 @@ START_TEST(train_eval_classify) {
     char img[PATH_MAX + 64];
     snprintf(img, sizeof img, "%s/pics/square/000.jpg", g_root);
     const char *cls[] = {"--model_name=lenet", "--checkpoint_path", dir, "--eval_image_size=28",
-                         "--top_k=2", "--device=cpu", img, NULL};
+                         "--top_k=2", g_device, img, NULL};
     rc = run_tool(out, sizeof out, "slimnet-classify", cls);
     ck_assert_msg(rc == 0, "slimnet-classify failed:\n%s", out);
     char want[PATH_MAX + 80];
