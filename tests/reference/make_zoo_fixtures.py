@@ -21,10 +21,15 @@ and, for the models of FORWARD at a reduced input size, a forward pass in infere
                          "aux_logits"}: the outputs for deterministic inputs and variables
                          (see fill() below), which slimnet reproduces exactly, so no weights
                          need to be stored
+  training               one training step of the same network with is_training=True and
+                         dropout off (see training() below): the losses, and per trainable
+                         variable the gradient's L2 norm, sum and three elements; per moving
+                         mean/variance its norm and three elements after the step's update
 
 The C suite `zoo` (tests/test_zoo.c) builds the same networks with slimnet and compares
 names, shapes, order, trainability, counts and regularization losses one for one, then runs
-the forward passes and compares the logits.
+the forward passes and compares the logits, and the training step: losses, gradients and
+moving statistics.
 
 Where the network code comes from: tf_slim (pinned in requirements.txt) ships only a few
 nets (alexnet, overfeat, vgg, inception_v1-3, resnet_v1/v2), so the networks are taken from
@@ -280,6 +285,117 @@ def forward(tf, slim, importlib, entry, size, global_pool):
     }
 
 
+# Training mode: the same networks, sizes, variables and images as FORWARD, built with
+# is_training=True (batch norm on batch statistics) and dropout off, so that TensorFlow's
+# gradients are deterministic.  Every network of FORWARD has a switch for it: the function's
+# own dropout_keep_prob argument, except MobileNet v2, whose keep probability comes from its
+# arg scope (mobilenet.training_scope(dropout_keep_prob=...)); the ResNets have no dropout.
+TRAIN_LABELS_SEED = "labels"
+AUX_WEIGHT = 0.4   # train_image_classifier.py: the aux logits' cross-entropy weight
+
+
+def labels_for(batch, classes):
+    """Deterministic labels: floor((u + 1) / 2 * classes) of uniform("labels")."""
+    import numpy as np
+    u = uniform(TRAIN_LABELS_SEED, batch)
+    return [int(x) for x in np.minimum(np.floor((u + 1.0) / 2.0 * classes), classes - 1)]
+
+
+def g7(x):
+    return float("%.7g" % x)
+
+
+def sample_index(n):
+    """The flat indices whose values are recorded: first, middle, last."""
+    return [0, n // 2, n - 1]
+
+
+def training(tf, slim, importlib, entry, size, global_pool):
+    """One training step's loss, gradients and moving statistics in TensorFlow.
+
+    loss = tf.losses.softmax_cross_entropy(one-hot labels, logits)
+         + 0.4 * the same of the aux logits (where the network has them)
+         + the regularization losses             (tf.losses.get_total_loss)
+    as research/slim's train_image_classifier.py builds it, with label smoothing 0.  Records
+    the losses, and for every trainable variable, in tf.trainable_variables() order,
+    [name, L2 norm, sum, g[first], g[middle], g[last]] of d(loss)/d(variable); then runs
+    UPDATE_OPS once and records [name, L2 norm, v[first], v[middle], v[last]] of every
+    moving_mean / moving_variance."""
+    import numpy as np
+    name, module, fn_name, scope_name, _, _ = entry
+    mod = importlib.import_module(module)
+    fn = getattr(mod, fn_name)
+    params = inspect.signature(fn).parameters
+    kwargs = {} if global_pool is None else {"global_pool": global_pool}
+    scope_kwargs = {}
+    if "dropout_keep_prob" in params:
+        kwargs["dropout_keep_prob"] = 1.0
+        dropout = "dropout_keep_prob=1.0"
+    elif scope_name == "training_scope":
+        scope_kwargs["dropout_keep_prob"] = 1.0
+        dropout = "training_scope(dropout_keep_prob=1.0)"
+    else:
+        dropout = None   # no dropout layer
+    labels = labels_for(BATCH, FORWARD_CLASSES)
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.placeholder(tf.float32, [BATCH, size, size, 3], name="images")
+        with slim.arg_scope(getattr(mod, scope_name)(**scope_kwargs)):
+            logits, end_points = fn(images, num_classes=FORWARD_CLASSES, is_training=True,
+                                    **kwargs)
+        onehot = tf.one_hot(labels, FORWARD_CLASSES)
+        xent = tf.losses.softmax_cross_entropy(onehot, logits)
+        aux = end_points.get("AuxLogits")
+        aux_xent = (tf.losses.softmax_cross_entropy(onehot, aux, weights=AUX_WEIGHT)
+                    if aux is not None else None)
+        regs = tf.losses.get_regularization_losses()
+        reg = tf.add_n(regs) if regs else tf.constant(0.0)   # lenet: weight decay 0
+        total = tf.losses.get_total_loss()
+        tvars = tf.trainable_variables()
+        grads = tf.gradients(total, tvars)
+        moving = [v for v in tf.global_variables()
+                  if v.op.name.rsplit("/", 1)[-1] in ("moving_mean", "moving_variance")]
+        updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
+        assigns, values = [], {}
+        for v in tf.global_variables():
+            shape = v.get_shape().as_list()
+            ph = tf.placeholder(tf.float32, shape)
+            assigns.append(v.assign(ph))
+            values[ph] = fill(v.op.name, shape)
+        with tf.Session(graph=graph) as sess:
+            sess.run(assigns, values)
+            feed = {images: uniform("images", BATCH * size * size * 3)
+                    .astype(np.float32).reshape(BATCH, size, size, 3)}
+            fetch = [total, xent, reg, grads] + ([aux_xent] if aux is not None else [])
+            out = sess.run(fetch, feed)
+            sess.run(updates, feed)
+            mvals = sess.run(moving)
+    grad_rows = []
+    for v, gv in zip(tvars, out[3]):
+        gv = np.asarray(gv, dtype=np.float64).ravel()
+        grad_rows.append([v.op.name, g7(np.linalg.norm(gv)), g7(gv.sum())] +
+                         [g7(gv[i]) for i in sample_index(gv.size)])
+    moving_rows = []
+    for v, mv in zip(moving, mvals):
+        mv = np.asarray(mv, dtype=np.float64).ravel()
+        moving_rows.append([v.op.name, g7(np.linalg.norm(mv))] +
+                           [g7(mv[i]) for i in sample_index(mv.size)])
+    return {
+        "size": size,
+        "num_classes": FORWARD_CLASSES,
+        "batch": BATCH,
+        "dropout_off": dropout,
+        "labels": labels,
+        "aux_weight": AUX_WEIGHT if aux is not None else None,
+        "total_loss": g7(out[0]),
+        "cross_entropy": g7(out[1]),
+        "aux_cross_entropy": g7(out[4] / AUX_WEIGHT) if aux is not None else None,
+        "regularization_loss": g7(out[2]),
+        "grads": grad_rows,
+        "moving": moving_rows,
+    }
+
+
 def dump(doc):
     """JSON with one variable a line: small diffs, readable, still plain JSON."""
     out = ["{"]
@@ -293,6 +409,21 @@ def dump(doc):
         out.append("    %s: {" % json.dumps(name))
         for k in m:
             if k == "variables":
+                continue
+            if k == "training":
+                t = m[k]
+                out.append('      "training": {')
+                for tk in t:
+                    if tk in ("grads", "moving"):
+                        continue
+                    out.append("        %s: %s," % (json.dumps(tk), json.dumps(t[tk])))
+                for tk in ("grads", "moving"):
+                    out.append("        %s: [" % json.dumps(tk))
+                    for j, r in enumerate(t[tk]):
+                        out.append("          %s%s" % (json.dumps(r, separators=(",", ":")),
+                                                       "," if j + 1 < len(t[tk]) else ""))
+                    out.append("        ]%s" % ("," if tk == "grads" else ""))
+                out.append("      },")
                 continue
             out.append("      %s: %s," % (json.dumps(k), json.dumps(m[k])))
         out.append('      "variables": [')
@@ -335,6 +466,7 @@ def main():
         m = models[entry[0]]
         if entry[0] in FORWARD:
             m["forward"] = forward(tf, slim, importlib, entry, *FORWARD[entry[0]])
+            m["training"] = training(tf, slim, importlib, entry, *FORWARD[entry[0]])
         print("%-20s %5d variables %11d parameters" % (entry[0], len(m["variables"]),
                                                         m["total_params"]))
     doc = {
