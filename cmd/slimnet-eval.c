@@ -68,6 +68,25 @@ static int restore_averages(sn_ctx *ctx, sn_net *net, const sn_graph *g, const c
     return rc;
 }
 
+/* The checkpoint's global_step (0 when it has none), for the summaries' step. */
+static int64_t ckpt_global_step(sn_ctx *ctx, const char *path) {
+    char prefix[4096];
+    if (sn_ckpt_latest(ctx, path, prefix, sizeof prefix) != SN_OK)
+        snprintf(prefix, sizeof prefix, "%s", path);
+    sn_ckpt *ck = NULL;
+    int64_t step = 0;
+    if (sn_ckpt_open(ctx, prefix, &ck) != SN_OK) return 0;
+    sn_tensor *t = NULL;
+    if (sn_ckpt_find(ck, "global_step") >= 0 && sn_ckpt_read(ck, "global_step", &t) == SN_OK &&
+        sn_tensor_numel(t) == 1) {
+        if (sn_tensor_dtype(t) == SN_DTYPE_I64) step = *(const int64_t *)sn_tensor_data(t);
+        else if (sn_tensor_dtype(t) == SN_DTYPE_I32) step = *(const int32_t *)sn_tensor_data(t);
+    }
+    sn_tensor_free(t);
+    sn_ckpt_close(ck);
+    return step;
+}
+
 int main(int argc, char **argv) {
     opts o = {0};
     o.batch_size = 100;
@@ -301,8 +320,9 @@ int main(int argc, char **argv) {
     if (o.eval_dir && sn_events_open(ctx, o.eval_dir, &ev) == SN_OK) {
         char tag[32];
         snprintf(tag, sizeof tag, "eval/Recall_%d", o.top_k);
-        sn_events_scalar(ev, "eval/Accuracy", 0, (float)acc);
-        sn_events_scalar(ev, tag, 0, (float)rk);
+        int64_t gs = ckpt_global_step(ctx, o.checkpoint_path);
+        sn_events_scalar(ev, "eval/Accuracy", gs, (float)acc);
+        sn_events_scalar(ev, tag, gs, (float)rk);
         sn_events_close(ev);
     }
     rc = 0;
