@@ -2,9 +2,12 @@
  *
  *   bench_train [--model resnet_v1_50] [--batch 32] [--size 224] [--classes 1000]
  *               [--steps 10] [--warmup 2] [--device cpu|cuda] [--threads N] [--profile 1]
+ *               [--infer 1]
  *
  * One step = forward, backward of softmax cross-entropy + L2 regularization, and a plain SGD
- * update, as slimnet-train runs it.  Prints images/s (median step time over --steps). */
+ * update, as slimnet-train runs it; with --infer 1 one forward pass in inference mode (batch
+ * norm on moving statistics, no dropout), as slimnet-eval runs it.  Prints images/s (median
+ * step time over --steps). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +37,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *model = "resnet_v1_50", *device = "cpu";
     int64_t batch = 32, size = 0, classes = 1000;
-    int steps = 10, warmup = 2, threads = 0, profile = 0;
+    int steps = 10, warmup = 2, threads = 0, profile = 0, infer = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--model")) model = v;
@@ -46,6 +49,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--device")) device = v;
         else if (!strcmp(k, "--threads")) threads = atoi(v);
         else if (!strcmp(k, "--profile")) profile = atoi(v);
+        else if (!strcmp(k, "--infer")) infer = atoi(v);
         else {
             fprintf(stderr, "bench_train: unknown flag %s\n", k);
             return 2;
@@ -69,6 +73,7 @@ int main(int argc, char **argv) {
     sn_node labels = sn_input(g, "labels", SN_DTYPE_I32, 1, lab_dims);
     sn_model_params mp = sn_model_params_default();
     mp.num_classes = (int)classes;
+    mp.is_training = !infer;
     sn_model m;
     CHECK(sn_model_build(g, model, images, &mp, &m));
     int n_reg = 0;
@@ -82,6 +87,7 @@ int main(int argc, char **argv) {
     sn_net *net = NULL;
     sn_compile_params pp = sn_compile_params_default();
     pp.batch_size = batch;
+    pp.backward = !infer;
     CHECK(sn_net_compile(g, &pp, &net));
 
     size_t npix = (size_t)(batch * size * size * 3);
@@ -105,8 +111,10 @@ int main(int argc, char **argv) {
         CHECK(sn_net_set_input(net, labels, yt));
         sn_net_set_step(net, step);
         CHECK(sn_net_forward(net));
-        CHECK(sn_net_backward(net, loss));
-        CHECK(sn_net_sgd_step(net, 0.01f));
+        if (!infer) {
+            CHECK(sn_net_backward(net, loss));
+            CHECK(sn_net_sgd_step(net, 0.01f));
+        }
         CHECK(sn_net_get_output(net, loss, &lt));   /* synchronizes the device */
         last = ((float *)sn_tensor_data(lt))[0];
         if (step == 0) first = last;
@@ -116,8 +124,10 @@ int main(int argc, char **argv) {
     if (profile) {   /* one more step, every node timed: where the time goes */
         sn_net_set_profile(net, 1);
         CHECK(sn_net_forward(net));
-        CHECK(sn_net_backward(net, loss));
-        CHECK(sn_net_sgd_step(net, 0.01f));
+        if (!infer) {
+            CHECK(sn_net_backward(net, loss));
+            CHECK(sn_net_sgd_step(net, 0.01f));
+        }
         char rep[4096];
         sn_net_profile_report(net, rep, sizeof rep);
         printf("profile of one step (each node synchronized):\n%s", rep);
@@ -131,7 +141,8 @@ int main(int argc, char **argv) {
            "workspace %.1f MB\n", mem.params / 1e6, mem.grads / 1e6, mem.arena / 1e6,
            mem.arena_unplanned / 1e6, mem.workspace / 1e6);
     printf("loss %.4f -> %.4f over %d steps\n", first, last, warmup + steps);
-    printf("train step: median %.1f ms = %.1f images/s\n", med * 1e3, (double)batch / med);
+    printf("%s: median %.1f ms = %.1f images/s\n", infer ? "inference" : "train step", med * 1e3,
+           (double)batch / med);
     free(t);
     free(x);
     free(y);

@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_slim as slim  # noqa: E402
-from tf_slim.nets import resnet_v1  # noqa: E402
+from tf_slim.nets import inception_v3, resnet_v1, vgg  # noqa: E402
 
 tf1 = tf.compat.v1
 
@@ -93,6 +93,13 @@ def resnet(fn):
     return build
 
 
+def aux_free(fn):
+    """Networks returning (logits, end_points); the aux head is left out of the timing."""
+    def build(images, num_classes, is_training):
+        return fn(images, num_classes=num_classes, is_training=is_training)[0]
+    return build
+
+
 # name: (network, arg_scope, default image size), as nets_factory
 MODELS = {
     "lenet": (lenet, lenet_arg_scope, 28),
@@ -100,6 +107,9 @@ MODELS = {
     "resnet_v1_50": (resnet(resnet_v1.resnet_v1_50), resnet_v1.resnet_arg_scope, 224),
     "resnet_v1_101": (resnet(resnet_v1.resnet_v1_101), resnet_v1.resnet_arg_scope, 224),
     "resnet_v1_152": (resnet(resnet_v1.resnet_v1_152), resnet_v1.resnet_arg_scope, 224),
+    "inception_v3": (aux_free(inception_v3.inception_v3), inception_v3.inception_v3_arg_scope,
+                     299),
+    "vgg_16": (aux_free(vgg.vgg_16), vgg.vgg_arg_scope, 224),
 }
 
 
@@ -112,6 +122,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--infer", type=int, default=0,
+                    help="1: inference only (is_training=False, logits), as bench_train --infer")
     a = ap.parse_args()
     net_fn, arg_scope, default_size = MODELS[a.model]
     size = a.size or default_size
@@ -123,11 +135,14 @@ def main():
         images = tf.constant(rng.uniform(-1, 1, (a.batch, size, size, 3)).astype(np.float32))
         labels = tf.constant(np.arange(a.batch, dtype=np.int32) % a.classes)
         with slim.arg_scope(arg_scope()):
-            logits = net_fn(images, a.classes, True)
-        tf1.losses.sparse_softmax_cross_entropy(labels, logits)
-        total_loss = tf1.losses.get_total_loss()   # + the regularization losses
-        train_op = slim.learning.create_train_op(
-            total_loss, tf1.train.GradientDescentOptimizer(0.01))
+            logits = net_fn(images, a.classes, not a.infer)
+        if a.infer:
+            train_op = tf.reduce_mean(logits)   # the step: one forward pass
+        else:
+            tf1.losses.sparse_softmax_cross_entropy(labels, logits)
+            total_loss = tf1.losses.get_total_loss()   # + the regularization losses
+            train_op = slim.learning.create_train_op(
+                total_loss, tf1.train.GradientDescentOptimizer(0.01))
         cfg = tf1.ConfigProto(intra_op_parallelism_threads=a.threads,
                               inter_op_parallelism_threads=a.threads)
         with tf1.Session(graph=g, config=cfg) as sess:
@@ -142,7 +157,8 @@ def main():
     print(f"model {a.model}  batch {a.batch}  size {size}  device TensorFlow {tf.__version__} "
           f"CPU, {a.threads} threads")
     print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {a.warmup + a.steps} steps")
-    print(f"train step: median {med * 1e3:.1f} ms = {a.batch / med:.1f} images/s")
+    what = "inference" if a.infer else "train step"
+    print(f"{what}: median {med * 1e3:.1f} ms = {a.batch / med:.1f} images/s")
 
 
 if __name__ == "__main__":
