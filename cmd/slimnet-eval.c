@@ -40,53 +40,6 @@ static const char usage_text[] =
     "[--model_name=inception_v3] [flags]\n"
     "Evaluates a checkpoint as eval_image_classifier.py does, plus per-class metrics.";
 
-/* The checkpoint's value for each variable: "<var>/ExponentialMovingAverage" when asked
- * and present, else "<var>". */
-static int restore_averages(sn_ctx *ctx, sn_net *net, const sn_graph *g, const char *path) {
-    char prefix[1024];
-    if (sn_ckpt_latest(ctx, path, prefix, sizeof prefix) != SN_OK)
-        snprintf(prefix, sizeof prefix, "%s", path);
-    sn_ckpt *ck = NULL;
-    if (sn_ckpt_open(ctx, prefix, &ck) != SN_OK) return tool_fail(TOOL, ctx, prefix);
-    int averaged = 0, rc = 0;
-    for (int i = 0; i < sn_graph_num_vars(g) && !rc; i++) {
-        sn_var_info vi;
-        sn_graph_var(g, i, &vi);
-        char name[1024];
-        snprintf(name, sizeof name, "%s/ExponentialMovingAverage", vi.name);
-        const char *use = sn_ckpt_find(ck, name) >= 0 ? name : vi.name;
-        averaged += use == name;
-        sn_tensor *v = NULL;
-        if (sn_ckpt_read(ck, use, &v) != SN_OK || sn_net_set_var(net, vi.name, v) != SN_OK)
-            rc = tool_fail(TOOL, ctx, use);
-        sn_tensor_free(v);
-    }
-    sn_ckpt_close(ck);
-    if (!rc)
-        printf(TOOL ": restored %d variables from %s (%d from their moving averages)\n",
-               sn_graph_num_vars(g), prefix, averaged);
-    return rc;
-}
-
-/* The checkpoint's global_step (0 when it has none), for the summaries' step. */
-static int64_t ckpt_global_step(sn_ctx *ctx, const char *path) {
-    char prefix[4096];
-    if (sn_ckpt_latest(ctx, path, prefix, sizeof prefix) != SN_OK)
-        snprintf(prefix, sizeof prefix, "%s", path);
-    sn_ckpt *ck = NULL;
-    int64_t step = 0;
-    if (sn_ckpt_open(ctx, prefix, &ck) != SN_OK) return 0;
-    sn_tensor *t = NULL;
-    if (sn_ckpt_find(ck, "global_step") >= 0 && sn_ckpt_read(ck, "global_step", &t) == SN_OK &&
-        sn_tensor_numel(t) == 1) {
-        if (sn_tensor_dtype(t) == SN_DTYPE_I64) step = *(const int64_t *)sn_tensor_data(t);
-        else if (sn_tensor_dtype(t) == SN_DTYPE_I32) step = *(const int32_t *)sn_tensor_data(t);
-    }
-    sn_tensor_free(t);
-    sn_ckpt_close(ck);
-    return step;
-}
-
 int main(int argc, char **argv) {
     opts o = {0};
     o.batch_size = 100;
@@ -211,19 +164,19 @@ int main(int argc, char **argv) {
     cp.batch_size = o.batch_size;
     cp.backward = 0;
     if (sn_net_compile(g, &cp, &net) != SN_OK) goto fail;
-    if (o.moving_average_decay > 0) {
-        if (restore_averages(ctx, net, g, o.checkpoint_path)) goto done;
-    } else {
-        sn_restore_report rep;
-        sn_restore_params rp = sn_restore_params_default();
-        sn_status st = sn_net_restore(net, o.checkpoint_path, &rp, &rep);
-        if (st == SN_OK || rep.checkpoint) tool_print_restore(TOOL, &rep, 5);
-        sn_restore_report_free(&rep);
-        if (st != SN_OK) {
-            fprintf(stderr, TOOL ": --checkpoint_path=%s: %s\n", o.checkpoint_path,
-                    sn_ctx_errmsg(ctx));
-            goto done;
-        }
+    sn_restore_report rep;
+    sn_restore_params rp = sn_restore_params_default();
+    rp.use_moving_averages = o.moving_average_decay > 0;   /* "<var>/ExponentialMovingAverage" */
+    sn_status rst = sn_net_restore(net, o.checkpoint_path, &rp, &rep);
+    if (rst == SN_OK || rep.checkpoint) tool_print_restore(TOOL, &rep, 5);
+    int64_t global_step = 0;   /* the summaries' step; best effort */
+    if (rst == SN_OK && tool_global_step(ctx, rep.checkpoint, &global_step) != SN_OK)
+        global_step = 0;
+    sn_restore_report_free(&rep);
+    if (rst != SN_OK) {
+        fprintf(stderr, TOOL ": --checkpoint_path=%s: %s\n", o.checkpoint_path,
+                sn_ctx_errmsg(ctx));
+        goto done;
     }
     int64_t xd[4] = {o.batch_size, size, size, channels}, yd[1] = {o.batch_size};
     if (sn_tensor_new(ctx, SN_DTYPE_F32, 4, xd, &xt) != SN_OK ||
@@ -320,9 +273,8 @@ int main(int argc, char **argv) {
     if (o.eval_dir && sn_events_open(ctx, o.eval_dir, &ev) == SN_OK) {
         char tag[32];
         snprintf(tag, sizeof tag, "eval/Recall_%d", o.top_k);
-        int64_t gs = ckpt_global_step(ctx, o.checkpoint_path);
-        sn_events_scalar(ev, "eval/Accuracy", gs, (float)acc);
-        sn_events_scalar(ev, tag, gs, (float)rk);
+        sn_events_scalar(ev, "eval/Accuracy", global_step, (float)acc);
+        sn_events_scalar(ev, tag, global_step, (float)rk);
         sn_events_close(ev);
     }
     rc = 0;

@@ -165,21 +165,11 @@ static int resume(trainer *t, int *resumed) {
         sn_tensor_free(v);
         if (st != SN_OK) rc = tool_fail(TOOL, t->ctx, "restoring optimizer state");
     }
-    int64_t step = 0;
-    if (!rc && sn_ckpt_find(ck, "global_step") >= 0) {
-        sn_tensor *gs = NULL;
-        if (sn_ckpt_read(ck, "global_step", &gs) != SN_OK) {
-            rc = tool_fail(TOOL, t->ctx, "reading global_step");
-        } else {
-            if (sn_tensor_dtype(gs) == SN_DTYPE_I64 && sn_tensor_numel(gs) == 1)
-                step = *(const int64_t *)sn_tensor_data(gs);
-            else if (sn_tensor_dtype(gs) == SN_DTYPE_I32 && sn_tensor_numel(gs) == 1)
-                step = *(const int32_t *)sn_tensor_data(gs);
-            sn_tensor_free(gs);
-        }
-    }
     sn_ckpt_close(ck);
     if (rc) return rc;
+    int64_t step = 0;
+    if (tool_global_step(t->ctx, path, &step) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "reading global_step");
     sn_optim_set_global_step(t->opt, step);
     snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
     printf(TOOL ": resuming from %s at global step %lld", path, (long long)step);

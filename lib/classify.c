@@ -43,28 +43,6 @@ static void folder_of(const char *path, char *buf, size_t len) {
     else *slash = 0;
 }
 
-static sn_status restore_averages(sn_classifier *c, const char *path) {
-    char prefix[PATH_MAX];
-    if (sn_ckpt_latest(c->ctx, path, prefix, sizeof prefix) != SN_OK)
-        snprintf(prefix, sizeof prefix, "%s", path);
-    sn_ckpt *ck = NULL;
-    SN_TRY(sn_ckpt_open(c->ctx, prefix, &ck));
-    sn_status st = SN_OK;
-    for (int i = 0; i < sn_graph_num_vars(c->g) && st == SN_OK; i++) {
-        sn_var_info vi;
-        sn_graph_var(c->g, i, &vi);
-        char name[1024];
-        snprintf(name, sizeof name, "%s/ExponentialMovingAverage", vi.name);
-        const char *use = sn_ckpt_find(ck, name) >= 0 ? name : vi.name;
-        sn_tensor *v = NULL;
-        st = sn_ckpt_read(ck, use, &v);
-        if (st == SN_OK) st = sn_net_set_var(c->net, vi.name, v);
-        sn_tensor_free(v);
-    }
-    sn_ckpt_close(ck);
-    return st;
-}
-
 sn_status sn_classifier_new(sn_ctx *ctx, const sn_classifier_params *p, sn_classifier **out) {
     if (!ctx || !p || !out) return SN_ERR_INVALID_ARG;
     *out = NULL;
@@ -143,8 +121,9 @@ sn_status sn_classifier_new(sn_ctx *ctx, const sn_classifier_params *p, sn_class
     cp.batch_size = 1;
     cp.backward = 0;
     if ((st = sn_net_compile(c->g, &cp, &c->net)) != SN_OK) goto fail;
-    if (p->use_moving_averages) st = restore_averages(c, p->checkpoint_path);
-    else st = sn_net_restore(c->net, p->checkpoint_path, NULL, NULL);
+    sn_restore_params rp = sn_restore_params_default();
+    rp.use_moving_averages = p->use_moving_averages;
+    st = sn_net_restore(c->net, p->checkpoint_path, &rp, NULL);
     if (st != SN_OK) goto fail;
     int64_t xd[4] = {1, size, size, c->net_channels};
     if ((st = sn_tensor_new(ctx, SN_DTYPE_F32, 4, xd, &c->x)) != SN_OK) goto fail;

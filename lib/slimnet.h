@@ -1221,6 +1221,10 @@ typedef struct sn_restore_params {
     /* 1: consider only model variables (SN_VAR_MODEL), as the fine-tuning warm start does;
      * 0 (default): every variable of the net. */
     int model_vars_only;
+    /* 1: a variable takes the checkpoint's "<name>/ExponentialMovingAverage" where it has
+     * one (eval_image_classifier with --moving_average_decay), else "<name>".  0 (default):
+     * "<name>" only. */
+    int use_moving_averages;
 } sn_restore_params;
 SN_API sn_restore_params sn_restore_params_default(void);
 

@@ -408,6 +408,55 @@ static bool in_list(char **l, int n, const char *s) {
     return false;
 }
 
+/* use_moving_averages: a variable takes "<name>/ExponentialMovingAverage" where the
+ * checkpoint has one, else "<name>"; the plain tensors of averaged variables are unused. */
+START_TEST(test_restore_moving_averages) {
+    sn_ctx *ctx = tu_ctx();
+    char *dir = ct_tmpdir(), prefix[PATH_MAX];
+    sn_graph *ga, *gb;
+    sn_net *a = small_net(ctx, &ga, 10, 0), *b = small_net(ctx, &gb, 10, 0);
+    /* Averages for conv1 only: their value is the variable's + 1. */
+    sn_tensor *w = NULL, *bias = NULL;
+    ck_assert_int_eq(sn_net_get_var(a, "net/conv1/weights", &w), SN_OK);
+    ck_assert_int_eq(sn_net_get_var(a, "net/conv1/biases", &bias), SN_OK);
+    float *f = sn_tensor_data(w);
+    for (int64_t i = 0; i < sn_tensor_numel(w); i++) f[i] += 1.0f;
+    f = sn_tensor_data(bias);
+    for (int64_t i = 0; i < sn_tensor_numel(bias); i++) f[i] += 1.0f;
+    sn_ckpt_entry extra[2] = {{"net/conv1/weights/ExponentialMovingAverage", w},
+                              {"net/conv1/biases/ExponentialMovingAverage", bias}};
+    sn_save_params sp = sn_save_params_default();
+    sp.n_extra = 2;
+    sp.extra = extra;
+    ck_assert_int_eq(sn_net_save(a, dir, 3, &sp, prefix, sizeof prefix), SN_OK);
+    sn_restore_params p = sn_restore_params_default();
+    p.use_moving_averages = 1;
+    sn_restore_report r;
+    ck_assert_msg(sn_net_restore(b, dir, &p, &r) == SN_OK, "%s", sn_ctx_errmsg(ctx));
+    ck_assert_int_eq(r.n_restored, sn_graph_num_vars(gb));
+    ck_assert(in_list(r.unused, r.n_unused, "net/conv1/weights"));
+    ck_assert(!in_list(r.unused, r.n_unused, "net/conv2/weights"));
+    sn_restore_report_free(&r);
+    sn_tensor *got = NULL;
+    ck_assert_int_eq(sn_net_get_var(b, "net/conv1/weights", &got), SN_OK);
+    ck_assert(!memcmp(sn_tensor_data(got), sn_tensor_data(w), sn_tensor_nbytes(w)));
+    sn_tensor_free(got);
+    ck_assert(!var_equal(a, b, "net/conv1/weights"));
+    ck_assert(var_equal(a, b, "net/conv2/weights") && var_equal(a, b, "net/logits/biases"));
+    p.use_moving_averages = 0;   /* the plain values again */
+    ck_assert_int_eq(sn_net_restore(b, prefix, &p, NULL), SN_OK);
+    ck_assert(var_equal(a, b, "net/conv1/weights"));
+    sn_tensor_free(w);
+    sn_tensor_free(bias);
+    sn_net_free(a);
+    sn_net_free(b);
+    sn_graph_free(ga);
+    sn_graph_free(gb);
+    ct_rmdir(dir);
+    sn_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(test_restore_rules) {
     sn_ctx *ctx = tu_ctx();
     char *dir = ct_tmpdir(), prefix[PATH_MAX];
@@ -855,6 +904,7 @@ Suite *suite_ckpt(void) {
     tcase_add_loop_test(tc, test_v1_crafted, 0, 2);
     tcase_add_test(tc, test_state_file);
     tcase_add_test(tc, test_restore_rules);
+    tcase_add_test(tc, test_restore_moving_averages);
     tcase_add_test(tc, test_bad_v2_files);
     tcase_add_test(tc, test_bad_v1_files);
     tcase_add_test(tc, test_mutated_blocks);

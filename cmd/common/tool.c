@@ -81,3 +81,18 @@ void tool_print_restore(const char *tool, const sn_restore_report *r, int show) 
 int tool_image_size(const char *model_name, int flag_value) {
     return flag_value > 0 ? flag_value : sn_model_default_image_size(model_name);
 }
+
+sn_status tool_global_step(sn_ctx *ctx, const char *prefix, int64_t *step) {
+    sn_ckpt *ck = NULL;
+    sn_tensor *t = NULL;
+    *step = 0;
+    sn_status st = sn_ckpt_open(ctx, prefix, &ck);
+    if (st == SN_OK && sn_ckpt_find(ck, "global_step") >= 0 &&
+        (st = sn_ckpt_read(ck, "global_step", &t)) == SN_OK && sn_tensor_numel(t) == 1) {
+        if (sn_tensor_dtype(t) == SN_DTYPE_I64) *step = *(const int64_t *)sn_tensor_data(t);
+        else if (sn_tensor_dtype(t) == SN_DTYPE_I32) *step = *(const int32_t *)sn_tensor_data(t);
+    }
+    sn_tensor_free(t);
+    sn_ckpt_close(ck);
+    return st;
+}

@@ -24,6 +24,10 @@ int tool_fail(const char *tool, sn_ctx *ctx, const char *what);
 /* Prints a restore report: counts, and up to `show` names of each non-empty list. */
 void tool_print_restore(const char *tool, const sn_restore_report *r, int show);
 
+/* *step = the int64 (or int32) scalar "global_step" of the checkpoint at prefix, 0 when it
+ * has none.  SN_OK, or the status of opening or reading it (message in ctx). */
+sn_status tool_global_step(sn_ctx *ctx, const char *prefix, int64_t *step);
+
 /* The image size to use: flag value if > 0, else the model's default. */
 int tool_image_size(const char *model_name, int flag_value);
 

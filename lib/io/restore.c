@@ -304,7 +304,7 @@ sn_status sn_ckpt_state_update(sn_ctx *ctx, const char *dir, const char *prefix,
 /* ---- restore ------------------------------------------------------------------------------ */
 
 sn_restore_params sn_restore_params_default(void) {
-    sn_restore_params p = {NULL, 0, 0};
+    sn_restore_params p = {NULL, 0, 0, 0};
     return p;
 }
 
@@ -358,8 +358,10 @@ sn_status sn_net_restore(sn_net *net, const char *path, const sn_restore_params 
     SN_TRY(sn_ckpt_open(ctx, path, &ck));
     int nv = sn_graph_num_vars(g), nt = sn_ckpt_count(ck);
     int *what = calloc((size_t)nv + 1, sizeof *what);
+    int *src = calloc((size_t)nv + 1, sizeof *src);   /* the tensor each variable takes */
     bool *used = calloc((size_t)nt + 1, sizeof *used);
-    sn_status st = (what && used) ? SN_OK : sn__fail(ctx, SN_ERR_NOMEM, "restore: out of memory");
+    sn_status st = (what && src && used) ? SN_OK
+                                         : sn__fail(ctx, SN_ERR_NOMEM, "restore: out of memory");
     bool oom = !(r->checkpoint = strdup(sn_ckpt_path(ck)));
     char first_bad[SN_ERRMSG_LEN] = "", first_missing[512] = "";
     size_t scratch_bytes = 0;
@@ -368,8 +370,15 @@ sn_status sn_net_restore(sn_net *net, const char *path, const sn_restore_params 
         sn_var_info vi;
         st = sn_graph_var(g, v, &vi);
         if (st != SN_OK) break;
-        int ti = sn_ckpt_find(ck, vi.name);
+        int ti = -1;
+        if (p->use_moving_averages) {
+            char avg[1024];
+            snprintf(avg, sizeof avg, "%s/ExponentialMovingAverage", vi.name);
+            ti = sn_ckpt_find(ck, avg);
+        }
+        if (ti < 0) ti = sn_ckpt_find(ck, vi.name);
         if (ti >= 0) used[ti] = true;
+        src[v] = ti;
         if ((p->model_vars_only && !(vi.flags & SN_VAR_MODEL)) ||
             excluded_by(p->exclude_scopes, vi.name)) {
             what[v] = VAR_EXCLUDED;
@@ -419,10 +428,12 @@ sn_status sn_net_restore(sn_net *net, const char *path, const sn_restore_params 
     for (int v = 0; st == SN_OK && v < nv; v++) {
         if (what[v] != VAR_RESTORE) continue;
         sn_var_info vi;
+        sn_ckpt_info ci;
         sn_graph_var(g, v, &vi);
+        sn_ckpt_info_at(ck, src[v], &ci);
         sn_tensor *t = NULL;
         st = sn_tensor_wrap(ctx, scratch, SN_DTYPE_F32, vi.rank, vi.dims, SN_BORROW, &t);
-        if (st == SN_OK) st = sn_ckpt_read_into(ck, vi.name, t);
+        if (st == SN_OK) st = sn_ckpt_read_into(ck, ci.name, t);
         if (st == SN_OK) st = sn_net_set_var(net, vi.name, t);
         sn_tensor_free(t);
         if (st == SN_OK && !report_add(&r->restored, &r->n_restored, vi.name))
@@ -430,6 +441,7 @@ sn_status sn_net_restore(sn_net *net, const char *path, const sn_restore_params 
     }
     free(scratch);
     free(what);
+    free(src);
     free(used);
     sn_ckpt_close(ck);
     if (!report) sn_restore_report_free(&local);
