@@ -109,7 +109,7 @@ int main(int argc, char **argv) {
     sn_graph *g = NULL;
     sn_net *net = NULL;
     sn_pipeline *in = NULL;
-    sn_tensor *xt = NULL, *yt = NULL;
+    sn_tensor *xt = NULL;
     int64_t *confusion = NULL;
     rc = 1;
     sn_dataset_params dp = sn_dataset_params_default();
@@ -149,7 +149,7 @@ int main(int argc, char **argv) {
     int channels = o.use_grayscale ? 1 : sn_dataset_channels(ds);
 
     if (sn_graph_new(ctx, &g) != SN_OK) goto fail;
-    int64_t in_dims[4] = {SN_BATCH, size, size, channels}, ld[1] = {SN_BATCH};
+    int64_t in_dims[4] = {SN_BATCH, size, size, channels};
     sn_node images = sn_input(g, "images", SN_DTYPE_F32, 4, in_dims);
     sn_model_params mp = sn_model_params_default();
     mp.num_classes = classes;
@@ -159,7 +159,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, TOOL ": --model_name=%s: %s\n", o.model_name, sn_graph_errmsg(g));
         goto done;
     }
-    (void)ld;
     sn_compile_params cp = sn_compile_params_default();
     cp.batch_size = o.batch_size;
     cp.backward = 0;
@@ -178,9 +177,8 @@ int main(int argc, char **argv) {
                 sn_ctx_errmsg(ctx));
         goto done;
     }
-    int64_t xd[4] = {o.batch_size, size, size, channels}, yd[1] = {o.batch_size};
-    if (sn_tensor_new(ctx, SN_DTYPE_F32, 4, xd, &xt) != SN_OK ||
-        sn_tensor_new(ctx, SN_DTYPE_I32, 1, yd, &yt) != SN_OK)
+    int64_t xd[4] = {o.batch_size, size, size, channels};
+    if (sn_tensor_new(ctx, SN_DTYPE_F32, 4, xd, &xt) != SN_OK)
         goto fail;
     sn_pipeline_params pl = sn_pipeline_params_default();
     pl.pattern = pattern;
@@ -285,7 +283,6 @@ done:
     free(confusion);
     sn_pipeline_free(in);
     sn_tensor_free(xt);
-    sn_tensor_free(yt);
     sn_net_free(net);
     sn_graph_free(g);
     sn_dataset_free(ds);
