@@ -206,11 +206,45 @@ START_TEST(test_dwconv_geoms) {
     const geom *g = &geoms[_i];
     for (int64_t M = 1; M <= 3; M++)
         check_conv(g, M, SIZE_MAX, 2, 500 + 10 * (uint64_t)_i + (uint64_t)M);
-    /* Three threads with room for only one private accumulator: two partitions. */
+    /* Three threads with room for two accumulators (a double sum and a float line buffer of
+     * one filter each): two partitions; room for one: one thread. */
     sn__conv2d_dims cd = make_dims(g, 2);
-    check_conv(g, 2, (size_t)(cd.R * cd.S * cd.K) * sizeof(float), 3, 600 + (uint64_t)_i);
+    size_t part = (size_t)(cd.R * cd.S * cd.K) * (sizeof(double) + sizeof(float));
+    check_conv(g, 2, 2 * part + 5, 3, 600 + (uint64_t)_i);
     check_conv(g, 2, SIZE_MAX, 3, 700 + (uint64_t)_i);
-    check_conv(g, 1, 0, 2, 800 + (uint64_t)_i);      /* no workspace: one thread */
+    cd = make_dims(g, 1);
+    check_conv(g, 1, (size_t)(cd.R * cd.S * cd.K) * (sizeof(double) + sizeof(float)), 2,
+               800 + (uint64_t)_i);
+} END_TEST
+
+/* The weight gradient is a sum over every output cell (N*P*Q = 18,432 terms here).  Summed
+ * in float32 it drifts by ~1e-5 of the result; line sums added in double keep it at float
+ * rounding of the result.  Without a workspace for one accumulator it is an error. */
+START_TEST(test_dwconv_long_sum) {
+    geom g = {2, 96, 96, 8, 8, 3, 3, 1, 1, 1, 1, PAD_SAME};
+    sn__conv2d_dims cd = make_dims(&g, 1);
+    size_t nx = x_len(&cd), ny = y_len(&cd), nw = w_len(&cd, 1);
+    float *x = rand_buf(nx, 31), *dy = rand_buf(ny, 32), *dw = calloc(nw, sizeof(float));
+    double *ry = calloc(ny, sizeof(double)), *rdx = calloc(nx, sizeof(double)),
+           *rdw = calloc(nw, sizeof(double));
+    float *w = rand_buf(nw, 33);
+    ck_assert(dw && ry && rdx && rdw);
+    /* a bias in x and dy, so the terms do not cancel on average: a long sum of one sign */
+    for (size_t i = 0; i < nx; i++) x[i] += 1.0f;
+    for (size_t i = 0; i < ny; i++) dy[i] += 1.0f;
+    naive_conv(ry, rdx, rdw, x, w, dy, &cd, 1);
+    sn__dev d = {0};
+    d.threads = 2;
+    size_t bytes = 0;
+    ck_assert_int_eq(sn__dwconv2d_ws_cpu(&d, &cd, &bytes), SN_OK);
+    d.ws = malloc(bytes);
+    d.ws_bytes = bytes;
+    ck_assert_int_eq(sn__dwconv2d_bwd_filter_cpu(&d, dw, dy, x, &cd), SN_OK);
+    double e = rel_err(dw, NULL, rdw, nw);
+    ck_assert_msg(e <= 3e-7, "depthwise weight gradient of 18,432 terms: relative error %.3g", e);
+    d.ws_bytes = 0;
+    ck_assert_int_eq(sn__dwconv2d_bwd_filter_cpu(&d, dw, dy, x, &cd), SN_ERR_INVALID_ARG);
+    free(x); free(dy); free(dw); free(w); free(ry); free(rdx); free(rdw); free(d.ws);
 } END_TEST
 
 /* The ResNet-50 conv1 geometry at full size, batch 1: the default chunk plan. */
@@ -236,7 +270,7 @@ START_TEST(test_conv_ws) {
     ck_assert_uint_eq(bytes % lines_bytes(&big, 1), 0);
     sn__conv2d_dims dd = make_dims(&big, 1);
     ck_assert_int_eq(sn__dwconv2d_ws_cpu(&d, &dd, &bytes), SN_OK);
-    ck_assert_uint_eq(bytes, (size_t)(3 * 3 * 64) * sizeof(float));
+    ck_assert_uint_eq(bytes, (size_t)(2 * 3 * 3 * 64) * (sizeof(double) + sizeof(float)));
 } END_TEST
 
 START_TEST(test_conv_bad_args) {
@@ -341,6 +375,7 @@ Suite *suite_kernels_conv(void) {
     tcase_add_test(tc, test_gemm_k0);
     tcase_add_loop_test(tc, test_conv_geoms, 0, N_GEOMS);
     tcase_add_loop_test(tc, test_dwconv_geoms, 0, N_GEOMS);
+    tcase_add_test(tc, test_dwconv_long_sum);
     tcase_add_test(tc, test_conv_resnet_conv1);
     tcase_add_test(tc, test_conv_ws);
     tcase_add_test(tc, test_conv_bad_args);
