@@ -4,9 +4,12 @@
  *   slimnet-classify --model_name=lenet --checkpoint_path=TRAIN_DIR img1.jpg dir/ ...
  *
  * Loads the newest checkpoint of TRAIN_DIR (or a prefix) and the class names from
- * labels.txt/info.json beside it (or --labels_dir), then prints for every image (files, or
- * every .jpg/.jpeg/.png of a folder, sorted) its top-k classes:
+ * labels.txt/info.json beside it (or --labels_dir; a labels.txt alone will do, as TF-slim's
+ * "0:background\n1:tench, Tinca tinca\n..." beside a published checkpoint, with
+ * --labels_offset=1 for a 1000-class net), then prints for every image (files, or every
+ * .jpg/.jpeg/.png of a folder, sorted) its top-k classes on stdout:
  *     happy/0001.jpg: happy 0.9731, surprise 0.0142, neutral 0.0061
+ * The restore report (variables restored, checkpoint tensors left unused) goes to stderr.
  * Exit status: 0 all classified, 1 an error (an unreadable image is reported and the
  * others are still classified), 2 bad flags. */
 #include <dirent.h>
@@ -175,6 +178,8 @@ int main(int argc, char **argv) {
         if (sn_classifier_new(ctx, &cp, &c) != SN_OK) {
             tool_fail(TOOL, ctx, checkpoint_path);
             rc = 1;
+        } else {
+            tool_print_restore(stderr, TOOL, sn_classifier_restore_report(c), 5);
         }
     }
     sn_prediction *top = calloc((size_t)top_k, sizeof *top);

@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
     sn_restore_params rp = sn_restore_params_default();
     rp.use_moving_averages = o.moving_average_decay > 0;   /* "<var>/ExponentialMovingAverage" */
     sn_status rst = sn_net_restore(net, o.checkpoint_path, &rp, &rep);
-    if (rst == SN_OK || rep.checkpoint) tool_print_restore(TOOL, &rep, 5);
+    if (rst == SN_OK || rep.checkpoint) tool_print_restore(stdout, TOOL, &rep, 5);
     int64_t global_step = 0;   /* the summaries' step; best effort */
     if (rst == SN_OK && tool_global_step(ctx, rep.checkpoint, &global_step) != SN_OK)
         global_step = 0;

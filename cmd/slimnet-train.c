@@ -189,7 +189,7 @@ static int warm_start(trainer *t) {
     sn_restore_report rep;
     memset(&rep, 0, sizeof rep);
     sn_status st = sn_net_restore(t->net, t->o->checkpoint_path, &rp, &rep);
-    if (st == SN_OK || rep.checkpoint) tool_print_restore(TOOL, &rep, 8);
+    if (st == SN_OK || rep.checkpoint) tool_print_restore(stdout, TOOL, &rep, 8);
     sn_restore_report_free(&rep);
     if (st != SN_OK) {
         fprintf(stderr, TOOL ": --checkpoint_path=%s: %s\n", t->o->checkpoint_path,

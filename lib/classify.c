@@ -1,11 +1,14 @@
 /* classify.c: sn_classifier, a checkpoint as a function: decode -> eval preprocessing ->
  * the net in inference mode (batch 1) -> softmax -> top k.  Everything through the public
- * API; the class names come from the dataset descriptor of labels_dir. */
+ * API, but for the class names: the dataset descriptor of labels_dir, or its labels.txt
+ * alone (dataset.h). */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include "io/dataset.h"
 #include "sn_internal.h"
 
 struct sn_classifier {
@@ -21,6 +24,7 @@ struct sn_classifier {
     uint8_t *pix;                   /* decode buffer */
     size_t pix_cap;
     float *prob;
+    sn_restore_report rep;          /* of the restore in sn_classifier_new */
 };
 
 sn_classifier_params sn_classifier_params_default(void) {
@@ -74,7 +78,14 @@ sn_status sn_classifier_new(sn_ctx *ctx, const sn_classifier_params *p, sn_class
     }
     sn_dataset_params dp = sn_dataset_params_default();
     dp.fer_extra_class = p->fer_extra_class;
-    if (sn_dataset_open(ctx, "folder", dir, &dp, &c->labels) != SN_OK) {
+    /* A folder slimnet-convert or -train wrote has an info.json; a TF-slim dataset_dir or
+     * the labels beside a published checkpoint have a labels.txt only. */
+    char info[PATH_MAX + 16];
+    snprintf(info, sizeof info, "%s/info.json", dir);
+    struct stat sb;
+    sn_status lst = stat(info, &sb) == 0 ? sn_dataset_open(ctx, "folder", dir, &dp, &c->labels)
+                                         : sn__dataset_open_labels(ctx, dir, &c->labels);
+    if (lst != SN_OK) {
         c->labels = NULL;
         if (p->num_classes <= 0 || p->labels_dir) {
             st = p->labels_dir ? SN_ERR_NOT_FOUND : SN_ERR_NOT_FOUND;
@@ -123,7 +134,7 @@ sn_status sn_classifier_new(sn_ctx *ctx, const sn_classifier_params *p, sn_class
     if ((st = sn_net_compile(c->g, &cp, &c->net)) != SN_OK) goto fail;
     sn_restore_params rp = sn_restore_params_default();
     rp.use_moving_averages = p->use_moving_averages;
-    st = sn_net_restore(c->net, p->checkpoint_path, &rp, NULL);
+    st = sn_net_restore(c->net, p->checkpoint_path, &rp, &c->rep);
     if (st != SN_OK) goto fail;
     int64_t xd[4] = {1, size, size, c->net_channels};
     if ((st = sn_tensor_new(ctx, SN_DTYPE_F32, 4, xd, &c->x)) != SN_OK) goto fail;
@@ -147,7 +158,12 @@ void sn_classifier_free(sn_classifier *c) {
     sn_dataset_free(c->labels);
     free(c->pix);
     free(c->prob);
+    sn_restore_report_free(&c->rep);
     free(c);
+}
+
+const struct sn_restore_report *sn_classifier_restore_report(const sn_classifier *c) {
+    return c ? &c->rep : NULL;
 }
 
 int sn_classifier_num_classes(const sn_classifier *c) { return c ? c->classes : 0; }

@@ -872,8 +872,9 @@ SN_API sn_status sn_resize_bilinear(sn_ctx *ctx, const float *in, int h, int w, 
 typedef struct sn_dataset sn_dataset;
 
 typedef struct sn_dataset_params {
-    /* fer only: 1 = the vendor's num_classes = num_class + 1 (an always-empty extra class,
-     * which their checkpoints have; needed to load one).  0 (default): num_class. */
+    /* fer, and a "folder" of fer files (info.json's "dataset" absent or "fer"): 1 = the
+     * vendor's num_classes = num_class + 1 (an always-empty extra class, which their
+     * checkpoints have; needed to load one).  0 (default): num_class. */
     int fer_extra_class;
 } sn_dataset_params;
 SN_API sn_dataset_params sn_dataset_params_default(void);
@@ -1035,7 +1036,9 @@ typedef struct sn_classifier_params {
     /* Folder with labels.txt and/or info.json (slimnet-train copies the dataset's into its
      * train_dir).  NULL (default): the checkpoint's folder. */
     const char *labels_dir;
-    int num_classes;               /* 0 (default): from info.json, else labels.txt */
+    int num_classes;               /* 0 (default): from info.json, else the highest id of
+                                      labels.txt + 1 (a labels.txt alone is enough: TF-slim's
+                                      "0:background\n1:tench, Tinca tinca\n...") */
     int labels_offset;             /* class id c of the net is label c + offset */
     int fer_extra_class;           /* the vendor's num_class + 1 logits */
     const char *preprocessing_name;/* NULL (default): from model_name */
@@ -1055,6 +1058,11 @@ SN_API sn_status sn_classifier_new(sn_ctx *ctx, const sn_classifier_params *p,
                                    sn_classifier **out);
 SN_API void sn_classifier_free(sn_classifier *c);
 SN_API int sn_classifier_num_classes(const sn_classifier *c);
+/* What sn_classifier_new restored (sn_net_restore's report: every variable of the net is
+ * restored, or the classifier would not exist; checkpoint tensors no variable took are
+ * listed as unused; the struct is defined with sn_net_restore below), owned by the
+ * classifier.  NULL for a NULL c. */
+SN_API const struct sn_restore_report *sn_classifier_restore_report(const sn_classifier *c);
 /* The name of class id (labels.txt, with the offset applied), or NULL. */
 SN_API const char *sn_classifier_label(const sn_classifier *c, int id);
 

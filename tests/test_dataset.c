@@ -303,6 +303,12 @@ START_TEST(test_fer_convert) {
     ck_assert_int_eq(n, 70);
     ck_assert_int_eq(read_records(ctx, pattern, NULL, NULL), 70);
     sn_dataset_free(ds);
+    /* A folder of fer files takes the fork's extra class too (sn_classifier opens a
+     * train_dir this way: slimnet-classify --fer_extra_class). */
+    ck_assert_int_eq(sn_dataset_open(ctx, "folder", out, &dp, &ds), SN_OK);
+    ck_assert_int_eq(sn_dataset_num_classes(ds), 4);
+    ck_assert_str_eq(sn_dataset_label_name(ds, 2), "sad");
+    sn_dataset_free(ds);
 
     free_tree(&t);
     ct_rmdir(root);
@@ -886,6 +892,48 @@ START_TEST(test_descriptor_errors) {
     sn_ctx_free(ctx);
 } END_TEST
 
+/* A labels.txt alone (TF-slim's dataset_dir, the labels beside a published checkpoint):
+ * the class count is the highest id + 1; its errors are named. */
+START_TEST(test_labels_only) {
+    sn_ctx *ctx = tu_ctx();
+    char *dir = ct_tmpdir();
+    sn_dataset *ds = (sn_dataset *)1;
+    ck_assert_int_eq(sn__dataset_open_labels(ctx, dir, &ds), SN_ERR_NOT_FOUND);
+    ck_assert_ptr_null(ds);
+    ck_assert_ptr_nonnull(strstr(sn_ctx_errmsg(ctx), "labels.txt"));
+    write_text(path_of(dir, "labels.txt"),
+               "0:background\n1:tench, Tinca tinca\r\n\n3:a:b\n1000:toilet tissue\n");
+    ck_assert_int_eq(sn__dataset_open_labels(ctx, dir, &ds), SN_OK);
+    ck_assert_int_eq(sn_dataset_num_classes(ds), 1001);
+    ck_assert_int_eq(sn_dataset_num_splits(ds), 0);
+    ck_assert_str_eq(sn_dataset_label_name(ds, 0), "background");
+    ck_assert_str_eq(sn_dataset_label_name(ds, 1), "tench, Tinca tinca");
+    ck_assert_ptr_null(sn_dataset_label_name(ds, 2));
+    ck_assert_str_eq(sn_dataset_label_name(ds, 3), "a:b");
+    ck_assert_str_eq(sn_dataset_label_name(ds, 1000), "toilet tissue");
+    ck_assert_ptr_null(sn_dataset_label_name(ds, 1001));
+    sn_dataset_free(ds);
+    static const struct { const char *text, *msg; } bad[] = {
+        {"", "no \"<id>:<name>\" line"},
+        {"\n\n", "no \"<id>:<name>\" line"},
+        {"0:a\nb\n", "labels.txt:2: expected"},
+        {"0:a\n1048576:b\n", "labels.txt:2: class id 1048576, ids must be below"},
+        {"0:a\n1:b\n0:c\n", "labels.txt:3: class id 0 appears twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_text(path_of(dir, "labels.txt"), bad[i].text);
+        ck_assert_int_eq(sn__dataset_open_labels(ctx, dir, &ds), SN_ERR_FORMAT);
+        ck_assert_ptr_null(ds);
+        ck_assert_msg(strstr(sn_ctx_errmsg(ctx), bad[i].msg) != NULL, "%zu: %s", i,
+                      sn_ctx_errmsg(ctx));
+    }
+    /* sn_dataset_open itself still wants info.json for a folder. */
+    write_text(path_of(dir, "labels.txt"), "0:a\n");
+    ck_assert_int_eq(sn_dataset_open(ctx, "folder", dir, NULL, &ds), SN_ERR_NOT_FOUND);
+    ct_rmdir(dir);
+    sn_ctx_free(ctx);
+} END_TEST
+
 /* ---- the tool ---------------------------------------------------------------------------- */
 
 /* build/bin/slimnet-convert beside build/tests/run_tests (SN_BIN_DIR overrides), or NULL. */
@@ -992,6 +1040,7 @@ Suite *suite_dataset(void) {
     tcase_add_test(tc, test_fashion_mnist_convert);
     tcase_add_test(tc, test_cifar10_convert);
     tcase_add_test(tc, test_descriptor_errors);
+    tcase_add_test(tc, test_labels_only);
     tcase_add_test(tc, test_tool);
     suite_add_tcase(s, tc);
     return s;

@@ -242,9 +242,41 @@ START_TEST(train_eval_classify) {
                          "--top_k=2", g_device, img, NULL};
     rc = run_tool(out, sizeof out, "slimnet-classify", cls);
     ck_assert_msg(rc == 0, "slimnet-classify failed:\n%s", out);
-    char want[PATH_MAX + 80];
+    char want[PATH_MAX + 96];
     snprintf(want, sizeof want, "%s: square ", img);
     ck_assert_msg(strstr(out, want) != NULL, "expected '%s' in:\n%s", want, out);
+    /* its restore report (stderr): lenet's 8 variables; global_step and slots unused */
+    ck_assert_msg(strstr(out, "slimnet-classify: restored 8 variables from ") &&
+                  strstr(out, "(excluded 0, missing 0, unused checkpoint tensors 9, "
+                              "mismatched 0)"), "%s", out);
+
+    /* A labels.txt alone, background first as TF-slim's imagenet one: --labels_offset=1
+     * names class id c by line c + 1; without it the net has one logit too many. */
+    char lab[PATH_MAX + 32], lab_flag[PATH_MAX + 48];
+    snprintf(lab, sizeof lab, "%s/labels_only", g_root);
+    ck_assert_int_eq(mkdir(lab, 0755), 0);
+    snprintf(lab_flag, sizeof lab_flag, "%s/labels.txt", lab);
+    FILE *f = fopen(lab_flag, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("0:background\n1:horizontal, stripes\n2:square, a bright one\n3:vertical\n", f);
+    fclose(f);
+    snprintf(lab_flag, sizeof lab_flag, "--labels_dir=%s", lab);
+    const char *cls_off[] = {"--model_name=lenet", "--checkpoint_path", dir, lab_flag,
+                             "--labels_offset=1", "--eval_image_size=28", "--top_k=2",
+                             g_device, img, NULL};
+    rc = run_tool(out, sizeof out, "slimnet-classify", cls_off);
+    ck_assert_msg(rc == 0, "slimnet-classify failed:\n%s", out);
+    snprintf(want, sizeof want, "%s: square, a bright one ", img);
+    ck_assert_msg(strstr(out, want) != NULL, "expected '%s' in:\n%s", want, out);
+    cls_off[4] = "--labels_offset=0";
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-classify", cls_off), 1);
+    ck_assert_msg(strstr(out, "LeNet/fc4/weights: net [1024,4] float32, checkpoint "
+                              "[1024,3] float32"), "%s", out);
+    /* --fer_extra_class counts the fork's extra class of the train_dir's info.json */
+    const char *cls_fer[] = {"--model_name=lenet", "--checkpoint_path", dir,
+                             "--fer_extra_class", "--eval_image_size=28", g_device, img, NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-classify", cls_fer), 1);
+    ck_assert_msg(strstr(out, "net [1024,4] float32, checkpoint [1024,3]"), "%s", out);
 }
 END_TEST
 

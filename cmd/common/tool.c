@@ -59,23 +59,23 @@ int tool_fail(const char *tool, sn_ctx *ctx, const char *what) {
     return 1;
 }
 
-static void print_list(const char *what, char **names, int n, int show) {
+static void print_list(FILE *f, const char *what, char **names, int n, int show) {
     if (n == 0) return;
-    printf("  %s (%d):", what, n);
-    for (int i = 0; i < n && i < show; i++) printf("%s %s", i ? "," : "", names[i]);
-    if (n > show) printf(", ... (%d more)", n - show);
-    printf("\n");
+    fprintf(f, "  %s (%d):", what, n);
+    for (int i = 0; i < n && i < show; i++) fprintf(f, "%s %s", i ? "," : "", names[i]);
+    if (n > show) fprintf(f, ", ... (%d more)", n - show);
+    fprintf(f, "\n");
 }
 
-void tool_print_restore(const char *tool, const sn_restore_report *r, int show) {
-    printf("%s: restored %d variables from %s", tool, r->n_restored,
-           r->checkpoint ? r->checkpoint : "?");
-    printf(" (excluded %d, missing %d, unused checkpoint tensors %d, mismatched %d)\n",
-           r->n_excluded, r->n_missing, r->n_unused, r->n_mismatched);
-    print_list("excluded", r->excluded, r->n_excluded, show);
-    print_list("missing (kept their initial values)", r->missing, r->n_missing, show);
-    print_list("mismatched", r->mismatched, r->n_mismatched, show);
-    print_list("unused", r->unused, r->n_unused, show);
+void tool_print_restore(FILE *f, const char *tool, const sn_restore_report *r, int show) {
+    fprintf(f, "%s: restored %d variables from %s", tool, r->n_restored,
+            r->checkpoint ? r->checkpoint : "?");
+    fprintf(f, " (excluded %d, missing %d, unused checkpoint tensors %d, mismatched %d)\n",
+            r->n_excluded, r->n_missing, r->n_unused, r->n_mismatched);
+    print_list(f, "excluded", r->excluded, r->n_excluded, show);
+    print_list(f, "missing (kept their initial values)", r->missing, r->n_missing, show);
+    print_list(f, "mismatched", r->mismatched, r->n_mismatched, show);
+    print_list(f, "unused", r->unused, r->n_unused, show);
 }
 
 int tool_image_size(const char *model_name, int flag_value) {

@@ -4,6 +4,7 @@
 #define SN_CMD_TOOL_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include "../../lib/slimnet.h"
 
 /* Seconds on the monotonic clock. */
@@ -21,8 +22,8 @@ void tool_duration(double seconds, char *buf, size_t len);
 /* Prints "tool: what: <ctx message>" to stderr and returns 1. */
 int tool_fail(const char *tool, sn_ctx *ctx, const char *what);
 
-/* Prints a restore report: counts, and up to `show` names of each non-empty list. */
-void tool_print_restore(const char *tool, const sn_restore_report *r, int show);
+/* Prints a restore report to f: counts, and up to `show` names of each non-empty list. */
+void tool_print_restore(FILE *f, const char *tool, const sn_restore_report *r, int show);
 
 /* *step = the int64 (or int32) scalar "global_step" of the checkpoint at prefix, 0 when it
  * has none.  SN_OK, or the status of opening or reading it (message in ctx). */

@@ -256,60 +256,87 @@ done:
 
 /* Reads labels.txt when present: "<id>:<name>" lines, split at the first ':' (names may
  * hold ':'), ids in [0, num_classes), each once.  Empty lines are skipped; a '\r' before
- * the '\n' is dropped. */
-static sn_status read_labels(sn_dataset *ds, const char *dir) {
+ * the '\n' is dropped.  count_classes: the class count is not known (no info.json): it
+ * becomes the highest id + 1 (ids below SN__MAX_CLASSES), found by a first pass. */
+static sn_status read_labels(sn_dataset *ds, const char *dir, bool count_classes) {
     char path[4096];
     snprintf(path, sizeof path, "%s/labels.txt", dir);
     uint8_t *text;
     size_t len;
     sn_status st = sn__read_file(ds->ctx, path, SN__LABELS_TXT_MAX, &text, &len);
-    if (st == SN_ERR_NOT_FOUND) return SN_OK;
+    if (st == SN_ERR_NOT_FOUND && !count_classes) return SN_OK;
     SN_TRY(st);
-    ds->labels = calloc((size_t)ds->num_classes, sizeof *ds->labels);
-    if (!ds->labels) {
-        free(text);
-        return sn__fail(ds->ctx, SN_ERR_NOMEM, "%s: out of memory", path);
-    }
-    char *p = (char *)text, *end = p + len;
-    for (int line = 1; p < end && st == SN_OK; line++) {
-        char *nl = memchr(p, '\n', (size_t)(end - p)), *eol = nl ? nl : end;
-        if (eol > p && eol[-1] == '\r') eol--;
-        if (eol == p) {
+    int limit = count_classes ? SN__MAX_CLASSES : ds->num_classes;
+    for (int pass = count_classes ? 0 : 1; pass < 2 && st == SN_OK; pass++) {
+        if (pass == 1 && !(ds->labels = calloc((size_t)ds->num_classes + 1,
+                                               sizeof *ds->labels))) {
+            st = sn__fail(ds->ctx, SN_ERR_NOMEM, "%s: out of memory", path);
+            break;
+        }
+        char *p = (char *)text, *end = p + len;
+        for (int line = 1; p < end && st == SN_OK; line++) {
+            char *nl = memchr(p, '\n', (size_t)(end - p)), *eol = nl ? nl : end;
+            if (eol > p && eol[-1] == '\r') eol--;
+            if (eol == p) {
+                p = nl ? nl + 1 : end;
+                continue;
+            }
+            char *colon = memchr(p, ':', (size_t)(eol - p));
+            long long id = -1;
+            bool ok = colon && colon > p && colon - p <= 9;
+            if (ok) {
+                id = 0;
+                for (char *c = p; c < colon && ok; c++) {
+                    ok = *c >= '0' && *c <= '9';
+                    id = id * 10 + (*c - '0');
+                }
+            }
+            if (!ok) {
+                st = sn__fail(ds->ctx, SN_ERR_FORMAT, "%s:%d: expected \"<id>:<name>\", got "
+                              "\"%.*s\"", path, line, (int)(eol - p > 60 ? 60 : eol - p), p);
+            } else if (id >= limit) {
+                st = count_classes
+                    ? sn__fail(ds->ctx, SN_ERR_FORMAT, "%s:%d: class id %lld, ids must be "
+                               "below %d", path, line, id, SN__MAX_CLASSES)
+                    : sn__fail(ds->ctx, SN_ERR_FORMAT, "%s:%d: class id %lld, but the "
+                               "dataset has %d classes", path, line, id, ds->num_classes);
+            } else if (pass == 0) {
+                if (id >= ds->num_classes) ds->num_classes = (int)id + 1;
+            } else if (ds->labels[id]) {
+                st = sn__fail(ds->ctx, SN_ERR_FORMAT, "%s:%d: class id %lld appears twice",
+                              path, line, id);
+            } else {
+                size_t n = (size_t)(eol - colon - 1);
+                if (!(ds->labels[id] = malloc(n + 1)))
+                    st = sn__fail(ds->ctx, SN_ERR_NOMEM, "%s: out of memory", path);
+                else {
+                    memcpy(ds->labels[id], colon + 1, n);
+                    ds->labels[id][n] = '\0';
+                }
+            }
             p = nl ? nl + 1 : end;
-            continue;
         }
-        char *colon = memchr(p, ':', (size_t)(eol - p));
-        long long id = -1;
-        bool ok = colon && colon > p && colon - p <= 9;
-        if (ok) {
-            id = 0;
-            for (char *c = p; c < colon && ok; c++) {
-                ok = *c >= '0' && *c <= '9';
-                id = id * 10 + (*c - '0');
-            }
-        }
-        if (!ok) {
-            st = sn__fail(ds->ctx, SN_ERR_FORMAT, "%s:%d: expected \"<id>:<name>\", got "
-                          "\"%.*s\"", path, line, (int)(eol - p > 60 ? 60 : eol - p), p);
-        } else if (id >= ds->num_classes) {
-            st = sn__fail(ds->ctx, SN_ERR_FORMAT, "%s:%d: class id %lld, but the dataset has "
-                          "%d classes", path, line, id, ds->num_classes);
-        } else if (ds->labels[id]) {
-            st = sn__fail(ds->ctx, SN_ERR_FORMAT, "%s:%d: class id %lld appears twice", path,
-                          line, id);
-        } else {
-            size_t n = (size_t)(eol - colon - 1);
-            if (!(ds->labels[id] = malloc(n + 1)))
-                st = sn__fail(ds->ctx, SN_ERR_NOMEM, "%s: out of memory", path);
-            else {
-                memcpy(ds->labels[id], colon + 1, n);
-                ds->labels[id][n] = '\0';
-            }
-        }
-        p = nl ? nl + 1 : end;
+        if (pass == 0 && st == SN_OK && ds->num_classes == 0)
+            st = sn__fail(ds->ctx, SN_ERR_FORMAT, "%s: no \"<id>:<name>\" line", path);
     }
     free(text);
     return st;
+}
+
+sn_status sn__dataset_open_labels(sn_ctx *ctx, const char *dir, sn_dataset **out) {
+    *out = NULL;
+    sn_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) return sn__fail(ctx, SN_ERR_NOMEM, "dataset: out of memory");
+    ds->ctx = ctx;
+    ds->channels = 3;
+    snprintf(ds->name, sizeof ds->name, "labels");
+    sn_status st = read_labels(ds, dir[0] ? dir : ".", true);
+    if (st != SN_OK) {
+        sn_dataset_free(ds);
+        return st;
+    }
+    *out = ds;
+    return SN_OK;
 }
 
 static const builtin *find_builtin(const char *name) {
@@ -357,7 +384,9 @@ sn_status sn_dataset_open(sn_ctx *ctx, const char *name, const char *dir,
                       "num_class and num_sample_<split>)", dir, ds->name);
     if (st == SN_OK && have_info) {
         ds->num_classes = (int)num_class;
-        if (b && !strcmp(b->name, "fer") && dp.fer_extra_class) ds->num_classes++;
+        /* The fork's extra class: dataset fer, or a folder of fer files (what
+         * sn_classifier opens: a train_dir with the copied info.json). */
+        if (dp.fer_extra_class && !strcmp(b ? b->name : prefix, "fer")) ds->num_classes++;
         if (folder) ds->channels = !strcmp(prefix, "mnist") ? 1 : 3;
         for (int i = 0; b && b->need_info && i < ds->nsplits && st == SN_OK; i++)
             if (!ds->splits[i].from_info)
@@ -367,7 +396,7 @@ sn_status sn_dataset_open(sn_ctx *ctx, const char *name, const char *dir,
             st = sn__fail(ctx, SN_ERR_FORMAT, "%s/info.json: no \"num_sample_<split>\" key",
                           dir);
     }
-    if (st == SN_OK) st = read_labels(ds, dir);
+    if (st == SN_OK) st = read_labels(ds, dir, false);
     if (st != SN_OK) {
         sn_dataset_free(ds);
         return st;

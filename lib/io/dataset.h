@@ -19,6 +19,12 @@
 sn_status sn__read_file(sn_ctx *ctx, const char *path, size_t max, uint8_t **out,
                         size_t *len);
 
+/* A descriptor of class names alone, for a folder with a labels.txt and no info.json (a
+ * TF-slim dataset_dir, or the labels beside a published checkpoint): no splits, 3
+ * channels, name "labels", num_classes = the highest id of labels.txt + 1.  A missing
+ * labels.txt is SN_ERR_NOT_FOUND; its errors are sn_dataset_open's. */
+sn_status sn__dataset_open_labels(sn_ctx *ctx, const char *dir, sn_dataset **out);
+
 /* The file name of shard `index` of `num_shards` of a split, as the converter writes it:
  *   "<prefix>_<split>.tfrecord"                    (unsharded: fer, mnist, cifar10)
  *   "<prefix>_<split>_0000K-of-0000N.tfrecord"     (sharded, and always for flowers)

@@ -135,6 +135,8 @@ def main():
                    tree + "/" + CLASSES[2]])
         ours = {}
         for line in out.splitlines():
+            if not line.startswith(tree + "/"):
+                continue   # the restore report (stderr)
             path, _, rest = line.rpartition(": ")
             probs = {}
             for item in rest.split(", "):
