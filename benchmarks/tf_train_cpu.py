@@ -100,8 +100,33 @@ def aux_free(fn):
     return build
 
 
+def zoo_src(module, fn_name, scope_name):
+    """A network of research/slim itself (not in the tf_slim wheel), from the copy that
+    tests/reference/make_zoo_fixtures.py unpacks into tests/reference/out/zoo_src."""
+    def load():
+        import importlib
+        import sys
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests",
+                           "reference", "out", "zoo_src")
+        if not os.path.isdir(os.path.join(src, "nets")):
+            raise SystemExit("tf_train_cpu: %s needs research/slim's nets in %s (run "
+                             "tests/reference/make_zoo_fixtures.py once)" % (fn_name, src))
+        sys.path.insert(0, src)
+        mod = importlib.import_module(module)
+        return getattr(mod, fn_name), getattr(mod, scope_name)
+
+    def build(images, num_classes, is_training):
+        return load()[0](images, num_classes=num_classes, is_training=is_training)[0]
+
+    def arg_scope():
+        return load()[1]()
+    return build, arg_scope
+
+
 # name: (network, arg_scope, default image size), as nets_factory
 MODELS = {
+    "mobilenet_v1": zoo_src("nets.mobilenet_v1", "mobilenet_v1", "mobilenet_v1_arg_scope") +
+                    (224,),
     "lenet": (lenet, lenet_arg_scope, 28),
     "cifarnet": (cifarnet, cifarnet_arg_scope, 32),
     "resnet_v1_50": (resnet(resnet_v1.resnet_v1_50), resnet_v1.resnet_arg_scope, 224),

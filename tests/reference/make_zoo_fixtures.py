@@ -15,21 +15,26 @@ research/slim's nets_factory.get_network_fn does, and records:
   global_pool            the function's global_pool default (null: it has no such argument);
                          the networks are built with it, so the test builds with it too
 
-and, for the models of FORWARD at a reduced input size, a forward pass in inference mode:
+and, for every model, at the reduced input size of FORWARD:
 
   forward                {"size", "global_pool", "num_classes", "batch", "logits",
-                         "aux_logits"}: the outputs for deterministic inputs and variables
-                         (see fill() below), which slimnet reproduces exactly, so no weights
-                         need to be stored
-  training               one training step of the same network with is_training=True and
-                         dropout off (see training() below): the losses, and per trainable
-                         variable the gradient's L2 norm, sum and three elements; per moving
-                         mean/variance its norm and three elements after the step's update
+                         "aux_logits"}: the outputs in inference mode for deterministic
+                         inputs and variables (see fill() below), which slimnet reproduces
+                         exactly, so no weights need to be stored
+  gradients              the gradient of the training loss in inference mode (batch norm on
+                         the moving statistics): the losses, and per trainable variable the
+                         gradient's L2 norm, sum, three elements and four random projections
+                         (a sketch that bounds the whole gradient's error), in float32 and in
+                         float64, and how far TensorFlow's own float32 is from float64 over a
+                         few draws of its rounding (see gradient_record() below)
+  training               the same for one training step (is_training=True, dropout off), and
+                         per moving mean/variance its norm and three elements after the
+                         step's update
 
 The C suite `zoo` (tests/test_zoo.c) builds the same networks with slimnet and compares
 names, shapes, order, trainability, counts and regularization losses one for one, then runs
-the forward passes and compares the logits, and the training step: losses, gradients and
-moving statistics.
+the forward passes and compares the logits, the inference-mode gradients, and the training
+step: losses, gradients and moving statistics.
 
 Where the network code comes from: tf_slim (pinned in requirements.txt) ships only a few
 nets (alexnet, overfeat, vgg, inception_v1-3, resnet_v1/v2), so the networks are taken from
@@ -107,15 +112,19 @@ MODELS = [
 # Inference-mode forward passes: model -> (image size, global_pool or None for the network's
 # default).  The same list is in tests/test_zoo.c.  Sizes are small but leave every VALID
 # layer room: 107 is the least inception_v3/v4 and inception_resnet_v2 take (their aux heads'
-# 5x5 VALID pool on the 17x17 grid, 5x5 there); alexnet_v2 and vgg_a keep their default
-# size, as their fc6 window needs it; inception_v1's fixed 7x7 average pool needs 224, so at
-# 96 it pools globally.
+# 5x5 VALID pool on the 17x17 grid, 5x5 there); alexnet_v2, overfeat and the VGGs keep their
+# default size, as their fc6 window needs it; inception_v1's fixed 7x7 average pool needs
+# 224, so at 96 it pools globally.
 FORWARD = {
     "lenet": (28, None), "cifarnet": (32, None), "alexnet_v2": (224, None),
-    "vgg_a": (224, None), "inception_v1": (96, True), "inception_v2": (96, None),
-    "inception_v3": (107, None), "inception_v4": (107, None),
+    "overfeat": (231, None), "vgg_a": (224, None), "vgg_16": (224, None),
+    "vgg_19": (224, None), "inception_v1": (96, True), "inception_v2": (96, None),
+    "inception_v3": (107, None), "inception_v4": (115, None),
     "inception_resnet_v2": (107, None), "resnet_v1_50": (64, None),
-    "resnet_v2_50": (64, None), "mobilenet_v1": (96, None), "mobilenet_v1_025": (64, None),
+    "resnet_v1_101": (64, None), "resnet_v1_152": (64, None), "resnet_v1_200": (64, None),
+    "resnet_v2_50": (64, None), "resnet_v2_101": (64, None), "resnet_v2_152": (64, None),
+    "resnet_v2_200": (64, None), "mobilenet_v1": (96, None), "mobilenet_v1_075": (64, None),
+    "mobilenet_v1_050": (96, None), "mobilenet_v1_025": (64, None),
     "mobilenet_v2": (96, None), "mobilenet_v2_140": (64, None), "mobilenet_v2_035": (96, None),
 }
 FORWARD_CLASSES = 10
@@ -131,8 +140,13 @@ def fnv1a32(text):
 def uniform(name, n):
     """n values in [-1, 1) from the variable's name: murmur3's finalizer over
     i * 0x9E3779B1 + fnv1a32(name), all in uint32 arithmetic (tests/test_zoo.c: zoo_uniform)."""
+    return uniform_range(name, 0, n)
+
+
+def uniform_range(name, lo, hi):
+    """Values lo..hi-1 of uniform(name, hi)."""
     import numpy as np
-    x = np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B1) + np.uint64(fnv1a32(name))
+    x = np.arange(lo, hi, dtype=np.uint64) * np.uint64(0x9E3779B1) + np.uint64(fnv1a32(name))
     x &= np.uint64(0xFFFFFFFF)
     x ^= x >> np.uint64(16)
     x = (x * np.uint64(0x85EBCA6B)) & np.uint64(0xFFFFFFFF)
@@ -285,13 +299,25 @@ def forward(tf, slim, importlib, entry, size, global_pool):
     }
 
 
-# Training mode: the same networks, sizes, variables and images as FORWARD, built with
-# is_training=True (batch norm on batch statistics) and dropout off, so that TensorFlow's
-# gradients are deterministic.  Every network of FORWARD has a switch for it: the function's
-# own dropout_keep_prob argument, except MobileNet v2, whose keep probability comes from its
-# arg scope (mobilenet.training_scope(dropout_keep_prob=...)); the ResNets have no dropout.
+# Gradients: the same networks, sizes, variables and images as FORWARD, differentiated twice:
+#   "gradients"  in inference mode (is_training=False: batch norm on the moving statistics,
+#                no dropout), where float32 is well conditioned and every variable's gradient
+#                must match to 1e-4 of its norm;
+#   "training"   one training step (is_training=True: batch norm on batch statistics, moving
+#                statistics updated) with dropout off, so that TensorFlow's gradients are
+#                deterministic.  Every network has a switch for it: the function's own
+#                dropout_keep_prob argument, except MobileNet v2, whose keep probability comes
+#                from its arg scope (mobilenet.training_scope(dropout_keep_prob=...)); the
+#                ResNets have no dropout.
+# Each is run in float32 (the reference slimnet is held to) and again with the whole network
+# in float64 (the same float32 weights and images, widened; tf_slim builds every layer in the
+# input's dtype, and batch norm leaves the fused kernel, which has no float64), which is the
+# exact answer to ~1e-15: it tells how far from exact TensorFlow's own float32 is, so that a
+# tolerance is measured against rounding, not guessed.
 TRAIN_LABELS_SEED = "labels"
 AUX_WEIGHT = 0.4   # train_image_classifier.py: the aux logits' cross-entropy weight
+N_PROJ = 4         # random projections per gradient (see projections())
+CHUNK = 1 << 22
 
 
 def labels_for(batch, classes):
@@ -305,22 +331,50 @@ def g7(x):
     return float("%.7g" % x)
 
 
+def g9(x):
+    return float("%.9g" % x)
+
+
 def sample_index(n):
     """The flat indices whose values are recorded: first, middle, last."""
     return [0, n // 2, n - 1]
 
 
-def training(tf, slim, importlib, entry, size, global_pool):
-    """One training step's loss, gradients and moving statistics in TensorFlow.
+def projections(name, g):
+    """<g, r_k> for k < N_PROJ, r_k[i] = uniform("proj<k>/" + name)[i], summed in float64.
+    A sketch of the whole gradient: for any vector d, E[<d, r_k>^2] = |d|^2 / 3, so the
+    projections of two gradients' difference estimate the norm of the difference
+    (|d|^2 ~ 3/N_PROJ * sum_k <d, r_k>^2) without storing either gradient."""
+    import numpy as np
+    out = []
+    for k in range(N_PROJ):
+        seed = "proj%d/%s" % (k, name)
+        acc = 0.0
+        for lo in range(0, g.size, CHUNK):
+            hi = min(g.size, lo + CHUNK)
+            acc += float(np.dot(g[lo:hi], uniform_range(seed, lo, hi)))
+        out.append(acc)
+    return out
 
-    loss = tf.losses.softmax_cross_entropy(one-hot labels, logits)
-         + 0.4 * the same of the aux logits (where the network has them)
-         + the regularization losses             (tf.losses.get_total_loss)
-    as research/slim's train_image_classifier.py builds it, with label smoothing 0.  Records
-    the losses, and for every trainable variable, in tf.trainable_variables() order,
-    [name, L2 norm, sum, g[first], g[middle], g[last]] of d(loss)/d(variable); then runs
-    UPDATE_OPS once and records [name, L2 norm, v[first], v[middle], v[last]] of every
-    moving_mean / moving_variance."""
+
+def lrn_any_dtype(tf):
+    """tf.nn.lrn's formula in plain ops, for float64 (the LRN kernel has float16/32 only):
+    y = x / (bias + alpha * sum of x^2 over the channel window [c-r, c+r]) ^ beta."""
+    def lrn(x, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, name=None):
+        r = int(depth_radius)
+        c = x.get_shape().as_list()[-1]
+        sq = tf.pad(tf.square(x), [[0, 0], [0, 0], [0, 0], [r, r]])
+        window = tf.add_n([sq[..., i:i + c] for i in range(2 * r + 1)])
+        return tf.divide(x, tf.pow(bias + alpha * window, beta), name=name)
+    return lrn
+
+
+def step(tf, slim, importlib, entry, size, global_pool, is_training, dtype, batch, perturb=0):
+    """Losses, logits and gradients of loss = softmax_cross_entropy(one-hot labels, logits)
+    + 0.4 * the same of the aux logits (where the network has them) + the regularization
+    losses (tf.losses.get_total_loss), as research/slim's train_image_classifier.py builds
+    it with label smoothing 0; in training mode also the moving statistics after running
+    UPDATE_OPS once.  Arrays come back as float64 numpy arrays."""
     import numpy as np
     name, module, fn_name, scope_name, _, _ = entry
     mod = importlib.import_module(module)
@@ -336,20 +390,33 @@ def training(tf, slim, importlib, entry, size, global_pool):
         dropout = "training_scope(dropout_keep_prob=1.0)"
     else:
         dropout = None   # no dropout layer
-    labels = labels_for(BATCH, FORWARD_CLASSES)
+    labels = labels_for(batch, FORWARD_CLASSES)
+    lrn_kernel = tf.nn.lrn
+    if dtype != tf.float32:   # cifarnet
+        tf.nn.lrn = lrn_any_dtype(tf)
+    try:
+        return step_graph(tf, slim, mod, fn, scope_name, kwargs, scope_kwargs, dropout, labels,
+                          name, size, is_training, dtype, batch, perturb)
+    finally:
+        tf.nn.lrn = lrn_kernel
+
+
+def step_graph(tf, slim, mod, fn, scope_name, kwargs, scope_kwargs, dropout, labels, name,
+               size, is_training, dtype, batch, perturb):
+    import numpy as np
     graph = tf.Graph()
     with graph.as_default():
-        images = tf.placeholder(tf.float32, [BATCH, size, size, 3], name="images")
+        images = tf.placeholder(dtype, [batch, size, size, 3], name="images")
         with slim.arg_scope(getattr(mod, scope_name)(**scope_kwargs)):
-            logits, end_points = fn(images, num_classes=FORWARD_CLASSES, is_training=True,
-                                    **kwargs)
-        onehot = tf.one_hot(labels, FORWARD_CLASSES)
+            logits, end_points = fn(images, num_classes=FORWARD_CLASSES,
+                                    is_training=is_training, **kwargs)
+        onehot = tf.one_hot(labels, FORWARD_CLASSES, dtype=dtype)
         xent = tf.losses.softmax_cross_entropy(onehot, logits)
         aux = end_points.get("AuxLogits")
         aux_xent = (tf.losses.softmax_cross_entropy(onehot, aux, weights=AUX_WEIGHT)
                     if aux is not None else None)
         regs = tf.losses.get_regularization_losses()
-        reg = tf.add_n(regs) if regs else tf.constant(0.0)   # lenet: weight decay 0
+        reg = tf.add_n(regs) if regs else tf.constant(0.0, dtype)   # lenet: weight decay 0
         total = tf.losses.get_total_loss()
         tvars = tf.trainable_variables()
         grads = tf.gradients(total, tvars)
@@ -358,42 +425,104 @@ def training(tf, slim, importlib, entry, size, global_pool):
         updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
         assigns, values = [], {}
         for v in tf.global_variables():
+            assert v.dtype.base_dtype == dtype, (name, v.op.name, v.dtype)
             shape = v.get_shape().as_list()
-            ph = tf.placeholder(tf.float32, shape)
+            ph = tf.placeholder(dtype, shape)
             assigns.append(v.assign(ph))
-            values[ph] = fill(v.op.name, shape)
+            values[ph] = fill(v.op.name, shape).astype(dtype.as_numpy_dtype)
         with tf.Session(graph=graph) as sess:
             sess.run(assigns, values)
-            feed = {images: uniform("images", BATCH * size * size * 3)
-                    .astype(np.float32).reshape(BATCH, size, size, 3)}
-            fetch = [total, xent, reg, grads] + ([aux_xent] if aux is not None else [])
+            x = uniform("images", batch * size * size * 3).astype(np.float32)
+            if perturb:   # a few ulps: another sample of float32's rounding (see below)
+                x = (x + PERTURB * uniform("perturb%d" % perturb, x.size)).astype(np.float32)
+            feed = {images: x.astype(dtype.as_numpy_dtype).reshape(batch, size, size, 3)}
+            fetch = [total, xent, reg, logits, grads] + ([aux_xent] if aux is not None else [])
             out = sess.run(fetch, feed)
-            sess.run(updates, feed)
-            mvals = sess.run(moving)
-    grad_rows = []
-    for v, gv in zip(tvars, out[3]):
-        gv = np.asarray(gv, dtype=np.float64).ravel()
-        grad_rows.append([v.op.name, g7(np.linalg.norm(gv)), g7(gv.sum())] +
-                         [g7(gv[i]) for i in sample_index(gv.size)])
-    moving_rows = []
-    for v, mv in zip(moving, mvals):
-        mv = np.asarray(mv, dtype=np.float64).ravel()
-        moving_rows.append([v.op.name, g7(np.linalg.norm(mv))] +
-                           [g7(mv[i]) for i in sample_index(mv.size)])
+            mvals = []
+            if is_training:
+                sess.run(updates, feed)
+                mvals = sess.run(moving)
+    f64 = lambda a: np.asarray(a, dtype=np.float64)
     return {
+        "dropout": dropout,
+        "labels": labels,
+        "has_aux": aux is not None,
+        "total_loss": float(out[0]),
+        "cross_entropy": float(out[1]),
+        "regularization_loss": float(out[2]),
+        "aux_cross_entropy": float(out[5]) / AUX_WEIGHT if aux is not None else None,
+        "logits": f64(out[3]),
+        "grads": [(v.op.name, f64(g).ravel()) for v, g in zip(tvars, out[4])],
+        "moving": [(v.op.name, f64(m).ravel()) for v, m in zip(moving, mvals)],
+    }
+
+
+LOSS_KEYS = ("total_loss", "cross_entropy", "aux_cross_entropy", "regularization_loss")
+
+
+# How far TensorFlow's own float32 is from exact, sampled: the unperturbed run and
+# N_SAMPLES - 1 more with every input pixel moved by up to PERTURB (a few float32 ulps), which
+# changes the rounding everywhere.  At random weights the gradient is not continuous at the
+# test point in every network: float32 rounding flips relu units and max-pool choices that
+# sit within rounding of their kink (vgg_16 at 224 has tens of millions of units), and where
+# batch norm runs on batch statistics over few values it amplifies rounding; each flip moves
+# the gradients of every layer below it.  The samples measure that for TensorFlow itself.
+N_SAMPLES = 4
+PERTURB = 2.0 ** -22
+
+
+def gradient_record(tf, slim, importlib, entry, size, global_pool, is_training, batch=BATCH):
+    """The fixture's "gradients" (is_training False) or "training" (True) entry:
+      the float32 losses, "float64": the float64 losses and logits, and "float32_err": per
+        loss the largest |float32 - float64| of the N_SAMPLES float32 runs;
+      "grads": per trainable variable, in tf.trainable_variables() order,
+        [name, |g|, sum g, g[first], g[middle], g[last], <g,r_0> .. <g,r_3>,   (float32 run)
+         |g64|, <g64,r_0> .. <g64,r_3>,                                         (float64 run)
+         max over the N_SAMPLES float32 runs of |g32 - g64|]
+      "moving" (training): per moving_mean / moving_variance after the step's update
+        [name, L2 norm, v[first], v[middle], v[last]] (float32 run)."""
+    import numpy as np
+    r32 = step(tf, slim, importlib, entry, size, global_pool, is_training, tf.float32, batch)
+    r64 = step(tf, slim, importlib, entry, size, global_pool, is_training, tf.float64, batch)
+    g64s = [g64 for _, g64 in r64["grads"]]
+    err = [float(np.linalg.norm(g - g64)) for (_, g), g64 in zip(r32["grads"], g64s)]
+    loss_err = {k: abs(r32[k] - r64[k]) for k in LOSS_KEYS if r32[k] is not None}
+    for k in range(1, N_SAMPLES):
+        rk = step(tf, slim, importlib, entry, size, global_pool, is_training, tf.float32, batch,
+                  perturb=k)
+        err = [max(e, float(np.linalg.norm(g - g64)))
+               for e, (_, g), g64 in zip(err, rk["grads"], g64s)]
+        for key in loss_err:
+            loss_err[key] = max(loss_err[key], abs(rk[key] - r64[key]))
+        del rk
+    rows = []
+    for (vname, g), (vname64, g64), e in zip(r32["grads"], r64["grads"], err):
+        assert vname == vname64, (vname, vname64)
+        rows.append([vname, g7(np.linalg.norm(g)), g7(g.sum())] +
+                    [g7(g[i]) for i in sample_index(g.size)] +
+                    [g9(p) for p in projections(vname, g)] +
+                    [g9(np.linalg.norm(g64))] + [g9(p) for p in projections(vname, g64)] +
+                    [g7(e)])
+    rec = {
         "size": size,
         "num_classes": FORWARD_CLASSES,
-        "batch": BATCH,
-        "dropout_off": dropout,
-        "labels": labels,
-        "aux_weight": AUX_WEIGHT if aux is not None else None,
-        "total_loss": g7(out[0]),
-        "cross_entropy": g7(out[1]),
-        "aux_cross_entropy": g7(out[4] / AUX_WEIGHT) if aux is not None else None,
-        "regularization_loss": g7(out[2]),
-        "grads": grad_rows,
-        "moving": moving_rows,
+        "batch": batch,
+        "is_training": is_training,
+        "dropout_off": r32["dropout"],
+        "labels": r32["labels"],
+        "aux_weight": AUX_WEIGHT if r32["has_aux"] else None,
     }
+    for k in LOSS_KEYS:
+        rec[k] = g7(r32[k]) if r32[k] is not None else None
+    rec["float64"] = {k: g9(r64[k]) if r64[k] is not None else None for k in LOSS_KEYS}
+    rec["float64"]["logits"] = [[g9(x) for x in r] for r in r64["logits"].reshape(batch, -1)]
+    rec["float32_err"] = {k: g7(v) for k, v in loss_err.items()}
+    rec["float32_samples"] = N_SAMPLES
+    rec["grads"] = rows
+    if is_training:
+        rec["moving"] = [[vname, g7(np.linalg.norm(m))] + [g7(m[i]) for i in sample_index(m.size)]
+                         for vname, m in r32["moving"]]
+    return rec
 
 
 def dump(doc):
@@ -410,19 +539,20 @@ def dump(doc):
         for k in m:
             if k == "variables":
                 continue
-            if k == "training":
+            if k in ("gradients", "training"):
                 t = m[k]
-                out.append('      "training": {')
+                out.append('      %s: {' % json.dumps(k))
                 for tk in t:
                     if tk in ("grads", "moving"):
                         continue
                     out.append("        %s: %s," % (json.dumps(tk), json.dumps(t[tk])))
-                for tk in ("grads", "moving"):
+                lists = [tk for tk in ("grads", "moving") if tk in t]
+                for tk in lists:
                     out.append("        %s: [" % json.dumps(tk))
                     for j, r in enumerate(t[tk]):
                         out.append("          %s%s" % (json.dumps(r, separators=(",", ":")),
                                                        "," if j + 1 < len(t[tk]) else ""))
-                    out.append("        ]%s" % ("," if tk == "grads" else ""))
+                    out.append("        ]%s" % ("," if tk != lists[-1] else ""))
                 out.append("      },")
                 continue
             out.append("      %s: %s," % (json.dumps(k), json.dumps(m[k])))
@@ -466,7 +596,10 @@ def main():
         m = models[entry[0]]
         if entry[0] in FORWARD:
             m["forward"] = forward(tf, slim, importlib, entry, *FORWARD[entry[0]])
-            m["training"] = training(tf, slim, importlib, entry, *FORWARD[entry[0]])
+            m["gradients"] = gradient_record(tf, slim, importlib, entry,
+                                             *FORWARD[entry[0]], is_training=False)
+            m["training"] = gradient_record(tf, slim, importlib, entry, *FORWARD[entry[0]],
+                                            is_training=True)
         print("%-20s %5d variables %11d parameters" % (entry[0], len(m["variables"]),
                                                         m["total_params"]))
     doc = {
