@@ -6,8 +6,8 @@
  *
  * One step = forward, backward of softmax cross-entropy + L2 regularization, and a plain SGD
  * update, as slimnet-train runs it; with --infer 1 one forward pass in inference mode (batch
- * norm on moving statistics, no dropout), as slimnet-eval runs it.  Prints images/s (median
- * step time over --steps). */
+ * norm on moving statistics, no dropout, no weight decay: no regularization losses), as
+ * slimnet-eval runs it.  Prints images/s (median step time over --steps). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +74,7 @@ int main(int argc, char **argv) {
     sn_model_params mp = sn_model_params_default();
     mp.num_classes = (int)classes;
     mp.is_training = !infer;
+    if (infer) mp.weight_decay = 0.0f;   /* as slimnet-eval: an L2 term nobody reads */
     sn_model m;
     CHECK(sn_model_build(g, model, images, &mp, &m));
     int n_reg = 0;

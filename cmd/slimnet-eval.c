@@ -154,6 +154,8 @@ int main(int argc, char **argv) {
     sn_model_params mp = sn_model_params_default();
     mp.num_classes = classes;
     mp.is_training = 0;
+    mp.weight_decay = 0.0f;    /* no L2 terms: nothing here reads them, and each would be a
+                                * pass over its layer's weights in every forward */
     sn_model m;
     if (sn_model_build(g, o.model_name, images, &mp, &m) != SN_OK) {
         fprintf(stderr, TOOL ": --model_name=%s: %s\n", o.model_name, sn_graph_errmsg(g));

@@ -56,6 +56,30 @@ typedef struct sn__pool_dims {
     int64_t stride_h, stride_w, pad_top, pad_left;
 } sn__pool_dims;
 
+/* The per-output-channel epilogue of the fused forward kernels (gemm_ep, conv2d_fwd_ep,
+ * dwconv2d_fwd_ep): what an inference net's batch_norm or bias_add, residual add and
+ * relu/relu6 after the convolution would have done, applied to each output value v of
+ * channel k while the kernel's output is still in cache:
+ *   batch norm (mean != NULL): v = (v - mean[k]) * (gamma[k] / sqrt(var[k] + eps)) + beta[k],
+ *                              gamma NULL meaning 1 and beta NULL 0: bn_infer_fwd's formula,
+ *                              operation for operation, so fused and unfused agree bit for
+ *                              bit on the CPU;
+ *   else bias (bias != NULL):  v = v + bias[k], as bias_fwd;
+ *   then residual (!= NULL):   v = v + residual[i], i the value's index in the output (a
+ *                              tensor of the output's shape), as add_fwd;
+ *   then act:                  relu_fwd's or relu6_fwd's expression.
+ * The struct is in host memory, the arrays in the backend's (K floats each; the residual as
+ * large as the output, and never the output itself).  The scale is formed from the variables
+ * on every call, never cached, so a restore or set_var between two runs is always seen. */
+typedef enum sn__act { SN__ACT_NONE = 0, SN__ACT_RELU = 1, SN__ACT_RELU6 = 2 } sn__act;
+typedef struct sn__epilogue {
+    const float *gamma, *beta, *mean, *var;
+    float eps;
+    const float *bias;
+    const float *residual;
+    int act;            /* sn__act */
+} sn__epilogue;
+
 /* The dropout generator: a counter-based hash (splitmix64 finalizer) so that CPU and CUDA
  * draw the same uniform for (seed, i).  Returns a float in [0,1) with 24 random bits. */
 static inline SN__HD float sn__uniform01(uint64_t seed, uint64_t i) {

@@ -122,6 +122,8 @@ sn_status sn_classifier_new(sn_ctx *ctx, const sn_classifier_params *p, sn_class
     sn_model_params mp = sn_model_params_default();
     mp.num_classes = c->classes;
     mp.is_training = 0;
+    mp.weight_decay = 0.0f;    /* no L2 terms: nothing here reads them, and each would be a
+                                * pass over its layer's weights in every forward */
     sn_model m;
     if ((st = sn_model_build(c->g, p->model_name, c->images, &mp, &m)) != SN_OK) {
         sn__fail(ctx, st, "classifier: %s", sn_graph_errmsg(c->g));

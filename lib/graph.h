@@ -76,6 +76,20 @@ void sn__graph_name(sn_graph *g, sn_node n, const char *leaf);
 /* Adds a scalar regularization loss to REGULARIZATION_LOSSES. */
 void sn__graph_add_reg(sn_graph *g, sn_node loss);
 
+/* A chain of forward nodes run as one kernel call in an inference net (net.c's
+ * plan_fusion): a conv2d, dwconv2d or matmul head, then at most one batch_norm (inference
+ * mode) or bias_add, then at most one add of a value computed earlier (a residual), then at
+ * most one relu or relu6.  The head's kernel applies the folded nodes as its epilogue and
+ * writes the chain's last node (the tail); the folded nodes are not run, and neither they
+ * nor the head have a buffer of their own. */
+typedef struct sn__fusion {
+    int head;       /* folded nodes: the head that computes them; -1 for every other node */
+    int affine;     /* heads: the folded batch_norm or bias_add, or -1 */
+    int residual;   /* heads: the folded add, or -1 */
+    int act;        /* heads: the folded relu or relu6, or -1 */
+    int tail;       /* heads: the node whose buffer the head writes; i itself otherwise */
+} sn__fusion;
+
 /* A compiled net: values, gradients and saved state of every node on one device. */
 struct sn_net {
     sn_graph *g;
@@ -93,6 +107,8 @@ struct sn_net {
     bool *needs_grad;              /* depends on a trainable variable */
     bool *keep;                    /* value readable after forward (not reused) */
     int *first_writer;             /* node whose backward first writes grad[i], or -1 */
+    sn__fusion *fuse;              /* per node; NULL unless compiled with backward = 0 */
+    int n_fused;                   /* nodes folded into a head */
     void *params, *grads, *arena, *inputs, *ws;
     sn_net_memory mem;
     bool backward_ok;
@@ -116,6 +132,12 @@ extern const sn__opdef sn__ops[SN__OP_COUNT];
     sn_status sn__op_##name##_bwd(sn_net *net, int i);
 #include "ops.def"
 #undef SN_OP
+
+/* Whether node i heads a fused chain; if so fills *ep with its epilogue and *y with the
+ * buffer it writes (the tail's).  Ops with a fused kernel ask this in their forward. */
+bool sn__fused_epilogue(const sn_net *net, int i, sn__epilogue *ep, float **y);
+/* The batch-norm part of an epilogue from batch_norm node i's inputs (op_norm.c). */
+void sn__bn_epilogue(const sn_net *net, int i, sn__epilogue *ep);
 
 /* Saved-state size of node i in floats (0 for most ops), given resolved dims. */
 size_t sn__op_aux_floats(const sn_net *net, int i);

@@ -192,14 +192,17 @@ static sn_status plan_arena(sn_net *net, bool backward) {
     for (int i = 0; i < n; i++) {
         const sn__node *nd = &g->nodes[i];
         if (is_leaf(nd)) continue;
+        if (net->fuse && net->fuse[i].head >= 0) continue;   /* its head computes it */
+        /* A fused head writes its tail's buffer, which is then live from the head on. */
+        int o = net->fuse ? net->fuse[i].tail : i;
         bool bwd_i = backward && net->needs_grad[i];
         plan_buf *v = &bufs[nb++];
-        v->bytes = align_up(net->numel[i] * sn_dtype_size(nd->dtype));
+        v->bytes = align_up(net->numel[o] * sn_dtype_size(g->nodes[o].dtype));
         v->start = i;
-        v->end = last_fwd[i] > last_bwd[i] ? last_fwd[i] : last_bwd[i];
+        v->end = last_fwd[o] > last_bwd[o] ? last_fwd[o] : last_bwd[o];
         if (bwd_i && sn__ops[nd->op].bwd_needs_output && T - 1 - i > v->end) v->end = T - 1 - i;
-        if (net->keep[i]) v->end = T;
-        v->slot = &net->val[i];
+        if (net->keep[o]) v->end = T;
+        v->slot = &net->val[o];
         unplanned += v->bytes;
         net->aux_floats[i] = sn__op_aux_floats(net, i);
         if (net->aux_floats[i]) {
@@ -230,6 +233,107 @@ static sn_status plan_arena(sn_net *net, bool backward) {
     free(last_fwd);
     free(last_bwd);
     return st;
+}
+
+/* ---- fusion (inference nets) --------------------------------------------------------------- */
+
+/* The one consumer of node t's value, or -1 when it has several or none, or when the value
+ * is kept (an end point, a scalar: sn_net_get_output may read it). */
+static int sole_user(const sn_net *net, const int *uses, const int *user, int t) {
+    return uses[t] == 1 && !net->keep[t] ? user[t] : -1;
+}
+
+/* Folds each conv2d/dwconv2d/matmul -> [batch_norm (inference) | bias_add] -> [add] ->
+ * [relu | relu6] chain of a net without backward into its head, whose kernel then applies
+ * the folded nodes as an epilogue on its output while that is still in cache (sn__fusion in
+ * graph.h).  ResNet's units end in the whole chain: conv, batch norm, the shortcut added,
+ * relu.
+ *
+ * A link is folded only where nothing but the next link could ever see the value it skips:
+ * that value has exactly one consumer and is not kept, so sn_net_get_output refuses it
+ * anyway (its memory would have been reused).  The folded node's other inputs (gamma, beta,
+ * the moving statistics, the bias, the add's other operand) must exist when the head runs:
+ * leaves, or nodes computed before the head.  (So of two chains meeting in one add, only the
+ * later one can take it.)  Nets compiled for training are never fused: their backward reads
+ * the intermediate values, and batch_norm in training mode updates its moving statistics. */
+static sn_status plan_fusion(sn_net *net) {
+    const sn_graph *g = net->g;
+    int n = net->n;
+    int *uses = calloc((size_t)n + 1, sizeof *uses);
+    int *user = malloc(((size_t)n + 1) * sizeof *user);
+    net->fuse = malloc(((size_t)n + 1) * sizeof *net->fuse);
+    if (!uses || !user || !net->fuse) {
+        free(uses);
+        free(user);
+        return sn__fail(net->ctx, SN_ERR_NOMEM, "compile: out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        net->fuse[i] = (sn__fusion){.head = -1, .affine = -1, .residual = -1, .act = -1,
+                                    .tail = i};
+        user[i] = -1;
+    }
+    for (int j = 0; j < n; j++)
+        for (int k = 0; k < g->nodes[j].n_in; k++) {
+            uses[g->nodes[j].in[k]]++;
+            user[g->nodes[j].in[k]] = j;
+        }
+    for (int i = 0; i < n; i++) {
+        sn__op op = g->nodes[i].op;
+        if (op != SN__OP_conv2d && op != SN__OP_dwconv2d && op != SN__OP_matmul) continue;
+        sn__fusion *f = &net->fuse[i];
+        int t = i, j = sole_user(net, uses, user, t);
+        if (j >= 0 && g->nodes[j].in[0] == t) {
+            const sn__node *c = &g->nodes[j];
+            bool ok = (c->op == SN__OP_batch_norm && !c->p.bn.training) ||
+                      c->op == SN__OP_bias_add;
+            for (int k = 1; ok && k < c->n_in; k++)
+                ok = is_leaf(&g->nodes[c->in[k]]) || c->in[k] < i;
+            if (ok) {
+                f->affine = t = j;
+                j = sole_user(net, uses, user, t);
+            }
+        }
+        if (j >= 0 && g->nodes[j].op == SN__OP_add && net->fuse[j].head < 0) {
+            const sn__node *c = &g->nodes[j];
+            int o = c->in[0] == t ? c->in[1] : c->in[0];    /* t's sole user: o != t */
+            if (is_leaf(&g->nodes[o]) || o < i) {
+                f->residual = t = j;
+                j = sole_user(net, uses, user, t);
+            }
+        }
+        if (j >= 0 && (g->nodes[j].op == SN__OP_relu || g->nodes[j].op == SN__OP_relu6))
+            f->act = t = j;
+        if (t == i) continue;
+        f->tail = t;
+        const int links[3] = {f->affine, f->residual, f->act};
+        for (int k = 0; k < 3; k++) {
+            if (links[k] < 0) continue;
+            net->fuse[links[k]].head = i;
+            net->n_fused++;
+        }
+    }
+    free(uses);
+    free(user);
+    return SN_OK;
+}
+
+bool sn__fused_epilogue(const sn_net *net, int i, sn__epilogue *ep, float **y) {
+    if (!net->fuse || net->fuse[i].tail == i) return false;
+    const sn__fusion *f = &net->fuse[i];
+    memset(ep, 0, sizeof *ep);
+    if (f->affine >= 0) {
+        if (net->g->nodes[f->affine].op == SN__OP_batch_norm) sn__bn_epilogue(net, f->affine, ep);
+        else ep->bias = SN__X(net, f->affine, 1);
+    }
+    if (f->residual >= 0) {   /* the add's operand that is not the chain */
+        const sn__node *a = &net->g->nodes[f->residual];
+        int chain = f->affine >= 0 ? f->affine : i;
+        ep->residual = (const float *)net->val[a->in[0] == chain ? a->in[1] : a->in[0]];
+    }
+    if (f->act >= 0)
+        ep->act = net->g->nodes[f->act].op == SN__OP_relu ? SN__ACT_RELU : SN__ACT_RELU6;
+    *y = (float *)net->val[f->tail];
+    return true;
 }
 
 static sn_status alloc_workspace(sn_net *net) {
@@ -306,6 +410,7 @@ sn_status sn_net_compile(sn_graph *g, const sn_compile_params *p, sn_net **out) 
         }
         st = alloc_persistent(net);
     }
+    if (st == SN_OK && !net->backward_ok) st = plan_fusion(net);
     if (st == SN_OK) st = plan_arena(net, net->backward_ok);
     if (st == SN_OK) st = alloc_workspace(net);
     if (st == SN_OK) st = init_variables(net);
@@ -333,6 +438,7 @@ void sn_net_free(sn_net *net) {
     free(net->needs_grad);
     free(net->keep);
     free(net->first_writer);
+    free(net->fuse);
     free(net);
 }
 
@@ -405,13 +511,27 @@ sn_status sn_net_profile_report(const sn_net *net, char *buf, size_t len) {
                                  net->prof_s[o][0] * 1e3, net->prof_s[o][1] * 1e3,
                                  total > 0 ? 100.0 * t / total : 0.0);
     }
+    if (net->n_fused && used < len) {   /* their time is in their head's row */
+        int64_t folded[SN__OP_COUNT] = {0};
+        for (int i = 0; i < net->n; i++)
+            if (net->fuse[i].head >= 0) folded[net->g->nodes[i].op]++;
+        used += (size_t)snprintf(buf + used, len - used, "folded into the convolution or "
+                                 "matmul before them:");
+        for (int o = 0, first = 1; o < SN__OP_COUNT && used < len; o++) {
+            if (!folded[o]) continue;
+            used += (size_t)snprintf(buf + used, len - used, "%s %lld %s", first ? "" : ",",
+                                     (long long)folded[o], sn__ops[o].name);
+            first = 0;
+        }
+        if (used < len) snprintf(buf + used, len - used, "\n");
+    }
     return SN_OK;
 }
 
 sn_status sn_net_forward(sn_net *net) {
     const sn_graph *g = net->g;
     for (int i = 0; i < net->n; i++) {
-        if (is_leaf(&g->nodes[i])) continue;
+        if (is_leaf(&g->nodes[i]) || (net->fuse && net->fuse[i].head >= 0)) continue;
         sn_status st = run_node(net, i, 0);
         if (st != SN_OK) return node_failed(net, i, "forward", st);
     }

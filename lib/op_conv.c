@@ -63,9 +63,15 @@ void sn__conv_dims(const sn_net *net, int i, sn__conv2d_dims *cd) {
     cd->pad_top = n->p.conv.pad_top; cd->pad_left = n->p.conv.pad_left;
 }
 
+/* Forwards of the three ops that can head a fused chain (net.c's plan_fusion): with one,
+ * the fused kernel writes the chain's last value. */
 sn_status sn__op_conv2d_fwd(sn_net *net, int i) {
     sn__conv2d_dims cd;
     sn__conv_dims(net, i, &cd);
+    sn__epilogue ep;
+    float *y;
+    if (sn__fused_epilogue(net, i, &ep, &y))
+        return SN__CALL(net, conv2d_fwd_ep, y, SN__X(net, i, 0), SN__X(net, i, 1), &ep, &cd);
     return SN__CALL(net, conv2d_fwd, SN__Y(net, i), SN__X(net, i, 0), SN__X(net, i, 1), &cd);
 }
 
@@ -84,6 +90,10 @@ sn_status sn__op_conv2d_bwd(sn_net *net, int i) {
 sn_status sn__op_dwconv2d_fwd(sn_net *net, int i) {
     sn__conv2d_dims cd;
     sn__conv_dims(net, i, &cd);
+    sn__epilogue ep;
+    float *y;
+    if (sn__fused_epilogue(net, i, &ep, &y))
+        return SN__CALL(net, dwconv2d_fwd_ep, y, SN__X(net, i, 0), SN__X(net, i, 1), &ep, &cd);
     return SN__CALL(net, dwconv2d_fwd, SN__Y(net, i), SN__X(net, i, 0), SN__X(net, i, 1), &cd);
 }
 
@@ -118,6 +128,10 @@ sn_node sn_op_matmul(sn_graph *g, sn_node x, sn_node w) {
 sn_status sn__op_matmul_fwd(sn_net *net, int i) {
     const int64_t *xd = net->dims[net->g->nodes[i].in[0]], *yd = net->dims[i];
     int64_t N = xd[0], in = xd[1], out = yd[1];
+    sn__epilogue ep;
+    float *y;
+    if (sn__fused_epilogue(net, i, &ep, &y))
+        return SN__CALL(net, gemm_ep, y, SN__X(net, i, 0), SN__X(net, i, 1), &ep, N, out, in);
     return SN__CALL(net, gemm, 0, 0, N, out, in, 1.0f, SN__X(net, i, 0), in, SN__X(net, i, 1),
                     out, 0.0f, SN__Y(net, i), out);
 }

@@ -105,6 +105,15 @@ sn_status sn__op_batch_norm_bwd(sn_net *net, int i) {
                     n->p.bn.eps, a.rows, a.C);
 }
 
+void sn__bn_epilogue(const sn_net *net, int i, sn__epilogue *ep) {
+    bn_args a = bn_unpack(net, i);
+    ep->gamma = BN_IN(net, i, a.gamma);
+    ep->beta = BN_IN(net, i, a.beta);
+    ep->mean = SN__X(net, i, a.mean);
+    ep->var = SN__X(net, i, a.var);
+    ep->eps = net->g->nodes[i].p.bn.eps;
+}
+
 size_t sn__bn_aux_floats(const sn_net *net, int i) {
     bn_args a = bn_unpack(net, i);
     return a.training ? (size_t)(2 * a.C) : 0;

@@ -421,6 +421,92 @@ START_TEST(test_cuda_dwconv) {
 }
 END_TEST
 
+/* The fused forwards of inference nets (the _ep kernels): each epilogue kind (batch norm
+ * with and without gamma/beta, bias, none; with and without a residual; relu, relu6 or none
+ * by turns) on the 1x1 (cuBLAS), strided 1x1, 3x3 and stride-2 convolution routes, two
+ * depthwise geometries and a matmul.  prm holds gamma, beta, mean and var (variances
+ * positive), res a tensor of the output's size. */
+enum { N_EP = 9 };
+static sn__epilogue ep_of(int kind, const float *prm, const float *res, int64_t K) {
+    sn__epilogue ep = {0};
+    ep.act = kind % 3;
+    if (kind == 0 || kind == 1 || kind == 6) {
+        ep.gamma = prm;
+        ep.beta = prm + K;
+    }
+    if (kind <= 2 || kind == 6 || kind == 7) {
+        ep.mean = prm + 2 * K;
+        ep.var = prm + 3 * K;
+        ep.eps = 1e-3f;
+    } else if (kind == 3 || kind == 4) {
+        ep.bias = prm + K;
+    }
+    if (kind >= 6) ep.residual = res;
+    return ep;
+}
+
+static buf mk_ep_params(env *e, int64_t K, uint64_t seed) {
+    float *t = malloc((size_t)(4 * K + 1) * sizeof(float));
+    ck_assert_ptr_nonnull(t);
+    tu_fill(t, (size_t)(4 * K), seed);
+    for (int64_t i = 3 * K; i < 4 * K; i++) t[i] = 0.25f + t[i] * t[i];
+    buf b = mk_from(e, t, (size_t)(4 * K), 0);
+    free(t);
+    return b;
+}
+
+static void fused_case(env *e, const sn__conv2d_dims *cd, int kind, double tol, uint64_t seed) {
+    int dwise = cd->M > 0;
+    size_t nx = (size_t)(cd->N * cd->H * cd->W * cd->C);
+    size_t ny = (size_t)(cd->N * cd->P * cd->Q * cd->K);
+    size_t nw = (size_t)(cd->R * cd->S * cd->C * (dwise ? cd->M : cd->K));
+    size_t cws = 0, gws = 0;
+    CK(e, (dwise ? e->kc->dwconv2d_ws : e->kc->conv2d_ws)(&e->cpu, cd, &cws));
+    CK(e, (dwise ? e->kg->dwconv2d_ws : e->kg->conv2d_ws)(&e->gpu, cd, &gws));
+    env_ws(e, cws, gws);
+    buf x = mk(e, nx, seed), w = mk(e, nw, seed + 1), prm = mk_ep_params(e, cd->K, seed + 2);
+    buf y = mk_out(e, ny, 0), res = mk(e, ny, seed + 3);
+    sn__epilogue eh = ep_of(kind, prm.h, res.h, cd->K), ed = ep_of(kind, prm.d, res.d, cd->K);
+    if (dwise) {
+        CK(e, e->kc->dwconv2d_fwd_ep(&e->cpu, y.h, x.h, w.h, &eh, cd));
+        CK(e, e->kg->dwconv2d_fwd_ep(&e->gpu, y.d, x.d, w.d, &ed, cd));
+    } else {
+        CK(e, e->kc->conv2d_fwd_ep(&e->cpu, y.h, x.h, w.h, &eh, cd));
+        CK(e, e->kg->conv2d_fwd_ep(&e->gpu, y.d, x.d, w.d, &ed, cd));
+    }
+    char what[256], name[320];
+    describe(what, sizeof what, dwise ? "dwconv2d_fwd_ep" : "conv2d_fwd_ep", cd);
+    snprintf(name, sizeof name, "%s epilogue %d", what, kind);
+    cmp(e, name, &y, tol);
+    rm(e, &x); rm(e, &w); rm(e, &prm); rm(e, &y); rm(e, &res);
+}
+
+START_TEST(test_cuda_fused) {
+    env e;
+    if (!env_open(&e, "fused")) return;
+    static const int conv_pick[] = {0, 2, 3, 5, 17};
+    for (int kind = 0; kind < N_EP; kind++) {
+        for (size_t i = 0; i < sizeof conv_pick / sizeof conv_pick[0]; i++) {
+            sn__conv2d_dims cd = make_dims(&conv_geoms[conv_pick[i]], 0);
+            fused_case(&e, &cd, kind, CONV_TOL, 2000 + (uint64_t)(kind * 10) + i);
+        }
+        sn__conv2d_dims dw1 = make_dims(&dw_geoms[1], 1), dw2 = make_dims(&dw_geoms[7], 2);
+        fused_case(&e, &dw1, kind, TOL, 2100 + (uint64_t)kind);
+        fused_case(&e, &dw2, kind, TOL, 2200 + (uint64_t)kind);
+        const int64_t m = 300, n = 70, k = 50;
+        buf a = mk(&e, (size_t)(m * k), 2300), b = mk(&e, (size_t)(k * n), 2301);
+        buf prm = mk_ep_params(&e, n, 2302 + (uint64_t)kind);
+        buf c = mk_out(&e, (size_t)(m * n), 0), res = mk(&e, (size_t)(m * n), 2303);
+        sn__epilogue eh = ep_of(kind, prm.h, res.h, n), ed = ep_of(kind, prm.d, res.d, n);
+        CK(&e, e.kc->gemm_ep(&e.cpu, c.h, a.h, b.h, &eh, m, n, k));
+        CK(&e, e.kg->gemm_ep(&e.gpu, c.d, a.d, b.d, &ed, m, n, k));
+        cmp(&e, "gemm_ep", &c, TOL);
+        rm(&e, &a); rm(&e, &b); rm(&e, &prm); rm(&e, &c); rm(&e, &res);
+    }
+    env_close(&e, "fused");
+}
+END_TEST
+
 typedef struct pgeom {
     int64_t N, H, W, C, R, S, sh, sw;
     int pad;
@@ -800,6 +886,7 @@ Suite *suite_cuda(void) {
     tcase_add_test(tc, test_cuda_gemm);
     tcase_add_test(tc, test_cuda_conv);
     tcase_add_test(tc, test_cuda_dwconv);
+    tcase_add_test(tc, test_cuda_fused);
     tcase_add_test(tc, test_cuda_pool);
     tcase_add_test(tc, test_cuda_bias_bn);
     tcase_add_test(tc, test_cuda_eltwise);

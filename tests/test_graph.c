@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "testutil.h"
+#include "../lib/graph.h"   /* sn_net's n_fused and fuse[]: what the compiler folded */
 
 static sn_graph *new_graph(sn_ctx *ctx) {
     sn_graph *g = NULL;
@@ -417,6 +418,168 @@ START_TEST(test_determinism) {
     sn_tensor_free(grads[1]);
 } END_TEST
 
+/* ---- fusion (inference nets) ---------------------------------------------------------------- */
+
+/* Every chain the compiler may fold, and the cases where it must not: conv+BN+relu,
+ * strided conv+BN(gamma)+relu6, 1x1 conv+bias+relu6, depthwise (M=2)+BN+relu6, conv+BN+
+ * residual add+relu, two conv+BN chains meeting in one add (only the later one takes it),
+ * conv+BN whose BN output is an end point (the relu after it must stay), a conv whose output
+ * has two consumers (nothing folds), matmul+bias+relu and matmul+bias (the logits).
+ * Returns the logits; *bn_ep is the end point, *c7a and *c7b the two chains' BN outputs. */
+static sn_node fusion_net(sn_graph *g, sn_node *xo, sn_node *bn_ep, sn_node *c7a,
+                          sn_node *c7b, int *expect_folded) {
+    int64_t in[4] = {SN_BATCH, 12, 12, 5};
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 4, in);
+    *xo = x;
+    sn_defaults *d = sn_graph_defaults(g);
+    d->is_training = 0;
+    d->batch_norm = 1;
+    sn_node h = sn_conv2d(g, x, 8, 3, 3, 1, "c1");                    /* BN, relu: 2 */
+    d->bn_scale = 1;
+    sn_conv_params p = sn_conv_params_from(g, 16, 3, 3, 2);
+    p.activation = SN_ACT_RELU6;
+    h = sn_conv2d_p(g, h, &p, "c2");                                   /* BN, relu6: 2 */
+    d->bn_scale = 0;
+    p = sn_conv_params_from(g, 12, 1, 1, 1);
+    p.batch_norm = 0;
+    p.biases = 1;
+    p.activation = SN_ACT_RELU6;
+    h = sn_conv2d_p(g, h, &p, "c3");                                   /* bias, relu6: 2 */
+    p = sn_conv_params_from(g, 0, 3, 3, 1);
+    p.depth_multiplier = 2;
+    p.activation = SN_ACT_RELU6;
+    h = sn_separable_conv2d_p(g, h, &p, "dw");                         /* BN, relu6: 2 */
+    p = sn_conv_params_from(g, 24, 1, 1, 1);
+    p.activation = SN_ACT_NONE;
+    sn_node r = sn_conv2d_p(g, h, &p, "c4");                           /* BN, add, relu: 3 */
+    h = sn_op_relu(g, sn_op_add(g, r, h));
+    *c7a = sn_conv2d_p(g, h, &p, "c7a");                               /* BN: 1 */
+    *c7b = sn_conv2d_p(g, h, &p, "c7b");                               /* BN, add, relu: 3 */
+    h = sn_op_relu(g, sn_op_add(g, *c7a, *c7b));
+    p = sn_conv_params_from(g, 24, 3, 3, 1);
+    p.activation = SN_ACT_NONE;
+    *bn_ep = sn_conv2d_p(g, h, &p, "c5");                              /* BN: 1 */
+    sn_graph_end_point(g, *bn_ep, "c5_bn");
+    h = sn_op_relu(g, *bn_ep);
+    int64_t wd[4] = {1, 1, 24, 24};
+    sn_init xavier = sn_init_xavier(1);
+    sn_node w = sn_variable(g, "c6/weights", 4, wd, &xavier, SN_VAR_TRAINABLE);
+    sn_node c6 = sn_op_conv2d(g, h, w, 1, 1, 1, SN_PAD_SAME);          /* two users: 0 */
+    h = sn_op_add(g, sn_op_relu(g, c6), c6);
+    h = sn_op_spatial_mean(g, h, 0);
+    d->batch_norm = 0;
+    h = sn_fully_connected(g, h, 10, "fc");                            /* bias, relu: 2 */
+    d->activation = SN_ACT_NONE;
+    sn_node logits = sn_fully_connected(g, h, 7, "logits");            /* bias: 1 */
+    sn_graph_end_point(g, logits, "logits");
+    *expect_folded = 19;
+    return logits;
+}
+
+/* Every variable of g set to the same random values in both nets: batch norm statistics
+ * far from 0 and 1 and biases far from 0, so that a dropped or misplaced epilogue term
+ * shows. */
+static void randomize_vars(sn_graph *g, sn_net *a, sn_net *b, uint64_t seed) {
+    for (int v = 0; v < sn_graph_num_vars(g); v++) {
+        sn_var_info vi;
+        ck_assert_int_eq(sn_graph_var(g, v, &vi), SN_OK);
+        size_t n = 1;
+        for (int k = 0; k < vi.rank; k++) n *= (size_t)vi.dims[k];
+        float *val = malloc(n * sizeof *val);
+        tu_fill(val, n, seed + (uint64_t)v);
+        for (size_t i = 0; i < n; i++) {
+            if (strstr(vi.name, "moving_variance")) val[i] = 0.25f + val[i] * val[i];
+            else if (strstr(vi.name, "gamma")) val[i] = 1.0f + 0.5f * val[i];
+            else if (!strstr(vi.name, "weights")) val[i] *= 2.0f;   /* beta, mean, biases */
+        }
+        sn_tensor *t = wrap(val, vi.rank, vi.dims);
+        ck_assert_int_eq(sn_net_set_var(a, vi.name, t), SN_OK);
+        ck_assert_int_eq(sn_net_set_var(b, vi.name, t), SN_OK);
+        sn_tensor_free(t);
+        free(val);
+    }
+}
+
+/* Runs both nets and compares node n.  On the CPU the fused kernels run the unfused ones'
+ * products and then their float operations in their order, so the outputs must be equal bit
+ * for bit, which also bounds any relative difference by 0. */
+static void compare_nets(sn_net *fused, sn_net *plain, sn_node n, const char *what) {
+    sn_tensor *a = NULL, *b = NULL;
+    ck_assert_int_eq(sn_net_forward(fused), SN_OK);
+    ck_assert_int_eq(sn_net_forward(plain), SN_OK);
+    ck_assert_int_eq(sn_net_get_output(fused, n, &a), SN_OK);
+    ck_assert_int_eq(sn_net_get_output(plain, n, &b), SN_OK);
+    size_t cnt = sn_tensor_nbytes(b) / sizeof(float);
+    double err = tu_max_rel_err(sn_tensor_data(a), sn_tensor_data(b), cnt);
+    ck_assert_msg(memcmp(sn_tensor_data(a), sn_tensor_data(b), sn_tensor_nbytes(b)) == 0,
+                  "%s: fused differs from unfused (max relative difference %.3g)", what, err);
+    sn_tensor_free(a);
+    sn_tensor_free(b);
+}
+
+START_TEST(test_fusion_inference) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    sn_node x, bn_ep, c7a, c7b;
+    int expect = 0;
+    sn_node logits = fusion_net(g, &x, &bn_ep, &c7a, &c7b, &expect);
+    ck_assert_int_eq(sn_graph_status(g), SN_OK);
+    sn_net *fused = compile(g, 3, 0), *plain = compile(g, 3, 1);
+    ck_assert_int_eq(plain->n_fused, 0);
+    ck_assert_ptr_null(plain->fuse);
+    ck_assert_int_eq(fused->n_fused, expect);
+    /* conv+BN of c5 fold with the end point as their tail; the relu reading the end point
+     * and the conv with two users stay separate. */
+    const sn_graph *gi = fused->g;
+    int c5 = gi->nodes[bn_ep].in[0], c6 = -1, relu5 = -1;
+    for (int i = 0; i < fused->n; i++) {
+        if (gi->nodes[i].op == SN__OP_conv2d && gi->nodes[gi->nodes[i].in[1]].name &&
+            strcmp(gi->nodes[gi->nodes[i].in[1]].name, "c6/weights") == 0)
+            c6 = i;
+        if (gi->nodes[i].op == SN__OP_relu && gi->nodes[i].in[0] == bn_ep) relu5 = i;
+    }
+    ck_assert_int_ge(c6, 0);
+    ck_assert_int_ge(relu5, 0);
+    ck_assert_int_eq(fused->fuse[c5].tail, bn_ep);
+    ck_assert_int_eq(fused->fuse[bn_ep].head, c5);
+    ck_assert_int_eq(fused->fuse[relu5].head, -1);
+    ck_assert_int_eq(fused->fuse[c6].tail, c6);
+    int h7a = gi->nodes[c7a].in[0], h7b = gi->nodes[c7b].in[0];
+    ck_assert_int_eq(fused->fuse[h7a].tail, c7a);
+    ck_assert_int_eq(fused->fuse[h7a].residual, -1);
+    ck_assert_int_ge(fused->fuse[h7b].residual, 0);
+    ck_assert_int_ge(fused->fuse[h7b].act, 0);
+    randomize_vars(g, fused, plain, 11);
+    float *xv = malloc(3 * 12 * 12 * 5 * sizeof *xv);
+    tu_fill(xv, 3 * 12 * 12 * 5, 3);
+    int64_t xd[4] = {3, 12, 12, 5};
+    sn_tensor *xt = wrap(xv, 4, xd);
+    ck_assert_int_eq(sn_net_set_input(fused, x, xt), SN_OK);
+    ck_assert_int_eq(sn_net_set_input(plain, x, xt), SN_OK);
+    compare_nets(fused, plain, logits, "logits");
+    compare_nets(fused, plain, bn_ep, "end point c5_bn");
+    /* New variables between two runs (a restore, set_var) are used: nothing is cached. */
+    randomize_vars(g, fused, plain, 12);
+    compare_nets(fused, plain, logits, "logits after set_var");
+    /* The profile shows what was folded, and no batch_norm or bias_add runs alone. */
+    sn_net_set_profile(fused, 1);
+    ck_assert_int_eq(sn_net_forward(fused), SN_OK);
+    char rep[2048];
+    ck_assert_int_eq(sn_net_profile_report(fused, rep, sizeof rep), SN_OK);
+    ck_assert_msg(strstr(rep, "folded into the convolution or matmul before them:") &&
+                  strstr(rep, " 7 batch_norm") && strstr(rep, " 3 bias_add") &&
+                  strstr(rep, " 4 relu,") && strstr(rep, " 3 relu6") && strstr(rep, " 2 add"),
+                  "%s", rep);
+    ck_assert_msg(strstr(rep, "\nbatch_norm ") == NULL && strstr(rep, "\nbias_add ") == NULL,
+                  "%s", rep);
+    sn_tensor_free(xt);
+    free(xv);
+    sn_net_free(fused);
+    sn_net_free(plain);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
 START_TEST(test_dropout_steps) {
     sn_ctx *ctx = tu_ctx();
     sn_graph *g = new_graph(ctx);
@@ -488,6 +651,7 @@ Suite *suite_graph(void) {
     tcase_add_test(tc, test_xent_by_hand);
     tcase_add_test(tc, test_arena_reuse);
     tcase_add_test(tc, test_determinism);
+    tcase_add_test(tc, test_fusion_inference);
     tcase_add_test(tc, test_dropout_steps);
     tcase_add_test(tc, test_many_nodes);
     suite_add_tcase(s, tc);

@@ -1,4 +1,5 @@
-/* test_kernels_conv.c: the CPU gemm, conv2d and dwconv2d kernels against naive references.
+/* test_kernels_conv.c: the CPU gemm, conv2d and dwconv2d kernels against naive references,
+ * and their fused forwards (the _ep kernels) against the unfused kernels.
  *
  * Shapes: x (N,H,W,C), w (R,S,C,K) or depthwise (R,S,C,M) with K = C*M, y (N,P,Q,K).
  * The references are the definitions written as plain loops in double precision; the
@@ -46,6 +47,8 @@ static const geom geoms[] = {
     {3, 5, 5, 3, 3, 3, 3, 3, 3, 1, 1, PAD_SAME},    /* stride 3, asymmetric SAME */
     {1, 7, 7, 5, 3, 3, 3, 2, 2, 1, 1, 2},           /* more padding than SAME */
     {3, 13, 5, 7, 9, 3, 5, 2, 1, 1, 2, PAD_SAME},   /* everything unequal */
+    {2, 9, 9, 40, 5, 3, 3, 2, 2, 1, 1, PAD_SAME},   /* C past one depthwise channel block */
+    {1, 11, 11, 33, 3, 3, 3, 1, 1, 2, 2, PAD_SAME}, /* one block and one channel, dilated */
 };
 enum { N_GEOMS = (int)(sizeof geoms / sizeof geoms[0]) };
 
@@ -367,6 +370,161 @@ START_TEST(test_gemm_k0) {
     for (int i = 0; i < 6; i++) ck_assert(c[i] == 0.5f * (float)(i + 1));
 } END_TEST
 
+/* ---- fused forwards (the epilogue of inference nets) ------------------------------------- */
+
+/* The epilogue kinds a net can fold: batch norm with and without gamma/beta, bias, none;
+ * with and without a residual; relu, relu6 or no activation by turns.  params holds 4*K
+ * floats (gamma, beta, mean, var), res a tensor of the output's size. */
+enum { N_EP = 9 };
+static sn__epilogue make_ep(int kind, const float *params, const float *res, int64_t K) {
+    sn__epilogue ep = {0};
+    ep.act = kind % 3;                              /* none, relu, relu6 by turns */
+    if (kind == 0 || kind == 1 || kind == 6) {      /* batch norm with gamma and beta */
+        ep.gamma = params;
+        ep.beta = params + K;
+    }
+    if (kind <= 2 || kind == 6 || kind == 7) {      /* batch norm */
+        ep.mean = params + 2 * K;
+        ep.var = params + 3 * K;
+        ep.eps = 1e-3f;
+    } else if (kind == 3 || kind == 4) {
+        ep.bias = params + K;
+    }
+    if (kind >= 6) ep.residual = res;
+    return ep;
+}
+
+/* Random epilogue parameters: variances in [0.25, 1.25), the rest in [-2, 2). */
+static float *ep_params(int64_t K, uint64_t seed) {
+    float *p = rand_buf((size_t)(4 * K), seed);
+    for (int64_t c = 0; c < 4 * K; c++) p[c] = c >= 3 * K ? 0.25f + p[c] * p[c] : 2.0f * p[c];
+    return p;
+}
+
+/* The unfused sequence an inference net would otherwise run on y (rows, K), in place. */
+static void ep_unfused(sn__dev *d, float *y, int64_t rows, int64_t K, const sn__epilogue *ep) {
+    if (ep->mean)
+        ck_assert_int_eq(sn__bn_infer_fwd_cpu(d, y, y, ep->gamma, ep->beta, ep->mean, ep->var,
+                                              ep->eps, rows, K), SN_OK);
+    else if (ep->bias)
+        ck_assert_int_eq(sn__bias_fwd_cpu(d, y, y, ep->bias, rows, K), SN_OK);
+    if (ep->residual)
+        ck_assert_int_eq(sn__add_fwd_cpu(d, y, ep->residual, y, rows * K), SN_OK);
+    if (ep->act == SN__ACT_RELU) ck_assert_int_eq(sn__relu_fwd_cpu(d, y, y, rows * K), SN_OK);
+    if (ep->act == SN__ACT_RELU6) ck_assert_int_eq(sn__relu6_fwd_cpu(d, y, y, rows * K), SN_OK);
+}
+
+/* conv2d_fwd_ep and dwconv2d_fwd_ep against the forward then the separate kernels (batch
+ * norm or bias, add, relu or relu6), for every geometry and epilogue kind, with the full
+ * workspace and with one line of it (many chunks).  They perform the same float operations
+ * in the same order, so the outputs are identical bit for bit. */
+static void check_conv_ep(const geom *g, int64_t M, int kind, size_t ws_bytes, uint64_t seed) {
+    int dwise = M > 0;
+    sn__conv2d_dims cd = make_dims(g, M);
+    size_t nx = x_len(&cd), ny = y_len(&cd), nw = w_len(&cd, dwise);
+    float *x = rand_buf(nx, seed), *w = rand_buf(nw, seed + 1), *prm = ep_params(cd.K, seed + 2);
+    float *res = rand_buf(ny, seed + 3);
+    float *y = malloc((ny ? ny : 1) * sizeof(float)), *ref = malloc((ny ? ny : 1) * sizeof(float));
+    ck_assert(y && ref);
+    for (size_t i = 0; i < ny; i++) y[i] = NAN;
+    sn__dev d = {0};
+    d.threads = 2;
+    if (ws_bytes == SIZE_MAX)
+        ck_assert_int_eq((dwise ? sn__dwconv2d_ws_cpu : sn__conv2d_ws_cpu)(&d, &cd, &ws_bytes),
+                         SN_OK);
+    d.ws = malloc(ws_bytes ? ws_bytes : 1);
+    d.ws_bytes = ws_bytes;
+    sn__epilogue ep = make_ep(kind, prm, res, cd.K);
+    if (dwise) {
+        ck_assert_int_eq(sn__dwconv2d_fwd_cpu(&d, ref, x, w, &cd), SN_OK);
+        ck_assert_int_eq(sn__dwconv2d_fwd_ep_cpu(&d, y, x, w, &ep, &cd), SN_OK);
+    } else {
+        ck_assert_int_eq(sn__conv2d_fwd_cpu(&d, ref, x, w, &cd), SN_OK);
+        ck_assert_int_eq(sn__conv2d_fwd_ep_cpu(&d, y, x, w, &ep, &cd), SN_OK);
+    }
+    ep_unfused(&d, ref, cd.N * cd.P * cd.Q, cd.K, &ep);
+    size_t bad = ny;
+    for (size_t i = 0; i < ny && bad == ny; i++)
+        if (memcmp(&y[i], &ref[i], sizeof(float)) != 0) bad = i;
+    ck_assert_msg(bad == ny, "%s M=%lld kind %d ws %zu: element %zu is %.9g fused, %.9g not",
+                  dwise ? "dwconv" : "conv", (long long)M, kind, ws_bytes, bad,
+                  bad < ny ? (double)y[bad] : 0.0, bad < ny ? (double)ref[bad] : 0.0);
+    free(x); free(w); free(prm); free(res); free(y); free(ref); free(d.ws);
+}
+
+START_TEST(test_conv_ep) {
+    const geom *g = &geoms[_i];
+    for (int kind = 0; kind < N_EP; kind++) {
+        check_conv_ep(g, 0, kind, SIZE_MAX, 1300 + (uint64_t)(_i * N_EP + kind));
+        check_conv_ep(g, 0, kind, lines_bytes(g, 1), 1400 + (uint64_t)(_i * N_EP + kind));
+        check_conv_ep(g, 1 + kind % 2, kind, SIZE_MAX, 1500 + (uint64_t)(_i * N_EP + kind));
+    }
+} END_TEST
+
+/* gemm_ep on products big enough to be split between two threads, by rows and by columns
+ * (the second thread's block starts at a channel > 0), and on a small one, against the
+ * definition in double; and ep NULL is the plain product, bit for bit. */
+START_TEST(test_gemm_ep) {
+    static const int64_t sizes[3][3] = {{3000, 64, 40}, {40, 600, 100}, {7, 5, 3}};
+    const int64_t m = sizes[_i / N_EP][0], n = sizes[_i / N_EP][1], k = sizes[_i / N_EP][2];
+    const int kind = _i % N_EP;
+    float *a = rand_buf((size_t)(m * k), 1600 + (uint64_t)_i);
+    float *b = rand_buf((size_t)(k * n), 1700 + (uint64_t)_i);
+    float *prm = ep_params(n, 1800 + (uint64_t)_i), *res = rand_buf((size_t)(m * n), 1900);
+    float *c = malloc((size_t)(m * n) * sizeof(float));
+    float *plain = malloc((size_t)(m * n) * sizeof(float));
+    double *ref = malloc((size_t)(m * n) * sizeof(double));
+    ck_assert(c && plain && ref);
+    sn__epilogue ep = make_ep(kind, prm, res, n);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double v = 0;
+            for (int64_t l = 0; l < k; l++) v += (double)a[i * k + l] * b[l * n + j];
+            if (ep.mean)
+                v = (v - ep.mean[j]) * (ep.gamma ? ep.gamma[j] : 1.0) /
+                    sqrt((double)ep.var[j] + ep.eps) + (ep.beta ? ep.beta[j] : 0.0);
+            else if (ep.bias)
+                v += ep.bias[j];
+            if (ep.residual) v += ep.residual[i * n + j];
+            if (ep.act != SN__ACT_NONE) v = v > 0 ? v : 0;
+            if (ep.act == SN__ACT_RELU6) v = v < 6 ? v : 6;
+            ref[i * n + j] = v;
+        }
+    sn__dev d = {0};
+    d.threads = 2;
+    for (int64_t i = 0; i < m * n; i++) c[i] = NAN;
+    ck_assert_int_eq(sn__gemm_ep_cpu(&d, c, a, b, &ep, m, n, k), SN_OK);
+    double e = rel_err(c, NULL, ref, (size_t)(m * n));
+    ck_assert_msg(e <= TOL, "gemm_ep %lldx%lldx%lld kind %d: rel err %.3g", (long long)m,
+                  (long long)n, (long long)k, kind, e);
+    ck_assert_int_eq(sn__gemm_ep_cpu(&d, c, a, b, NULL, m, n, k), SN_OK);
+    ck_assert_int_eq(sn__gemm_cpu(&d, 0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, plain, n), SN_OK);
+    ck_assert(memcmp(c, plain, (size_t)(m * n) * sizeof(float)) == 0);
+    free(a); free(b); free(prm); free(res); free(c); free(plain); free(ref);
+} END_TEST
+
+/* Empty sums still get the epilogue: k = 0 and C = 0 give act(shift) everywhere; bad sizes
+ * are errors. */
+START_TEST(test_ep_empty) {
+    sn__dev d = {0};
+    d.threads = 2;
+    static const float want[3] = {0.0f, 2.0f, 6.0f};   /* relu6(bias) */
+    float bias[3] = {-1.0f, 2.0f, 7.0f}, c[6], dummy = 0.0f;
+    sn__epilogue ep = {0};
+    ep.bias = bias;
+    ep.act = SN__ACT_RELU6;
+    for (int i = 0; i < 6; i++) c[i] = NAN;
+    ck_assert_int_eq(sn__gemm_ep_cpu(&d, c, &dummy, &dummy, &ep, 2, 3, 0), SN_OK);
+    for (int i = 0; i < 6; i++) ck_assert(c[i] == want[i % 3]);
+    ck_assert_int_eq(sn__gemm_ep_cpu(&d, c, &dummy, &dummy, &ep, -1, 3, 2), SN_ERR_INVALID_ARG);
+    geom g = {1, 2, 2, 0, 3, 3, 3, 1, 1, 1, 1, PAD_SAME};
+    sn__conv2d_dims cd = make_dims(&g, 0);
+    float y[12];
+    for (int i = 0; i < 12; i++) y[i] = NAN;
+    ck_assert_int_eq(sn__conv2d_fwd_ep_cpu(&d, y, &dummy, &dummy, &ep, &cd), SN_OK);
+    for (int i = 0; i < 12; i++) ck_assert(y[i] == want[i % 3]);
+} END_TEST
+
 Suite *suite_kernels_conv(void) {
     Suite *s = suite_create("kernels_conv");
     TCase *tc = tcase_create("cpu");
@@ -380,6 +538,9 @@ Suite *suite_kernels_conv(void) {
     tcase_add_test(tc, test_conv_ws);
     tcase_add_test(tc, test_conv_bad_args);
     tcase_add_test(tc, test_conv_empty);
+    tcase_add_loop_test(tc, test_conv_ep, 0, N_GEOMS);
+    tcase_add_loop_test(tc, test_gemm_ep, 0, 3 * N_EP);
+    tcase_add_test(tc, test_ep_empty);
     suite_add_tcase(s, tc);
     return s;
 }

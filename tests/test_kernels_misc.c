@@ -297,6 +297,54 @@ START_TEST(test_pool_fwd) {
 }
 END_TEST
 
+/* 1x1 windows without padding take the strided-copy path (pool.c); it must give the general
+ * definition bit for bit: forward max and average (a -0 input stays -0 under max and becomes
+ * +0 under the average, 0 + x), and the backwards from a zero dx (dy lands on the sampled
+ * cells, nothing elsewhere) and from a random one.  Odd sizes, unequal strides, stride 1,
+ * C = 1, and a case big enough for the threaded loop. */
+START_TEST(test_pool_subsample) {
+    static const struct pool_case cases[] = {
+        {2, 6, 7, 3, 1, 1, 2, 2, 0}, {1, 7, 7, 5, 1, 1, 2, 2, 1}, {2, 9, 10, 3, 1, 1, 3, 2, 0},
+        {1, 4, 5, 1, 1, 1, 1, 1, 1}, {8, 28, 28, 64, 1, 1, 2, 2, 1},
+    };
+    sn__dev d = cpu_dev();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct pool_case *c = &cases[i];
+        sn__pool_dims pd = pool_geom(c->N, c->H, c->W, c->C, 1, 1, c->sh, c->sw, c->same);
+        size_t nx = pool_in_n(&pd), ny = pool_out_n(&pd);
+        float *x = frand(nx, 30 + i), *y = frand(ny, 0), *dy = frand(ny, 40 + i);
+        float *dx = frand(nx, 0), *dxr = frand(nx, 50 + i), *dxr0 = fdup(dxr, nx);
+        double *want = dalloc(ny), *wdx = dalloc(nx);
+        x[0] = -0.0f;
+        for (int is_max = 0; is_max < 2; is_max++) {
+            if (is_max) ck_assert_int_eq(sn__maxpool_fwd_cpu(&d, y, x, &pd), SN_OK);
+            else ck_assert_int_eq(sn__avgpool_fwd_cpu(&d, y, x, &pd), SN_OK);
+            pool_ref(want, x, &pd, is_max);
+            for (size_t j = 0; j < ny; j++) {
+                float w = (float)want[j];
+                ck_assert_msg(memcmp(&y[j], &w, sizeof w) == 0, "case %zu %s: y[%zu] = %.9g, "
+                              "want %.9g", i, is_max ? "max" : "avg", j, (double)y[j],
+                              (double)w);
+            }
+            memset(dx, 0, nx * sizeof *dx);
+            memset(wdx, 0, nx * sizeof *wdx);
+            pool_bwd_ref(wdx, dy, x, &pd, is_max);
+            if (is_max) ck_assert_int_eq(sn__maxpool_bwd_cpu(&d, dx, dy, x, &pd), SN_OK);
+            else ck_assert_int_eq(sn__avgpool_bwd_cpu(&d, dx, dy, &pd), SN_OK);
+            check_close(is_max ? "maxpool_bwd 1x1" : "avgpool_bwd 1x1", dx, wdx, nx, 0.0);
+            memcpy(dxr, dxr0, nx * sizeof *dxr);
+            for (size_t j = 0; j < nx; j++) wdx[j] = dxr0[j];
+            pool_bwd_ref(wdx, dy, x, &pd, is_max);
+            if (is_max) ck_assert_int_eq(sn__maxpool_bwd_cpu(&d, dxr, dy, x, &pd), SN_OK);
+            else ck_assert_int_eq(sn__avgpool_bwd_cpu(&d, dxr, dy, &pd), SN_OK);
+            check_close(is_max ? "maxpool_bwd 1x1 +=" : "avgpool_bwd 1x1 +=", dxr, wdx, nx,
+                        1e-7);
+        }
+        free(x), free(y), free(dy), free(dx), free(dxr), free(dxr0), free(want), free(wdx);
+    }
+}
+END_TEST
+
 /* 3x3 stride 1 SAME on a 3x3 image of 0..8: the avg corners divide by 4, edges by 6. */
 START_TEST(test_pool_same_hand) {
     sn__dev d = cpu_dev();
@@ -1188,6 +1236,7 @@ Suite *suite_kernels_misc(void) {
     tcase_add_test(tc, test_memory);
     tcase_add_test(tc, test_memory_nomem);
     tcase_add_test(tc, test_pool_fwd);
+    tcase_add_test(tc, test_pool_subsample);
     tcase_add_test(tc, test_pool_same_hand);
     tcase_add_test(tc, test_maxpool_ties);
     tcase_add_test(tc, test_pool_grad);

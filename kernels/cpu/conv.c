@@ -14,9 +14,13 @@
  * forward both split rows statically, so each thread multiplies the rows it just wrote.
  *
  * A 1x1 convolution with stride 1 and no padding needs no patches: x (N*H*W, C) already is
- * the patches matrix.  It is one GEMM straight on the tensors, with no workspace. */
+ * the patches matrix.  It is one GEMM straight on the tensors, with no workspace.
+ *
+ * conv2d_fwd_ep, the fused forward of inference nets, is the same forward with the batch
+ * norm or bias, residual add and activation applied by each thread to the output block it
+ * has just multiplied (gemm_ep in gemm.c), instead of in up to three more passes over y. */
 #include <string.h>
-#include "../kernels.h"
+#include "cpu_internal.h"
 
 /* Target size of one im2col chunk: small enough to stay in a last-level cache while the
  * GEMM reads it back, large enough that each GEMM has thousands of rows.  On a 2-core Zen 3
@@ -173,32 +177,49 @@ sn_status sn__conv2d_ws_cpu(sn__dev *d, const sn__conv2d_dims *cd, size_t *bytes
     return SN_OK;
 }
 
-/* y (N,P,Q,K) = conv(x (N,H,W,C), w (R,S,C,K)); y is overwritten. */
-sn_status sn__conv2d_fwd_cpu(sn__dev *d, float *y, const float *x, const float *w,
-                             const sn__conv2d_dims *cd) {
-    sn_status st = check_dims(d, cd, "conv2d_fwd");
+/* y (N,P,Q,K) = ep(conv(x (N,H,W,C), w (R,S,C,K))); y is overwritten.  The epilogue, when
+ * there is one, runs inside each chunk's product (gemm_ep), on the rows each thread has just
+ * multiplied. */
+static sn_status conv_fwd(sn__dev *d, float *y, const float *x, const float *w,
+                          const sn__epilogue *ep, const sn__conv2d_dims *cd, const char *who) {
+    sn_status st = check_dims(d, cd, who);
     if (st != SN_OK) return st;
     const int64_t lines_total = cd->N * cd->P, Q = cd->Q, K = cd->K,
                   cols = cd->R * cd->S * cd->C;
     if (lines_total * Q == 0 || K == 0) return SN_OK;
     if (cols == 0) {        /* an empty sum: the output is zero, not left as it was */
         memset(y, 0, (size_t)(lines_total * Q * K) * sizeof(float));
+        if (ep) sn__epilogue_apply_cpu(y, ep->residual, lines_total * Q, K, K, 0, ep);
         return SN_OK;
     }
     if (is_pointwise(cd))
-        return sn__gemm_cpu(d, 0, 0, lines_total * Q, K, cd->C, 1.0f, x, cd->C, w, K, 0.0f,
-                            y, K);
+        return sn__gemm_ep_cpu(d, y, x, w, ep, lines_total * Q, K, cd->C);
     int64_t lines;
-    if ((st = usable_lines(d, cd, "conv2d_fwd", &lines)) != SN_OK) return st;
+    if ((st = usable_lines(d, cd, who, &lines)) != SN_OK) return st;
     float *col = d->ws;
     for (int64_t l0 = 0; l0 < lines_total; l0 += lines) {
         int64_t nl = min64(lines, lines_total - l0);
+        sn__epilogue chunk;     /* the residual of this chunk's rows */
+        if (ep) {
+            chunk = *ep;
+            if (chunk.residual) chunk.residual += l0 * Q * K;
+        }
         im2col(col, x, cd, l0, nl, nthreads(d));
-        st = sn__gemm_cpu(d, 0, 0, nl * Q, K, cols, 1.0f, col, cols, w, K, 0.0f,
-                          y + l0 * Q * K, K);
+        st = sn__gemm_ep_cpu(d, y + l0 * Q * K, col, w, ep ? &chunk : NULL, nl * Q, K, cols);
         if (st != SN_OK) return st;
     }
     return SN_OK;
+}
+
+sn_status sn__conv2d_fwd_cpu(sn__dev *d, float *y, const float *x, const float *w,
+                             const sn__conv2d_dims *cd) {
+    return conv_fwd(d, y, x, w, NULL, cd, "conv2d_fwd");
+}
+
+/* The fused forward of inference nets: conv2d_fwd with the epilogue ep (kernels.h). */
+sn_status sn__conv2d_fwd_ep_cpu(sn__dev *d, float *y, const float *x, const float *w,
+                                const sn__epilogue *ep, const sn__conv2d_dims *cd) {
+    return conv_fwd(d, y, x, w, ep, cd, "conv2d_fwd_ep");
 }
 
 /* dx (N,H,W,C) += gradient of the input, from dy (N,P,Q,K) and w (R,S,C,K):

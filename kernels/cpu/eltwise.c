@@ -1,7 +1,8 @@
 /* eltwise.c: elementwise and per-channel kernels on the CPU.
  * Shapes: n elements in any layout; the per-channel ones see (rows, C), rows = N*H*W,
  * with b/db (C).  Outputs may alias inputs of the same shape (y == x is an in-place op). */
-#include "../kernels.h"
+#include <math.h>
+#include "cpu_internal.h"
 
 /* Below this many elements a parallel region costs more than the loop. */
 enum { PAR_MIN = 1 << 15 };
@@ -15,6 +16,50 @@ sn_status sn__bias_fwd_cpu(sn__dev *d, float *y, const float *x, const float *b,
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] + b[c];
     return SN_OK;
+}
+
+/* The fused kernels' epilogue (kernels.h).  A bias goes through the batch norm form with
+ * center 0 and scale 1, which is exact: (v - 0) * 1 + b is v + b bit for bit.  Coefficients
+ * are formed EB channels at a time, from the variables as they are now. */
+enum { EB = 256 };
+
+/* One row of EB or fewer channels: the affine step (if any), the residual, the activation,
+ * each value loaded and stored once.  The conditions do not change within the loop: the
+ * compiler unswitches it into one branch-free, vectorized loop per case. */
+static inline void ep_row(float *restrict v, const float *restrict res,
+                          const float *restrict center, const float *restrict scale,
+                          const float *restrict shift, int64_t nb, int affine, int act) {
+    for (int64_t c = 0; c < nb; c++) {
+        float t = v[c];
+        if (affine) t = (t - center[c]) * scale[c] + shift[c];
+        if (res) t = t + res[c];
+        if (act == SN__ACT_RELU) t = t > 0.0f ? t : 0.0f;
+        else if (act == SN__ACT_RELU6) t = t > 0.0f ? (t < 6.0f ? t : 6.0f) : 0.0f;
+        v[c] = t;
+    }
+}
+
+void sn__epilogue_apply_cpu(float *y, const float *res, int64_t rows, int64_t nc, int64_t ldy,
+                            int64_t c0, const sn__epilogue *ep) {
+    for (int64_t b0 = 0; b0 < nc; b0 += EB) {
+        const int64_t nb = nc - b0 < EB ? nc - b0 : EB, k0 = c0 + b0;
+        float center[EB], scale[EB], shift[EB];
+        for (int64_t c = 0; c < nb; c++) {
+            if (ep->mean) {     /* as bn_infer_fwd forms them */
+                center[c] = ep->mean[k0 + c];
+                scale[c] = (ep->gamma ? ep->gamma[k0 + c] : 1.0f) / sqrtf(ep->var[k0 + c] +
+                                                                          ep->eps);
+                shift[c] = ep->beta ? ep->beta[k0 + c] : 0.0f;
+            } else {
+                center[c] = 0.0f;
+                scale[c] = 1.0f;
+                shift[c] = ep->bias ? ep->bias[k0 + c] : 0.0f;
+            }
+        }
+        for (int64_t r = 0; r < rows; r++)
+            ep_row(y + r * ldy + b0, res ? res + r * ldy + b0 : NULL, center, scale, shift, nb,
+                   ep->mean || ep->bias, ep->act);
+    }
 }
 
 /* Accumulates: db[c] += sum over rows of dy[r, c], summed in double (rows can be N*H*W). */

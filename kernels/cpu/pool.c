@@ -3,7 +3,8 @@
  * Input cell of output (p,q), tap (r,s): h = p*stride_h - pad_top + r, w = q*stride_w -
  * pad_left + s.  Cells outside the input are ignored, as TF's SAME pooling does: they never
  * win a max and never count in a mean.  A window with no cell inside the input (impossible
- * with TF's SAME or VALID) yields 0 and passes no gradient. */
+ * with TF's SAME or VALID) yields 0 and passes no gradient.  1x1 windows without padding
+ * take a strided-copy path with the same results, bit for bit. */
 #include "../kernels.h"
 
 /* Below this many output values the loops run on one thread: a parallel region costs
@@ -19,9 +20,74 @@ static void clip_window(int64_t start, int64_t k, int64_t n, int64_t *lo, int64_
     if (*hi < *lo) *hi = *lo;
 }
 
+/* The channel loops of the forwards.  restrict (x and y never overlap) and the select form
+ * let them vectorize; the select keeps y unless x is strictly greater, exactly as the
+ * if-statement it replaces, so a NaN never displaces a number it follows. */
+static inline void max_into(float *restrict y, const float *restrict x, int64_t C) {
+    for (int64_t c = 0; c < C; c++) y[c] = x[c] > y[c] ? x[c] : y[c];
+}
+
+static inline void add_into(float *restrict y, const float *restrict x, int64_t C) {
+    for (int64_t c = 0; c < C; c++) y[c] += x[c];
+}
+
+/* ---- 1x1 windows: a strided copy ---------------------------------------------------------- */
+
+/* A 1x1 window without padding (resnet_v1's shortcut subsampling, 1x1 with stride 2) reads
+ * exactly one cell, so both poolings are a strided copy of those cells and both backwards add
+ * dy back into them: no windows to clip, and one sweep over the channels instead of the
+ * general loops' two (a copy, then a max or a sum over the same cell). */
+static int is_subsample(const sn__pool_dims *pd) {
+    return pd->R == 1 && pd->S == 1 && pd->pad_top == 0 && pd->pad_left == 0 &&
+           (pd->P == 0 || (pd->P - 1) * pd->stride_h < pd->H) &&
+           (pd->Q == 0 || (pd->Q - 1) * pd->stride_w < pd->W);
+}
+
+/* y[n,p,q,:] = x[n, p*stride_h, q*stride_w, :].  avg adds 0.0f, as the general average's
+ * 0 + x does (it turns -0 into +0), so that both paths agree bit for bit. */
+static void subsample_fwd(sn__dev *d, float *y, const float *x, const sn__pool_dims *pd,
+                          int avg) {
+    const int64_t H = pd->H, W = pd->W, C = pd->C, P = pd->P, Q = pd->Q;
+#pragma omp parallel for num_threads(d->threads) if (pd->N * P * Q * C >= PAR_MIN)
+    for (int64_t np = 0; np < pd->N * P; np++) {
+        int64_t n = np / P, p = np % P;
+        const float *xrow = x + (n * H + p * pd->stride_h) * W * C;
+        for (int64_t q = 0; q < Q; q++) {
+            float *restrict yc = y + (np * Q + q) * C;
+            const float *restrict xc = xrow + q * pd->stride_w * C;
+            if (avg)
+                for (int64_t c = 0; c < C; c++) yc[c] = xc[c] + 0.0f;
+            else
+                for (int64_t c = 0; c < C; c++) yc[c] = xc[c];
+        }
+    }
+}
+
+/* dx[n, p*stride_h, q*stride_w, :] += dy[n,p,q,:]: every output owns its input cell, so the
+ * lines can be split between threads. */
+static void subsample_bwd(sn__dev *d, float *dx, const float *dy, const sn__pool_dims *pd) {
+    const int64_t H = pd->H, W = pd->W, C = pd->C, P = pd->P, Q = pd->Q;
+#pragma omp parallel for num_threads(d->threads) if (pd->N * P * Q * C >= PAR_MIN)
+    for (int64_t np = 0; np < pd->N * P; np++) {
+        int64_t n = np / P, p = np % P;
+        float *dxrow = dx + (n * H + p * pd->stride_h) * W * C;
+        for (int64_t q = 0; q < Q; q++) {
+            float *restrict dxc = dxrow + q * pd->stride_w * C;
+            const float *restrict dyc = dy + (np * Q + q) * C;
+            for (int64_t c = 0; c < C; c++) dxc[c] += dyc[c];
+        }
+    }
+}
+
+/* ---- general windows ------------------------------------------------------------------------- */
+
 /* y = max over the in-bounds cells of each window. */
 sn_status sn__maxpool_fwd_cpu(sn__dev *d, float *y, const float *x, const sn__pool_dims *pd) {
     const int64_t H = pd->H, W = pd->W, C = pd->C, P = pd->P, Q = pd->Q;
+    if (is_subsample(pd)) {
+        subsample_fwd(d, y, x, pd, 0);
+        return SN_OK;
+    }
 #pragma omp parallel for num_threads(d->threads) if (pd->N * P * Q * C >= PAR_MIN)
     for (int64_t np = 0; np < pd->N * P; np++) {
         int64_t n = np / P, p = np % P, h0 = p * pd->stride_h - pd->pad_top, rlo, rhi;
@@ -38,13 +104,9 @@ sn_status sn__maxpool_fwd_cpu(sn__dev *d, float *y, const float *x, const sn__po
              * an input value. */
             const float *x0 = x + ((n * H + h0 + rlo) * W + w0 + slo) * C;
             for (int64_t c = 0; c < C; c++) yc[c] = x0[c];
-            for (int64_t r = rlo; r < rhi; r++) {
-                for (int64_t s = slo; s < shi; s++) {
-                    const float *xc = x + ((n * H + h0 + r) * W + w0 + s) * C;
-                    for (int64_t c = 0; c < C; c++)
-                        if (xc[c] > yc[c]) yc[c] = xc[c];
-                }
-            }
+            for (int64_t r = rlo; r < rhi; r++)
+                for (int64_t s = slo; s < shi; s++)
+                    max_into(yc, x + ((n * H + h0 + r) * W + w0 + s) * C, C);
         }
     }
     return SN_OK;
@@ -57,6 +119,10 @@ sn_status sn__maxpool_bwd_cpu(sn__dev *d, float *dx, const float *dy, const floa
                               const sn__pool_dims *pd) {
     const int64_t H = pd->H, W = pd->W, C = pd->C, P = pd->P, Q = pd->Q;
     const int64_t ncb = (C + CB - 1) / CB;
+    if (is_subsample(pd)) {     /* the one cell of each window is its maximum */
+        subsample_bwd(d, dx, dy, pd);
+        return SN_OK;
+    }
 #pragma omp parallel for num_threads(d->threads) if (pd->N * P * Q * C >= PAR_MIN)
     for (int64_t t = 0; t < pd->N * ncb; t++) {
         int64_t n = t / ncb, c0 = t % ncb * CB, nc = C - c0 < CB ? C - c0 : CB;
@@ -94,6 +160,10 @@ sn_status sn__maxpool_bwd_cpu(sn__dev *d, float *dx, const float *dy, const floa
 /* y = mean over the in-bounds cells of each window (padding is not counted). */
 sn_status sn__avgpool_fwd_cpu(sn__dev *d, float *y, const float *x, const sn__pool_dims *pd) {
     const int64_t H = pd->H, W = pd->W, C = pd->C, P = pd->P, Q = pd->Q;
+    if (is_subsample(pd)) {
+        subsample_fwd(d, y, x, pd, 1);
+        return SN_OK;
+    }
 #pragma omp parallel for num_threads(d->threads) if (pd->N * P * Q * C >= PAR_MIN)
     for (int64_t np = 0; np < pd->N * P; np++) {
         int64_t n = np / P, p = np % P, h0 = p * pd->stride_h - pd->pad_top, rlo, rhi;
@@ -105,12 +175,9 @@ sn_status sn__avgpool_fwd_cpu(sn__dev *d, float *y, const float *x, const sn__po
             for (int64_t c = 0; c < C; c++) yc[c] = 0.0f;
             int64_t count = (rhi - rlo) * (shi - slo);
             if (count == 0) continue;
-            for (int64_t r = rlo; r < rhi; r++) {
-                for (int64_t s = slo; s < shi; s++) {
-                    const float *xc = x + ((n * H + h0 + r) * W + w0 + s) * C;
-                    for (int64_t c = 0; c < C; c++) yc[c] += xc[c];
-                }
-            }
+            for (int64_t r = rlo; r < rhi; r++)
+                for (int64_t s = slo; s < shi; s++)
+                    add_into(yc, x + ((n * H + h0 + r) * W + w0 + s) * C, C);
             for (int64_t c = 0; c < C; c++) yc[c] /= (float)count;
         }
     }
@@ -121,6 +188,10 @@ sn_status sn__avgpool_fwd_cpu(sn__dev *d, float *y, const float *x, const sn__po
 sn_status sn__avgpool_bwd_cpu(sn__dev *d, float *dx, const float *dy, const sn__pool_dims *pd) {
     const int64_t H = pd->H, W = pd->W, C = pd->C, P = pd->P, Q = pd->Q;
     const int64_t ncb = (C + CB - 1) / CB;
+    if (is_subsample(pd)) {     /* dy / 1: the one cell gets all of it */
+        subsample_bwd(d, dx, dy, pd);
+        return SN_OK;
+    }
 #pragma omp parallel for num_threads(d->threads) if (pd->N * P * Q * C >= PAR_MIN)
     for (int64_t t = 0; t < pd->N * ncb; t++) {
         int64_t n = t / ncb, c0 = t % ncb * CB, nc = C - c0 < CB ? C - c0 : CB;

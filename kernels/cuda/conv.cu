@@ -495,6 +495,14 @@ extern "C" sn_status sn__conv2d_fwd_cuda(sn__dev *d, float *y, const float *x, c
     return run_op(d, c, p, OP_FWD, y, xin, wt, 0.0f, true);
 }
 
+/* The fused forward of inference nets: conv2d_fwd, then the epilogue on y. */
+extern "C" sn_status sn__conv2d_fwd_ep_cuda(sn__dev *d, float *y, const float *x,
+                                            const float *w, const sn__epilogue *ep,
+                                            const sn__conv2d_dims *cd) {
+    SN__CU_TRY(sn__conv2d_fwd_cuda(d, y, x, w, cd));
+    return sn__cuda_epilogue(d, y, ep, cd->N * cd->P * cd->Q, cd->K);
+}
+
 extern "C" sn_status sn__conv2d_bwd_data_cuda(sn__dev *d, float *dx, const float *dy,
                                               const float *w, const sn__conv2d_dims *cd) {
     SN__CU_BEGIN(d, c);

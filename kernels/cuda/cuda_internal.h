@@ -119,6 +119,11 @@ static inline sn_status sn__cuda_enter(sn__dev *d, struct sn__cuda **out, const 
 sn_status sn__cuda_blas_mode(sn__dev *d, struct sn__cuda *c);
 /* Releases every convolution plan (conv.cu); used by sn__cuda_close. */
 void sn__cuda_plans_free(struct sn__cuda *c);
+/* Applies the fused forwards' epilogue ep (kernels.h) in place to y (rows, C), on the
+ * stream (eltwise.cu); ep NULL does nothing.  The CUDA _ep kernels are their forward, then
+ * this. */
+sn_status sn__cuda_epilogue(sn__dev *d, float *y, const sn__epilogue *ep, int64_t rows,
+                            int64_t C);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /* eltwise.cu: elementwise kernels on n floats (any layout): relu, relu6, add, scale, accum,
- * dropout.  Forward kernels overwrite, backward kernels accumulate (dx += ...).
+ * dropout; and the fused forwards' per-channel epilogue.  Forward kernels overwrite, backward
+ * kernels accumulate (dx += ...).
  *
  * One grid-stride template serves them all: each thread moves float4s when every pointer is
  * 16-byte aligned (cudaMalloc'd buffers and most slices are), with a scalar tail. */
@@ -178,4 +179,44 @@ extern "C" sn_status sn__dropout_fwd_cuda(sn__dev *d, float *y, float *mask, con
 extern "C" sn_status sn__dropout_bwd_cuda(sn__dev *d, float *dx, const float *dy,
                                           const float *mask, int64_t n) {
     return map<3>(d, "dropout_bwd", dx, dx, dy, mask, n, mul_acc_f());
+}
+
+/* ---- the fused forwards' epilogue (sn__epilogue in kernels.h) ------------------------------ */
+
+/* y = act((y - center) * scale + shift + residual) on (rows, C), the CPU's operations with
+ * the CPU's rounding: the _rn intrinsics keep nvcc from contracting them into an FMA, so a
+ * fused kernel and the separate batch norm, bias, add and relu kernels it replaces differ
+ * only by the product. */
+static __global__ void epilogue_kernel(float *y, sn__epilogue ep, int64_t n, int64_t C) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ch = i % C;
+        float center = 0.0f, scale = 1.0f, shift = 0.0f;
+        if (ep.mean) {
+            center = ep.mean[ch];
+            scale = __fdiv_rn(ep.gamma ? ep.gamma[ch] : 1.0f,
+                              __fsqrt_rn(__fadd_rn(ep.var[ch], ep.eps)));
+            shift = ep.beta ? ep.beta[ch] : 0.0f;
+        } else if (ep.bias) {
+            shift = ep.bias[ch];
+        }
+        float v = y[i];
+        if (ep.mean || ep.bias) v = __fadd_rn(__fmul_rn(__fsub_rn(v, center), scale), shift);
+        if (ep.residual) v = __fadd_rn(v, ep.residual[i]);
+        if (ep.act == SN__ACT_RELU) v = v > 0.0f ? v : 0.0f;
+        else if (ep.act == SN__ACT_RELU6) v = v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+        y[i] = v;
+    }
+}
+
+extern "C" sn_status sn__cuda_epilogue(sn__dev *d, float *y, const sn__epilogue *ep,
+                                       int64_t rows, int64_t C) {
+    SN__CU_BEGIN(d, c);
+    if (rows < 0 || C < 0)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "epilogue: rows = %lld, C = %lld",
+                        (long long)rows, (long long)C);
+    if (!ep || rows * C == 0) return SN_OK;
+    epilogue_kernel<<<sn__grid(c, rows * C, SN__BLOCK), SN__BLOCK, 0, c->stream>>>(y, *ep,
+                                                                                  rows * C, C);
+    return sn__cuda_launched(d, "epilogue");
 }

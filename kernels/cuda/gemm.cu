@@ -25,3 +25,10 @@ extern "C" sn_status sn__gemm_cuda(sn__dev *d, int trans_a, int trans_b, int64_t
                                         ldb, a, lda, &beta, c_, ldc),
                          "cublasSgemm_64");
 }
+
+/* c (m,n) = ep(a (m,k) @ b (k,n)), dense row-major: the product, then the epilogue. */
+extern "C" sn_status sn__gemm_ep_cuda(sn__dev *d, float *c, const float *a, const float *b,
+                                      const sn__epilogue *ep, int64_t m, int64_t n, int64_t k) {
+    SN__CU_TRY(sn__gemm_cuda(d, 0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n));
+    return sn__cuda_epilogue(d, c, ep, m, n);
+}
