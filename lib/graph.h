@@ -139,6 +139,9 @@ bool sn__fused_epilogue(const sn_net *net, int i, sn__epilogue *ep, float **y);
 /* The batch-norm part of an epilogue from batch_norm node i's inputs (op_norm.c). */
 void sn__bn_epilogue(const sn_net *net, int i, sn__epilogue *ep);
 
+/* The pooling geometry of pool node i (op_pool.c). */
+void sn__pool_geometry(const sn_net *net, int i, sn__pool_dims *pd);
+
 /* Saved-state size of node i in floats (0 for most ops), given resolved dims. */
 size_t sn__op_aux_floats(const sn_net *net, int i);
 /* Workspace bytes node i needs on the net's device. */

@@ -38,7 +38,7 @@ sn_node sn_op_avg_pool(sn_graph *g, sn_node x, int kh, int kw, int stride_h, int
     return pool_build(g, SN__OP_avgpool, x, kh, kw, stride_h, stride_w, pad, "avg_pool");
 }
 
-static void pool_dims(const sn_net *net, int i, sn__pool_dims *pd) {
+void sn__pool_geometry(const sn_net *net, int i, sn__pool_dims *pd) {
     const sn__node *n = &net->g->nodes[i];
     const int64_t *xd = net->dims[n->in[0]], *yd = net->dims[i];
     pd->N = xd[0]; pd->H = xd[1]; pd->W = xd[2]; pd->C = xd[3];
@@ -49,27 +49,27 @@ static void pool_dims(const sn_net *net, int i, sn__pool_dims *pd) {
 
 sn_status sn__op_maxpool_fwd(sn_net *net, int i) {
     sn__pool_dims pd;
-    pool_dims(net, i, &pd);
+    sn__pool_geometry(net, i, &pd);
     return SN__CALL(net, maxpool_fwd, SN__Y(net, i), SN__X(net, i, 0), &pd);
 }
 
 sn_status sn__op_maxpool_bwd(sn_net *net, int i) {
     if (!SN__DX(net, i, 0)) return SN_OK;
     sn__pool_dims pd;
-    pool_dims(net, i, &pd);
+    sn__pool_geometry(net, i, &pd);
     return SN__CALL(net, maxpool_bwd, SN__DX(net, i, 0), SN__DY(net, i), SN__X(net, i, 0), &pd);
 }
 
 sn_status sn__op_avgpool_fwd(sn_net *net, int i) {
     sn__pool_dims pd;
-    pool_dims(net, i, &pd);
+    sn__pool_geometry(net, i, &pd);
     return SN__CALL(net, avgpool_fwd, SN__Y(net, i), SN__X(net, i, 0), &pd);
 }
 
 sn_status sn__op_avgpool_bwd(sn_net *net, int i) {
     if (!SN__DX(net, i, 0)) return SN_OK;
     sn__pool_dims pd;
-    pool_dims(net, i, &pd);
+    sn__pool_geometry(net, i, &pd);
     return SN__CALL(net, avgpool_bwd, SN__DX(net, i, 0), SN__DY(net, i), &pd);
 }
 

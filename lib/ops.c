@@ -33,6 +33,12 @@ sn_status sn__op_ws_bytes(sn_net *net, int i, size_t *bytes) {
     case SN__OP_dwconv2d:
         sn__conv_dims(net, i, &cd);
         return SN__CALL(net, dwconv2d_ws, &cd, bytes);
+    case SN__OP_maxpool: {   /* only its backward uses one */
+        if (!net->backward_ok) return SN_OK;
+        sn__pool_dims pd;
+        sn__pool_geometry(net, i, &pd);
+        return SN__CALL(net, maxpool_ws, &pd, bytes);
+    }
     default:
         return SN_OK;
     }

@@ -552,6 +552,18 @@ START_TEST(test_cuda_pool) {
             CK(&e, e.kc->maxpool_bwd(&e.cpu, dx.h, dy.h, x.h, &pd));
             CK(&e, e.kg->maxpool_bwd(&e.gpu, dx.d, dy.d, x.d, &pd));
             cmp(&e, what, &dx, 0);
+            /* again with the workspace: the two-pass backward (winners' taps), identical */
+            size_t gws = 0;
+            CK(&e, e.kg->maxpool_ws(&e.gpu, &pd, &gws));
+            ck_assert_uint_eq(gws, ny);
+            env_ws(&e, 0, gws);
+            buf dx2 = mk(&e, nx, 730 + i);
+            CK(&e, e.kc->maxpool_bwd(&e.cpu, dx2.h, dy.h, x.h, &pd));
+            CK(&e, e.kg->maxpool_bwd(&e.gpu, dx2.d, dy.d, x.d, &pd));
+            snprintf(what, sizeof what, "pool case %zu ties=%d, workspace", i, ties);
+            cmp(&e, what, &dx2, 0);
+            env_ws(&e, 0, 0);
+            rm(&e, &dx2);
             CK(&e, e.kc->avgpool_fwd(&e.cpu, y.h, x.h, &pd));
             CK(&e, e.kg->avgpool_fwd(&e.gpu, y.d, x.d, &pd));
             cmp(&e, what, &y, 0);

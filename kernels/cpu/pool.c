@@ -115,6 +115,13 @@ sn_status sn__maxpool_fwd_cpu(sn__dev *d, float *y, const float *x, const sn__po
 /* Accumulates: dx[argmax of each window] += dy, where argmax is the FIRST maximal in-bounds
  * cell in row-major (r, s) order, TF's MaxPoolGrad tie rule.  Overlapping windows can hit
  * the same input cell, so the tasks split images and channel blocks, never positions. */
+sn_status sn__maxpool_ws_cpu(sn__dev *d, const sn__pool_dims *pd, size_t *bytes) {
+    (void)d;
+    (void)pd;
+    *bytes = 0;
+    return SN_OK;
+}
+
 sn_status sn__maxpool_bwd_cpu(sn__dev *d, float *dx, const float *dy, const float *x,
                               const sn__pool_dims *pd) {
     const int64_t H = pd->H, W = pd->W, C = pd->C, P = pd->P, Q = pd->Q;

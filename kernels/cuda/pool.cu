@@ -10,7 +10,15 @@
  * order, so there are no atomics, the result is deterministic, and the additions happen in
  * the order a sequential scatter over (p,q) performs them.  Max pooling's gradient goes to the
  * first maximal cell of each window in (r,s) order (TF's MaxPoolGrad): cell (h,w) owns the
- * window when every cell before it is < x[h,w] and every cell after it is <= x[h,w]. */
+ * window when every cell before it is < x[h,w] and every cell after it is <= x[h,w].
+ *
+ * With a workspace (maxpool_ws: one byte per output element) max pooling's backward is two
+ * passes instead: one thread per output element finds its window's winner (its tap r*S+s,
+ * the forward's own loop), then the gather above adds dy[p,q] where the window's tap is the
+ * cell's, reading one byte per covering window instead of rescanning it: for 3x3/2 about 2
+ * byte reads per input cell instead of ~20 float reads and compares (the ResNet-50 stem's
+ * backward took 6.5 ms of an 80 ms step at batch 128 the old way).  Same additions in the
+ * same order: the result is identical. */
 #include "cuda_internal.h"
 
 struct pool_geo {
@@ -117,6 +125,67 @@ static __global__ void maxpool_bwd_kernel(float *dx, const float *dy, const floa
     }
 }
 
+/* win[i] = tap (r*S+s) of output element i's first maximal cell, 255 for an empty window. */
+template <typename I>
+static __global__ void maxpool_win_kernel(unsigned char *win, const float *x, pool_geo g) {
+    I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
+      Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
+    I total = N * P * Q * C;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        I c = i % C, t = i / C;
+        I q = t % Q;
+        t /= Q;
+        I p = t % P, n = t / P;
+        I h0 = p * sh - pt, w0 = q * sw - pl;
+        float best = 0.0f;
+        int tap = 255;
+        for (I r = 0; r < R; r++) {
+            I h = h0 + r;
+            if (h < 0 || h >= H) continue;
+            const float *row = x + ((n * H + h) * W) * C + c;
+            for (I s = 0; s < S; s++) {
+                I w = w0 + s;
+                if (w < 0 || w >= W) continue;
+                float v = row[w * C];
+                if (tap == 255 || v > best) {   /* the first cell, then strictly > */
+                    best = v;
+                    tap = (int)(r * S + s);
+                }
+            }
+        }
+        win[i] = (unsigned char)tap;
+    }
+}
+
+template <typename I>
+static __global__ void maxpool_bwd_win_kernel(float *dx, const float *dy,
+                                              const unsigned char *win, pool_geo g) {
+    I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, S = (I)g.S, P = (I)g.P, Q = (I)g.Q,
+      sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl, R = (I)g.R;
+    I total = N * H * W * C;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        I c = i % C, t = i / C;
+        I w = t % W;
+        t /= W;
+        I h = t % H, n = t / H;
+        I plo, phi, qlo, qhi;
+        cover<I>(h, pt, R, sh, P, &plo, &phi);
+        cover<I>(w, pl, S, sw, Q, &qlo, &qhi);
+        if (plo > phi || qlo > qhi) continue;
+        float acc = dx[i];
+        for (I p = plo; p <= phi; p++) {
+            I r = h - (p * sh - pt);
+            for (I q = qlo; q <= qhi; q++) {
+                I o = ((n * P + p) * Q + q) * C + c;
+                if ((I)win[o] == r * S + (w - (q * sw - pl))) acc += dy[o];
+            }
+        }
+        dx[i] = acc;
+    }
+}
+
 template <typename I>
 static __global__ void avgpool_bwd_kernel(float *dx, const float *dy, pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
@@ -186,6 +255,18 @@ extern "C" sn_status sn__avgpool_fwd_cuda(sn__dev *d, float *y, const float *x,
     return pool_fwd<false>(d, y, x, pd, "avgpool_fwd");
 }
 
+/* The winners' bytes: one per output element, windows of at most 255 cells. */
+static size_t win_bytes(const sn__pool_dims *pd) {
+    return pd->R * pd->S <= 255 ? (size_t)(pd->N * pd->P * pd->Q * pd->C) : 0;
+}
+
+extern "C" sn_status sn__maxpool_ws_cuda(sn__dev *d, const sn__pool_dims *pd, size_t *bytes) {
+    *bytes = 0;
+    SN__CU_TRY(check_pool(d, pd, "maxpool_ws"));
+    *bytes = win_bytes(pd);
+    return SN_OK;
+}
+
 extern "C" sn_status sn__maxpool_bwd_cuda(sn__dev *d, float *dx, const float *dy,
                                           const float *x, const sn__pool_dims *pd) {
     SN__CU_BEGIN(d, c);
@@ -194,6 +275,19 @@ extern "C" sn_status sn__maxpool_bwd_cuda(sn__dev *d, float *dx, const float *dy
     if (total == 0 || pd->P == 0 || pd->Q == 0) return SN_OK;
     pool_geo g = geo_of(pd);
     unsigned grid = sn__grid(c, total, SN__BLOCK);
+    size_t wb = win_bytes(pd);
+    if (wb > 0 && d->ws && d->ws_bytes >= wb) {
+        unsigned char *win = (unsigned char *)d->ws;
+        unsigned og = sn__grid(c, pd->N * pd->P * pd->Q * pd->C, SN__BLOCK);
+        if (small_geo(pd)) {
+            maxpool_win_kernel<int32_t><<<og, SN__BLOCK, 0, c->stream>>>(win, x, g);
+            maxpool_bwd_win_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, win, g);
+        } else {
+            maxpool_win_kernel<int64_t><<<og, SN__BLOCK, 0, c->stream>>>(win, x, g);
+            maxpool_bwd_win_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, win, g);
+        }
+        return sn__cuda_launched(d, "maxpool_bwd");
+    }
     if (small_geo(pd))
         maxpool_bwd_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, x, g);
     else
