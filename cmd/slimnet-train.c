@@ -62,7 +62,7 @@ typedef struct opts {
     int64_t max_step;
     /* slimnet */
     const char *device;
-    int threads, max_to_keep, fer_extra_class, shuffle_buffer;
+    int threads, max_to_keep, fer_extra_class, shuffle_buffer, allow_tf32, deterministic;
     int64_t seed;
 } opts;
 
@@ -713,6 +713,7 @@ int main(int argc, char **argv) {
     o.output_dir = "/data/output";
     o.log_dir = "/data/output";
     o.device = "auto";
+    o.allow_tf32 = 1;
     o.max_to_keep = 5;
     o.seed = 0;
     flag fl[] = {
@@ -795,6 +796,10 @@ int main(int argc, char **argv) {
         {"max_step", FLAG_INT64, &o.max_step, "vendor flag (never read, as theirs)", 0, 0},
         {"device", FLAG_STRING, &o.device, "auto (CUDA when present), cpu or cuda", 0, 0},
         {"threads", FLAG_INT, &o.threads, "CPU threads; 0 = all cores", 0, 0},
+        {"allow_tf32", FLAG_BOOL, &o.allow_tf32,
+         "CUDA: TF32 tensor cores for float32 convolutions and matmuls (as TensorFlow)", 0, 0},
+        {"deterministic", FLAG_BOOL, &o.deterministic,
+         "CUDA: only deterministic cuDNN algorithms, chosen without timing runs", 0, 0},
         {"seed", FLAG_INT64, &o.seed, "initialization, shuffling and augmentation seed", 0, 0},
         {"max_to_keep", FLAG_INT, &o.max_to_keep, "checkpoints kept; 0 = all", 0, 0},
         {"fer_extra_class", FLAG_BOOL, &o.fer_extra_class,
@@ -811,8 +816,8 @@ int main(int argc, char **argv) {
     memset(&t, 0, sizeof t);
     t.o = &o;
     int want_gpu = o.num_clones > 0 && !o.clone_on_cpu;
-    t.ctx = tool_ctx(TOOL, o.clone_on_cpu ? "cpu" : o.device, want_gpu, o.threads,
-                     (uint64_t)o.seed);
+    t.ctx = tool_ctx_cuda(TOOL, o.clone_on_cpu ? "cpu" : o.device, want_gpu, o.threads,
+                          (uint64_t)o.seed, o.allow_tf32, o.deterministic);
     if (!t.ctx) return 1;
     sn_dataset_params dp = sn_dataset_params_default();
     dp.fer_extra_class = o.fer_extra_class;

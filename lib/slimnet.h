@@ -110,8 +110,9 @@ typedef struct sn_ctx_params {
                            * does by default on Ampere and later; 0 = strict float32.
                            * Default 1.  No effect on CPU. */
     int deterministic;    /* CUDA: choose cuDNN algorithms by heuristics instead of timing
-                           * them, so the same inputs give the same bits every run.
-                           * Default 0. */
+                           * them, and only those cuDNN reports deterministic (none that add
+                           * with atomics), so the same inputs give the same bits every run;
+                           * slimnet's own kernels always are.  Default 0. */
 } sn_ctx_params;
 
 /* Defaults as documented above; new fields keep their defaults in old programs. */

@@ -19,7 +19,15 @@ static void log_stderr(void *user, sn_log_level level, const char *msg) {
 
 sn_ctx *tool_ctx(const char *tool, const char *device, int want_gpu, int threads,
                  uint64_t seed) {
+    sn_ctx_params d = sn_ctx_params_default();
+    return tool_ctx_cuda(tool, device, want_gpu, threads, seed, d.allow_tf32, d.deterministic);
+}
+
+sn_ctx *tool_ctx_cuda(const char *tool, const char *device, int want_gpu, int threads,
+                      uint64_t seed, int allow_tf32, int deterministic) {
     sn_ctx_params p = sn_ctx_params_default();
+    p.allow_tf32 = allow_tf32;
+    p.deterministic = deterministic;
     if (!device || !strcmp(device, "auto"))
         p.device = want_gpu && sn_cuda_device_count() > 0 ? SN_DEVICE_CUDA : SN_DEVICE_CPU;
     else if (!strcmp(device, "cpu"))

@@ -22,7 +22,8 @@
  *
  * Algorithms: a plan per (dims, tf32) caches the descriptors and a ranked list of candidates,
  * filtered to those needing at most SN__CUDA_CONV_WS_LIMIT and, with allow_tf32 = 0, to FMA
- * math.  The list starts as cuDNN's heuristics (cudnnGet*_v7).  With find_algos set (the
+ * math, and in deterministic mode to algorithms cuDNN reports as deterministic (with timing
+ * off: the same bits every run).  The list starts as cuDNN's heuristics (cudnnGet*_v7).  With find_algos set (the
  * default), the first run of an operation whose output may be scribbled on (forward: y;
  * bwd_filter: the KRSC gradient in the workspace; bwd_data on the PADDED route: the padded
  * gradient in the workspace) times every algorithm with cudnnFind*AlgorithmEx on the real
@@ -254,10 +255,13 @@ static cudnnMathType_t query_math(const sn__conv_plan *p) {
     return p->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 
-/* Keeps a heuristic result if it ran, fits the limit and, without TF32, uses FMA math. */
+/* Keeps a heuristic result if it ran, fits the limit, without TF32 uses FMA math, and in
+ * deterministic mode is deterministic (cuDNN's backward algorithms that add partial results
+ * with atomics, such as bwd_filter ALGO_0 and ALGO_3 and bwd_data ALGO_0, are not). */
 static void keep(algo_list *l, const sn__conv_plan *p, int algo, cudnnStatus_t st,
-                 size_t mem, cudnnMathType_t math) {
+                 size_t mem, cudnnMathType_t math, cudnnDeterminism_t det, int det_only) {
     if (st != CUDNN_STATUS_SUCCESS || mem > SN__CUDA_CONV_WS_LIMIT || l->n == MAX_CAND) return;
+    if (det_only && det != CUDNN_DETERMINISTIC) return;
     if (!p->tf32 && (math == CUDNN_TENSOR_OP_MATH ||
                      math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
         return;
@@ -284,19 +288,22 @@ static sn_status query(sn__dev *d, struct sn__cuda *c, sn__conv_plan *p, int op)
         SN__CU_TRY(sn__cuda_dnn(d, cudnnGetConvolutionForwardAlgorithm_v7(
                                        c->cudnn, p->xd, p->wd, p->cv, p->yd, MAX_CAND, &got, r),
                                 "cudnnGetConvolutionForwardAlgorithm_v7"));
-        for (int i = 0; i < got; i++) keep(l, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType);
+        for (int i = 0; i < got; i++) keep(l, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType,
+                     r[i].determinism, c->deterministic);
     } else if (op == OP_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t r[MAX_CAND];
         SN__CU_TRY(sn__cuda_dnn(d, cudnnGetConvolutionBackwardDataAlgorithm_v7(
                                        c->cudnn, p->wd, p->yd, p->cv, p->xd, MAX_CAND, &got, r),
                                 "cudnnGetConvolutionBackwardDataAlgorithm_v7"));
-        for (int i = 0; i < got; i++) keep(l, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType);
+        for (int i = 0; i < got; i++) keep(l, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType,
+                     r[i].determinism, c->deterministic);
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t r[MAX_CAND];
         SN__CU_TRY(sn__cuda_dnn(d, cudnnGetConvolutionBackwardFilterAlgorithm_v7(
                                        c->cudnn, p->xd, p->yd, p->cv, p->wd, MAX_CAND, &got, r),
                                 "cudnnGetConvolutionBackwardFilterAlgorithm_v7"));
-        for (int i = 0; i < got; i++) keep(l, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType);
+        for (int i = 0; i < got; i++) keep(l, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType,
+                     r[i].determinism, c->deterministic);
     }
     confirm_ws(c, p, op, l);
     l->ready = 1;
@@ -321,7 +328,8 @@ static void tune(struct sn__cuda *c, sn__conv_plan *p, int op, void *out, const 
                                                     p->yd, out, MAX_CAND, &got, r, ws, avail);
         for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++)
             if (r[i].memory <= avail)
-                keep(&t, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType);
+                keep(&t, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType,
+                     r[i].determinism, c->deterministic);
     } else if (op == OP_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t r[MAX_CAND];
         st = cudnnFindConvolutionBackwardDataAlgorithmEx(c->cudnn, p->wd, in2, p->yd, in1,
@@ -329,7 +337,8 @@ static void tune(struct sn__cuda *c, sn__conv_plan *p, int op, void *out, const 
                                                          ws, avail);
         for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++)
             if (r[i].memory <= avail)
-                keep(&t, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType);
+                keep(&t, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType,
+                     r[i].determinism, c->deterministic);
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t r[MAX_CAND];
         st = cudnnFindConvolutionBackwardFilterAlgorithmEx(c->cudnn, p->xd, in1, p->yd, in2,
@@ -337,7 +346,8 @@ static void tune(struct sn__cuda *c, sn__conv_plan *p, int op, void *out, const 
                                                            r, ws, avail);
         for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++)
             if (r[i].memory <= avail)
-                keep(&t, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType);
+                keep(&t, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType,
+                     r[i].determinism, c->deterministic);
     }
     (void)cudaGetLastError();
     if (st != CUDNN_STATUS_SUCCESS || t.n == 0) return;

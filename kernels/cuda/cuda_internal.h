@@ -48,6 +48,8 @@ struct sn__cuda {
      * (cudnnFind*AlgorithmEx) and keeps the fastest, as cudnn.benchmark does; 0: cuDNN's
      * heuristics only (no timing runs; the choice is then reproducible). */
     int find_algos;
+    /* 1: only algorithms cuDNN reports deterministic (set with find_algos = 0). */
+    int deterministic;
 
     /* Device facts, read once at open. */
     char name[256];

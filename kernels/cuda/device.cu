@@ -153,4 +153,5 @@ extern "C" void sn__cuda_configure(sn__dev *d, int allow_tf32, int deterministic
     if (!c) return;
     c->allow_tf32 = allow_tf32 ? 1 : 0;
     c->find_algos = deterministic ? 0 : 1;
+    c->deterministic = deterministic ? 1 : 0;
 }
