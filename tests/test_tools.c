@@ -280,17 +280,19 @@ START_TEST(train_eval_classify) {
 }
 END_TEST
 
-/* N steps, stop, resume to N+M == N+M at once, bit for bit (weights, slots, step). */
+/* N steps, stop, resume to N+M == N+M at once, bit for bit (weights, slots, step).  With
+ * --deterministic, so that it holds on CUDA too (SN_TOOLS_DEVICE=cuda: cuDNN's timed
+ * algorithm choice may differ between runs); on the CPU the flag changes nothing. */
 START_TEST(resume_is_deterministic) {
     char a[PATH_MAX + 16], b[PATH_MAX + 16], out[65536];
     snprintf(a, sizeof a, "%s/resume_a", g_root);
     snprintf(b, sizeof b, "%s/resume_b", g_root);
     const char *first[] = {TRAIN_FLAGS(a, "12"), "--optimizer=adam", "--learning_rate=0.001",
-                           NULL};
+                           "--deterministic", NULL};
     const char *second[] = {TRAIN_FLAGS(a, "25"), "--optimizer=adam", "--learning_rate=0.001",
-                            NULL};
+                            "--deterministic", NULL};
     const char *once[] = {TRAIN_FLAGS(b, "25"), "--optimizer=adam", "--learning_rate=0.001",
-                          NULL};
+                          "--deterministic", NULL};
     ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", first) == 0, "%s", out);
     ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", second) == 0, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "resuming from"));
