@@ -406,17 +406,30 @@ START_TEST(test_cuda_conv) {
 }
 END_TEST
 
+/* Depthwise twice: as cuDNN grouped convolutions (the default where cuDNN takes the shape;
+ * CONV_TOL, as any cuDNN convolution) and through dwconv.cu's own kernels (dw_cudnn = 0,
+ * TOL), which remain the fallback. */
 START_TEST(test_cuda_dwconv) {
     env e;
     if (!env_open(&e, "dwconv2d")) return;
-    for (int i = 0; i < N_DW; i++)
-        for (int64_t M = 1; M <= 3; M += 2) {
-            sn__conv2d_dims cd = make_dims(&dw_geoms[i], M);
-            conv_case(&e, &cd, 0, SIZE_MAX, TOL, 500 + (uint64_t)(i * 4 + M));
-        }
-    /* Without workspace the filter gradient takes its single-slice path. */
+    struct sn__cuda *c = (struct sn__cuda *)e.gpu.cuda;
+    for (int own = 0; own < 2; own++) {
+        c->dw_cudnn = !own;
+        for (int i = 0; i < N_DW; i++)
+            for (int64_t M = 1; M <= 3; M += 2) {
+                sn__conv2d_dims cd = make_dims(&dw_geoms[i], M);
+                if (!own && M == 1)   /* MobileNet's case: cuDNN must take it */
+                    ck_assert_msg(sn__cuda_dw_usable(&e.gpu, &cd), "dw geometry %d: cuDNN "
+                                  "refuses the grouped convolution: %s", i,
+                                  sn_ctx_errmsg(e.ctx));
+                conv_case(&e, &cd, 0, SIZE_MAX, own ? TOL : CONV_TOL,
+                          500 + (uint64_t)(i * 4 + M + 100 * own));
+            }
+    }
+    /* Own kernels without workspace: the filter gradient takes its single-slice path. */
     sn__conv2d_dims cd = make_dims(&dw_geoms[N_DW - 1], 2);
     conv_case(&e, &cd, 0, 0, TOL, 600);
+    c->dw_cudnn = 1;
     env_close(&e, "dwconv2d");
 }
 END_TEST
@@ -491,8 +504,8 @@ START_TEST(test_cuda_fused) {
             fused_case(&e, &cd, kind, CONV_TOL, 2000 + (uint64_t)(kind * 10) + i);
         }
         sn__conv2d_dims dw1 = make_dims(&dw_geoms[1], 1), dw2 = make_dims(&dw_geoms[7], 2);
-        fused_case(&e, &dw1, kind, TOL, 2100 + (uint64_t)kind);
-        fused_case(&e, &dw2, kind, TOL, 2200 + (uint64_t)kind);
+        fused_case(&e, &dw1, kind, CONV_TOL, 2100 + (uint64_t)kind);   /* cuDNN's */
+        fused_case(&e, &dw2, kind, CONV_TOL, 2200 + (uint64_t)kind);
         const int64_t m = 300, n = 70, k = 50;
         buf a = mk(&e, (size_t)(m * k), 2300), b = mk(&e, (size_t)(k * n), 2301);
         buf prm = mk_ep_params(&e, n, 2302 + (uint64_t)kind);

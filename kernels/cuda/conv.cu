@@ -28,7 +28,9 @@
  * bwd_filter: the KRSC gradient in the workspace; bwd_data on the PADDED route: the padded
  * gradient in the workspace) times every algorithm with cudnnFind*AlgorithmEx on the real
  * buffers and re-ranks the list by measured time, as cudnn.benchmark does; bwd_data into dx
- * itself keeps the heuristics, since it must accumulate into what dx holds.  At run time the
+ * itself, which must accumulate into what dx holds, is timed by cudnnFind*Algorithm on
+ * buffers cuDNN allocates (on the H200, VGG-16's convolution backward took 3x its forward
+ * with bwd_data on heuristics: 50 vs 17 ms at batch 128).  At run time the
  * first candidate whose workspace fits d->ws is used; one that cuDNN refuses as unsupported is
  * dropped and the next tried.  Backward kernels accumulate (cuDNN beta = 1, or an adding
  * copy-back). */
@@ -53,6 +55,8 @@ typedef struct algo_list {
 
 struct sn__conv_plan {
     sn__conv2d_dims cd;
+    int64_t groups;                 /* 1: conv2d; C: depthwise (dwconv2d through cuDNN) */
+    int usable;                     /* depthwise plans: 0 not yet asked, 1 yes, 2 no */
     int tf32;
     int route;
     int64_t Hx, Wx;                 /* the input cuDNN sees: (H, W) or padded (Hp, Wp) */
@@ -144,10 +148,11 @@ static sn_status check_dims(sn__dev *d, const sn__conv2d_dims *cd, const char *w
 
 static sn_status plan_build(sn__dev *d, sn__conv_plan *p) {
     const sn__conv2d_dims *cd = &p->cd;
+    const int64_t G = p->groups, Cg = cd->C / G;   /* input channels per group */
     int64_t eh = (cd->R - 1) * cd->dil_h + 1, ew = (cd->S - 1) * cd->dil_w + 1;
     int64_t bh = (cd->P - 1) * cd->stride_h + eh - cd->H - cd->pad_top;
     int64_t bw = (cd->Q - 1) * cd->stride_w + ew - cd->W - cd->pad_left;
-    if (cd->R == 1 && cd->S == 1 && cd->stride_h == 1 && cd->stride_w == 1 &&
+    if (G == 1 && cd->R == 1 && cd->S == 1 && cd->stride_h == 1 && cd->stride_w == 1 &&
         cd->pad_top == 0 && cd->pad_left == 0 && cd->P == cd->H && cd->Q == cd->W) {
         p->route = ROUTE_GEMM;
         return SN_OK;
@@ -163,13 +168,13 @@ static sn_status plan_build(sn__dev *d, sn__conv_plan *p) {
     int64_t ints[] = {cd->N, cd->C, p->Hx, p->Wx, cd->K, cd->P, cd->Q, cd->R, cd->S,
                       cd->stride_h, cd->stride_w, cd->dil_h, cd->dil_w, ph, pw,
                       cd->N * p->Hx * p->Wx * cd->C, cd->N * cd->P * cd->Q * cd->K,
-                      cd->R * cd->S * cd->C * cd->K};
+                      cd->R * cd->S * Cg * cd->K, G};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (!fits_int(ints[i]))
             return sn__fail(d->ctx, SN_ERR_UNSUPPORTED,
                             "conv2d: a tensor of more than 2^31 elements (cuDNN's limit)");
 
-    size_t wbytes = (size_t)(cd->R * cd->S * cd->C * cd->K) * sizeof(float);
+    size_t wbytes = (size_t)(cd->R * cd->S * Cg * cd->K) * sizeof(float);
     size_t pbytes = p->route == ROUTE_PADDED
                         ? (size_t)(cd->N * p->Hx * p->Wx * cd->C) * sizeof(float) : 0;
     p->pad_off = align256(wbytes);
@@ -191,13 +196,16 @@ static sn_status plan_build(sn__dev *d, sn__conv_plan *p) {
                             "cudnnSetTensor4dDescriptor(y)"));
     SN__CU_TRY(sn__cuda_dnn(d, cudnnSetFilter4dDescriptor(p->wd, CUDNN_DATA_FLOAT,
                                                           CUDNN_TENSOR_NHWC, (int)cd->K,
-                                                          (int)cd->C, (int)cd->R, (int)cd->S),
+                                                          (int)Cg, (int)cd->R, (int)cd->S),
                             "cudnnSetFilter4dDescriptor"));
     SN__CU_TRY(sn__cuda_dnn(d, cudnnSetConvolution2dDescriptor(
                                    p->cv, (int)ph, (int)pw, (int)cd->stride_h,
                                    (int)cd->stride_w, (int)cd->dil_h, (int)cd->dil_w,
                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                             "cudnnSetConvolution2dDescriptor"));
+    if (G > 1)
+        SN__CU_TRY(sn__cuda_dnn(d, cudnnSetConvolutionGroupCount(p->cv, (int)G),
+                                "cudnnSetConvolutionGroupCount"));
     int on, oc, op, oq;
     SN__CU_TRY(sn__cuda_dnn(d, cudnnGetConvolution2dForwardOutputDim(p->cv, p->xd, p->wd, &on,
                                                                      &oc, &op, &oq),
@@ -212,18 +220,18 @@ static sn_status plan_build(sn__dev *d, sn__conv_plan *p) {
 }
 
 static sn_status plan_get(sn__dev *d, struct sn__cuda *c, const sn__conv2d_dims *cd,
-                          sn__conv_plan **out) {
+                          int64_t groups, sn__conv_plan **out) {
     int tf32 = c->allow_tf32 ? 1 : 0;
     if (c->last_plan >= 0 && c->last_plan < c->n_plans) {
         sn__conv_plan *p = c->plans[c->last_plan];
-        if (p->tf32 == tf32 && memcmp(&p->cd, cd, sizeof *cd) == 0) {
+        if (p->tf32 == tf32 && p->groups == groups && memcmp(&p->cd, cd, sizeof *cd) == 0) {
             *out = p;
             return SN_OK;
         }
     }
     for (int i = 0; i < c->n_plans; i++) {
         sn__conv_plan *p = c->plans[i];
-        if (p->tf32 == tf32 && memcmp(&p->cd, cd, sizeof *cd) == 0) {
+        if (p->tf32 == tf32 && p->groups == groups && memcmp(&p->cd, cd, sizeof *cd) == 0) {
             c->last_plan = i;
             *out = p;
             return SN_OK;
@@ -239,6 +247,7 @@ static sn_status plan_get(sn__dev *d, struct sn__cuda *c, const sn__conv2d_dims 
     sn__conv_plan *p = (sn__conv_plan *)calloc(1, sizeof *p);
     if (!p) return sn__fail(d->ctx, SN_ERR_NOMEM, "conv2d: out of host memory");
     p->cd = *cd;
+    p->groups = groups;
     p->tf32 = tf32;
     sn_status st = plan_build(d, p);
     if (st != SN_OK) {
@@ -311,7 +320,9 @@ static sn_status query(sn__dev *d, struct sn__cuda *c, sn__conv_plan *p, int op)
 }
 
 /* Runs cudnnFind*AlgorithmEx on the call's buffers (out is overwritten) and, when it works,
- * replaces the heuristic ranking by the measured one.  Failures only leave the heuristics. */
+ * replaces the heuristic ranking by the measured one.  Failures only leave the heuristics.
+ * bwd_data with out NULL (its output is dx, which it accumulates into) times with
+ * cudnnFindConvolutionBackwardDataAlgorithm, on buffers cuDNN allocates for the occasion. */
 static void tune(struct sn__cuda *c, sn__conv_plan *p, int op, void *out, const void *in1,
                  const void *in2, void *ws, size_t avail) {
     algo_list *l = &p->ops[op];
@@ -332,9 +343,13 @@ static void tune(struct sn__cuda *c, sn__conv_plan *p, int op, void *out, const 
                      r[i].determinism, c->deterministic);
     } else if (op == OP_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t r[MAX_CAND];
-        st = cudnnFindConvolutionBackwardDataAlgorithmEx(c->cudnn, p->wd, in2, p->yd, in1,
-                                                         p->cv, p->xd, out, MAX_CAND, &got, r,
-                                                         ws, avail);
+        if (out)
+            st = cudnnFindConvolutionBackwardDataAlgorithmEx(c->cudnn, p->wd, in2, p->yd, in1,
+                                                             p->cv, p->xd, out, MAX_CAND, &got,
+                                                             r, ws, avail);
+        else   /* dx must not be scribbled on: cuDNN times on buffers it allocates itself */
+            st = cudnnFindConvolutionBackwardDataAlgorithm(c->cudnn, p->wd, p->yd, p->cv, p->xd,
+                                                           MAX_CAND, &got, r);
         for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++)
             if (r[i].memory <= avail)
                 keep(&t, p, r[i].algo, r[i].status, r[i].memory, r[i].mathType,
@@ -397,13 +412,14 @@ static size_t op_ws(const sn__conv_plan *p, int op) {
     return p->fixed + most;
 }
 
-extern "C" sn_status sn__conv2d_ws_cuda(sn__dev *d, const sn__conv2d_dims *cd, size_t *bytes) {
+static sn_status conv_ws(sn__dev *d, const sn__conv2d_dims *cd, int64_t groups, size_t *bytes,
+                         const char *what) {
     SN__CU_BEGIN(d, c);
     *bytes = 0;
-    SN__CU_TRY(check_dims(d, cd, "conv2d_ws"));
+    SN__CU_TRY(check_dims(d, cd, what));
     if (conv_empty(cd)) return SN_OK;
     sn__conv_plan *p;
-    SN__CU_TRY(plan_get(d, c, cd, &p));
+    SN__CU_TRY(plan_get(d, c, cd, groups, &p));
     if (p->route == ROUTE_GEMM) return SN_OK;
     size_t need = p->fixed;
     for (int op = 0; op < OP_COUNT; op++) {
@@ -415,6 +431,10 @@ extern "C" sn_status sn__conv2d_ws_cuda(sn__dev *d, const sn__conv2d_dims *cd, s
     return SN_OK;
 }
 
+extern "C" sn_status sn__conv2d_ws_cuda(sn__dev *d, const sn__conv2d_dims *cd, size_t *bytes) {
+    return conv_ws(d, cd, 1, bytes, "conv2d_ws");
+}
+
 /* Runs one cuDNN operation with the first usable candidate that fits the workspace.
  * scratch_out: `out` may be overwritten by a timing run (see tune). */
 static sn_status run_op(sn__dev *d, struct sn__cuda *c, sn__conv_plan *p, int op, void *out,
@@ -423,7 +443,10 @@ static sn_status run_op(sn__dev *d, struct sn__cuda *c, sn__conv_plan *p, int op
     algo_list *l = &p->ops[op];
     size_t avail = d->ws_bytes > p->algo_off ? d->ws_bytes - p->algo_off : 0;
     void *ws = (char *)d->ws + p->algo_off;
-    if (scratch_out && !l->tuned) tune(c, p, op, out, in1, in2, ws, avail);
+    if (!l->tuned) {
+        if (scratch_out) tune(c, p, op, out, in1, in2, ws, avail);
+        else if (op == OP_BWD_DATA) tune(c, p, op, NULL, in1, in2, ws, avail);
+    }
     const float one = 1.0f;
     bool tried = false;
     for (int i = 0; i < l->n; i++) {
@@ -460,11 +483,11 @@ static sn_status run_op(sn__dev *d, struct sn__cuda *c, sn__conv_plan *p, int op
 
 /* Common prologue: validates, fetches the plan, checks the fixed workspace. */
 static sn_status conv_begin(sn__dev *d, struct sn__cuda *c, const sn__conv2d_dims *cd,
-                            const char *what, sn__conv_plan **p, bool *empty) {
+                            int64_t groups, const char *what, sn__conv_plan **p, bool *empty) {
     SN__CU_TRY(check_dims(d, cd, what));
     *empty = conv_empty(cd);
     if (*empty) return SN_OK;
-    SN__CU_TRY(plan_get(d, c, cd, p));
+    SN__CU_TRY(plan_get(d, c, cd, groups, p));
     if ((*p)->route != ROUTE_GEMM && d->ws_bytes < (*p)->fixed)
         return sn__fail(d->ctx, SN_ERR_INVALID_ARG,
                         "%s: workspace of %zu bytes, this shape needs at least %zu (conv2d_ws)",
@@ -481,12 +504,12 @@ static sn_status pad_input(sn__dev *d, const sn__conv_plan *p, const float *x, f
                             p->Wx - cd->W - cd->pad_left);
 }
 
-extern "C" sn_status sn__conv2d_fwd_cuda(sn__dev *d, float *y, const float *x, const float *w,
-                                         const sn__conv2d_dims *cd) {
+static sn_status conv_fwd(sn__dev *d, float *y, const float *x, const float *w,
+                         const sn__conv2d_dims *cd, int64_t groups, const char *what) {
     SN__CU_BEGIN(d, c);
     sn__conv_plan *p = NULL;
     bool empty;
-    SN__CU_TRY(conv_begin(d, c, cd, "conv2d_fwd", &p, &empty));
+    SN__CU_TRY(conv_begin(d, c, cd, groups, what, &p, &empty));
     if (empty) {   /* no taps (C, R or S is 0): y is a sum of nothing */
         size_t ny = (size_t)(cd->N * cd->P * cd->Q * cd->K);
         return ny ? sn__zero_cuda(d, y, ny * sizeof(float)) : SN_OK;
@@ -495,7 +518,7 @@ extern "C" sn_status sn__conv2d_fwd_cuda(sn__dev *d, float *y, const float *x, c
         return sn__gemm_cuda(d, 0, 0, cd->N * cd->H * cd->W, cd->K, cd->C, 1.0f, x, cd->C, w,
                              cd->K, 0.0f, y, cd->K);
     float *wt = (float *)d->ws;
-    SN__CU_TRY(transpose(d, c, wt, w, cd->R * cd->S * cd->C, cd->K, false));
+    SN__CU_TRY(transpose(d, c, wt, w, cd->R * cd->S * (cd->C / groups), cd->K, false));
     const float *xin = x;
     if (p->route == ROUTE_PADDED) {
         float *xp;
@@ -503,6 +526,11 @@ extern "C" sn_status sn__conv2d_fwd_cuda(sn__dev *d, float *y, const float *x, c
         xin = xp;
     }
     return run_op(d, c, p, OP_FWD, y, xin, wt, 0.0f, true);
+}
+
+extern "C" sn_status sn__conv2d_fwd_cuda(sn__dev *d, float *y, const float *x, const float *w,
+                                         const sn__conv2d_dims *cd) {
+    return conv_fwd(d, y, x, w, cd, 1, "conv2d_fwd");
 }
 
 /* The fused forward of inference nets: conv2d_fwd, then the epilogue on y. */
@@ -513,18 +541,18 @@ extern "C" sn_status sn__conv2d_fwd_ep_cuda(sn__dev *d, float *y, const float *x
     return sn__cuda_epilogue(d, y, ep, cd->N * cd->P * cd->Q, cd->K);
 }
 
-extern "C" sn_status sn__conv2d_bwd_data_cuda(sn__dev *d, float *dx, const float *dy,
-                                              const float *w, const sn__conv2d_dims *cd) {
+static sn_status conv_bwd_data(sn__dev *d, float *dx, const float *dy, const float *w,
+                              const sn__conv2d_dims *cd, int64_t groups, const char *what) {
     SN__CU_BEGIN(d, c);
     sn__conv_plan *p = NULL;
     bool empty;
-    SN__CU_TRY(conv_begin(d, c, cd, "conv2d_bwd_data", &p, &empty));
+    SN__CU_TRY(conv_begin(d, c, cd, groups, what, &p, &empty));
     if (empty) return SN_OK;    /* nothing flows back: dx unchanged */
     if (p->route == ROUTE_GEMM)   /* dx (NHW,C) += dy (NHW,K) @ w^T */
         return sn__gemm_cuda(d, 0, 1, cd->N * cd->H * cd->W, cd->C, cd->K, 1.0f, dy, cd->K, w,
                              cd->K, 1.0f, dx, cd->C);
     float *wt = (float *)d->ws;
-    SN__CU_TRY(transpose(d, c, wt, w, cd->R * cd->S * cd->C, cd->K, false));
+    SN__CU_TRY(transpose(d, c, wt, w, cd->R * cd->S * (cd->C / groups), cd->K, false));
     if (p->route == ROUTE_DIRECT) return run_op(d, c, p, OP_BWD_DATA, dx, dy, wt, 1.0f, false);
     float *dxp = (float *)((char *)d->ws + p->pad_off);
     SN__CU_TRY(run_op(d, c, p, OP_BWD_DATA, dxp, dy, wt, 0.0f, true));
@@ -533,12 +561,17 @@ extern "C" sn_status sn__conv2d_bwd_data_cuda(sn__dev *d, float *dx, const float
                             p->Wx - cd->W - cd->pad_left);
 }
 
-extern "C" sn_status sn__conv2d_bwd_filter_cuda(sn__dev *d, float *dw, const float *dy,
-                                                const float *x, const sn__conv2d_dims *cd) {
+extern "C" sn_status sn__conv2d_bwd_data_cuda(sn__dev *d, float *dx, const float *dy,
+                                              const float *w, const sn__conv2d_dims *cd) {
+    return conv_bwd_data(d, dx, dy, w, cd, 1, "conv2d_bwd_data");
+}
+
+static sn_status conv_bwd_filter(sn__dev *d, float *dw, const float *dy, const float *x,
+                                const sn__conv2d_dims *cd, int64_t groups, const char *what) {
     SN__CU_BEGIN(d, c);
     sn__conv_plan *p = NULL;
     bool empty;
-    SN__CU_TRY(conv_begin(d, c, cd, "conv2d_bwd_filter", &p, &empty));
+    SN__CU_TRY(conv_begin(d, c, cd, groups, what, &p, &empty));
     if (empty) return SN_OK;
     if (p->route == ROUTE_GEMM)   /* dw (C,K) += x^T (C,NHW) @ dy (NHW,K) */
         return sn__gemm_cuda(d, 1, 0, cd->C, cd->K, cd->N * cd->H * cd->W, 1.0f, x, cd->C, dy,
@@ -551,5 +584,53 @@ extern "C" sn_status sn__conv2d_bwd_filter_cuda(sn__dev *d, float *dw, const flo
         xin = xp;
     }
     SN__CU_TRY(run_op(d, c, p, OP_BWD_FILTER, dwt, xin, dy, 0.0f, true));
-    return transpose(d, c, dw, dwt, cd->K, cd->R * cd->S * cd->C, true);
+    return transpose(d, c, dw, dwt, cd->K, cd->R * cd->S * (cd->C / groups), true);
+}
+
+extern "C" sn_status sn__conv2d_bwd_filter_cuda(sn__dev *d, float *dw, const float *dy,
+                                                const float *x, const sn__conv2d_dims *cd) {
+    return conv_bwd_filter(d, dw, dy, x, cd, 1, "conv2d_bwd_filter");
+}
+
+/* ---- depthwise through cuDNN: a convolution with C groups ----------------------------------
+ * dwconv2d's weights (R,S,C,M) read as an (R*S, K) matrix transpose into cuDNN's grouped
+ * KRSC filter with one input channel per group, (K, R, S, 1), and output channel c*M+m is
+ * group c's m-th: the same layout the plain route uses, with C/groups = 1.  dwconv.cu asks
+ * sn__cuda_dw_usable first and keeps its own kernels where cuDNN cannot take the shape. */
+
+extern "C" bool sn__cuda_dw_usable(sn__dev *d, const sn__conv2d_dims *cd) {
+    struct sn__cuda *c = (struct sn__cuda *)d->cuda;
+    if (!c || !c->dw_cudnn || conv_empty(cd) || cd->M < 1 || cd->K != cd->C * cd->M)
+        return false;
+    sn__conv_plan *p;
+    if (plan_get(d, c, cd, cd->C, &p) != SN_OK) return false;   /* e.g. over 2^31 elements */
+    if (!p->usable) {
+        p->usable = 1;
+        for (int op = 0; op < OP_COUNT && p->usable == 1; op++) {
+            bool any = false;
+            if (query(d, c, p, op) == SN_OK)
+                for (int i = 0; i < p->ops[op].n; i++) any = any || !p->ops[op].bad[i];
+            if (!any) p->usable = 2;
+        }
+    }
+    return p->usable == 1;
+}
+
+extern "C" sn_status sn__cuda_dw_ws(sn__dev *d, const sn__conv2d_dims *cd, size_t *bytes) {
+    return conv_ws(d, cd, cd->C, bytes, "dwconv2d_ws");
+}
+
+extern "C" sn_status sn__cuda_dw_fwd(sn__dev *d, float *y, const float *x, const float *w,
+                                     const sn__conv2d_dims *cd) {
+    return conv_fwd(d, y, x, w, cd, cd->C, "dwconv2d_fwd");
+}
+
+extern "C" sn_status sn__cuda_dw_bwd_data(sn__dev *d, float *dx, const float *dy,
+                                          const float *w, const sn__conv2d_dims *cd) {
+    return conv_bwd_data(d, dx, dy, w, cd, cd->C, "dwconv2d_bwd_data");
+}
+
+extern "C" sn_status sn__cuda_dw_bwd_filter(sn__dev *d, float *dw, const float *dy,
+                                            const float *x, const sn__conv2d_dims *cd) {
+    return conv_bwd_filter(d, dw, dy, x, cd, cd->C, "dwconv2d_bwd_filter");
 }

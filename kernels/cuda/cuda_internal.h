@@ -11,6 +11,7 @@
 #ifndef SN_CUDA_INTERNAL_H
 #define SN_CUDA_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cuda_runtime_api.h>
@@ -50,6 +51,9 @@ struct sn__cuda {
     int find_algos;
     /* 1: only algorithms cuDNN reports deterministic (set with find_algos = 0). */
     int deterministic;
+    /* 1 (default): depthwise convolutions run as cuDNN grouped convolutions where cuDNN
+     * takes the shape (conv.cu); 0: always dwconv.cu's own kernels. */
+    int dw_cudnn;
 
     /* Device facts, read once at open. */
     char name[256];
@@ -126,6 +130,17 @@ void sn__cuda_plans_free(struct sn__cuda *c);
  * this. */
 sn_status sn__cuda_epilogue(sn__dev *d, float *y, const sn__epilogue *ep, int64_t rows,
                             int64_t C);
+/* Depthwise convolution as a cuDNN grouped convolution (conv.cu), with dwconv2d_*'s
+ * semantics and workspace.  Usable: dw_cudnn is on and cuDNN has an algorithm for every one
+ * of the three operations on this shape (asked once per shape). */
+bool sn__cuda_dw_usable(sn__dev *d, const sn__conv2d_dims *cd);
+sn_status sn__cuda_dw_ws(sn__dev *d, const sn__conv2d_dims *cd, size_t *bytes);
+sn_status sn__cuda_dw_fwd(sn__dev *d, float *y, const float *x, const float *w,
+                          const sn__conv2d_dims *cd);
+sn_status sn__cuda_dw_bwd_data(sn__dev *d, float *dx, const float *dy, const float *w,
+                               const sn__conv2d_dims *cd);
+sn_status sn__cuda_dw_bwd_filter(sn__dev *d, float *dw, const float *dy, const float *x,
+                                 const sn__conv2d_dims *cd);
 
 #ifdef __cplusplus
 }

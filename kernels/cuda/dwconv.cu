@@ -178,6 +178,7 @@ extern "C" sn_status sn__dwconv2d_ws_cuda(sn__dev *d, const sn__conv2d_dims *cd,
     SN__CU_BEGIN(d, c);
     *bytes = 0;
     SN__CU_TRY(check(d, cd, "dwconv2d_ws"));
+    if (sn__cuda_dw_usable(d, cd)) return sn__cuda_dw_ws(d, cd, bytes);
     int64_t s = filter_slices(c, cd);
     if (s > 1) *bytes = (size_t)(s * cd->R * cd->S * cd->K) * sizeof(float);
     return SN_OK;
@@ -189,6 +190,7 @@ extern "C" sn_status sn__dwconv2d_fwd_cuda(sn__dev *d, float *y, const float *x,
     SN__CU_TRY(check(d, cd, "dwconv2d_fwd"));
     int64_t total = cd->N * cd->P * cd->Q * cd->K;
     if (total == 0) return SN_OK;
+    if (sn__cuda_dw_usable(d, cd)) return sn__cuda_dw_fwd(d, y, x, w, cd);
     dw_geo g = geo_of(cd);
     unsigned grid = sn__grid(c, total, SN__BLOCK);
     if (small_geo(cd)) dw_fwd_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, w, g);
@@ -210,6 +212,7 @@ extern "C" sn_status sn__dwconv2d_bwd_data_cuda(sn__dev *d, float *dx, const flo
     SN__CU_TRY(check(d, cd, "dwconv2d_bwd_data"));
     int64_t total = cd->N * cd->H * cd->W * cd->C;
     if (total == 0 || cd->P == 0 || cd->Q == 0) return SN_OK;
+    if (sn__cuda_dw_usable(d, cd)) return sn__cuda_dw_bwd_data(d, dx, dy, w, cd);
     dw_geo g = geo_of(cd);
     unsigned grid = sn__grid(c, total, SN__BLOCK);
     if (small_geo(cd))
@@ -226,6 +229,7 @@ extern "C" sn_status sn__dwconv2d_bwd_filter_cuda(sn__dev *d, float *dw, const f
     int64_t rsk = cd->R * cd->S * cd->K;
     int64_t pos = cd->N * cd->P * cd->Q;
     if (rsk == 0 || pos == 0) return SN_OK;
+    if (sn__cuda_dw_usable(d, cd)) return sn__cuda_dw_bwd_filter(d, dw, dy, x, cd);
     int64_t slices = filter_slices(c, cd);
     int64_t room = (int64_t)(d->ws_bytes / ((size_t)rsk * sizeof(float)));
     if (slices > room) slices = room;      /* a smaller workspace: fewer slices */
