@@ -530,6 +530,7 @@ static const pgeom pool_geoms[] = {
     {2, 10, 10, 5, 3, 3, 2, 2, PAD_SAME},   /* asymmetric SAME */
     {2, 8, 8, 8, 2, 2, 2, 2, PAD_VALID},
     {1, 7, 9, 3, 3, 3, 1, 1, PAD_SAME},     /* stride 1: 9 windows per cell */
+    {2, 7, 9, 8, 3, 3, 1, 1, PAD_SAME},     /* the same, 4 channels per thread */
     {2, 11, 11, 4, 3, 3, 2, 2, 1},          /* explicit padding */
     {1, 3, 3, 2, 5, 5, 1, 1, PAD_SAME},     /* window larger than the image */
     {2, 7, 7, 33, 7, 7, 1, 1, PAD_VALID},   /* global pooling */

@@ -5,7 +5,8 @@
  * ignored: they never win a max and never count in a mean; a window with no cell inside the
  * input (impossible with TF's SAME or VALID) gives 0 and passes no gradient, as on the CPU.
  *
- * Forward: one thread per output element, channel fastest (coalesced).
+ * Forward: one thread per output element, channel fastest (coalesced); every kernel here
+ * takes 4 consecutive channels per thread (float4) when C % 4 == 0 (see ldv).
  * Backward: one thread per input element GATHERS from the windows that cover it, in (p,q)
  * order, so there are no atomics, the result is deterministic, and the additions happen in
  * the order a sequential scatter over (p,q) performs them.  Max pooling's gradient goes to the
@@ -38,6 +39,29 @@ static pool_geo geo_of(const sn__pool_dims *pd) {
     return g;
 }
 
+/* V consecutive channels per thread: V = 4 (float4 loads and stores) when C % 4 == 0 and the
+ * tensors are 16-byte aligned, else 1.  The index arithmetic (integer divisions by C, Q, P
+ * or W, H) is then done once per 4 values; every value still sees the scalar code's
+ * operations in the scalar code's order. */
+template <int V>
+static __device__ __forceinline__ void ldv(float (&v)[V], const float *p) {
+    if (V == 4) {
+        float4 q = *(const float4 *)p;
+        v[0] = q.x;
+        v[V > 1 ? 1 : 0] = q.y;
+        v[V > 2 ? 2 : 0] = q.z;
+        v[V > 3 ? 3 : 0] = q.w;
+    } else {
+        v[0] = *p;
+    }
+}
+template <int V>
+static __device__ __forceinline__ void stv(float *p, const float (&v)[V]) {
+    if (V == 4) *(float4 *)p = make_float4(v[0], v[V > 1 ? 1 : 0], v[V > 2 ? 2 : 0],
+                                           v[V > 3 ? 3 : 0]);
+    else *p = v[0];
+}
+
 /* First window index whose window (start = i*stride - pad, length len) reaches cell h, and
  * the last whose window starts at or before h; the range may be empty. */
 template <typename I>
@@ -51,19 +75,21 @@ static __device__ __forceinline__ void cover(I h, I pad, I len, I stride, I n, I
     *hi = u;
 }
 
-template <typename I, bool MAX>
-static __global__ void pool_fwd_kernel(float *y, const float *x, pool_geo g) {
+template <typename I, int V, bool MAX>
+static __device__ __forceinline__ void pool_fwd_kernel(float *y, const float *x, pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
       Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
-    I total = N * P * Q * C;
+    I CV = C / V, total = N * P * Q * CV;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (I)gridDim.x * blockDim.x) {
-        I c = i % C, t = i / C;
+        I c = i % CV * V, t = i / CV;
         I q = t % Q;
         t /= Q;
         I p = t % P, n = t / P;
         I h0 = p * sh - pt, w0 = q * sw - pl;
-        float acc = 0.0f;
+        float acc[V];
+#pragma unroll
+        for (int j = 0; j < V; j++) acc[j] = 0.0f;
         I cnt = 0;
         for (I r = 0; r < R; r++) {
             I h = h0 + r;
@@ -72,16 +98,23 @@ static __global__ void pool_fwd_kernel(float *y, const float *x, pool_geo g) {
             for (I s = 0; s < S; s++) {
                 I w = w0 + s;
                 if (w < 0 || w >= W) continue;
-                float v = row[w * C];
-                if (MAX) {
-                    if (cnt == 0 || v > acc) acc = v;   /* the first cell, then strictly > */
-                } else {
-                    acc += v;
+                float v[V];
+                ldv<V>(v, row + w * C);
+#pragma unroll
+                for (int j = 0; j < V; j++) {
+                    if (MAX) {
+                        if (cnt == 0 || v[j] > acc[j]) acc[j] = v[j];   /* first, then > */
+                    } else {
+                        acc[j] += v[j];
+                    }
                 }
                 cnt++;
             }
         }
-        y[i] = MAX || cnt == 0 ? acc : acc / (float)cnt;
+        if (!MAX && cnt > 0)
+#pragma unroll
+            for (int j = 0; j < V; j++) acc[j] = acc[j] / (float)cnt;
+        stv<V>(y + (i / CV) * C + c, acc);
     }
 }
 
@@ -133,54 +166,71 @@ static __global__ void maxpool_bwd_kernel(float *dx, const float *dy, const floa
 }
 
 /* Non-overlapping windows: dx[winner of window i] += dy[i]. */
-template <typename I>
+template <typename I, int V>
 static __global__ void maxpool_bwd_scatter_kernel(float *dx, const float *dy, const float *x,
                                                   pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
       Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
-    I total = N * P * Q * C;
+    I CV = C / V, total = N * P * Q * CV;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (I)gridDim.x * blockDim.x) {
-        I c = i % C, t = i / C;
+        I c = i % CV * V, t = i / CV;
         I q = t % Q;
         t /= Q;
         I p = t % P, n = t / P;
         I h0 = p * sh - pt, w0 = q * sw - pl;
-        float best = 0.0f;
-        I at = -1;
+        float best[V];
+        I at[V];
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+            best[j] = 0.0f;
+            at[j] = -1;
+        }
         for (I r = 0; r < R; r++) {
             I h = h0 + r;
             if (h < 0 || h >= H) continue;
             for (I s = 0; s < S; s++) {
                 I w = w0 + s;
                 if (w < 0 || w >= W) continue;
-                I j = ((n * H + h) * W + w) * C + c;
-                float v = x[j];
-                if (at < 0 || v > best) {   /* the first cell, then strictly > */
-                    best = v;
-                    at = j;
-                }
+                I cell = ((n * H + h) * W + w) * C + c;
+                float v[V];
+                ldv<V>(v, x + cell);
+#pragma unroll
+                for (int j = 0; j < V; j++)
+                    if (at[j] < 0 || v[j] > best[j]) {   /* the first cell, then strictly > */
+                        best[j] = v[j];
+                        at[j] = cell + j;
+                    }
             }
         }
-        if (at >= 0) dx[at] += dy[i];
+        float gy[V];
+        ldv<V>(gy, dy + (i / CV) * C + c);
+#pragma unroll
+        for (int j = 0; j < V; j++)
+            if (at[j] >= 0) dx[at[j]] += gy[j];
     }
 }
 
 /* win[i] = tap (r*S+s) of output element i's first maximal cell, 255 for an empty window. */
-template <typename I>
+template <typename I, int V>
 static __global__ void maxpool_win_kernel(unsigned char *win, const float *x, pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
       Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
-    I total = N * P * Q * C;
+    I CV = C / V, total = N * P * Q * CV;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (I)gridDim.x * blockDim.x) {
-        I c = i % C, t = i / C;
+        I c = i % CV * V, t = i / CV;
         I q = t % Q;
         t /= Q;
         I p = t % P, n = t / P;
         I h0 = p * sh - pt, w0 = q * sw - pl;
-        float best = 0.0f;
-        int tap = 255;
+        float best[V];
+        int tap[V];
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+            best[j] = 0.0f;
+            tap[j] = 255;
+        }
         for (I r = 0; r < R; r++) {
             I h = h0 + r;
             if (h < 0 || h >= H) continue;
@@ -188,26 +238,31 @@ static __global__ void maxpool_win_kernel(unsigned char *win, const float *x, po
             for (I s = 0; s < S; s++) {
                 I w = w0 + s;
                 if (w < 0 || w >= W) continue;
-                float v = row[w * C];
-                if (tap == 255 || v > best) {   /* the first cell, then strictly > */
-                    best = v;
-                    tap = (int)(r * S + s);
-                }
+                float v[V];
+                ldv<V>(v, row + w * C);
+#pragma unroll
+                for (int j = 0; j < V; j++)
+                    if (tap[j] == 255 || v[j] > best[j]) {   /* the first cell, then > */
+                        best[j] = v[j];
+                        tap[j] = (int)(r * S + s);
+                    }
             }
         }
-        win[i] = (unsigned char)tap;
+        unsigned char *o = win + (i / CV) * C + c;
+#pragma unroll
+        for (int j = 0; j < V; j++) o[j] = (unsigned char)tap[j];
     }
 }
 
-template <typename I>
+template <typename I, int V>
 static __global__ void maxpool_bwd_win_kernel(float *dx, const float *dy,
                                               const unsigned char *win, pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, S = (I)g.S, P = (I)g.P, Q = (I)g.Q,
       sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl, R = (I)g.R;
-    I total = N * H * W * C;
+    I CV = C / V, total = N * H * W * CV;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (I)gridDim.x * blockDim.x) {
-        I c = i % C, t = i / C;
+        I c = i % CV * V, t = i / CV;
         I w = t % W;
         t /= W;
         I h = t % H, n = t / H;
@@ -215,26 +270,31 @@ static __global__ void maxpool_bwd_win_kernel(float *dx, const float *dy,
         cover<I>(h, pt, R, sh, P, &plo, &phi);
         cover<I>(w, pl, S, sw, Q, &qlo, &qhi);
         if (plo > phi || qlo > qhi) continue;
-        float acc = dx[i];
+        float *dxi = dx + (i / CV) * C + c;
+        float acc[V];
+        ldv<V>(acc, dxi);
         for (I p = plo; p <= phi; p++) {
             I r = h - (p * sh - pt);
             for (I q = qlo; q <= qhi; q++) {
                 I o = ((n * P + p) * Q + q) * C + c;
-                if ((I)win[o] == r * S + (w - (q * sw - pl))) acc += dy[o];
+                I tap = r * S + (w - (q * sw - pl));
+#pragma unroll
+                for (int j = 0; j < V; j++)
+                    if ((I)win[o + j] == tap) acc[j] += dy[o + j];
             }
         }
-        dx[i] = acc;
+        stv<V>(dxi, acc);
     }
 }
 
-template <typename I>
+template <typename I, int V>
 static __global__ void avgpool_bwd_kernel(float *dx, const float *dy, pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
       Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
-    I total = N * H * W * C;
+    I CV = C / V, total = N * H * W * CV;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (I)gridDim.x * blockDim.x) {
-        I c = i % C, t = i / C;
+        I c = i % CV * V, t = i / CV;
         I w = t % W;
         t /= W;
         I h = t % H, n = t / H;
@@ -242,17 +302,22 @@ static __global__ void avgpool_bwd_kernel(float *dx, const float *dy, pool_geo g
         cover<I>(h, pt, R, sh, P, &plo, &phi);
         cover<I>(w, pl, S, sw, Q, &qlo, &qhi);
         if (plo > phi || qlo > qhi) continue;
-        float acc = dx[i];
+        float *dxi = dx + (i / CV) * C + c;
+        float acc[V];
+        ldv<V>(acc, dxi);
         for (I p = plo; p <= phi; p++) {
             I h0 = p * sh - pt;
             I rows = (H - h0 < R ? H - h0 : R) - (h0 < 0 ? -h0 : 0);
             for (I q = qlo; q <= qhi; q++) {
                 I w0 = q * sw - pl;
                 I cols = (W - w0 < S ? W - w0 : S) - (w0 < 0 ? -w0 : 0);
-                acc += dy[((n * P + p) * Q + q) * C + c] / (float)(rows * cols);
+                float gy[V];
+                ldv<V>(gy, dy + ((n * P + p) * Q + q) * C + c);
+#pragma unroll
+                for (int j = 0; j < V; j++) acc[j] += gy[j] / (float)(rows * cols);
             }
         }
-        dx[i] = acc;
+        stv<V>(dxi, acc);
     }
 }
 
@@ -272,28 +337,54 @@ static bool small_geo(const sn__pool_dims *pd) {
     return sn__small_index(a > b ? a : b) && sn__small_index(e);
 }
 
-template <bool MAX>
-static sn_status pool_fwd(sn__dev *d, float *y, const float *x, const sn__pool_dims *pd,
-                          const char *what) {
-    SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check_pool(d, pd, what));
-    int64_t total = pd->N * pd->P * pd->Q * pd->C;
-    if (total == 0) return SN_OK;
-    pool_geo g = geo_of(pd);
-    unsigned grid = sn__grid(c, total, SN__BLOCK);
-    if (small_geo(pd)) pool_fwd_kernel<int32_t, MAX><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, g);
-    else pool_fwd_kernel<int64_t, MAX><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, g);
-    return sn__cuda_launched(d, what);
+/* Launches KERNEL<I, V> over `work` output or input elements (divided by V): I = int32_t
+ * where every index fits, V = 4 where the channels allow float4 access (v4). */
+#define POOL_LAUNCH(KERNEL, pd, v4, work, ...)                                             \
+    do {                                                                                   \
+        int64_t w_ = (work) / ((v4) ? 4 : 1);                                              \
+        unsigned grid_ = sn__grid(c, w_, SN__BLOCK);                                       \
+        if (small_geo(pd)) {                                                               \
+            if (v4) KERNEL<int32_t, 4><<<grid_, SN__BLOCK, 0, c->stream>>>(__VA_ARGS__);   \
+            else KERNEL<int32_t, 1><<<grid_, SN__BLOCK, 0, c->stream>>>(__VA_ARGS__);      \
+        } else {                                                                           \
+            if (v4) KERNEL<int64_t, 4><<<grid_, SN__BLOCK, 0, c->stream>>>(__VA_ARGS__);   \
+            else KERNEL<int64_t, 1><<<grid_, SN__BLOCK, 0, c->stream>>>(__VA_ARGS__);      \
+        }                                                                                  \
+    } while (0)
+
+template <typename I, int V>
+static __global__ void maxpool_fwd_kernel(float *y, const float *x, pool_geo g) {
+    pool_fwd_kernel<I, V, true>(y, x, g);
+}
+template <typename I, int V>
+static __global__ void avgpool_fwd_kernel(float *y, const float *x, pool_geo g) {
+    pool_fwd_kernel<I, V, false>(y, x, g);
+}
+
+static bool vec4(const sn__pool_dims *pd, const void *a, const void *b, const void *e) {
+    return pd->C % 4 == 0 && sn__aligned16(a) && sn__aligned16(b) && (!e || sn__aligned16(e));
 }
 
 extern "C" sn_status sn__maxpool_fwd_cuda(sn__dev *d, float *y, const float *x,
                                           const sn__pool_dims *pd) {
-    return pool_fwd<true>(d, y, x, pd, "maxpool_fwd");
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check_pool(d, pd, "maxpool_fwd"));
+    int64_t total = pd->N * pd->P * pd->Q * pd->C;
+    if (total == 0) return SN_OK;
+    pool_geo g = geo_of(pd);
+    POOL_LAUNCH(maxpool_fwd_kernel, pd, vec4(pd, y, x, NULL), total, y, x, g);
+    return sn__cuda_launched(d, "maxpool_fwd");
 }
 
 extern "C" sn_status sn__avgpool_fwd_cuda(sn__dev *d, float *y, const float *x,
                                           const sn__pool_dims *pd) {
-    return pool_fwd<false>(d, y, x, pd, "avgpool_fwd");
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check_pool(d, pd, "avgpool_fwd"));
+    int64_t total = pd->N * pd->P * pd->Q * pd->C;
+    if (total == 0) return SN_OK;
+    pool_geo g = geo_of(pd);
+    POOL_LAUNCH(avgpool_fwd_kernel, pd, vec4(pd, y, x, NULL), total, y, x, g);
+    return sn__cuda_launched(d, "avgpool_fwd");
 }
 
 /* The winners' bytes: one per output element, windows of at most 255 cells that can
@@ -314,31 +405,22 @@ extern "C" sn_status sn__maxpool_bwd_cuda(sn__dev *d, float *dx, const float *dy
                                           const float *x, const sn__pool_dims *pd) {
     SN__CU_BEGIN(d, c);
     SN__CU_TRY(check_pool(d, pd, "maxpool_bwd"));
-    int64_t total = pd->N * pd->H * pd->W * pd->C;
+    int64_t total = pd->N * pd->H * pd->W * pd->C, outs = pd->N * pd->P * pd->Q * pd->C;
     if (total == 0 || pd->P == 0 || pd->Q == 0) return SN_OK;
     pool_geo g = geo_of(pd);
-    unsigned grid = sn__grid(c, total, SN__BLOCK);
+    bool v4 = vec4(pd, dx, dy, x);
     if (pd->stride_h >= pd->R && pd->stride_w >= pd->S) {   /* windows never overlap */
-        unsigned og = sn__grid(c, pd->N * pd->P * pd->Q * pd->C, SN__BLOCK);
-        if (small_geo(pd))
-            maxpool_bwd_scatter_kernel<int32_t><<<og, SN__BLOCK, 0, c->stream>>>(dx, dy, x, g);
-        else
-            maxpool_bwd_scatter_kernel<int64_t><<<og, SN__BLOCK, 0, c->stream>>>(dx, dy, x, g);
+        POOL_LAUNCH(maxpool_bwd_scatter_kernel, pd, v4, outs, dx, dy, x, g);
         return sn__cuda_launched(d, "maxpool_bwd");
     }
     size_t wb = win_bytes(pd);
     if (wb > 0 && d->ws && d->ws_bytes >= wb) {
         unsigned char *win = (unsigned char *)d->ws;
-        unsigned og = sn__grid(c, pd->N * pd->P * pd->Q * pd->C, SN__BLOCK);
-        if (small_geo(pd)) {
-            maxpool_win_kernel<int32_t><<<og, SN__BLOCK, 0, c->stream>>>(win, x, g);
-            maxpool_bwd_win_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, win, g);
-        } else {
-            maxpool_win_kernel<int64_t><<<og, SN__BLOCK, 0, c->stream>>>(win, x, g);
-            maxpool_bwd_win_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, win, g);
-        }
+        POOL_LAUNCH(maxpool_win_kernel, pd, v4, outs, win, x, g);
+        POOL_LAUNCH(maxpool_bwd_win_kernel, pd, v4, total, dx, dy, win, g);
         return sn__cuda_launched(d, "maxpool_bwd");
     }
+    unsigned grid = sn__grid(c, total, SN__BLOCK);   /* no workspace: the one-pass gather */
     if (small_geo(pd))
         maxpool_bwd_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, x, g);
     else
@@ -353,8 +435,6 @@ extern "C" sn_status sn__avgpool_bwd_cuda(sn__dev *d, float *dx, const float *dy
     int64_t total = pd->N * pd->H * pd->W * pd->C;
     if (total == 0 || pd->P == 0 || pd->Q == 0) return SN_OK;
     pool_geo g = geo_of(pd);
-    unsigned grid = sn__grid(c, total, SN__BLOCK);
-    if (small_geo(pd)) avgpool_bwd_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, g);
-    else avgpool_bwd_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, g);
+    POOL_LAUNCH(avgpool_bwd_kernel, pd, vec4(pd, dx, dy, NULL), total, dx, dy, g);
     return sn__cuda_launched(d, "avgpool_bwd");
 }
