@@ -149,7 +149,7 @@ static void run_op(sn__dev *d, int op, const bufs *b, const sn__conv2d_dims *cd)
     switch (op) {
     case OP_FWD: check(sn__conv2d_fwd_cpu(d, b->y, b->x, b->w, cd), "conv2d_fwd"); break;
     case OP_BWD_DATA:
-        check(sn__conv2d_bwd_data_cpu(d, b->dx, b->dy, b->w, cd), "conv2d_bwd_data");
+        check(sn__conv2d_bwd_data_cpu(d, b->dx, b->dy, b->w, 1.0f, cd), "conv2d_bwd_data");
         break;
     case OP_BWD_FILTER:
         check(sn__conv2d_bwd_filter_cpu(d, b->dw, b->dy, b->x, cd), "conv2d_bwd_filter");

@@ -107,6 +107,9 @@ struct sn_net {
     bool *needs_grad;              /* depends on a trainable variable */
     bool *keep;                    /* value readable after forward (not reused) */
     int *first_writer;             /* node whose backward first writes grad[i], or -1 */
+    unsigned dx_set;               /* during one node's backward: bit k set when it is the
+                                    * first writer of input k's gradient and should SET it
+                                    * (SN__DX_SET); the buffer was not zeroed */
     sn__fusion *fuse;              /* per node; NULL unless compiled with backward = 0 */
     int n_fused;                   /* nodes folded into a head */
     void *params, *grads, *arena, *inputs, *ws;
@@ -152,6 +155,11 @@ sn_status sn__op_ws_bytes(sn_net *net, int i, size_t *bytes);
 #define SN__Y(net, i) ((float *)(net)->val[i])
 #define SN__DX(net, i, j) ((net)->grad[(net)->g->nodes[i].in[j]])
 #define SN__DY(net, i) ((const float *)(net)->grad[i])
+/* Whether the running backward must set (overwrite) input k's gradient instead of adding to
+ * it: only for ops listed in net.c's set_slots, which honor it. */
+#define SN__DX_SET(net, k) (((net)->dx_set >> (k)) & 1u)
+/* Passes node i's output gradient (n floats) to input k's: a copy when set, else added. */
+sn_status sn__grad_pass(sn_net *net, int i, int k, int64_t n);
 #define SN__KERNEL(net, name) ((net)->k->name)
 /* Calls kernel `name` of the net's backend, SN_ERR_UNSUPPORTED when it lacks one. */
 #define SN__CALL(net, name, ...)                                                  \

@@ -463,6 +463,20 @@ static double wall(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Input slots whose gradient node nd's backward can SET when it is their first writer
+ * (SN__DX_SET) instead of adding to a zeroed buffer: the ops whose backward writes every
+ * element of that gradient and honors the flag.  Saves a zeroing pass and a read of the
+ * gradient per buffer (on the GPU, ~5 ms of a 56 ms ResNet-50 step at batch 128). */
+static unsigned set_slots(const sn__node *nd) {
+    switch (nd->op) {
+    case SN__OP_conv2d: return 1u;              /* dx: conv2d_bwd_data with beta 0 */
+    case SN__OP_add: return 3u;                 /* both: a copy of dy */
+    case SN__OP_bias_add: return 1u;            /* dx: a copy of dy */
+    case SN__OP_reshape: return 1u;             /* dx: a copy of dy */
+    default: return 0u;
+    }
+}
+
 /* Runs the forward (dir 0) or backward (dir 1) of node i, timed when profiling. */
 static sn_status run_node(sn_net *net, int i, int dir) {
     const sn__opdef *op = &sn__ops[net->g->nodes[i].op];
@@ -570,16 +584,27 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
     }
     for (int j = net->n - 1; j >= 0 && st == SN_OK; j--) {
         const sn__node *nd = &g->nodes[j];
-        /* The first writer of an input's gradient clears it (or seeds the loss). */
+        bool runs = anc[j] && net->needs_grad[j] && !is_leaf(nd) && j <= loss;
+        unsigned can_set = runs ? set_slots(nd) : 0u;
+        net->dx_set = 0;
+        /* The first writer of an input's gradient clears it (or seeds the loss), or, where
+         * its op can, sets it outright (one pass instead of a zeroing and an addition). */
         for (int k = 0; k < nd->n_in && st == SN_OK; k++) {
             int x = nd->in[k];
             if (net->first_writer[x] != j || is_leaf(&g->nodes[x])) continue;
+            bool twice = false;
+            for (int k2 = 0; k2 < nd->n_in; k2++) twice = twice || (k2 != k && nd->in[k2] == x);
+            if (!twice && x != loss && (can_set >> k & 1u)) {
+                net->dx_set |= 1u << k;
+                continue;
+            }
             if (k > 0 && nd->in[k - 1] == x) continue;   /* the same input twice: once */
             st = x == loss ? SN__CALL(net, to_dev, net->grad[x], &one, sizeof one)
                            : SN__CALL(net, zero, net->grad[x], net->numel[x] * sizeof(float));
         }
-        if (st != SN_OK || !anc[j] || !net->needs_grad[j] || is_leaf(nd) || j > loss) continue;
+        if (st != SN_OK || !runs) continue;
         st = run_node(net, j, 1);
+        net->dx_set = 0;
         if (st != SN_OK) st = node_failed(net, j, "backward", st);
     }
     free(anc);

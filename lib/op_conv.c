@@ -80,7 +80,7 @@ sn_status sn__op_conv2d_bwd(sn_net *net, int i) {
     sn__conv_dims(net, i, &cd);
     if (SN__DX(net, i, 0))
         SN_TRY(SN__CALL(net, conv2d_bwd_data, SN__DX(net, i, 0), SN__DY(net, i),
-                        SN__X(net, i, 1), &cd));
+                        SN__X(net, i, 1), SN__DX_SET(net, 0) ? 0.0f : 1.0f, &cd));
     if (SN__DX(net, i, 1))
         SN_TRY(SN__CALL(net, conv2d_bwd_filter, SN__DX(net, i, 1), SN__DY(net, i),
                         SN__X(net, i, 0), &cd));

@@ -43,9 +43,15 @@ sn_status sn__op_bias_add_fwd(sn_net *net, int i) {
                     (int64_t)net->numel[i] / C, C);
 }
 
+sn_status sn__grad_pass(sn_net *net, int i, int k, int64_t n) {
+    if (SN__DX_SET(net, k))
+        return SN__CALL(net, copy, SN__DX(net, i, k), SN__DY(net, i), (size_t)n * sizeof(float));
+    return SN__CALL(net, accum, SN__DX(net, i, k), SN__DY(net, i), 1.0f, n);
+}
+
 sn_status sn__op_bias_add_bwd(sn_net *net, int i) {
     int64_t C = channels(net, i), n = (int64_t)net->numel[i];
-    if (SN__DX(net, i, 0)) SN_TRY(SN__CALL(net, accum, SN__DX(net, i, 0), SN__DY(net, i), 1.0f, n));
+    if (SN__DX(net, i, 0)) SN_TRY(sn__grad_pass(net, i, 0, n));
     if (SN__DX(net, i, 1))
         SN_TRY(SN__CALL(net, bias_bwd, SN__DX(net, i, 1), SN__DY(net, i), n / C, C));
     return SN_OK;
@@ -133,9 +139,7 @@ sn_status sn__op_add_fwd(sn_net *net, int i) {
 
 sn_status sn__op_add_bwd(sn_net *net, int i) {
     for (int j = 0; j < 2; j++)
-        if (SN__DX(net, i, j))
-            SN_TRY(SN__CALL(net, accum, SN__DX(net, i, j), SN__DY(net, i), 1.0f,
-                            (int64_t)net->numel[i]));
+        if (SN__DX(net, i, j)) SN_TRY(sn__grad_pass(net, i, j, (int64_t)net->numel[i]));
     return SN_OK;
 }
 

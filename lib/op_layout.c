@@ -141,5 +141,5 @@ sn_status sn__op_reshape_fwd(sn_net *net, int i) {
 
 sn_status sn__op_reshape_bwd(sn_net *net, int i) {
     if (!SN__DX(net, i, 0)) return SN_OK;
-    return SN__CALL(net, accum, SN__DX(net, i, 0), SN__DY(net, i), 1.0f, (int64_t)net->numel[i]);
+    return sn__grad_pass(net, i, 0, (int64_t)net->numel[i]);
 }

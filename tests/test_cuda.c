@@ -282,13 +282,21 @@ static void conv_case(env *e, const sn__conv2d_dims *cd, int fwd_only, size_t gp
             CK(e, e->kc->dwconv2d_bwd_filter(&e->cpu, dw.h, dy.h, x.h, cd));
             CK(e, e->kg->dwconv2d_bwd_filter(&e->gpu, dw.d, dy.d, x.d, cd));
         } else {
-            CK(e, e->kc->conv2d_bwd_data(&e->cpu, dx.h, dy.h, w.h, cd));
-            CK(e, e->kg->conv2d_bwd_data(&e->gpu, dx.d, dy.d, w.d, cd));
+            CK(e, e->kc->conv2d_bwd_data(&e->cpu, dx.h, dy.h, w.h, 1.0f, cd));
+            CK(e, e->kg->conv2d_bwd_data(&e->gpu, dx.d, dy.d, w.d, 1.0f, cd));
             CK(e, e->kc->conv2d_bwd_filter(&e->cpu, dw.h, dy.h, x.h, cd));
             CK(e, e->kg->conv2d_bwd_filter(&e->gpu, dw.d, dy.d, x.d, cd));
         }
         snprintf(name, sizeof name, "%s bwd_data", what);
         cmp(e, name, &dx, tol);
+        if (!dwise) {   /* beta 0 sets dx: prefilled with NaN on both sides, never read */
+            buf dxs = mk_out(e, (size_t)(cd->N * cd->H * cd->W * cd->C), 0);
+            CK(e, e->kc->conv2d_bwd_data(&e->cpu, dxs.h, dy.h, w.h, 0.0f, cd));
+            CK(e, e->kg->conv2d_bwd_data(&e->gpu, dxs.d, dy.d, w.d, 0.0f, cd));
+            snprintf(name, sizeof name, "%s bwd_data beta 0", what);
+            cmp(e, name, &dxs, tol);
+            rm(e, &dxs);
+        }
         snprintf(name, sizeof name, "%s bwd_filter", what);
         cmp(e, name, &dw, tol);
     }

@@ -169,7 +169,7 @@ static void check_conv(const geom *g, int64_t M, size_t ws_bytes, int threads, u
         st_w = sn__dwconv2d_bwd_filter_cpu(&d, dw, dy, x, &cd);
     } else {
         st_f = sn__conv2d_fwd_cpu(&d, y, x, w, &cd);
-        st_d = sn__conv2d_bwd_data_cpu(&d, dx, dy, w, &cd);
+        st_d = sn__conv2d_bwd_data_cpu(&d, dx, dy, w, 1.0f, &cd);
         st_w = sn__conv2d_bwd_filter_cpu(&d, dw, dy, x, &cd);
     }
     ck_assert_int_eq(st_f, SN_OK);
@@ -177,6 +177,12 @@ static void check_conv(const geom *g, int64_t M, size_t ws_bytes, int threads, u
     ck_assert_int_eq(st_w, SN_OK);
     double ef = rel_err(y, NULL, ry, ny), ed = rel_err(dx, dx0, rdx, nx),
            ew = rel_err(dw, dw0, rdw, nw);
+    if (!dwise) {   /* beta 0 sets dx without reading it: NaN before, the gradient after */
+        for (size_t i = 0; i < nx; i++) dx[i] = NAN;
+        ck_assert_int_eq(sn__conv2d_bwd_data_cpu(&d, dx, dy, w, 0.0f, &cd), SN_OK);
+        double es = rel_err(dx, NULL, rdx, nx);
+        if (es > ed) ed = es;
+    }
     ck_assert_msg(ef <= TOL && ed <= TOL && ew <= TOL,
                   "%s M=%lld %lldx%lldx%lldx%lld K=%lld %lldx%lld s%lldx%lld d%lldx%lld "
                   "pad %lld,%lld -> %lldx%lld ws=%zu: fwd %.3g bwd_data %.3g bwd_filter %.3g",
@@ -285,7 +291,7 @@ START_TEST(test_conv_bad_args) {
     sn__conv2d_dims cd = make_dims(&geoms[4], 0);
     /* A workspace smaller than one output line of patches is an error, not an overrun. */
     ck_assert_int_eq(sn__conv2d_fwd_cpu(&d, buf, buf, buf, &cd), SN_ERR_INVALID_ARG);
-    ck_assert_int_eq(sn__conv2d_bwd_data_cpu(&d, buf, buf, buf, &cd), SN_ERR_INVALID_ARG);
+    ck_assert_int_eq(sn__conv2d_bwd_data_cpu(&d, buf, buf, buf, 1.0f, &cd), SN_ERR_INVALID_ARG);
     ck_assert_int_eq(sn__conv2d_bwd_filter_cpu(&d, buf, buf, buf, &cd), SN_ERR_INVALID_ARG);
     sn__conv2d_dims bad = cd;
     bad.stride_h = 0;

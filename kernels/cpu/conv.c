@@ -225,17 +225,25 @@ sn_status sn__conv2d_fwd_ep_cpu(sn__dev *d, float *y, const float *x, const floa
 /* dx (N,H,W,C) += gradient of the input, from dy (N,P,Q,K) and w (R,S,C,K):
  * columns (rows, cols) = dy @ w^T, then each column entry goes back to its input cell. */
 sn_status sn__conv2d_bwd_data_cpu(sn__dev *d, float *dx, const float *dy, const float *w,
-                                  const sn__conv2d_dims *cd) {
+                                  float beta, const sn__conv2d_dims *cd) {
     sn_status st = check_dims(d, cd, "conv2d_bwd_data");
     if (st != SN_OK) return st;
+    if (beta != 0.0f && beta != 1.0f)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "conv2d_bwd_data: beta %g is not 0 or 1",
+                        (double)beta);
     const int64_t lines_total = cd->N * cd->P, Q = cd->Q, K = cd->K,
                   cols = cd->R * cd->S * cd->C;
-    if (lines_total * Q == 0 || K == 0 || cols == 0 || cd->H * cd->W == 0) return SN_OK;
-    if (is_pointwise(cd))   /* dx (N*H*W, C) += dy (N*P*Q, K) @ w^T; beta 1 accumulates */
-        return sn__gemm_cpu(d, 0, 1, lines_total * Q, cd->C, K, 1.0f, dy, K, w, K, 1.0f, dx,
+    const size_t nx = (size_t)(cd->N * cd->H * cd->W * cd->C);
+    if (lines_total * Q == 0 || K == 0 || cols == 0 || cd->H * cd->W == 0) {
+        if (beta == 0.0f && nx) memset(dx, 0, nx * sizeof(float));   /* set, to nothing */
+        return SN_OK;
+    }
+    if (is_pointwise(cd))   /* dx (N*H*W, C) = beta dx + dy (N*P*Q, K) @ w^T */
+        return sn__gemm_cpu(d, 0, 1, lines_total * Q, cd->C, K, 1.0f, dy, K, w, K, beta, dx,
                             cd->C);
     int64_t lines;
     if ((st = usable_lines(d, cd, "conv2d_bwd_data", &lines)) != SN_OK) return st;
+    if (beta == 0.0f) memset(dx, 0, nx * sizeof(float));   /* set: col2im adds onto zero */
     float *col = d->ws;
     for (int64_t l0 = 0; l0 < lines_total; l0 += lines) {
         int64_t nl = min64(lines, lines_total - l0);

@@ -541,29 +541,39 @@ extern "C" sn_status sn__conv2d_fwd_ep_cuda(sn__dev *d, float *y, const float *x
     return sn__cuda_epilogue(d, y, ep, cd->N * cd->P * cd->Q, cd->K);
 }
 
+/* beta 1: dx += the gradient; 0: dx = the gradient (not read; cuDNN's beta = 0 likewise). */
 static sn_status conv_bwd_data(sn__dev *d, float *dx, const float *dy, const float *w,
-                              const sn__conv2d_dims *cd, int64_t groups, const char *what) {
+                              float beta, const sn__conv2d_dims *cd, int64_t groups,
+                              const char *what) {
     SN__CU_BEGIN(d, c);
+    if (beta != 0.0f && beta != 1.0f)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: beta %g is not 0 or 1", what,
+                        (double)beta);
     sn__conv_plan *p = NULL;
     bool empty;
     SN__CU_TRY(conv_begin(d, c, cd, groups, what, &p, &empty));
-    if (empty) return SN_OK;    /* nothing flows back: dx unchanged */
-    if (p->route == ROUTE_GEMM)   /* dx (NHW,C) += dy (NHW,K) @ w^T */
+    size_t nx = (size_t)(cd->N * cd->H * cd->W * cd->C);
+    if (empty)    /* nothing flows back: dx unchanged, or zero when set */
+        return beta == 0.0f && nx ? sn__zero_cuda(d, dx, nx * sizeof(float)) : SN_OK;
+    if (p->route == ROUTE_GEMM)   /* dx (NHW,C) = beta dx + dy (NHW,K) @ w^T */
         return sn__gemm_cuda(d, 0, 1, cd->N * cd->H * cd->W, cd->C, cd->K, 1.0f, dy, cd->K, w,
-                             cd->K, 1.0f, dx, cd->C);
+                             cd->K, beta, dx, cd->C);
     float *wt = (float *)d->ws;
     SN__CU_TRY(transpose(d, c, wt, w, cd->R * cd->S * (cd->C / groups), cd->K, false));
-    if (p->route == ROUTE_DIRECT) return run_op(d, c, p, OP_BWD_DATA, dx, dy, wt, 1.0f, false);
+    if (p->route == ROUTE_DIRECT)   /* set: dx may be scribbled on, so cuDNN may time on it */
+        return run_op(d, c, p, OP_BWD_DATA, dx, dy, wt, beta, beta == 0.0f);
     float *dxp = (float *)((char *)d->ws + p->pad_off);
     SN__CU_TRY(run_op(d, c, p, OP_BWD_DATA, dxp, dy, wt, 0.0f, true));
+    if (beta == 0.0f) SN__CU_TRY(sn__zero_cuda(d, dx, nx * sizeof(float)));
     return sn__pad_bwd_cuda(d, dx, dxp, cd->N, cd->H, cd->W, cd->C, cd->pad_top,
                             p->Hx - cd->H - cd->pad_top, cd->pad_left,
                             p->Wx - cd->W - cd->pad_left);
 }
 
 extern "C" sn_status sn__conv2d_bwd_data_cuda(sn__dev *d, float *dx, const float *dy,
-                                              const float *w, const sn__conv2d_dims *cd) {
-    return conv_bwd_data(d, dx, dy, w, cd, 1, "conv2d_bwd_data");
+                                              const float *w, float beta,
+                                              const sn__conv2d_dims *cd) {
+    return conv_bwd_data(d, dx, dy, w, beta, cd, 1, "conv2d_bwd_data");
 }
 
 static sn_status conv_bwd_filter(sn__dev *d, float *dw, const float *dy, const float *x,
@@ -627,7 +637,7 @@ extern "C" sn_status sn__cuda_dw_fwd(sn__dev *d, float *y, const float *x, const
 
 extern "C" sn_status sn__cuda_dw_bwd_data(sn__dev *d, float *dx, const float *dy,
                                           const float *w, const sn__conv2d_dims *cd) {
-    return conv_bwd_data(d, dx, dy, w, cd, cd->C, "dwconv2d_bwd_data");
+    return conv_bwd_data(d, dx, dy, w, 1.0f, cd, cd->C, "dwconv2d_bwd_data");
 }
 
 extern "C" sn_status sn__cuda_dw_bwd_filter(sn__dev *d, float *dw, const float *dy,
