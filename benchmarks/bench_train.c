@@ -2,12 +2,13 @@
  *
  *   bench_train [--model resnet_v1_50] [--batch 32] [--size 224] [--classes 1000]
  *               [--steps 10] [--warmup 2] [--device cpu|cuda] [--threads N] [--profile 1]
- *               [--infer 1] [--feed step|once]
+ *               [--infer 1] [--feed step|once] [--fuse 0]
  *
  * One step = forward, backward of softmax cross-entropy + L2 regularization, and a plain SGD
  * update, as slimnet-train runs it; with --infer 1 one forward pass in inference mode (batch
  * norm on moving statistics, no dropout, no weight decay: no regularization losses), as
- * slimnet-eval runs it.  Prints images/s (median step time over --steps).
+ * slimnet-eval runs it.  --fuse 0 compiles every node unfused (sn_compile_params.fuse), for
+ * A/B runs.  Prints images/s (median step time over --steps).
  *
  * --feed: when the synthetic batch is copied into the net: every step (the default on the
  * CPU, as slimnet-train feeds it) or once before timing (the default on CUDA, as the PyTorch
@@ -43,7 +44,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *model = "resnet_v1_50", *device = "cpu", *feed = NULL;
     int64_t batch = 32, size = 0, classes = 1000;
-    int steps = 10, warmup = 2, threads = 0, profile = 0, infer = 0;
+    int steps = 10, warmup = 2, threads = 0, profile = 0, infer = 0, fuse = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--model")) model = v;
@@ -57,6 +58,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--profile")) profile = atoi(v);
         else if (!strcmp(k, "--infer")) infer = atoi(v);
         else if (!strcmp(k, "--feed")) feed = v;
+        else if (!strcmp(k, "--fuse")) fuse = atoi(v);
         else {
             fprintf(stderr, "bench_train: unknown flag %s\n", k);
             return 2;
@@ -96,6 +98,7 @@ int main(int argc, char **argv) {
     sn_compile_params pp = sn_compile_params_default();
     pp.batch_size = batch;
     pp.backward = !infer;
+    pp.fuse = fuse;
     CHECK(sn_net_compile(g, &pp, &net));
 
     size_t npix = (size_t)(batch * size * size * 3);

@@ -259,6 +259,9 @@ for m in $MODELS; do
         # shellcheck disable=SC2086  # $prof is zero or two words
         run_bench "sn-$sn" 120 "$BT" --device cuda --model "$sn" --batch 128 --size "$size" \
             --steps 10 --warmup 3 $prof
+        # The same net with every node unfused (A/B of the batch-norm chain fusion).
+        [ "$sn" = resnet_v1_50 ] && run_bench "sn-$sn-nofuse" 120 "$BT" --device cuda \
+            --model "$sn" --batch 128 --size "$size" --steps 10 --warmup 3 --fuse 0
     fi
     if [ $HAVE_TORCH = 1 ]; then
         run_bench "torch-$tv" 90 python3 benchmarks/bench_torch.py --model "$tv" --batch 128 \

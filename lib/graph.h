@@ -76,12 +76,15 @@ void sn__graph_name(sn_graph *g, sn_node n, const char *leaf);
 /* Adds a scalar regularization loss to REGULARIZATION_LOSSES. */
 void sn__graph_add_reg(sn_graph *g, sn_node loss);
 
-/* A chain of forward nodes run as one kernel call in an inference net (net.c's
- * plan_fusion): a conv2d, dwconv2d or matmul head, then at most one batch_norm (inference
- * mode) or bias_add, then at most one add of a value computed earlier (a residual), then at
- * most one relu or relu6.  The head's kernel applies the folded nodes as its epilogue and
- * writes the chain's last node (the tail); the folded nodes are not run, and neither they
- * nor the head have a buffer of their own. */
+/* A chain of forward nodes run as one kernel call (net.c's plan_fusion).  Two kinds of head:
+ *  - in an inference net (compiled without backward), a conv2d, dwconv2d or matmul, then at
+ *    most one batch_norm (inference mode) or bias_add (the affine link);
+ *  - in any net, a batch_norm in training mode;
+ * then at most one add of a value computed earlier (a residual), then at most one relu or
+ * relu6.  The head's kernel applies the folded nodes as its epilogue and writes the chain's
+ * last node (the tail); the folded nodes are not run, forward or backward, and neither they
+ * nor the head have a buffer of their own.  A batch norm head's backward reads the tail's
+ * value and gradient and writes the gradients of its inputs and of the residual. */
 typedef struct sn__fusion {
     int head;       /* folded nodes: the head that computes them; -1 for every other node */
     int affine;     /* heads: the folded batch_norm or bias_add, or -1 */
@@ -110,7 +113,7 @@ struct sn_net {
     unsigned dx_set;               /* during one node's backward: bit k set when it is the
                                     * first writer of input k's gradient and should SET it
                                     * (SN__DX_SET); the buffer was not zeroed */
-    sn__fusion *fuse;              /* per node; NULL unless compiled with backward = 0 */
+    sn__fusion *fuse;              /* per node; NULL when nothing is fused */
     int n_fused;                   /* nodes folded into a head */
     void *params, *grads, *arena, *inputs, *ws;
     sn_net_memory mem;
@@ -139,6 +142,16 @@ extern const sn__opdef sn__ops[SN__OP_COUNT];
 /* Whether node i heads a fused chain; if so fills *ep with its epilogue and *y with the
  * buffer it writes (the tail's).  Ops with a fused kernel ask this in their forward. */
 bool sn__fused_epilogue(const sn_net *net, int i, sn__epilogue *ep, float **y);
+/* What a training batch_norm heading a fused chain reads and writes besides its own inputs
+ * and saved moments (bn_train_fwd_ep, bn_train_bwd_ep in kernels.def). */
+typedef struct sn__bn_chain {
+    float *y, *dy;            /* the tail's value and gradient (dy NULL without one) */
+    const float *residual;    /* the folded add's other operand, or NULL */
+    float *dres;              /* its gradient, or NULL */
+    int act;                  /* sn__act */
+} sn__bn_chain;
+/* Whether batch_norm node i heads a fused chain; if so fills *c. */
+bool sn__fused_bn_chain(const sn_net *net, int i, sn__bn_chain *c);
 /* The batch-norm part of an epilogue from batch_norm node i's inputs (op_norm.c). */
 void sn__bn_epilogue(const sn_net *net, int i, sn__epilogue *ep);
 
@@ -158,6 +171,9 @@ sn_status sn__op_ws_bytes(sn_net *net, int i, size_t *bytes);
 /* Whether the running backward must set (overwrite) input k's gradient instead of adding to
  * it: only for ops listed in net.c's set_slots, which honor it. */
 #define SN__DX_SET(net, k) (((net)->dx_set >> (k)) & 1u)
+/* A fused batch-norm head's backward: whether it sets its chain's residual gradient (the
+ * folded add was that gradient's first writer, and left it unzeroed for the head). */
+#define SN__DRES_SET(net) (((net)->dx_set >> 31) & 1u)
 /* Passes node i's output gradient (n floats) to input k's: a copy when set, else added. */
 sn_status sn__grad_pass(sn_net *net, int i, int k, int64_t n);
 #define SN__KERNEL(net, name) ((net)->k->name)

@@ -20,6 +20,7 @@ sn_compile_params sn_compile_params_default(void) {
     sn_compile_params p = {0};
     p.batch_size = 1;
     p.backward = 1;
+    p.fuse = 1;
     return p;
 }
 
@@ -187,20 +188,29 @@ static sn_status plan_arena(sn_net *net, bool backward) {
             }
         }
     }
+    /* Inside a fused chain only the tail has a gradient: the head's backward reads it. */
+    for (int i = 0; net->fuse && i < n; i++) {
+        int h = net->fuse[i].head;
+        if (net->fuse[i].tail != i || (h >= 0 && net->fuse[h].tail != i))
+            net->first_writer[i] = -1;
+    }
     int nb = 0;
     size_t unplanned = 0;
     for (int i = 0; i < n; i++) {
         const sn__node *nd = &g->nodes[i];
         if (is_leaf(nd)) continue;
         if (net->fuse && net->fuse[i].head >= 0) continue;   /* its head computes it */
-        /* A fused head writes its tail's buffer, which is then live from the head on. */
+        /* A fused head writes its tail's buffer, which is then live from the head on; in a
+         * training net its backward (at the head's time, after the folded nodes' slots) reads
+         * the tail's gradient, and with an activation the tail's value. */
         int o = net->fuse ? net->fuse[i].tail : i;
         bool bwd_i = backward && net->needs_grad[i];
+        bool needs_out = sn__ops[nd->op].bwd_needs_output || (o != i && net->fuse[i].act >= 0);
         plan_buf *v = &bufs[nb++];
         v->bytes = align_up(net->numel[o] * sn_dtype_size(g->nodes[o].dtype));
         v->start = i;
         v->end = last_fwd[o] > last_bwd[o] ? last_fwd[o] : last_bwd[o];
-        if (bwd_i && sn__ops[nd->op].bwd_needs_output && T - 1 - i > v->end) v->end = T - 1 - i;
+        if (bwd_i && needs_out && T - 1 - i > v->end) v->end = T - 1 - i;
         if (net->keep[o]) v->end = T;
         v->slot = &net->val[o];
         unplanned += v->bytes;
@@ -216,9 +226,9 @@ static sn_status plan_arena(sn_net *net, bool backward) {
         if (bwd_i) {
             plan_buf *gb = &bufs[nb++];
             gb->bytes = v->bytes;
-            gb->start = net->first_writer[i] >= 0 ? T - 1 - net->first_writer[i] : n;
+            gb->start = net->first_writer[o] >= 0 ? T - 1 - net->first_writer[o] : n;
             gb->end = T - 1 - i;
-            gb->slot = (void **)&net->grad[i];
+            gb->slot = (void **)&net->grad[o];
             unplanned += gb->bytes;
         }
     }
@@ -235,7 +245,7 @@ static sn_status plan_arena(sn_net *net, bool backward) {
     return st;
 }
 
-/* ---- fusion (inference nets) --------------------------------------------------------------- */
+/* ---- fusion ------------------------------------------------------------------------------- */
 
 /* The one consumer of node t's value, or -1 when it has several or none, or when the value
  * is kept (an end point, a scalar: sn_net_get_output may read it). */
@@ -243,20 +253,35 @@ static int sole_user(const sn_net *net, const int *uses, const int *user, int t)
     return uses[t] == 1 && !net->keep[t] ? user[t] : -1;
 }
 
-/* Folds each conv2d/dwconv2d/matmul -> [batch_norm (inference) | bias_add] -> [add] ->
- * [relu | relu6] chain of a net without backward into its head, whose kernel then applies
- * the folded nodes as an epilogue on its output while that is still in cache (sn__fusion in
- * graph.h).  ResNet's units end in the whole chain: conv, batch norm, the shortcut added,
- * relu.
+/* Whether a node strictly between a and b reads o. */
+static bool read_between(const sn_graph *g, int o, int a, int b) {
+    for (int c = a + 1; c < b; c++)
+        for (int k = 0; k < g->nodes[c].n_in; k++)
+            if (g->nodes[c].in[k] == o) return true;
+    return false;
+}
+
+/* Folds chains into their head (sn__fusion in graph.h), whose kernel then applies the folded
+ * nodes as an epilogue on its output while that is still in cache or in registers:
+ *  - in a net without backward (inference), conv2d/dwconv2d/matmul -> [batch_norm
+ *    (inference) | bias_add] -> [add] -> [relu | relu6].  ResNet's units end in the whole
+ *    chain: conv, batch norm, the shortcut added, relu.
+ *  - in any net, batch_norm (training) -> [add] -> [relu | relu6]: its forward writes the
+ *    tail, its backward reads the tail's value and gradient and writes the gradients of x,
+ *    gamma, beta and the residual: three passes over memory each way become one.
  *
  * A link is folded only where nothing but the next link could ever see the value it skips:
  * that value has exactly one consumer and is not kept, so sn_net_get_output refuses it
  * anyway (its memory would have been reused).  The folded node's other inputs (gamma, beta,
  * the moving statistics, the bias, the add's other operand) must exist when the head runs:
  * leaves, or nodes computed before the head.  (So of two chains meeting in one add, only the
- * later one can take it.)  Nets compiled for training are never fused: their backward reads
- * the intermediate values, and batch_norm in training mode updates its moving statistics. */
-static sn_status plan_fusion(sn_net *net) {
+ * later one can take it.)  A batch norm chain also keeps every gradient bit for bit the
+ * unfused net's: the residual's gradient is accumulated in the same order only if no node
+ * between the head and the add reads the residual (its backward would run between the two
+ * slots), the residual is not the batch norm's own input (dx and dres would alias), and the
+ * head needs a gradient exactly when the tail does.  Convolutions are not fused in training
+ * nets: their backward reads the intermediate values. */
+static sn_status plan_fusion(sn_net *net, bool inference) {
     const sn_graph *g = net->g;
     int n = net->n;
     int *uses = calloc((size_t)n + 1, sizeof *uses);
@@ -279,10 +304,13 @@ static sn_status plan_fusion(sn_net *net) {
         }
     for (int i = 0; i < n; i++) {
         sn__op op = g->nodes[i].op;
-        if (op != SN__OP_conv2d && op != SN__OP_dwconv2d && op != SN__OP_matmul) continue;
+        bool bn_head = op == SN__OP_batch_norm && g->nodes[i].p.bn.training;
+        if (!bn_head && !(inference && (op == SN__OP_conv2d || op == SN__OP_dwconv2d ||
+                                        op == SN__OP_matmul)))
+            continue;
         sn__fusion *f = &net->fuse[i];
         int t = i, j = sole_user(net, uses, user, t);
-        if (j >= 0 && g->nodes[j].in[0] == t) {
+        if (!bn_head && j >= 0 && g->nodes[j].in[0] == t) {
             const sn__node *c = &g->nodes[j];
             bool ok = (c->op == SN__OP_batch_norm && !c->p.bn.training) ||
                       c->op == SN__OP_bias_add;
@@ -296,14 +324,19 @@ static sn_status plan_fusion(sn_net *net) {
         if (j >= 0 && g->nodes[j].op == SN__OP_add && net->fuse[j].head < 0) {
             const sn__node *c = &g->nodes[j];
             int o = c->in[0] == t ? c->in[1] : c->in[0];    /* t's sole user: o != t */
-            if (is_leaf(&g->nodes[o]) || o < i) {
+            bool ok = is_leaf(&g->nodes[o]) || o < i;
+            if (bn_head) ok = ok && o != g->nodes[i].in[0] && !read_between(g, o, i, j);
+            if (ok) {
                 f->residual = t = j;
                 j = sole_user(net, uses, user, t);
             }
         }
         if (j >= 0 && (g->nodes[j].op == SN__OP_relu || g->nodes[j].op == SN__OP_relu6))
             f->act = t = j;
-        if (t == i) continue;
+        if (t == i || (bn_head && net->needs_grad[i] != net->needs_grad[t])) {
+            *f = (sn__fusion){.head = -1, .affine = -1, .residual = -1, .act = -1, .tail = i};
+            continue;
+        }
         f->tail = t;
         const int links[3] = {f->affine, f->residual, f->act};
         for (int k = 0; k < 3; k++) {
@@ -314,7 +347,28 @@ static sn_status plan_fusion(sn_net *net) {
     }
     free(uses);
     free(user);
+    if (net->n_fused == 0) {   /* nothing to look up at run time */
+        free(net->fuse);
+        net->fuse = NULL;
+    }
     return SN_OK;
+}
+
+bool sn__fused_bn_chain(const sn_net *net, int i, sn__bn_chain *c) {
+    if (!net->fuse || net->fuse[i].tail == i) return false;
+    const sn__fusion *f = &net->fuse[i];
+    memset(c, 0, sizeof *c);
+    if (f->residual >= 0) {   /* the add's operand that is not the batch norm */
+        const sn__node *a = &net->g->nodes[f->residual];
+        int o = a->in[0] == i ? a->in[1] : a->in[0];
+        c->residual = (const float *)net->val[o];
+        c->dres = net->grad[o];
+    }
+    if (f->act >= 0)
+        c->act = net->g->nodes[f->act].op == SN__OP_relu ? SN__ACT_RELU : SN__ACT_RELU6;
+    c->y = (float *)net->val[f->tail];
+    c->dy = net->grad[f->tail];
+    return true;
 }
 
 bool sn__fused_epilogue(const sn_net *net, int i, sn__epilogue *ep, float **y) {
@@ -410,7 +464,7 @@ sn_status sn_net_compile(sn_graph *g, const sn_compile_params *p, sn_net **out) 
         }
         st = alloc_persistent(net);
     }
-    if (st == SN_OK && !net->backward_ok) st = plan_fusion(net);
+    if (st == SN_OK && cp.fuse) st = plan_fusion(net, !net->backward_ok);
     if (st == SN_OK) st = plan_arena(net, net->backward_ok);
     if (st == SN_OK) st = alloc_workspace(net);
     if (st == SN_OK) st = init_variables(net);
@@ -467,14 +521,33 @@ static double wall(void) {
  * (SN__DX_SET) instead of adding to a zeroed buffer: the ops whose backward writes every
  * element of that gradient and honors the flag.  Saves a zeroing pass and a read of the
  * gradient per buffer (on the GPU, ~5 ms of a 56 ms ResNet-50 step at batch 128). */
-static unsigned set_slots(const sn__node *nd) {
+static unsigned set_slots(const sn_net *net, int j) {
+    const sn__node *nd = &net->g->nodes[j];
     switch (nd->op) {
+    case SN__OP_batch_norm:                     /* dx of a fused chain's head */
+        return net->fuse && net->fuse[j].tail != j && nd->p.bn.training ? 1u : 0u;
     case SN__OP_conv2d: return 1u;              /* dx: conv2d_bwd_data with beta 0 */
     case SN__OP_add: return 3u;                 /* both: a copy of dy */
     case SN__OP_bias_add: return 1u;            /* dx: a copy of dy */
     case SN__OP_reshape: return 1u;             /* dx: a copy of dy */
     default: return 0u;
     }
+}
+
+/* The residual z of fused batch-norm head h's chain when the head's backward can SET z's
+ * gradient: the folded add is z's first writer (so nothing wrote it before, and the fusion
+ * rules keep every node between the add and the head off z) and takes z once; else -1. */
+static int head_sets_residual(const sn_net *net, int h, int loss) {
+    if (!net->fuse || net->fuse[h].tail == h || net->fuse[h].residual < 0 ||
+        net->g->nodes[h].op != SN__OP_batch_norm)
+        return -1;
+    int a = net->fuse[h].residual;
+    const sn__node *an = &net->g->nodes[a];
+    int z = an->in[0] == h ? an->in[1] : an->in[0];
+    if (z == h || z == loss || is_leaf(&net->g->nodes[z]) || !net->grad[z] ||
+        net->first_writer[z] != a)
+        return -1;
+    return z;
 }
 
 /* Runs the forward (dir 0) or backward (dir 1) of node i, timed when profiling. */
@@ -529,8 +602,8 @@ sn_status sn_net_profile_report(const sn_net *net, char *buf, size_t len) {
         int64_t folded[SN__OP_COUNT] = {0};
         for (int i = 0; i < net->n; i++)
             if (net->fuse[i].head >= 0) folded[net->g->nodes[i].op]++;
-        used += (size_t)snprintf(buf + used, len - used, "folded into the convolution or "
-                                 "matmul before them:");
+        used += (size_t)snprintf(buf + used, len - used, "folded into the convolution, "
+                                 "matmul or batch norm before them:");
         for (int o = 0, first = 1; o < SN__OP_COUNT && used < len; o++) {
             if (!folded[o]) continue;
             used += (size_t)snprintf(buf + used, len - used, "%s %lld %s", first ? "" : ",",
@@ -584,9 +657,16 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
     }
     for (int j = net->n - 1; j >= 0 && st == SN_OK; j--) {
         const sn__node *nd = &g->nodes[j];
-        bool runs = anc[j] && net->needs_grad[j] && !is_leaf(nd) && j <= loss;
-        unsigned can_set = runs ? set_slots(nd) : 0u;
+        /* A folded node's backward is its head's (which runs at the head's slot). */
+        bool runs = anc[j] && net->needs_grad[j] && !is_leaf(nd) && j <= loss &&
+                    !(net->fuse && net->fuse[j].head >= 0);
+        unsigned can_set = runs ? set_slots(net, j) : 0u;
         net->dx_set = 0;
+        /* A folded add leaves the residual's gradient to its head to set, if the head runs. */
+        int h = net->fuse ? net->fuse[j].head : -1, defer = -1;
+        if (h >= 0 && net->fuse[h].residual == j && anc[h] && net->needs_grad[h] && h <= loss)
+            defer = head_sets_residual(net, h, loss);
+        if (runs && head_sets_residual(net, j, loss) >= 0) net->dx_set |= 1u << 31;
         /* The first writer of an input's gradient clears it (or seeds the loss), or, where
          * its op can, sets it outright (one pass instead of a zeroing and an addition). */
         for (int k = 0; k < nd->n_in && st == SN_OK; k++) {
@@ -598,6 +678,7 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
                 net->dx_set |= 1u << k;
                 continue;
             }
+            if (x == defer) continue;   /* the head sets it */
             if (k > 0 && nd->in[k - 1] == x) continue;   /* the same input twice: once */
             st = x == loss ? SN__CALL(net, to_dev, net->grad[x], &one, sizeof one)
                            : SN__CALL(net, zero, net->grad[x], net->numel[x] * sizeof(float));

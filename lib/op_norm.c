@@ -81,8 +81,14 @@ sn_status sn__op_batch_norm_fwd(sn_net *net, int i) {
                         BN_IN(net, i, a.gamma), BN_IN(net, i, a.beta), SN__X(net, i, a.mean),
                         SN__X(net, i, a.var), eps, a.rows, a.C);
     float *mean = net->aux[i], *var = net->aux[i] + a.C;
-    SN_TRY(SN__CALL(net, bn_train_fwd, SN__Y(net, i), mean, var, SN__X(net, i, 0),
-                    BN_IN(net, i, a.gamma), BN_IN(net, i, a.beta), eps, a.rows, a.C));
+    sn__bn_chain ch;
+    if (sn__fused_bn_chain(net, i, &ch))   /* writes the chain's tail */
+        SN_TRY(SN__CALL(net, bn_train_fwd_ep, ch.y, mean, var, SN__X(net, i, 0),
+                        BN_IN(net, i, a.gamma), BN_IN(net, i, a.beta), eps, ch.residual,
+                        ch.act, a.rows, a.C));
+    else
+        SN_TRY(SN__CALL(net, bn_train_fwd, SN__Y(net, i), mean, var, SN__X(net, i, 0),
+                        BN_IN(net, i, a.gamma), BN_IN(net, i, a.beta), eps, a.rows, a.C));
     /* The moving statistics are variables updated in place, as TF's UPDATE_OPS do once per
      * training step; fused batch norm feeds the Bessel-corrected variance. */
     float factor = a.rows > 1 ? (float)a.rows / (float)(a.rows - 1) : 1.0f;
@@ -95,6 +101,14 @@ sn_status sn__op_batch_norm_bwd(sn_net *net, int i) {
     const sn__node *n = &net->g->nodes[i];
     float *dx = SN__DX(net, i, 0), *dgamma = BN_DIN(net, i, a.gamma);
     float *dbeta = BN_DIN(net, i, a.beta);
+    sn__bn_chain ch;
+    if (a.training && sn__fused_bn_chain(net, i, &ch)) {
+        if (!dx && !dgamma && !dbeta && !ch.dres) return SN_OK;
+        unsigned set = (SN__DX_SET(net, 0) ? 1u : 0u) | (SN__DRES_SET(net) ? 2u : 0u);
+        return SN__CALL(net, bn_train_bwd_ep, dx, dgamma, dbeta, ch.dres, ch.dy, ch.y,
+                        SN__X(net, i, 0), BN_IN(net, i, a.gamma), net->aux[i],
+                        net->aux[i] + a.C, n->p.bn.eps, ch.act, set, a.rows, a.C);
+    }
     if (!dx && !dgamma && !dbeta) return SN_OK;
     if (a.training)
         return SN__CALL(net, bn_train_bwd, dx, dgamma, dbeta, SN__DY(net, i), SN__X(net, i, 0),

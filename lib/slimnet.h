@@ -429,13 +429,16 @@ typedef struct sn_net sn_net;
 
 typedef struct sn_compile_params {
     int64_t batch_size;     /* replaces SN_BATCH; default 1 */
-    int backward;           /* allocate gradients, allow sn_net_backward(); default 1.
-                             * With 0, each convolution, depthwise convolution or matmul
-                             * followed by an inference batch norm or a bias add, an add
-                             * and/or a relu or relu6 runs as one kernel (the values in
-                             * between are never stored), wherever those values have no
-                             * other consumer and are not end points: nothing readable
-                             * changes. */
+    int backward;           /* allocate gradients, allow sn_net_backward(); default 1 */
+    int fuse;               /* default 1: run chains of nodes as one kernel, forward and
+                             * backward, wherever the values in between have no other
+                             * consumer and are not end points, so nothing readable
+                             * changes (on the CPU, every value and gradient is the unfused
+                             * net's bit for bit).  Any net: a batch norm in training mode
+                             * followed by an add and/or a relu or relu6.  With backward 0
+                             * also: a convolution, depthwise convolution or matmul followed
+                             * by an inference batch norm or a bias add, an add and/or a
+                             * relu or relu6.  0: every node runs alone (tests, A/B). */
 } sn_compile_params;
 SN_API sn_compile_params sn_compile_params_default(void);
 

@@ -700,6 +700,90 @@ START_TEST(test_cuda_bias_bn) {
 }
 END_TEST
 
+/* The fused training chain (bn_train_fwd_ep, bn_train_bwd_ep): every residual/activation
+ * combination, with and without gamma/beta, on the per-channel shapes.  The backward gets
+ * the CPU's moments and chain output on both sides, so the activation masks agree and the
+ * residual's gradient (dres += masked dy) must be identical; dx, dgamma and dbeta differ by
+ * summation order only.  (Their exactness against the unfused kernels is the CPU's
+ * test_bn_train_ep_bit_exact.) */
+START_TEST(test_cuda_bn_ep) {
+    env e;
+    if (!env_open(&e, "batchnorm chain")) return;
+    for (size_t i = 0; i < sizeof rc_cases / sizeof rc_cases[0]; i++) {
+        int64_t rows = rc_cases[i].rows, C = rc_cases[i].C;
+        size_t off = rc_cases[i].off, n = (size_t)(rows * C);
+        uint64_t s = 1800 + 20 * i;
+        char what[160], name[200];
+        buf x = mk_rand(&e, n, s, 2.0f, 50.0f, off), dy = mk_rand(&e, n, s + 1, 1.0f, 0.0f, off);
+        buf res = mk_rand(&e, n, s + 2, 4.0f, 1.0f, off), y = mk_out(&e, n, off);
+        buf dx = mk_rand(&e, n, s + 3, 1.0f, 0.0f, off), dres = mk_rand(&e, n, s + 4, 1, 0, off);
+        buf gamma = mk_rand(&e, (size_t)C, s + 5, 0.5f, 1.0f, 0);
+        buf beta = mk_rand(&e, (size_t)C, s + 6, 3.0f, 2.0f, 0);
+        buf dgamma = mk(&e, (size_t)C, s + 7), dbeta = mk(&e, (size_t)C, s + 8);
+        buf mean = mk_out(&e, (size_t)C, 0), var = mk_out(&e, (size_t)C, 0);
+        for (int with = 0; with < 2; with++) {
+            const float *gh = with ? gamma.h : NULL, *gd = with ? gamma.d : NULL;
+            const float *bh = with ? beta.h : NULL, *bd = with ? beta.d : NULL;
+            for (int has_res = 0; has_res < 2; has_res++) {
+                for (int act = SN__ACT_NONE; act <= SN__ACT_RELU6; act++) {
+                    snprintf(what, sizeof what, "rows=%lld C=%lld off=%zu gamma/beta=%d res=%d "
+                             "act=%d", (long long)rows, (long long)C, off, with, has_res, act);
+#define NAME(k) (snprintf(name, sizeof name, "%s %s", k, what), name)
+                    const float *rh = has_res ? res.h : NULL, *rd = has_res ? res.d : NULL;
+                    CK(&e, e.kc->bn_train_fwd_ep(&e.cpu, y.h, mean.h, var.h, x.h, gh, bh, 1e-3f,
+                                                 rh, act, rows, C));
+                    CK(&e, e.kg->bn_train_fwd_ep(&e.gpu, y.d, mean.d, var.d, x.d, gd, bd, 1e-3f,
+                                                 rd, act, rows, C));
+                    cmp(&e, NAME("bn_train_fwd_ep mean"), &mean, TOL);
+                    cmp(&e, NAME("bn_train_fwd_ep var"), &var, TOL);
+                    cmp(&e, NAME("bn_train_fwd_ep y"), &y, TOL);
+                    CK(&e, e.kg->to_dev(&e.gpu, mean.d, mean.h, (size_t)C * sizeof(float)));
+                    CK(&e, e.kg->to_dev(&e.gpu, var.d, var.h, (size_t)C * sizeof(float)));
+                    CK(&e, e.kg->to_dev(&e.gpu, y.d, y.h, n * sizeof(float)));
+                    float *drh = has_res ? dres.h : NULL, *drd = has_res ? dres.d : NULL;
+                    CK(&e, e.kc->bn_train_bwd_ep(&e.cpu, dx.h, with ? dgamma.h : NULL,
+                                                 with ? dbeta.h : NULL, drh, dy.h, y.h, x.h, gh,
+                                                 mean.h, var.h, 1e-3f, act, 0u, rows, C));
+                    CK(&e, e.kg->bn_train_bwd_ep(&e.gpu, dx.d, with ? dgamma.d : NULL,
+                                                 with ? dbeta.d : NULL, drd, dy.d, y.d, x.d, gd,
+                                                 mean.d, var.d, 1e-3f, act, 0u, rows, C));
+                    cmp(&e, NAME("bn_train_bwd_ep dx"), &dx, TOL);
+                    cmp(&e, NAME("bn_train_bwd_ep dgamma"), &dgamma, TOL);
+                    cmp(&e, NAME("bn_train_bwd_ep dbeta"), &dbeta, TOL);
+                    cmp(&e, NAME("bn_train_bwd_ep dres"), &dres, 0);
+                    /* dx NULL: the parameter and residual gradients alone. */
+                    CK(&e, e.kc->bn_train_bwd_ep(&e.cpu, NULL, dgamma.h, NULL, drh, dy.h, y.h,
+                                                 x.h, gh, mean.h, var.h, 1e-3f, act, 0u, rows,
+                                                 C));
+                    CK(&e, e.kg->bn_train_bwd_ep(&e.gpu, NULL, dgamma.d, NULL, drd, dy.d, y.d,
+                                                 x.d, gd, mean.d, var.d, 1e-3f, act, 0u, rows,
+                                                 C));
+                    cmp(&e, NAME("bn_train_bwd_ep(dx NULL) dgamma"), &dgamma, TOL);
+                    cmp(&e, NAME("bn_train_bwd_ep(dx NULL) dres"), &dres, 0);
+                    /* set = 3: dx and dres written, never read (NaN before on both sides) */
+                    buf dxs = mk_out(&e, n, off), drs = mk_out(&e, n, off);
+                    CK(&e, e.kc->bn_train_bwd_ep(&e.cpu, dxs.h, NULL, NULL,
+                                                 has_res ? drs.h : NULL, dy.h, y.h, x.h, gh,
+                                                 mean.h, var.h, 1e-3f, act, 3u, rows, C));
+                    CK(&e, e.kg->bn_train_bwd_ep(&e.gpu, dxs.d, NULL, NULL,
+                                                 has_res ? drs.d : NULL, dy.d, y.d, x.d, gd,
+                                                 mean.d, var.d, 1e-3f, act, 3u, rows, C));
+                    cmp(&e, NAME("bn_train_bwd_ep(set) dx"), &dxs, TOL);
+                    if (has_res) cmp(&e, NAME("bn_train_bwd_ep(set) dres"), &drs, 0);
+                    rm(&e, &dxs);
+                    rm(&e, &drs);
+#undef NAME
+                }
+            }
+        }
+        rm(&e, &x); rm(&e, &dy); rm(&e, &res); rm(&e, &y); rm(&e, &dx); rm(&e, &dres);
+        rm(&e, &gamma); rm(&e, &beta); rm(&e, &dgamma); rm(&e, &dbeta); rm(&e, &mean);
+        rm(&e, &var);
+    }
+    env_close(&e, "batchnorm chain");
+}
+END_TEST
+
 START_TEST(test_cuda_eltwise) {
     env e;
     if (!env_open(&e, "eltwise")) return;
@@ -925,6 +1009,7 @@ Suite *suite_cuda(void) {
     tcase_add_test(tc, test_cuda_fused);
     tcase_add_test(tc, test_cuda_pool);
     tcase_add_test(tc, test_cuda_bias_bn);
+    tcase_add_test(tc, test_cuda_bn_ep);
     tcase_add_test(tc, test_cuda_eltwise);
     tcase_add_test(tc, test_cuda_layout);
     tcase_add_test(tc, test_cuda_lrn);

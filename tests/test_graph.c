@@ -19,14 +19,19 @@ static sn_tensor *wrap(float *data, int rank, const int64_t *dims) {
     return t;
 }
 
-static sn_net *compile(sn_graph *g, int64_t batch, int backward) {
+static sn_net *compile_f(sn_graph *g, int64_t batch, int backward, int fuse) {
     sn_compile_params p = sn_compile_params_default();
     p.batch_size = batch;
     p.backward = backward;
+    p.fuse = fuse;
     sn_net *net = NULL;
     ck_assert_msg(sn_net_compile(g, &p, &net) == SN_OK, "compile: %s",
                   sn_ctx_errmsg(sn_graph_ctx(g)));
     return net;
+}
+
+static sn_net *compile(sn_graph *g, int64_t batch, int backward) {
+    return compile_f(g, batch, backward, 1);
 }
 
 /* ---- names and collections -------------------------------------------------------------- */
@@ -366,7 +371,8 @@ START_TEST(test_arena_reuse) {
     sn_graph *g = new_graph(ctx);
     sn_node x;
     small_convnet(g, &x);
-    sn_net *inf = compile(g, 4, 0), *tr = compile(g, 4, 1);
+    /* Unfused: the ratios below are of buffers planned one per node. */
+    sn_net *inf = compile_f(g, 4, 0, 0), *tr = compile_f(g, 4, 1, 0);
     sn_net_memory mi = sn_net_memory_info(inf), mt = sn_net_memory_info(tr);
     /* Inference keeps about two activations alive (here 2 of the 16x16x8 ones: 64 KiB of
      * 160 KiB); training keeps what backward reads. */
@@ -376,6 +382,14 @@ START_TEST(test_arena_reuse) {
                   mt.arena_unplanned);
     ck_assert_int_eq(mi.grads, 0);
     ck_assert_int_gt(mt.grads, 0);
+    /* Fusing batch norm and relu (training mode here) never needs more memory. */
+    sn_net *finf = compile(g, 4, 0), *ftr = compile(g, 4, 1);
+    ck_assert_int_eq(finf->n_fused, 7);   /* 6 relus; without backward also the logits' bias */
+    ck_assert_int_eq(ftr->n_fused, 6);
+    ck_assert_uint_le(sn_net_memory_info(finf).arena, mi.arena);
+    ck_assert_uint_le(sn_net_memory_info(ftr).arena, mt.arena);
+    sn_net_free(finf);
+    sn_net_free(ftr);
     sn_net_free(inf);
     sn_net_free(tr);
     sn_graph_free(g);
@@ -566,7 +580,7 @@ START_TEST(test_fusion_inference) {
     ck_assert_int_eq(sn_net_forward(fused), SN_OK);
     char rep[2048];
     ck_assert_int_eq(sn_net_profile_report(fused, rep, sizeof rep), SN_OK);
-    ck_assert_msg(strstr(rep, "folded into the convolution or matmul before them:") &&
+    ck_assert_msg(strstr(rep, "folded into the convolution, matmul or batch norm before them:") &&
                   strstr(rep, " 7 batch_norm") && strstr(rep, " 3 bias_add") &&
                   strstr(rep, " 4 relu,") && strstr(rep, " 3 relu6") && strstr(rep, " 2 add"),
                   "%s", rep);
@@ -576,6 +590,240 @@ START_TEST(test_fusion_inference) {
     free(xv);
     sn_net_free(fused);
     sn_net_free(plain);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* ---- fusion (training nets) ------------------------------------------------------------------ */
+
+/* Reads node n of net into a new tensor (sn_net_get_output). */
+static sn_tensor *output(sn_net *net, sn_node n) {
+    sn_tensor *t = NULL;
+    ck_assert_msg(sn_net_get_output(net, n, &t) == SN_OK, "%s", sn_ctx_errmsg(net->ctx));
+    return t;
+}
+
+static void same_bits(sn_tensor *a, sn_tensor *b, const char *what, int step) {
+    ck_assert_uint_eq(sn_tensor_nbytes(a), sn_tensor_nbytes(b));
+    size_t cnt = sn_tensor_nbytes(b) / sizeof(float);
+    ck_assert_msg(memcmp(sn_tensor_data(a), sn_tensor_data(b), sn_tensor_nbytes(b)) == 0,
+                  "step %d, %s: fused differs from unfused (max relative difference %.3g)",
+                  step, what, tu_max_rel_err(sn_tensor_data(a), sn_tensor_data(b), cnt));
+    sn_tensor_free(a);
+    sn_tensor_free(b);
+}
+
+/* Trains a fused and an unfused (fuse = 0) net of g for two momentum steps on one random
+ * batch and requires the losses, every end point, every trainable variable's gradient and
+ * every variable (weights, optimizer slots aside, and the batch norms' moving statistics)
+ * to be equal bit for bit: on the CPU the fused kernels run the unfused ones' float
+ * operations in their order, and the fused backward accumulates each gradient in the
+ * unfused order.  Also: no kept value (end point, scalar) is ever folded away, and the
+ * profile report names what was folded.  Returns the fused net's folded node count. */
+static int train_fused_vs_plain(sn_graph *g, sn_node images, sn_node labels, sn_node loss,
+                                int64_t batch, int classes) {
+    sn_net *fused = compile_f(g, batch, 1, 1), *plain = compile_f(g, batch, 1, 0);
+    ck_assert_int_eq(plain->n_fused, 0);
+    ck_assert_ptr_null(plain->fuse);
+    for (int i = 0; fused->fuse && i < fused->n; i++) {
+        int h = fused->fuse[i].head;
+        if (fused->keep[i])   /* readable: computed, in its own buffer */
+            ck_assert_msg(h < 0 || fused->fuse[h].tail == i, "kept node %d folded", i);
+        if (h >= 0) ck_assert_int_eq(fused->g->nodes[h].op, SN__OP_batch_norm);
+    }
+    size_t nx = 1;
+    for (int d = 0; d < 4; d++) nx *= (size_t)fused->dims[images][d];
+    float *xv = malloc(nx * sizeof *xv);
+    tu_fill(xv, nx, 17);
+    int32_t *yv = malloc((size_t)batch * sizeof *yv);
+    for (int64_t b = 0; b < batch; b++) yv[b] = (int32_t)((b * 7 + 3) % classes);
+    sn_tensor *xt = wrap(xv, 4, fused->dims[images]), *yt = NULL;
+    ck_assert_int_eq(sn_tensor_wrap(NULL, yv, SN_DTYPE_I32, 1, &batch, SN_BORROW, &yt), SN_OK);
+    sn_net *nets[2] = {fused, plain};
+    sn_optim *opt[2];
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(sn_net_set_input(nets[k], images, xt), SN_OK);
+        ck_assert_int_eq(sn_net_set_input(nets[k], labels, yt), SN_OK);
+        sn_optim_params op = sn_optim_params_default(SN_OPTIM_MOMENTUM);
+        ck_assert_int_eq(sn_optim_new(nets[k], &op, &opt[k]), SN_OK);
+    }
+    sn_net_set_profile(fused, 1);
+    sn_node eps[512];
+    int n_eps = sn_graph_end_points(g, eps, 512);
+    ck_assert_int_le(n_eps, 512);
+    for (int step = 0; step < 2; step++) {
+        for (int k = 0; k < 2; k++) {
+            ck_assert_msg(sn_net_forward(nets[k]) == SN_OK, "%s", sn_ctx_errmsg(nets[k]->ctx));
+            ck_assert_msg(sn_net_backward(nets[k], loss) == SN_OK, "%s",
+                          sn_ctx_errmsg(nets[k]->ctx));
+        }
+        same_bits(output(fused, loss), output(plain, loss), "loss", step);
+        for (int e = 0; e < n_eps; e++) {
+            char buf[64];
+            same_bits(output(fused, eps[e]), output(plain, eps[e]),
+                      sn__node_label(g, eps[e], buf, sizeof buf), step);
+        }
+        for (int v = 0; v < sn_graph_num_vars(g); v++) {
+            sn_var_info vi;
+            ck_assert_int_eq(sn_graph_var(g, v, &vi), SN_OK);
+            sn_tensor *a = NULL, *b = NULL;
+            if (sn_net_get_grad(fused, vi.name, &a) == SN_OK) {
+                ck_assert_int_eq(sn_net_get_grad(plain, vi.name, &b), SN_OK);
+                same_bits(a, b, vi.name, step);
+            }
+        }
+        for (int k = 0; k < 2; k++) ck_assert_int_eq(sn_optim_step(opt[k], 0.05f), SN_OK);
+        for (int v = 0; v < sn_graph_num_vars(g); v++) {
+            sn_var_info vi;
+            ck_assert_int_eq(sn_graph_var(g, v, &vi), SN_OK);
+            sn_tensor *a = NULL, *b = NULL;
+            ck_assert_int_eq(sn_net_get_var(fused, vi.name, &a), SN_OK);
+            ck_assert_int_eq(sn_net_get_var(plain, vi.name, &b), SN_OK);
+            same_bits(a, b, vi.name, step);
+        }
+    }
+    if (fused->n_fused) {
+        char rep[4096];
+        ck_assert_int_eq(sn_net_profile_report(fused, rep, sizeof rep), SN_OK);
+        ck_assert_msg(strstr(rep, "folded into the convolution, matmul or batch norm before "
+                                  "them:") != NULL, "%s", rep);
+    }
+    int folded = fused->n_fused;
+    for (int k = 0; k < 2; k++) {
+        sn_optim_free(opt[k]);
+        sn_net_free(nets[k]);
+    }
+    sn_tensor_free(xt);
+    sn_tensor_free(yt);
+    free(xv);
+    free(yv);
+    return folded;
+}
+
+/* Conv + BN (no activation), the way slim layers build a residual branch's last layer. */
+static sn_node conv_bn(sn_graph *g, sn_node x, int k, int kh, int stride, const char *name) {
+    sn_conv_params p = sn_conv_params_from(g, k, kh, kh, stride);
+    p.activation = SN_ACT_NONE;
+    return sn_conv2d_p(g, x, &p, name);
+}
+
+/* ResNet- and Inception-like: every chain a training net folds and the cases it must not.
+ * Returns the loss; *expect is the number of nodes the compiler should fold. */
+static sn_node training_fusion_net(sn_graph *g, sn_node *images, sn_node *labels,
+                                   sn_node *bn_ep, int *expect) {
+    int64_t in[4] = {SN_BATCH, 9, 9, 3}, ld[1] = {SN_BATCH};
+    *images = sn_input(g, "images", SN_DTYPE_F32, 4, in);
+    *labels = sn_input(g, "labels", SN_DTYPE_I32, 1, ld);
+    sn_defaults *d = sn_graph_defaults(g);
+    d->is_training = 1;
+    d->batch_norm = 1;
+    d->weight_decay = 1e-3f;
+    sn_node h = sn_conv2d(g, *images, 8, 3, 3, 1, "stem");              /* BN+relu: 1 */
+    /* Identity shortcut: h + BN(conv), relu. */
+    sn_node r = sn_conv2d(g, h, 8, 3, 3, 1, "u1/conv1");                /* 1 */
+    r = conv_bn(g, r, 8, 3, 1, "u1/conv2");
+    h = sn_op_relu(g, sn_op_add(g, h, r));                              /* add, relu: 2 */
+    /* Projection shortcut, operands the other way round, relu6, gamma. */
+    d->bn_scale = 1;
+    sn_node sc = conv_bn(g, h, 16, 1, 2, "u2/shortcut");                /* later add: 0 */
+    r = conv_bn(g, h, 16, 3, 2, "u2/conv1");
+    h = sn_op_relu6(g, sn_op_add(g, r, sc));                            /* 2 */
+    /* A residual read between the head and the add: the add stays, and so does the relu
+     * after it (folded, the residual's gradient would be summed in another order: the
+     * readers' backward would run before the head's). */
+    r = conv_bn(g, h, 16, 1, 1, "u3/conv1");                            /* 0 */
+    sn_node side1 = sn_op_scale(g, h, 0.37f), side2 = sn_op_scale(g, h, -1.3f);
+    h = sn_op_relu(g, sn_op_add(g, r, h));
+    h = sn_op_add(g, sn_op_add(g, h, side1), side2);
+    /* BN output that is an end point: the relu reading it stays. */
+    *bn_ep = conv_bn(g, h, 16, 3, 1, "u4/conv1");                       /* 0 */
+    sn_graph_end_point(g, *bn_ep, "u4_bn");
+    h = sn_op_relu(g, *bn_ep);
+    /* BN output with two consumers: nothing folds. */
+    sn_node two = conv_bn(g, h, 16, 1, 1, "u5/conv1");                  /* 0 */
+    h = sn_op_add(g, sn_op_relu(g, two), two);
+    /* BN with its own input as the residual: left alone (dx and dres would alias). */
+    sn_node bnx = sn_batch_norm(g, h, "u6/BatchNorm");                  /* 0 */
+    h = sn_op_relu(g, sn_op_add(g, bnx, h));
+    /* BN + add with no activation, the sum an end point (the tail may be read). */
+    r = conv_bn(g, h, 16, 1, 1, "u7/conv1");
+    h = sn_op_add(g, h, r);                                             /* 1 */
+    sn_graph_end_point(g, h, "u7_out");
+    /* Inception-like: branches of conv+BN+relu, concatenated. */
+    sn_node b0 = sn_conv2d(g, h, 8, 1, 1, 1, "mixed/b0");               /* 1 */
+    sn_node b1 = sn_conv2d(g, h, 8, 1, 1, 1, "mixed/b1a");              /* 1 */
+    b1 = sn_conv2d(g, b1, 8, 3, 3, 1, "mixed/b1b");                     /* 1 */
+    sn_node b2 = sn_avg_pool2d(g, h, 3, 1, SN_PAD_SAME, "mixed/pool");
+    d->activation = SN_ACT_RELU6;
+    b2 = sn_conv2d(g, b2, 8, 1, 1, 1, "mixed/b2");                      /* 1 */
+    sn_node br[3] = {b0, b1, b2};
+    h = sn_op_concat(g, 3, br);
+    h = sn_op_spatial_mean(g, h, 0);
+    d->batch_norm = 0;
+    d->activation = SN_ACT_NONE;
+    sn_node logits = sn_fully_connected(g, h, 5, "logits");
+    sn_graph_end_point(g, logits, "logits");
+    sn_node loss = sn_op_softmax_xent(g, logits, *labels, 0.1f);
+    int nr = 0;
+    const sn_node *rl = sn_graph_regularization_losses(g, &nr);
+    ck_assert_int_gt(nr, 0);
+    ck_assert_int_lt(nr, 63);
+    sn_node regs[64];
+    memcpy(regs, rl, (size_t)nr * sizeof *regs);
+    regs[nr++] = loss;
+    *expect = 11;
+    return sn_op_add_n(g, nr, regs);
+}
+
+START_TEST(test_fusion_training) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    sn_node images, labels, bn_ep;
+    int expect = 0;
+    sn_node loss = training_fusion_net(g, &images, &labels, &bn_ep, &expect);
+    ck_assert_msg(sn_graph_status(g) == SN_OK, "%s", sn_graph_errmsg(g));
+    ck_assert_int_eq(train_fused_vs_plain(g, images, labels, loss, 3, 5), expect);
+    /* The end point's batch norm heads nothing; a forward-only net folds the same chains,
+     * and the logits' bias into their matmul. */
+    sn_net *fwd = compile(g, 3, 0), *fwd0 = compile_f(g, 3, 0, 0);
+    ck_assert_int_eq(fwd->n_fused, expect + 1);
+    ck_assert_int_eq(fwd->fuse[bn_ep].tail, bn_ep);
+    ck_assert_int_eq(fwd->fuse[bn_ep].head, -1);
+    ck_assert_ptr_null(fwd0->fuse);
+    int64_t xd[4] = {3, 9, 9, 3};
+    float xv[3 * 9 * 9 * 3];
+    tu_fill(xv, 3 * 9 * 9 * 3, 23);
+    sn_tensor *xt = wrap(xv, 4, xd);
+    ck_assert_int_eq(sn_net_set_input(fwd, images, xt), SN_OK);
+    ck_assert_int_eq(sn_net_set_input(fwd0, images, xt), SN_OK);
+    sn_node eps[16];
+    int n_eps = sn_graph_end_points(g, eps, 16);
+    for (int e = 0; e < n_eps; e++) compare_nets(fwd, fwd0, eps[e], "forward-only end point");
+    sn_tensor_free(xt);
+    sn_net_free(fwd);
+    sn_net_free(fwd0);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* Zoo nets at a small size: every residual unit of resnet_v1_50 and every expanded
+ * convolution of mobilenet_v2 is a batch norm chain. */
+START_TEST(test_fusion_training_zoo) {
+    static const char *models[] = {"resnet_v1_50", "mobilenet_v2"};
+    static const int min_folded[] = {16 * 2 + 33, 30};
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[4] = {SN_BATCH, 32, 32, 3}, ld[1] = {SN_BATCH};
+    sn_node images = sn_input(g, "images", SN_DTYPE_F32, 4, in);
+    sn_node labels = sn_input(g, "labels", SN_DTYPE_I32, 1, ld);
+    sn_model_params mp = sn_model_params_default();
+    mp.num_classes = 6;
+    sn_model m;
+    ck_assert_msg(sn_model_build(g, models[_i], images, &mp, &m) == SN_OK, "%s",
+                  sn_graph_errmsg(g));
+    sn_node loss = sn_op_softmax_xent(g, m.logits, labels, 0.0f);
+    int folded = train_fused_vs_plain(g, images, labels, loss, 2, 6);
+    ck_assert_msg(folded >= min_folded[_i], "%s: %d nodes folded", models[_i], folded);
     sn_graph_free(g);
     sn_ctx_free(ctx);
 } END_TEST
@@ -652,6 +900,8 @@ Suite *suite_graph(void) {
     tcase_add_test(tc, test_arena_reuse);
     tcase_add_test(tc, test_determinism);
     tcase_add_test(tc, test_fusion_inference);
+    tcase_add_test(tc, test_fusion_training);
+    tcase_add_loop_test(tc, test_fusion_training_zoo, 0, 2);
     tcase_add_test(tc, test_dropout_steps);
     tcase_add_test(tc, test_many_nodes);
     suite_add_tcase(s, tc);

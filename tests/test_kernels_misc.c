@@ -587,6 +587,142 @@ START_TEST(test_bn_train_bwd_large) {
 }
 END_TEST
 
+/* The fused training chain (bn_train_fwd_ep, bn_train_bwd_ep) against the unfused kernel
+ * sequence a training net runs: bn_train_fwd -> add_fwd -> relu_fwd/relu6_fwd forward, and
+ * backward relu_bwd/relu6_bwd into a zeroed buffer -> add_bwd (accum into a zeroed buffer and
+ * into the residual's) -> bn_train_bwd.  Bit for bit, for every residual/act combination,
+ * with and without gamma/beta, odd C and C % 4 == 0, serial and parallel sizes.  Channels 0
+ * and 1 are constant (bn gives exactly beta), beta 0 and 6 there, so the
+ * activations' kinks are hit exactly; with a residual, some elements are made to sum to
+ * exactly 0 or 6; dy holds -0.0 entries.  No finite-difference check is needed: the fused
+ * kernels are the unfused ones' operations, whose gradients test_bn_train_grad and
+ * test_relu check. */
+START_TEST(test_bn_train_ep_bit_exact) {
+    sn__dev d = cpu_dev();
+    const int64_t shapes[][2] = {{37, 5}, {50, 12}, {300, 64}, {1, 3}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int64_t rows = shapes[si][0], C = shapes[si][1];
+        size_t n = (size_t)(rows * C);
+        uint64_t s = 900 + 10 * si;
+        float *x = frand(n, s), *dy = frand(n, s + 1), *g = frand(C, s + 2);
+        float *b = frand(C, s + 3), *res = frand(n, s + 4);
+        for (int64_t c = 0; c < C; c++) g[c] = 1.0f + 0.5f * g[c];
+        b[0] = 0.0f;
+        if (C > 1) b[1] = 6.0f;
+        for (int64_t r = 0; r < rows; r++) {
+            x[r * C] = 0.75f;                 /* constant channels: bn gives beta */
+            if (C > 1) x[r * C + 1] = 0.5f;
+        }
+        for (size_t e = 0; e < n; e += 7) dy[e] = -0.0f;
+        /* Make some sums exactly 0 and 6: residual = target - bn(x) where that is exact. */
+        float *ybn = frand(n, 0), *mean = frand(C, 0), *var = frand(C, 0);
+        ck_assert_int_eq(sn__bn_train_fwd_cpu(&d, ybn, mean, var, x, g, b, 1e-3f, rows, C),
+                         SN_OK);
+        for (size_t e = 0; e < n; e += 5) res[e] = (e / 5) % 2 ? 6.0f - ybn[e] : -ybn[e];
+        for (int with = 0; with < 2; with++) {
+            const float *gg = with ? g : NULL, *bb = with ? b : NULL;
+            for (int has_res = 0; has_res < 2; has_res++) {
+                for (int act = SN__ACT_NONE; act <= SN__ACT_RELU6; act++) {
+                    char what[96];
+                    snprintf(what, sizeof what, "rows=%lld C=%lld gamma/beta=%d res=%d act=%d",
+                             (long long)rows, (long long)C, with, has_res, act);
+                    const float *r = has_res ? res : NULL;
+                    /* Unfused forward. */
+                    float *y1 = frand(n, 0), *m1 = frand(C, 0), *v1 = frand(C, 0);
+                    float *t = frand(n, 0), *y2 = frand(n, 0), *m2 = frand(C, 0);
+                    float *v2 = frand(C, 0);
+                    ck_assert_int_eq(sn__bn_train_fwd_cpu(&d, y1, m1, v1, x, gg, bb, 1e-3f,
+                                                          rows, C), SN_OK);
+                    if (r) {
+                        ck_assert_int_eq(sn__add_fwd_cpu(&d, t, r, y1, (int64_t)n), SN_OK);
+                        memcpy(y1, t, n * sizeof *t);
+                    }
+                    if (act == SN__ACT_RELU)
+                        ck_assert_int_eq(sn__relu_fwd_cpu(&d, y1, y1, (int64_t)n), SN_OK);
+                    if (act == SN__ACT_RELU6)
+                        ck_assert_int_eq(sn__relu6_fwd_cpu(&d, y1, y1, (int64_t)n), SN_OK);
+                    ck_assert_int_eq(sn__bn_train_fwd_ep_cpu(&d, y2, m2, v2, x, gg, bb, 1e-3f,
+                                                             r, act, rows, C), SN_OK);
+                    ck_assert_msg(memcmp(m1, m2, C * sizeof *m1) == 0, "%s: mean", what);
+                    ck_assert_msg(memcmp(v1, v2, C * sizeof *v1) == 0, "%s: var", what);
+                    ck_assert_msg(memcmp(y1, y2, n * sizeof *y1) == 0, "%s: y", what);
+                    if (with) {   /* the kinks were hit: pre-activation values 0 and 6 */
+                        const float *pre = r ? t : ybn;
+                        size_t at0 = 0, at6 = 0;
+                        for (size_t e = 0; e < n; e++) {
+                            at0 += pre[e] == 0.0f;
+                            at6 += pre[e] == 6.0f;
+                        }
+                        ck_assert_msg(at0 > 0, "%s: no pre-activation value is 0", what);
+                        ck_assert_msg(C < 2 || n < 10 || at6 > 0, "%s: none is 6", what);
+                    }
+                    /* Unfused backward; the accumulated gradients start random. */
+                    float *dx1 = frand(n, s + 5), *dg1 = frand(C, s + 6), *db1 = frand(C, s + 7);
+                    float *dr1 = frand(n, s + 8), *gadd = frand(n, 0), *gbn = frand(n, 0);
+                    if (act == SN__ACT_RELU)
+                        ck_assert_int_eq(sn__relu_bwd_cpu(&d, gadd, dy, y1, (int64_t)n), SN_OK);
+                    else if (act == SN__ACT_RELU6)
+                        ck_assert_int_eq(sn__relu6_bwd_cpu(&d, gadd, dy, y1, (int64_t)n), SN_OK);
+                    else
+                        memcpy(gadd, dy, n * sizeof *dy);
+                    ck_assert_int_eq(sn__accum_cpu(&d, gbn, gadd, 1.0f, (int64_t)n), SN_OK);
+                    if (r) ck_assert_int_eq(sn__accum_cpu(&d, dr1, gadd, 1.0f, (int64_t)n), SN_OK);
+                    ck_assert_int_eq(sn__bn_train_bwd_cpu(&d, dx1, with ? dg1 : NULL,
+                                                          with ? db1 : NULL, gbn, x, gg, m1, v1,
+                                                          1e-3f, rows, C), SN_OK);
+                    float *dx2 = frand(n, s + 5), *dg2 = frand(C, s + 6), *db2 = frand(C, s + 7);
+                    float *dr2 = frand(n, s + 8);
+                    ck_assert_int_eq(sn__bn_train_bwd_ep_cpu(&d, dx2, with ? dg2 : NULL,
+                                                             with ? db2 : NULL, r ? dr2 : NULL,
+                                                             dy, y2, x, gg, m2, v2, 1e-3f, act,
+                                                             0u, rows, C), SN_OK);
+                    ck_assert_msg(memcmp(dx1, dx2, n * sizeof *dx1) == 0, "%s: dx", what);
+                    ck_assert_msg(memcmp(dg1, dg2, C * sizeof *dg1) == 0, "%s: dgamma", what);
+                    ck_assert_msg(memcmp(db1, db2, C * sizeof *db1) == 0, "%s: dbeta", what);
+                    ck_assert_msg(memcmp(dr1, dr2, n * sizeof *dr1) == 0, "%s: dres", what);
+                    /* dx NULL: the parameter and residual gradients alone. */
+                    float *dg3 = frand(C, s + 6), *db3 = frand(C, s + 7), *dr3 = frand(n, s + 8);
+                    ck_assert_int_eq(sn__bn_train_bwd_ep_cpu(&d, NULL, dg3, db3, r ? dr3 : NULL,
+                                                             dy, y2, x, gg, m2, v2, 1e-3f, act,
+                                                             0u, rows, C), SN_OK);
+                    /* set = 3: dx and dres SET (NaN before, never read) equal adding into
+                     * zeros, bit for bit. */
+                    float *dx4 = frand(n, 0), *dr4 = frand(n, 0), *dx5 = frand(n, 0);
+                    float *dr5 = frand(n, 0), *dg4 = frand(C, 0);
+                    for (size_t q = 0; q < n; q++) {
+                        dx4[q] = dr4[q] = NAN;
+                        dx5[q] = dr5[q] = 0.0f;
+                    }
+                    ck_assert_int_eq(sn__bn_train_bwd_ep_cpu(&d, dx4, dg4, NULL, r ? dr4 : NULL,
+                                                             dy, y2, x, gg, m2, v2, 1e-3f, act,
+                                                             3u, rows, C), SN_OK);
+                    ck_assert_int_eq(sn__bn_train_bwd_ep_cpu(&d, dx5, dg4, NULL, r ? dr5 : NULL,
+                                                             dy, y2, x, gg, m2, v2, 1e-3f, act,
+                                                             0u, rows, C), SN_OK);
+                    ck_assert_msg(memcmp(dx4, dx5, n * sizeof *dx4) == 0, "%s: set dx", what);
+                    if (r)
+                        ck_assert_msg(memcmp(dr4, dr5, n * sizeof *dr4) == 0, "%s: set dres",
+                                      what);
+                    free(dx4), free(dr4), free(dx5), free(dr5), free(dg4);
+                    if (with) {
+                        ck_assert_msg(memcmp(dg1, dg3, C * sizeof *dg1) == 0, "%s: dg NULL dx",
+                                      what);
+                        ck_assert_msg(memcmp(db1, db3, C * sizeof *db1) == 0, "%s: db NULL dx",
+                                      what);
+                    }
+                    ck_assert_msg(memcmp(dr1, dr3, n * sizeof *dr1) == 0, "%s: dres NULL dx",
+                                  what);
+                    free(y1), free(m1), free(v1), free(t), free(y2), free(m2), free(v2);
+                    free(dx1), free(dg1), free(db1), free(dr1), free(gadd), free(gbn);
+                    free(dx2), free(dg2), free(db2), free(dr2), free(dg3), free(db3), free(dr3);
+                }
+            }
+        }
+        free(x), free(dy), free(g), free(b), free(res), free(ybn), free(mean), free(var);
+    }
+}
+END_TEST
+
 START_TEST(test_bn_update_moving) {
     sn__dev d = cpu_dev();
     float mm[2] = {1, -1}, mv[2] = {2, 1};
@@ -1244,6 +1380,7 @@ Suite *suite_kernels_misc(void) {
     tcase_add_test(tc, test_bn_train_grad);
     tcase_add_test(tc, test_bn_infer);
     tcase_add_test(tc, test_bn_train_bwd_large);
+    tcase_add_test(tc, test_bn_train_ep_bit_exact);
     tcase_add_test(tc, test_bn_update_moving);
     tcase_add_test(tc, test_bias);
     tcase_add_test(tc, test_relu);

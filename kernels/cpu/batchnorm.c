@@ -3,6 +3,8 @@
  * dgamma, dbeta, moving_* (C).  gamma NULL means 1, beta NULL means 0.
  * xhat = (x - mean) * invstd, invstd = 1 / sqrt(var + eps). */
 #include <math.h>
+#include <stdbool.h>
+#include <string.h>
 #include "../kernels.h"
 
 /* Work is split into channel blocks of CB (one cache line of floats) so that each task owns
@@ -31,12 +33,9 @@ static void moments(double *mean, double *var, const float *x, int64_t rows, int
     for (int64_t c = 0; c < nc; c++) var[c] = rows ? ss[c] / (double)rows : 0.0;
 }
 
-/* Training forward: writes the batch mean and biased variance to mean/var, then
- * y = gamma * (x - mean) / sqrt(var + eps) + beta, using the stored float moments so that
- * bn_train_bwd, which is given them, differentiates exactly this function. */
-sn_status sn__bn_train_fwd_cpu(sn__dev *d, float *y, float *mean, float *var, const float *x,
-                               const float *gamma, const float *beta, float eps,
-                               int64_t rows, int64_t C) {
+/* Writes the batch mean and biased variance of every channel (as floats). */
+static void batch_moments(sn__dev *d, float *mean, float *var, const float *x, int64_t rows,
+                          int64_t C) {
     const int64_t ncb = (C + CB - 1) / CB;
 #pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
     for (int64_t b = 0; b < ncb; b++) {
@@ -48,17 +47,85 @@ sn_status sn__bn_train_fwd_cpu(sn__dev *d, float *y, float *mean, float *var, co
             var[c0 + c] = (float)v[c];
         }
     }
+}
+
+/* relu_fwd's and relu6_fwd's expressions (eltwise.c), or v itself. */
+static inline float act_fwd(float v, int act) {
+    if (act == SN__ACT_RELU) return v > 0.0f ? v : 0.0f;
+    if (act == SN__ACT_RELU6) return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    return v;
+}
+
+/* y = act((x - mean) * scale + shift [+ residual]) with scale = gamma / sqrtf(var + eps):
+ * bn_infer_fwd, then add_fwd's and relu_fwd's/relu6_fwd's operations on the same float. */
+static void normalize(sn__dev *d, float *y, const float *x, const float *gamma,
+                      const float *beta, const float *mean, const float *var, float eps,
+                      const float *residual, int act, int64_t rows, int64_t C) {
+    const int64_t ncb = (C + CB - 1) / CB, nrb = (rows + RB - 1) / RB;
+#pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
+    for (int64_t t = 0; t < nrb * ncb; t++) {
+        int64_t r0 = t / ncb * RB, r1 = min64(rows, r0 + RB);
+        int64_t c0 = t % ncb * CB, nc = min64(CB, C - c0);
+        float scale[CB], shift[CB];
+        for (int64_t c = 0; c < nc; c++) {
+            scale[c] = (gamma ? gamma[c0 + c] : 1.0f) / sqrtf(var[c0 + c] + eps);
+            shift[c] = beta ? beta[c0 + c] : 0.0f;
+        }
+        /* Centre first, as TF does: x*scale - mean*scale cancels badly when |mean| >> std. */
+        for (int64_t r = r0; r < r1; r++) {
+            for (int64_t c = 0; c < nc; c++) {
+                int64_t e = r * C + c0 + c;
+                float v = (x[e] - mean[c0 + c]) * scale[c] + shift[c];
+                if (residual) v = v + residual[e];
+                y[e] = act_fwd(v, act);
+            }
+        }
+    }
+}
+
+/* Training forward: writes the batch mean and biased variance to mean/var, then
+ * y = gamma * (x - mean) / sqrt(var + eps) + beta, using the stored float moments so that
+ * bn_train_bwd, which is given them, differentiates exactly this function. */
+sn_status sn__bn_train_fwd_cpu(sn__dev *d, float *y, float *mean, float *var, const float *x,
+                               const float *gamma, const float *beta, float eps,
+                               int64_t rows, int64_t C) {
+    batch_moments(d, mean, var, x, rows, C);
     /* With the moments fixed, the normalization is the inference one. */
-    return sn__bn_infer_fwd_cpu(d, y, x, gamma, beta, mean, var, eps, rows, C);
+    normalize(d, y, x, gamma, beta, mean, var, eps, NULL, SN__ACT_NONE, rows, C);
+    return SN_OK;
+}
+
+/* bn_train_fwd, then the residual add and the activation on each value while it is in a
+ * register: one pass over memory where the unfused chain makes three. */
+sn_status sn__bn_train_fwd_ep_cpu(sn__dev *d, float *y, float *mean, float *var,
+                                  const float *x, const float *gamma, const float *beta,
+                                  float eps, const float *residual, int act, int64_t rows,
+                                  int64_t C) {
+    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bn_train_fwd_ep: act %d", act);
+    batch_moments(d, mean, var, x, rows, C);
+    normalize(d, y, x, gamma, beta, mean, var, eps, residual, act, rows, C);
+    return SN_OK;
+}
+
+/* The gradient the unfused chain leaves in its add's (or batch norm's) gradient buffer at
+ * element e: relu_bwd or relu6_bwd into a zeroed buffer, 0 + (dy masked by the output y),
+ * or without an activation dy itself. */
+static inline float chain_grad(const float *dy, const float *y, int act, int64_t e) {
+    if (act == SN__ACT_RELU) return 0.0f + (y[e] > 0.0f ? dy[e] : 0.0f);
+    if (act == SN__ACT_RELU6) return 0.0f + (y[e] > 0.0f && y[e] < 6.0f ? dy[e] : 0.0f);
+    return dy[e];
 }
 
 /* Training backward, through the batch moments.  Per channel, with dxhat = dy * gamma:
  *   dx += invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
- *   dgamma += sum(dy * xhat),  dbeta += sum(dy)   (each, dx too, skipped when NULL). */
-sn_status sn__bn_train_bwd_cpu(sn__dev *d, float *dx, float *dgamma, float *dbeta,
-                               const float *dy, const float *x, const float *gamma,
-                               const float *mean, const float *var, float eps, int64_t rows,
-                               int64_t C) {
+ *   dgamma += sum(dy * xhat),  dbeta += sum(dy)   (each, dx too, skipped when NULL).
+ * With chain (bn_train_bwd_ep), dy is first the chain's: m = chain_grad(), dres += m (add_bwd
+ * with alpha 1), and the batch norm's gradient is 0 + m (add_bwd into a zeroed buffer). */
+static void train_bwd(sn__dev *d, float *dx, float *dgamma, float *dbeta, float *dres,
+                      const float *dy, const float *y, const float *x, const float *gamma,
+                      const float *mean, const float *var, float eps, bool chain, int act,
+                      int64_t rows, int64_t C) {
     const int64_t ncb = (C + CB - 1) / CB;
 #pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
     for (int64_t b = 0; b < ncb; b++) {
@@ -70,9 +137,16 @@ sn_status sn__bn_train_bwd_cpu(sn__dev *d, float *dx, float *dgamma, float *dbet
         }
         for (int64_t r = 0; r < rows; r++) {
             for (int64_t c = 0; c < nc; c++) {
-                double g = dy[r * C + c0 + c];
+                int64_t e = r * C + c0 + c;
+                float gf = dy[e];
+                if (chain) {
+                    float m = chain_grad(dy, y, act, e);
+                    if (dres) dres[e] += m;
+                    gf = 0.0f + m;
+                }
+                double g = gf;
                 sdy[c] += g;
-                sdyx[c] += g * (x[r * C + c0 + c] - mu[c]) * is[c];
+                sdyx[c] += g * (x[e] - mu[c]) * is[c];
             }
         }
         float k[CB], mdy[CB], mdyx[CB], isf[CB], muf[CB];
@@ -87,11 +161,34 @@ sn_status sn__bn_train_bwd_cpu(sn__dev *d, float *dx, float *dgamma, float *dbet
         }
         for (int64_t r = 0; dx && r < rows; r++) {
             for (int64_t c = 0; c < nc; c++) {
-                float xhat = (x[r * C + c0 + c] - muf[c]) * isf[c];
-                dx[r * C + c0 + c] += k[c] * (dy[r * C + c0 + c] - mdy[c] - xhat * mdyx[c]);
+                int64_t e = r * C + c0 + c;
+                float gf = chain ? 0.0f + chain_grad(dy, y, act, e) : dy[e];
+                float xhat = (x[e] - muf[c]) * isf[c];
+                dx[e] += k[c] * (gf - mdy[c] - xhat * mdyx[c]);
             }
         }
     }
+}
+
+sn_status sn__bn_train_bwd_cpu(sn__dev *d, float *dx, float *dgamma, float *dbeta,
+                               const float *dy, const float *x, const float *gamma,
+                               const float *mean, const float *var, float eps, int64_t rows,
+                               int64_t C) {
+    train_bwd(d, dx, dgamma, dbeta, NULL, dy, NULL, x, gamma, mean, var, eps, false,
+              SN__ACT_NONE, rows, C);
+    return SN_OK;
+}
+
+sn_status sn__bn_train_bwd_ep_cpu(sn__dev *d, float *dx, float *dgamma, float *dbeta,
+                                  float *dres, const float *dy, const float *y, const float *x,
+                                  const float *gamma, const float *mean, const float *var,
+                                  float eps, int act, unsigned set, int64_t rows, int64_t C) {
+    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bn_train_bwd_ep: act %d", act);
+    /* set: adding into zeros is the definition (and bit-identical to it) */
+    if ((set & 1u) && dx && rows * C > 0) memset(dx, 0, (size_t)(rows * C) * sizeof(float));
+    if ((set & 2u) && dres && rows * C > 0) memset(dres, 0, (size_t)(rows * C) * sizeof(float));
+    train_bwd(d, dx, dgamma, dbeta, dres, dy, y, x, gamma, mean, var, eps, true, act, rows, C);
     return SN_OK;
 }
 
@@ -100,21 +197,7 @@ sn_status sn__bn_train_bwd_cpu(sn__dev *d, float *dx, float *dgamma, float *dbet
 sn_status sn__bn_infer_fwd_cpu(sn__dev *d, float *y, const float *x, const float *gamma,
                                const float *beta, const float *mean, const float *var,
                                float eps, int64_t rows, int64_t C) {
-    const int64_t ncb = (C + CB - 1) / CB, nrb = (rows + RB - 1) / RB;
-#pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
-    for (int64_t t = 0; t < nrb * ncb; t++) {
-        int64_t r0 = t / ncb * RB, r1 = min64(rows, r0 + RB);
-        int64_t c0 = t % ncb * CB, nc = min64(CB, C - c0);
-        float scale[CB], shift[CB];
-        for (int64_t c = 0; c < nc; c++) {
-            scale[c] = (gamma ? gamma[c0 + c] : 1.0f) / sqrtf(var[c0 + c] + eps);
-            shift[c] = beta ? beta[c0 + c] : 0.0f;
-        }
-        /* Centre first, as TF does: x*scale - mean*scale cancels badly when |mean| >> std. */
-        for (int64_t r = r0; r < r1; r++)
-            for (int64_t c = 0; c < nc; c++)
-                y[r * C + c0 + c] = (x[r * C + c0 + c] - mean[c0 + c]) * scale[c] + shift[c];
-    }
+    normalize(d, y, x, gamma, beta, mean, var, eps, NULL, SN__ACT_NONE, rows, C);
     return SN_OK;
 }
 

@@ -162,6 +162,41 @@ struct sum_f {
     }
 };
 
+/* The chain folded into a training batch norm (bn_train_fwd_ep / bn_train_bwd_ep): relu or
+ * relu6 with eltwise.cu's expressions, or nothing. */
+static __device__ __forceinline__ float act_fwd(float v, int act) {
+    if (act == SN__ACT_RELU) return v > 0.0f ? v : 0.0f;
+    if (act == SN__ACT_RELU6) return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    return v;
+}
+/* What the unfused backward leaves in the add's gradient: relu_bwd/relu6_bwd into a zeroed
+ * buffer (0 + masked dy, the mask read from the chain's output y), or dy itself. */
+static __device__ __forceinline__ float chain_grad(float dy, float y, int act) {
+    if (act == SN__ACT_RELU) return __fadd_rn(0.0f, y > 0.0f ? dy : 0.0f);
+    if (act == SN__ACT_RELU6) return __fadd_rn(0.0f, y > 0.0f && y < 6.0f ? dy : 0.0f);
+    return dy;
+}
+
+/* Sums g and g*(x - mean), g = 0 + chain_grad(dy, y) (fused batch norm backward). */
+struct chain_xmu_f {
+    const float *dy, *y, *x, *mean;
+    int act;
+    int64_t C;
+    template <int V>
+    __device__ void add(double (&acc)[2][V], int64_t r, int64_t c0) const {
+        float g[V], u[V] = {0.0f}, v[V];
+        ld<V>(g, dy + r * C + c0);
+        if (act != SN__ACT_NONE) ld<V>(u, y + r * C + c0);
+        ld<V>(v, x + r * C + c0);
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+            float gf = __fadd_rn(0.0f, chain_grad(g[j], act != SN__ACT_NONE ? u[j] : 0.0f, act));
+            acc[0][j] += gf;
+            acc[1][j] += (double)gf * ((double)v[j] - (double)mean[c0 + j]);
+        }
+    }
+};
+
 /* ---- stage 3: row-wise application ----------------------------------------------------- */
 
 template <int V, class F>
@@ -221,6 +256,65 @@ struct train_bwd_apply_f {
             int64_t ch = c0 + j;
             float xhat = (v[j] - mean[ch]) * k[3 * C + ch];
             a[j] += k[ch] * (g[j] - k[C + ch] - xhat * k[2 * C + ch]);
+        }
+        st<V>(dx + r * C + c0, a);
+    }
+};
+
+/* y = act((x - mean[c]) * scale[c] + beta[c] [+ res])   (fused training forward) */
+struct norm_ep_apply_f {
+    float *y;
+    const float *x, *mean, *scale, *beta, *res;
+    int act;
+    int64_t C;
+    template <int V>
+    __device__ void row(int64_t r, int64_t c0) const {
+        float v[V], q[V] = {0.0f};
+        ld<V>(v, x + r * C + c0);
+        if (res) ld<V>(q, res + r * C + c0);
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+            float t = (v[j] - mean[c0 + j]) * scale[c0 + j] + par(beta, c0 + j, 0.0f);
+            if (res) t = __fadd_rn(t, q[j]);
+            v[j] = act_fwd(t, act);
+        }
+        st<V>(y + r * C + c0, v);
+    }
+};
+
+/* m = chain_grad(dy, y); dres += m; dx += k1*(g - k2 - xhat*k3) with g = 0 + m
+ * (fused training backward; dx or dres NULL: skipped, k unread without dx) */
+struct train_bwd_ep_apply_f {
+    float *dx, *dres;
+    const float *dy, *y, *x, *mean, *k;
+    int act;
+    unsigned set;   /* bit 0: dx = ..., bit 1: dres = ... (0 + the term: not read) */
+    int64_t C;
+    template <int V>
+    __device__ void row(int64_t r, int64_t c0) const {
+        float g[V], u[V] = {0.0f};
+        ld<V>(g, dy + r * C + c0);
+        if (act != SN__ACT_NONE) ld<V>(u, y + r * C + c0);
+#pragma unroll
+        for (int j = 0; j < V; j++)
+            g[j] = chain_grad(g[j], act != SN__ACT_NONE ? u[j] : 0.0f, act);
+        if (dres) {
+            float a[V] = {0.0f};
+            if (!(set & 2u)) ld<V>(a, dres + r * C + c0);
+#pragma unroll
+            for (int j = 0; j < V; j++) a[j] = __fadd_rn(a[j], g[j]);
+            st<V>(dres + r * C + c0, a);
+        }
+        if (!dx) return;
+        float a[V] = {0.0f}, v[V];
+        if (!(set & 1u)) ld<V>(a, dx + r * C + c0);
+        ld<V>(v, x + r * C + c0);
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+            int64_t ch = c0 + j;
+            float gf = __fadd_rn(0.0f, g[j]);
+            float xhat = (v[j] - mean[ch]) * k[3 * C + ch];
+            a[j] += k[ch] * (gf - k[C + ch] - xhat * k[2 * C + ch]);
         }
         st<V>(dx + r * C + c0, a);
     }
@@ -444,6 +538,67 @@ extern "C" sn_status sn__bn_train_bwd_cuda(sn__dev *d, float *dx, float *dgamma,
     if (!dx) return SN_OK;
     train_bwd_apply_f a = {dx, dy, x, mean, k, C};
     return apply(d, c, rows, C, v4, a, "bn_train_bwd");
+}
+
+/* bn_train_fwd with the folded residual add and activation applied in its normalizing
+ * pass (kernels.def). */
+extern "C" sn_status sn__bn_train_fwd_ep_cuda(sn__dev *d, float *y, float *mean, float *var,
+                                              const float *x, const float *gamma,
+                                              const float *beta, float eps,
+                                              const float *residual, int act, int64_t rows,
+                                              int64_t C) {
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check_rc(d, rows, C, "bn_train_fwd_ep"));
+    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bn_train_fwd_ep: act %d", act);
+    if (C == 0) return SN_OK;
+    if (rows == 0) {
+        SN__CU_TRY(sn__zero_cuda(d, mean, (size_t)C * sizeof(float)));
+        return sn__zero_cuda(d, var, (size_t)C * sizeof(float));
+    }
+    bool v4 = C % 4 == 0 && sn__aligned16(y) && sn__aligned16(x) &&
+              (!residual || sn__aligned16(residual));
+    double *part = NULL;
+    unsigned slices = 0;
+    stats_f f = {x, C};
+    SN__CU_TRY(partials<2>(d, c, rows, C, v4, f, "bn_train_fwd_ep", &part, &slices));
+    float *scale = (float *)c->scratch;
+    moments_finish_kernel<<<(unsigned)((C + 255) / 256), 256, 0, c->stream>>>(
+        mean, var, scale, part, slices, x, gamma, eps, rows, C);
+    SN__CU_TRY(sn__cuda_launched(d, "bn_train_fwd_ep"));
+    norm_ep_apply_f a = {y, x, mean, scale, beta, residual, act, C};
+    return apply(d, c, rows, C, v4, a, "bn_train_fwd_ep");
+}
+
+/* Gradients of bn_train_fwd_ep: the partial pass sums g and g*(x-mean) reading dy, y, x;
+ * the apply pass writes dres and dx. */
+extern "C" sn_status sn__bn_train_bwd_ep_cuda(sn__dev *d, float *dx, float *dgamma,
+                                              float *dbeta, float *dres, const float *dy,
+                                              const float *y, const float *x,
+                                              const float *gamma, const float *mean,
+                                              const float *var, float eps, int act,
+                                              unsigned set, int64_t rows, int64_t C) {
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check_rc(d, rows, C, "bn_train_bwd_ep"));
+    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bn_train_bwd_ep: act %d", act);
+    if (rows == 0 || C == 0) return SN_OK;
+    bool v4 = C % 4 == 0 && sn__aligned16(dy) && sn__aligned16(x) &&
+              (act == SN__ACT_NONE || sn__aligned16(y)) && (!dx || sn__aligned16(dx)) &&
+              (!dres || sn__aligned16(dres));
+    float *k = (float *)c->scratch;
+    if (dx || dgamma || dbeta) {
+        double *part = NULL;
+        unsigned slices = 0;
+        chain_xmu_f f = {dy, y, x, mean, act, C};
+        SN__CU_TRY(partials<2>(d, c, rows, C, v4, f, "bn_train_bwd_ep", &part, &slices));
+        train_bwd_finish_kernel<<<(unsigned)((C + 255) / 256), 256, 0, c->stream>>>(
+            k, dgamma, dbeta, part, slices, gamma, var, eps, rows, C);
+        SN__CU_TRY(sn__cuda_launched(d, "bn_train_bwd_ep"));
+    }
+    if (!dx && !dres) return SN_OK;
+    train_bwd_ep_apply_f a = {dx, dres, dy, y, x, mean, k, act, set, C};
+    return apply(d, c, rows, C, v4, a, "bn_train_bwd_ep");
 }
 
 /* scale[c] = gamma[c] / sqrt(var[c] + eps): in float for the forward, through a double
