@@ -212,6 +212,8 @@ static const geom dw_geoms[] = {
     {1, 9, 9, 4, 0, 1, 7, 1, 1, 1, 1, PAD_SAME},      /* 1x7 */
     {2, 13, 5, 7, 0, 3, 5, 2, 1, 1, 2, PAD_SAME},     /* everything unequal */
     {4, 32, 32, 16, 0, 3, 3, 1, 1, 1, 1, PAD_SAME},   /* enough positions for slices */
+    {1, 11, 11, 8, 0, 3, 3, 1, 1, 2, 2, PAD_SAME},    /* dilation 2, 4 channels a thread */
+    {2, 29, 29, 12, 0, 3, 3, 2, 2, 1, 1, PAD_SAME},   /* stride 2, odd, float4 path */
 };
 enum { N_DW = (int)(sizeof dw_geoms / sizeof dw_geoms[0]) };
 
@@ -414,9 +416,8 @@ START_TEST(test_cuda_conv) {
 }
 END_TEST
 
-/* Depthwise twice: as cuDNN grouped convolutions (the default where cuDNN takes the shape;
- * CONV_TOL, as any cuDNN convolution) and through dwconv.cu's own kernels (dw_cudnn = 0,
- * TOL), which remain the fallback. */
+/* Depthwise twice: as cuDNN grouped convolutions (dw_cudnn = 1; CONV_TOL, as any cuDNN
+ * convolution) and through dwconv.cu's own kernels (the default, TOL). */
 START_TEST(test_cuda_dwconv) {
     env e;
     if (!env_open(&e, "dwconv2d")) return;
@@ -437,7 +438,6 @@ START_TEST(test_cuda_dwconv) {
     /* Own kernels without workspace: the filter gradient takes its single-slice path. */
     sn__conv2d_dims cd = make_dims(&dw_geoms[N_DW - 1], 2);
     conv_case(&e, &cd, 0, 0, TOL, 600);
-    c->dw_cudnn = 1;
     env_close(&e, "dwconv2d");
 }
 END_TEST
@@ -512,8 +512,8 @@ START_TEST(test_cuda_fused) {
             fused_case(&e, &cd, kind, CONV_TOL, 2000 + (uint64_t)(kind * 10) + i);
         }
         sn__conv2d_dims dw1 = make_dims(&dw_geoms[1], 1), dw2 = make_dims(&dw_geoms[7], 2);
-        fused_case(&e, &dw1, kind, CONV_TOL, 2100 + (uint64_t)kind);   /* cuDNN's */
-        fused_case(&e, &dw2, kind, CONV_TOL, 2200 + (uint64_t)kind);
+        fused_case(&e, &dw1, kind, TOL, 2100 + (uint64_t)kind);
+        fused_case(&e, &dw2, kind, TOL, 2200 + (uint64_t)kind);
         const int64_t m = 300, n = 70, k = 50;
         buf a = mk(&e, (size_t)(m * k), 2300), b = mk(&e, (size_t)(k * n), 2301);
         buf prm = mk_ep_params(&e, n, 2302 + (uint64_t)kind);

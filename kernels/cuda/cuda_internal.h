@@ -51,8 +51,10 @@ struct sn__cuda {
     int find_algos;
     /* 1: only algorithms cuDNN reports deterministic (set with find_algos = 0). */
     int deterministic;
-    /* 1 (default): depthwise convolutions run as cuDNN grouped convolutions where cuDNN
-     * takes the shape (conv.cu); 0: always dwconv.cu's own kernels. */
+    /* 1: depthwise convolutions run as cuDNN grouped convolutions where cuDNN takes the
+     * shape (conv.cu); 0 (default): dwconv.cu's own kernels.  Measured on an H200 (cuDNN
+     * 9.14, mobilenet_v1 at batch 128, TF32 allowed): cuDNN's grouped NHWC forward took 14.3
+     * ms over the 13 layers against 4.7 ms for ours, its backward 16.9 against 18.4. */
     int dw_cudnn;
 
     /* Device facts, read once at open. */

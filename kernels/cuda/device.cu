@@ -41,7 +41,7 @@ extern "C" sn_status sn__cuda_open(sn__dev *d, int index) {
     c->device = index;
     c->allow_tf32 = 1;
     c->find_algos = 1;
-    c->dw_cudnn = 1;
+    c->dw_cudnn = 0;
     c->cublas_tf32 = -1;
     c->last_plan = -1;
 
