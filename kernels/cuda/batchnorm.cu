@@ -95,6 +95,7 @@ static __global__ void partial_kernel(double *part, int64_t rows, int64_t C, int
 #pragma unroll
         for (int v = 0; v < V; v++) acc[k][v] = 0.0;
     if (c0 < C)
+#pragma unroll 4   /* loads of several rows in flight (nothing is stored in the loop) */
         for (int64_t r = r0 + ty; r < r1; r += cy) f.template add<V>(acc, r, c0);
     double *mine = sh + (ty * cx + tx) * NV * V;
 #pragma unroll
