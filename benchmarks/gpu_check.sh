@@ -260,6 +260,9 @@ for m in $MODELS; do
         run_bench "sn-$sn" 120 "$BT" --device cuda --model "$sn" --batch 128 --size "$size" \
             --steps 10 --warmup 3 $prof
         # The same net with every node unfused (A/B of the batch-norm chain fusion).
+        # The batch copied in every timed step, as slimnet-train does (pinned staging).
+        [ "$sn" = resnet_v1_50 ] && run_bench "sn-$sn-feedstep" 120 "$BT" --device cuda \
+            --model "$sn" --batch 128 --size "$size" --steps 10 --warmup 3 --feed step
         [ "$sn" = resnet_v1_50 ] && run_bench "sn-$sn-nofuse" 120 "$BT" --device cuda \
             --model "$sn" --batch 128 --size "$size" --steps 10 --warmup 3 --fuse 0
     fi

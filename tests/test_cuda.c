@@ -344,6 +344,32 @@ START_TEST(test_cuda_device) {
     CK(&e, e.kg->alloc(&e.gpu, &z, 0));
     ck_assert_ptr_null(z);
 
+    /* Large copies go through the pinned staging ring: ten copies of growing size into ten
+     * buffers with no synchronization in between, the host buffer overwritten after each
+     * call (to_dev returns once the source may be reused); then every buffer read back. */
+    enum { NB = 10 };
+    size_t big = SN__CUDA_STAGE_MIN / sizeof(float) + 1000;
+    float *hb = malloc((big + NB * 4096) * sizeof(float)), *gb = malloc((big + NB * 4096) *
+                                                                          sizeof(float));
+    void *db[NB];
+    ck_assert(hb && gb);
+    for (int k = 0; k < NB; k++) {
+        size_t nk = big + (size_t)k * 4096;
+        CK(&e, e.kg->alloc(&e.gpu, &db[k], nk * sizeof(float)));
+        for (size_t i = 0; i < nk; i++) hb[i] = (float)(k * 7 + (int)(i % 1001));
+        CK(&e, e.kg->to_dev(&e.gpu, db[k], hb, nk * sizeof(float)));
+    }
+    for (int k = 0; k < NB; k++) {
+        size_t nk = big + (size_t)k * 4096;
+        CK(&e, e.kg->to_host(&e.gpu, gb, db[k], nk * sizeof(float)));
+        for (size_t i = 0; i < nk; i++)
+            ck_assert_msg(gb[i] == (float)(k * 7 + (int)(i % 1001)), "staged copy %d, [%zu]",
+                          k, i);
+        CK(&e, e.kg->free(&e.gpu, db[k]));
+    }
+    free(hb);
+    free(gb);
+
     /* Out of memory is a status, not a crash, and leaves the device usable. */
     void *huge = &e;
     ck_assert_int_eq(e.kg->alloc(&e.gpu, &huge, (size_t)1 << 50), SN_ERR_NOMEM);

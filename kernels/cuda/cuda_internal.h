@@ -30,6 +30,9 @@ typedef struct sn__conv_plan sn__conv_plan;
 #define SN__CUDA_CONV_WS_LIMIT ((size_t)256 << 20)
 /* Scratch for the reductions' partial sums (batch norm, bias, losses), allocated at open. */
 #define SN__CUDA_SCRATCH_BYTES ((size_t)16 << 20)
+/* Host-to-device copies of at least this many bytes go through pinned staging. */
+#define SN__CUDA_STAGE_MIN ((size_t)1 << 20)
+#define SN__CUDA_STAGE_SLOTS 4
 /* cuBLAS workspace, given to the handle at open so that no GEMM allocates (32 MiB is
  * NVIDIA's recommendation for Hopper). */
 #define SN__CUDA_CUBLAS_WS_BYTES ((size_t)32 << 20)
@@ -71,6 +74,14 @@ struct sn__cuda {
     void *scratch;              /* SN__CUDA_SCRATCH_BYTES, owned; stream-ordered use */
     size_t scratch_bytes;
     int *flag_host;             /* pinned int: xent's bad-label flag copied back */
+    /* Pinned staging for large host-to-device copies (memory.cu): a ring of slots, each
+     * grown to the largest copy it took, with an event marking when its DMA is done. */
+    struct {
+        void *buf;
+        size_t bytes;
+        cudaEvent_t done;
+    } stage[SN__CUDA_STAGE_SLOTS];
+    int stage_next;
 
     /* Convolution plans, one per (dims, tf32) seen; freed at close. */
     sn__conv_plan **plans;

@@ -25,6 +25,10 @@ static void cuda_release(struct sn__cuda *c) {
     if (c->cublas_ws) (void)cudaFree(c->cublas_ws);
     if (c->scratch) (void)cudaFree(c->scratch);
     if (c->flag_host) (void)cudaFreeHost(c->flag_host);
+    for (int i = 0; i < SN__CUDA_STAGE_SLOTS; i++) {
+        if (c->stage[i].buf) (void)cudaFreeHost(c->stage[i].buf);
+        if (c->stage[i].done) (void)cudaEventDestroy(c->stage[i].done);
+    }
     if (c->stream) (void)cudaStreamDestroy(c->stream);
     (void)cudaGetLastError();
     free(c);
