@@ -367,6 +367,27 @@ START_TEST(test_cuda_device) {
                           k, i);
         CK(&e, e.kg->free(&e.gpu, db[k]));
     }
+    /* Ordering: kernels between staged copies into the same buffer see the copy queued
+     * before them, never a later one (the DMA runs ahead on the copy stream). */
+    size_t nb = big;
+    void *src = NULL, *o1 = NULL, *o2 = NULL;
+    CK(&e, e.kg->alloc(&e.gpu, &src, nb * sizeof(float)));
+    CK(&e, e.kg->alloc(&e.gpu, &o1, nb * sizeof(float)));
+    CK(&e, e.kg->alloc(&e.gpu, &o2, nb * sizeof(float)));
+    for (size_t i = 0; i < nb; i++) hb[i] = -1.0f - (float)(i % 7);
+    CK(&e, e.kg->to_dev(&e.gpu, src, hb, nb * sizeof(float)));
+    CK(&e, e.kg->relu_fwd(&e.gpu, (float *)o1, (const float *)src, (int64_t)nb));   /* all 0 */
+    for (size_t i = 0; i < nb; i++) hb[i] = 1.0f + (float)(i % 5);
+    CK(&e, e.kg->to_dev(&e.gpu, src, hb, nb * sizeof(float)));
+    CK(&e, e.kg->relu_fwd(&e.gpu, (float *)o2, (const float *)src, (int64_t)nb));
+    CK(&e, e.kg->to_host(&e.gpu, gb, o1, nb * sizeof(float)));
+    for (size_t i = 0; i < nb; i++) ck_assert_msg(gb[i] == 0.0f, "first copy, [%zu]", i);
+    CK(&e, e.kg->to_host(&e.gpu, gb, o2, nb * sizeof(float)));
+    for (size_t i = 0; i < nb; i++)
+        ck_assert_msg(gb[i] == 1.0f + (float)(i % 5), "second copy, [%zu]", i);
+    CK(&e, e.kg->free(&e.gpu, src));
+    CK(&e, e.kg->free(&e.gpu, o1));
+    CK(&e, e.kg->free(&e.gpu, o2));
     free(hb);
     free(gb);
 

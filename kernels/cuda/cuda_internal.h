@@ -32,7 +32,7 @@ typedef struct sn__conv_plan sn__conv_plan;
 #define SN__CUDA_SCRATCH_BYTES ((size_t)16 << 20)
 /* Host-to-device copies of at least this many bytes go through pinned staging. */
 #define SN__CUDA_STAGE_MIN ((size_t)1 << 20)
-#define SN__CUDA_STAGE_SLOTS 4
+#define SN__CUDA_STAGE_SLOTS 2
 /* cuBLAS workspace, given to the handle at open so that no GEMM allocates (32 MiB is
  * NVIDIA's recommendation for Hopper). */
 #define SN__CUDA_CUBLAS_WS_BYTES ((size_t)32 << 20)
@@ -74,12 +74,16 @@ struct sn__cuda {
     void *scratch;              /* SN__CUDA_SCRATCH_BYTES, owned; stream-ordered use */
     size_t scratch_bytes;
     int *flag_host;             /* pinned int: xent's bad-label flag copied back */
-    /* Pinned staging for large host-to-device copies (memory.cu): a ring of slots, each
-     * grown to the largest copy it took, with an event marking when its DMA is done. */
+    /* Large host-to-device copies (memory.cu): a ring of slots, each a pinned host buffer
+     * and a device buffer grown to the largest copy it took; the DMA into the device buffer
+     * runs on copy_stream, then a device-to-device copy on the stream puts the data in
+     * place.  h2d: the slot's DMA is done (host buffer free); d2d: its device buffer has
+     * been copied out (free for the next DMA). */
+    cudaStream_t copy_stream;
     struct {
-        void *buf;
+        void *host, *dev;
         size_t bytes;
-        cudaEvent_t done;
+        cudaEvent_t h2d, d2d;
     } stage[SN__CUDA_STAGE_SLOTS];
     int stage_next;
 

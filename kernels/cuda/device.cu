@@ -19,6 +19,7 @@ extern "C" int sn__cuda_count(void) {
 static void cuda_release(struct sn__cuda *c) {
     if (!c) return;
     if (c->stream) (void)cudaStreamSynchronize(c->stream);
+    if (c->copy_stream) (void)cudaStreamSynchronize(c->copy_stream);
     sn__cuda_plans_free(c);
     if (c->cudnn) (void)cudnnDestroy(c->cudnn);
     if (c->cublas) (void)cublasDestroy(c->cublas);
@@ -26,9 +27,12 @@ static void cuda_release(struct sn__cuda *c) {
     if (c->scratch) (void)cudaFree(c->scratch);
     if (c->flag_host) (void)cudaFreeHost(c->flag_host);
     for (int i = 0; i < SN__CUDA_STAGE_SLOTS; i++) {
-        if (c->stage[i].buf) (void)cudaFreeHost(c->stage[i].buf);
-        if (c->stage[i].done) (void)cudaEventDestroy(c->stage[i].done);
+        if (c->stage[i].host) (void)cudaFreeHost(c->stage[i].host);
+        if (c->stage[i].dev) (void)cudaFree(c->stage[i].dev);
+        if (c->stage[i].h2d) (void)cudaEventDestroy(c->stage[i].h2d);
+        if (c->stage[i].d2d) (void)cudaEventDestroy(c->stage[i].d2d);
     }
+    if (c->copy_stream) (void)cudaStreamDestroy(c->copy_stream);
     if (c->stream) (void)cudaStreamDestroy(c->stream);
     (void)cudaGetLastError();
     free(c);
@@ -88,6 +92,16 @@ extern "C" sn_status sn__cuda_open(sn__dev *d, int index) {
     }
     OPEN_TRY(sn__cuda_rt(d, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking),
                          "cudaStreamCreateWithFlags"));
+    OPEN_TRY(sn__cuda_rt(d, cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking),
+                         "cudaStreamCreateWithFlags(copy)"));
+    for (int i = 0; i < SN__CUDA_STAGE_SLOTS; i++) {
+        OPEN_TRY(sn__cuda_rt(d, cudaEventCreateWithFlags(&c->stage[i].h2d,
+                                                         cudaEventDisableTiming),
+                             "cudaEventCreateWithFlags"));
+        OPEN_TRY(sn__cuda_rt(d, cudaEventCreateWithFlags(&c->stage[i].d2d,
+                                                         cudaEventDisableTiming),
+                             "cudaEventCreateWithFlags"));
+    }
     OPEN_TRY(sn__cuda_rt(d, cudaMalloc(&c->scratch, SN__CUDA_SCRATCH_BYTES), "cudaMalloc"));
     c->scratch_bytes = SN__CUDA_SCRATCH_BYTES;
     OPEN_TRY(sn__cuda_rt(d, cudaMallocHost((void **)&c->flag_host, sizeof(int)),
