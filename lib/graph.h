@@ -80,11 +80,13 @@ void sn__graph_add_reg(sn_graph *g, sn_node loss);
  *  - in an inference net (compiled without backward), a conv2d, dwconv2d or matmul, then at
  *    most one batch_norm (inference mode) or bias_add (the affine link);
  *  - in any net, a batch_norm in training mode;
+ *  - in a training net (compiled with backward), a bias_add;
  * then at most one add of a value computed earlier (a residual), then at most one relu or
  * relu6.  The head's kernel applies the folded nodes as its epilogue and writes the chain's
  * last node (the tail); the folded nodes are not run, forward or backward, and neither they
- * nor the head have a buffer of their own.  A batch norm head's backward reads the tail's
- * value and gradient and writes the gradients of its inputs and of the residual. */
+ * nor the head have a buffer of their own.  A batch norm or bias_add head's backward reads
+ * the tail's value and gradient and writes the gradients of its inputs and of the
+ * residual. */
 typedef struct sn__fusion {
     int head;       /* folded nodes: the head that computes them; -1 for every other node */
     int affine;     /* heads: the folded batch_norm or bias_add, or -1 */
@@ -142,16 +144,17 @@ extern const sn__opdef sn__ops[SN__OP_COUNT];
 /* Whether node i heads a fused chain; if so fills *ep with its epilogue and *y with the
  * buffer it writes (the tail's).  Ops with a fused kernel ask this in their forward. */
 bool sn__fused_epilogue(const sn_net *net, int i, sn__epilogue *ep, float **y);
-/* What a training batch_norm heading a fused chain reads and writes besides its own inputs
- * and saved moments (bn_train_fwd_ep, bn_train_bwd_ep in kernels.def). */
-typedef struct sn__bn_chain {
+/* What a training net's fused head (batch_norm in training mode or bias_add) reads and
+ * writes besides its own inputs and saved state (bn_train_fwd_ep, bn_train_bwd_ep,
+ * bias_fwd_ep, bias_bwd_ep in kernels.def). */
+typedef struct sn__chain {
     float *y, *dy;            /* the tail's value and gradient (dy NULL without one) */
     const float *residual;    /* the folded add's other operand, or NULL */
     float *dres;              /* its gradient, or NULL */
     int act;                  /* sn__act */
-} sn__bn_chain;
-/* Whether batch_norm node i heads a fused chain; if so fills *c. */
-bool sn__fused_bn_chain(const sn_net *net, int i, sn__bn_chain *c);
+} sn__chain;
+/* Whether node i heads a training net's fused chain; if so fills *c. */
+bool sn__fused_chain(const sn_net *net, int i, sn__chain *c);
 /* The batch-norm part of an epilogue from batch_norm node i's inputs (op_norm.c). */
 void sn__bn_epilogue(const sn_net *net, int i, sn__epilogue *ep);
 
@@ -171,7 +174,7 @@ sn_status sn__op_ws_bytes(sn_net *net, int i, size_t *bytes);
 /* Whether the running backward must set (overwrite) input k's gradient instead of adding to
  * it: only for ops listed in net.c's set_slots, which honor it. */
 #define SN__DX_SET(net, k) (((net)->dx_set >> (k)) & 1u)
-/* A fused batch-norm head's backward: whether it sets its chain's residual gradient (the
+/* A training net's fused head's backward: whether it sets its chain's residual gradient (the
  * folded add was that gradient's first writer, and left it unzeroed for the head). */
 #define SN__DRES_SET(net) (((net)->dx_set >> 31) & 1u)
 /* Passes node i's output gradient (n floats) to input k's: a copy when set, else added. */

@@ -269,6 +269,9 @@ static bool read_between(const sn_graph *g, int o, int a, int b) {
  *  - in any net, batch_norm (training) -> [add] -> [relu | relu6]: its forward writes the
  *    tail, its backward reads the tail's value and gradient and writes the gradients of x,
  *    gamma, beta and the residual: three passes over memory each way become one.
+ *  - in a training net, bias_add -> [add] -> [relu | relu6] likewise (VGG's and AlexNet's
+ *    conv -> bias -> relu, whose convolutions a training net does not fuse).  In an
+ *    inference net a bias_add after a convolution or matmul is folded into that instead.
  *
  * A link is folded only where nothing but the next link could ever see the value it skips:
  * that value has exactly one consumer and is not kept, so sn_net_get_output refuses it
@@ -276,10 +279,11 @@ static bool read_between(const sn_graph *g, int o, int a, int b) {
  * the moving statistics, the bias, the add's other operand) must exist when the head runs:
  * leaves, or nodes computed before the head.  (So of two chains meeting in one add, only the
  * later one can take it.)  A batch norm chain also keeps every gradient bit for bit the
- * unfused net's: the residual's gradient is accumulated in the same order only if no node
- * between the head and the add reads the residual (its backward would run between the two
- * slots), the residual is not the batch norm's own input (dx and dres would alias), and the
- * head needs a gradient exactly when the tail does.  Convolutions are not fused in training
+ * unfused net's, and so does a bias_add chain in a training net: the residual's gradient is
+ * accumulated in the same order only if no node between the head and the add reads the
+ * residual (its backward would run between the two slots), the residual is not the head's
+ * own input (dx and dres would alias; for bias_add, nor its bias), and the head needs a
+ * gradient exactly when the tail does.  Convolutions are not fused in training
  * nets: their backward reads the intermediate values. */
 static sn_status plan_fusion(sn_net *net, bool inference) {
     const sn_graph *g = net->g;
@@ -304,13 +308,18 @@ static sn_status plan_fusion(sn_net *net, bool inference) {
         }
     for (int i = 0; i < n; i++) {
         sn__op op = g->nodes[i].op;
-        bool bn_head = op == SN__OP_batch_norm && g->nodes[i].p.bn.training;
-        if (!bn_head && !(inference && (op == SN__OP_conv2d || op == SN__OP_dwconv2d ||
-                                        op == SN__OP_matmul)))
+        const sn__node *hn = &g->nodes[i];
+        /* Training heads: their backward is fused too.  A bias_add another head folded
+         * (inference) is not one; one adding x to itself would have dx alias db. */
+        bool train_head = (op == SN__OP_batch_norm && hn->p.bn.training) ||
+                          (op == SN__OP_bias_add && !inference && net->fuse[i].head < 0 &&
+                           hn->in[0] != hn->in[1]);
+        if (!train_head && !(inference && (op == SN__OP_conv2d || op == SN__OP_dwconv2d ||
+                                           op == SN__OP_matmul)))
             continue;
         sn__fusion *f = &net->fuse[i];
         int t = i, j = sole_user(net, uses, user, t);
-        if (!bn_head && j >= 0 && g->nodes[j].in[0] == t) {
+        if (!train_head && j >= 0 && g->nodes[j].in[0] == t) {
             const sn__node *c = &g->nodes[j];
             bool ok = (c->op == SN__OP_batch_norm && !c->p.bn.training) ||
                       c->op == SN__OP_bias_add;
@@ -325,7 +334,11 @@ static sn_status plan_fusion(sn_net *net, bool inference) {
             const sn__node *c = &g->nodes[j];
             int o = c->in[0] == t ? c->in[1] : c->in[0];    /* t's sole user: o != t */
             bool ok = is_leaf(&g->nodes[o]) || o < i;
-            if (bn_head) ok = ok && o != g->nodes[i].in[0] && !read_between(g, o, i, j);
+            /* The residual's gradient may alias none of the head's (dx, or db, which a
+             * rank-1 residual could be). */
+            for (int k = 0; train_head && k < (op == SN__OP_batch_norm ? 1 : hn->n_in); k++)
+                ok = ok && o != hn->in[k];
+            if (train_head) ok = ok && !read_between(g, o, i, j);
             if (ok) {
                 f->residual = t = j;
                 j = sole_user(net, uses, user, t);
@@ -333,7 +346,7 @@ static sn_status plan_fusion(sn_net *net, bool inference) {
         }
         if (j >= 0 && (g->nodes[j].op == SN__OP_relu || g->nodes[j].op == SN__OP_relu6))
             f->act = t = j;
-        if (t == i || (bn_head && net->needs_grad[i] != net->needs_grad[t])) {
+        if (t == i || (train_head && net->needs_grad[i] != net->needs_grad[t])) {
             *f = (sn__fusion){.head = -1, .affine = -1, .residual = -1, .act = -1, .tail = i};
             continue;
         }
@@ -354,11 +367,11 @@ static sn_status plan_fusion(sn_net *net, bool inference) {
     return SN_OK;
 }
 
-bool sn__fused_bn_chain(const sn_net *net, int i, sn__bn_chain *c) {
+bool sn__fused_chain(const sn_net *net, int i, sn__chain *c) {
     if (!net->fuse || net->fuse[i].tail == i) return false;
     const sn__fusion *f = &net->fuse[i];
     memset(c, 0, sizeof *c);
-    if (f->residual >= 0) {   /* the add's operand that is not the batch norm */
+    if (f->residual >= 0) {   /* the add's operand that is not the head */
         const sn__node *a = &net->g->nodes[f->residual];
         int o = a->in[0] == i ? a->in[1] : a->in[0];
         c->residual = (const float *)net->val[o];
@@ -528,18 +541,21 @@ static unsigned set_slots(const sn_net *net, int j) {
         return net->fuse && net->fuse[j].tail != j && nd->p.bn.training ? 1u : 0u;
     case SN__OP_conv2d: return 1u;              /* dx: conv2d_bwd_data with beta 0 */
     case SN__OP_add: return 3u;                 /* both: a copy of dy */
-    case SN__OP_bias_add: return 1u;            /* dx: a copy of dy */
+    case SN__OP_bias_add: return 1u;            /* dx: a copy of dy (or, heading a fused
+                                                 * chain, of the chain's gradient m) */
     case SN__OP_reshape: return 1u;             /* dx: a copy of dy */
     default: return 0u;
     }
 }
 
-/* The residual z of fused batch-norm head h's chain when the head's backward can SET z's
- * gradient: the folded add is z's first writer (so nothing wrote it before, and the fusion
- * rules keep every node between the add and the head off z) and takes z once; else -1. */
+/* The residual z of fused training head h's chain (batch_norm or bias_add) when the head's
+ * backward can SET z's gradient: the folded add is z's first writer (so nothing wrote it
+ * before, and the fusion rules keep every node between the add and the head off z) and takes
+ * z once; else -1. */
 static int head_sets_residual(const sn_net *net, int h, int loss) {
+    sn__op op = net->g->nodes[h].op;
     if (!net->fuse || net->fuse[h].tail == h || net->fuse[h].residual < 0 ||
-        net->g->nodes[h].op != SN__OP_batch_norm)
+        (op != SN__OP_batch_norm && op != SN__OP_bias_add))
         return -1;
     int a = net->fuse[h].residual;
     const sn__node *an = &net->g->nodes[a];
@@ -603,7 +619,7 @@ sn_status sn_net_profile_report(const sn_net *net, char *buf, size_t len) {
         for (int i = 0; i < net->n; i++)
             if (net->fuse[i].head >= 0) folded[net->g->nodes[i].op]++;
         used += (size_t)snprintf(buf + used, len - used, "folded into the convolution, "
-                                 "matmul or batch norm before them:");
+                                 "matmul, batch norm or bias_add before them:");
         for (int o = 0, first = 1; o < SN__OP_COUNT && used < len; o++) {
             if (!folded[o]) continue;
             used += (size_t)snprintf(buf + used, len - used, "%s %lld %s", first ? "" : ",",

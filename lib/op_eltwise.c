@@ -37,10 +37,16 @@ static int64_t channels(const sn_net *net, int i) {
     return net->dims[i][net->g->nodes[i].rank - 1];
 }
 
+/* In a training net a bias_add may head a fused chain (net.c's plan_fusion): its forward
+ * then writes the chain's tail, act(x + b [+ residual]), and its backward takes the tail's
+ * gradient down to x, b and the residual in one pass. */
 sn_status sn__op_bias_add_fwd(sn_net *net, int i) {
-    int64_t C = channels(net, i);
-    return SN__CALL(net, bias_fwd, SN__Y(net, i), SN__X(net, i, 0), SN__X(net, i, 1),
-                    (int64_t)net->numel[i] / C, C);
+    int64_t C = channels(net, i), rows = (int64_t)net->numel[i] / C;
+    sn__chain ch;
+    if (sn__fused_chain(net, i, &ch))
+        return SN__CALL(net, bias_fwd_ep, ch.y, SN__X(net, i, 0), SN__X(net, i, 1),
+                        ch.residual, ch.act, rows, C);
+    return SN__CALL(net, bias_fwd, SN__Y(net, i), SN__X(net, i, 0), SN__X(net, i, 1), rows, C);
 }
 
 sn_status sn__grad_pass(sn_net *net, int i, int k, int64_t n) {
@@ -51,6 +57,13 @@ sn_status sn__grad_pass(sn_net *net, int i, int k, int64_t n) {
 
 sn_status sn__op_bias_add_bwd(sn_net *net, int i) {
     int64_t C = channels(net, i), n = (int64_t)net->numel[i];
+    sn__chain ch;
+    if (sn__fused_chain(net, i, &ch)) {
+        float *dx = SN__DX(net, i, 0), *db = SN__DX(net, i, 1);
+        if (!dx && !db && !ch.dres) return SN_OK;
+        unsigned set = (SN__DX_SET(net, 0) ? 1u : 0u) | (SN__DRES_SET(net) ? 2u : 0u);
+        return SN__CALL(net, bias_bwd_ep, dx, db, ch.dres, ch.dy, ch.y, ch.act, set, n / C, C);
+    }
     if (SN__DX(net, i, 0)) SN_TRY(sn__grad_pass(net, i, 0, n));
     if (SN__DX(net, i, 1))
         SN_TRY(SN__CALL(net, bias_bwd, SN__DX(net, i, 1), SN__DY(net, i), n / C, C));

@@ -81,8 +81,8 @@ sn_status sn__op_batch_norm_fwd(sn_net *net, int i) {
                         BN_IN(net, i, a.gamma), BN_IN(net, i, a.beta), SN__X(net, i, a.mean),
                         SN__X(net, i, a.var), eps, a.rows, a.C);
     float *mean = net->aux[i], *var = net->aux[i] + a.C;
-    sn__bn_chain ch;
-    if (sn__fused_bn_chain(net, i, &ch))   /* writes the chain's tail */
+    sn__chain ch;
+    if (sn__fused_chain(net, i, &ch))   /* writes the chain's tail */
         SN_TRY(SN__CALL(net, bn_train_fwd_ep, ch.y, mean, var, SN__X(net, i, 0),
                         BN_IN(net, i, a.gamma), BN_IN(net, i, a.beta), eps, ch.residual,
                         ch.act, a.rows, a.C));
@@ -101,8 +101,8 @@ sn_status sn__op_batch_norm_bwd(sn_net *net, int i) {
     const sn__node *n = &net->g->nodes[i];
     float *dx = SN__DX(net, i, 0), *dgamma = BN_DIN(net, i, a.gamma);
     float *dbeta = BN_DIN(net, i, a.beta);
-    sn__bn_chain ch;
-    if (a.training && sn__fused_bn_chain(net, i, &ch)) {
+    sn__chain ch;
+    if (a.training && sn__fused_chain(net, i, &ch)) {
         if (!dx && !dgamma && !dbeta && !ch.dres) return SN_OK;
         unsigned set = (SN__DX_SET(net, 0) ? 1u : 0u) | (SN__DRES_SET(net) ? 2u : 0u);
         return SN__CALL(net, bn_train_bwd_ep, dx, dgamma, dbeta, ch.dres, ch.dy, ch.y,

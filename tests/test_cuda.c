@@ -831,6 +831,76 @@ START_TEST(test_cuda_bn_ep) {
 }
 END_TEST
 
+/* The fused bias chain (bias_fwd_ep, bias_bwd_ep): every residual/activation combination on
+ * the per-channel shapes, -0.0 in dy, NULL outputs, set bits over NaN.  Everything but db is
+ * elementwise float arithmetic, so equal bit for bit; db differs by summation order only.
+ * (Exactness against the unfused kernels is the CPU's test_bias_ep_bit_exact.) */
+START_TEST(test_cuda_bias_ep) {
+    env e;
+    if (!env_open(&e, "bias chain")) return;
+    for (size_t i = 0; i < sizeof rc_cases / sizeof rc_cases[0]; i++) {
+        int64_t rows = rc_cases[i].rows, C = rc_cases[i].C;
+        size_t off = rc_cases[i].off, n = (size_t)(rows * C);
+        uint64_t s = 2800 + 20 * i;
+        char what[160], name[200];
+        float *t = malloc((n + 1) * sizeof *t);
+        ck_assert_ptr_nonnull(t);
+        tu_fill(t, n, s + 1);
+        for (size_t q = 0; q < n; q += 7) t[q] = -0.0f;
+        buf dy = mk_from(&e, t, n, off);
+        free(t);
+        buf x = mk_rand(&e, n, s, 8.0f, 0.0f, off), b = mk_rand(&e, (size_t)C, s + 2, 1, 0, 0);
+        buf res = mk_rand(&e, n, s + 3, 4.0f, 1.0f, off), y = mk_out(&e, n, off);
+        buf dx = mk_rand(&e, n, s + 4, 1, 0, off), dres = mk_rand(&e, n, s + 5, 1, 0, off);
+        buf db = mk(&e, (size_t)C, s + 6);
+        for (int has_res = 0; has_res < 2; has_res++) {
+            for (int act = SN__ACT_NONE; act <= SN__ACT_RELU6; act++) {
+                snprintf(what, sizeof what, "rows=%lld C=%lld off=%zu res=%d act=%d",
+                         (long long)rows, (long long)C, off, has_res, act);
+#define NAME(k) (snprintf(name, sizeof name, "%s %s", k, what), name)
+                const float *rh = has_res ? res.h : NULL, *rd = has_res ? res.d : NULL;
+                CK(&e, e.kc->bias_fwd_ep(&e.cpu, y.h, x.h, b.h, rh, act, rows, C));
+                CK(&e, e.kg->bias_fwd_ep(&e.gpu, y.d, x.d, b.d, rd, act, rows, C));
+                cmp(&e, NAME("bias_fwd_ep y"), &y, 0);
+                float *drh = has_res ? dres.h : NULL, *drd = has_res ? dres.d : NULL;
+                CK(&e, e.kc->bias_bwd_ep(&e.cpu, dx.h, db.h, drh, dy.h, y.h, act, 0u, rows, C));
+                CK(&e, e.kg->bias_bwd_ep(&e.gpu, dx.d, db.d, drd, dy.d, y.d, act, 0u, rows, C));
+                cmp(&e, NAME("bias_bwd_ep dx"), &dx, 0);
+                cmp(&e, NAME("bias_bwd_ep db"), &db, TOL);
+                cmp(&e, NAME("bias_bwd_ep dres"), &dres, 0);
+                /* db NULL (the elementwise pass), then db alone. */
+                CK(&e, e.kc->bias_bwd_ep(&e.cpu, dx.h, NULL, drh, dy.h, y.h, act, 0u, rows, C));
+                CK(&e, e.kg->bias_bwd_ep(&e.gpu, dx.d, NULL, drd, dy.d, y.d, act, 0u, rows, C));
+                cmp(&e, NAME("bias_bwd_ep(db NULL) dx"), &dx, 0);
+                cmp(&e, NAME("bias_bwd_ep(db NULL) dres"), &dres, 0);
+                CK(&e, e.kc->bias_bwd_ep(&e.cpu, NULL, db.h, NULL, dy.h, y.h, act, 0u, rows, C));
+                CK(&e, e.kg->bias_bwd_ep(&e.gpu, NULL, db.d, NULL, dy.d, y.d, act, 0u, rows, C));
+                cmp(&e, NAME("bias_bwd_ep(db alone) db"), &db, TOL);
+                /* set = 3 over NaN, with and without db: written, never read; -0.0 kept. */
+                for (int with_db = 0; with_db < 2; with_db++) {
+                    buf dxs = mk_out(&e, n, off), drs = mk_out(&e, n, off);
+                    CK(&e, e.kc->bias_bwd_ep(&e.cpu, dxs.h, with_db ? db.h : NULL,
+                                             has_res ? drs.h : NULL, dy.h, y.h, act, 3u, rows,
+                                             C));
+                    CK(&e, e.kg->bias_bwd_ep(&e.gpu, dxs.d, with_db ? db.d : NULL,
+                                             has_res ? drs.d : NULL, dy.d, y.d, act, 3u, rows,
+                                             C));
+                    cmp(&e, NAME("bias_bwd_ep(set) dx"), &dxs, 0);
+                    if (has_res) cmp(&e, NAME("bias_bwd_ep(set) dres"), &drs, 0);
+                    if (with_db) cmp(&e, NAME("bias_bwd_ep(set) db"), &db, TOL);
+                    rm(&e, &dxs);
+                    rm(&e, &drs);
+                }
+#undef NAME
+            }
+        }
+        rm(&e, &x); rm(&e, &dy); rm(&e, &b); rm(&e, &res); rm(&e, &y); rm(&e, &dx);
+        rm(&e, &dres); rm(&e, &db);
+    }
+    env_close(&e, "bias chain");
+}
+END_TEST
+
 START_TEST(test_cuda_eltwise) {
     env e;
     if (!env_open(&e, "eltwise")) return;
@@ -1057,6 +1127,7 @@ Suite *suite_cuda(void) {
     tcase_add_test(tc, test_cuda_pool);
     tcase_add_test(tc, test_cuda_bias_bn);
     tcase_add_test(tc, test_cuda_bn_ep);
+    tcase_add_test(tc, test_cuda_bias_ep);
     tcase_add_test(tc, test_cuda_eltwise);
     tcase_add_test(tc, test_cuda_layout);
     tcase_add_test(tc, test_cuda_lrn);

@@ -538,7 +538,7 @@ START_TEST(test_fusion_inference) {
     int expect = 0;
     sn_node logits = fusion_net(g, &x, &bn_ep, &c7a, &c7b, &expect);
     ck_assert_int_eq(sn_graph_status(g), SN_OK);
-    sn_net *fused = compile(g, 3, 0), *plain = compile(g, 3, 1);
+    sn_net *fused = compile(g, 3, 0), *plain = compile_f(g, 3, 0, 0);
     ck_assert_int_eq(plain->n_fused, 0);
     ck_assert_ptr_null(plain->fuse);
     ck_assert_int_eq(fused->n_fused, expect);
@@ -580,7 +580,8 @@ START_TEST(test_fusion_inference) {
     ck_assert_int_eq(sn_net_forward(fused), SN_OK);
     char rep[2048];
     ck_assert_int_eq(sn_net_profile_report(fused, rep, sizeof rep), SN_OK);
-    ck_assert_msg(strstr(rep, "folded into the convolution, matmul or batch norm before them:") &&
+    ck_assert_msg(strstr(rep, "folded into the convolution, matmul, batch norm or bias_add "
+                         "before them:") &&
                   strstr(rep, " 7 batch_norm") && strstr(rep, " 3 bias_add") &&
                   strstr(rep, " 4 relu,") && strstr(rep, " 3 relu6") && strstr(rep, " 2 add"),
                   "%s", rep);
@@ -629,7 +630,9 @@ static int train_fused_vs_plain(sn_graph *g, sn_node images, sn_node labels, sn_
         int h = fused->fuse[i].head;
         if (fused->keep[i])   /* readable: computed, in its own buffer */
             ck_assert_msg(h < 0 || fused->fuse[h].tail == i, "kept node %d folded", i);
-        if (h >= 0) ck_assert_int_eq(fused->g->nodes[h].op, SN__OP_batch_norm);
+        if (h >= 0)
+            ck_assert(fused->g->nodes[h].op == SN__OP_batch_norm ||
+                      fused->g->nodes[h].op == SN__OP_bias_add);
     }
     size_t nx = 1;
     for (int d = 0; d < 4; d++) nx *= (size_t)fused->dims[images][d];
@@ -685,8 +688,8 @@ static int train_fused_vs_plain(sn_graph *g, sn_node images, sn_node labels, sn_
     if (fused->n_fused) {
         char rep[4096];
         ck_assert_int_eq(sn_net_profile_report(fused, rep, sizeof rep), SN_OK);
-        ck_assert_msg(strstr(rep, "folded into the convolution, matmul or batch norm before "
-                                  "them:") != NULL, "%s", rep);
+        ck_assert_msg(strstr(rep, "folded into the convolution, matmul, batch norm or "
+                                  "bias_add before them:") != NULL, "%s", rep);
     }
     int folded = fused->n_fused;
     for (int k = 0; k < 2; k++) {
@@ -806,14 +809,131 @@ START_TEST(test_fusion_training) {
     sn_ctx_free(ctx);
 } END_TEST
 
-/* Zoo nets at a small size: every residual unit of resnet_v1_50 and every expanded
- * convolution of mobilenet_v2 is a batch norm chain. */
-START_TEST(test_fusion_training_zoo) {
-    static const char *models[] = {"resnet_v1_50", "mobilenet_v2"};
-    static const int min_folded[] = {16 * 2 + 33, 30};
+/* Conv + biases, no activation: conv -> bias_add. */
+static sn_node conv_lin(sn_graph *g, sn_node x, int k, const char *name) {
+    sn_conv_params p = sn_conv_params_from(g, k, 3, 3, 1);
+    p.activation = SN_ACT_NONE;
+    return sn_conv2d_p(g, x, &p, name);
+}
+
+/* VGG- and ResNet-without-batch-norm-like: the bias_add chains a training net folds and the
+ * cases it must not.  Returns the loss; *expect is the number of nodes the compiler should
+ * fold. */
+static sn_node bias_fusion_net(sn_graph *g, sn_node *images, sn_node *labels, int *expect) {
+    int64_t in[4] = {SN_BATCH, 8, 8, 3}, ld[1] = {SN_BATCH};
+    *images = sn_input(g, "images", SN_DTYPE_F32, 4, in);
+    *labels = sn_input(g, "labels", SN_DTYPE_I32, 1, ld);
+    sn_defaults *d = sn_graph_defaults(g);
+    d->is_training = 1;
+    d->weight_decay = 1e-3f;
+    d->biases_init = sn_init_random_uniform(-0.3f, 0.3f);
+    /* A bias nothing trains on the images: a chain without gradients.              1 */
+    int64_t c3[1] = {3};
+    sn_init bi = sn_init_random_uniform(-0.5f, 0.5f);
+    sn_node h = sn_op_relu(g, sn_op_bias_add(g, *images, sn_variable(g, "shift", 1, c3, &bi,
+                                                                      SN_VAR_MODEL)));
+    /* VGG: conv -> bias_add -> relu, twice; the second's output an end point.      1 + 1 */
+    h = sn_conv2d(g, h, 8, 3, 3, 1, "conv1");
+    h = sn_conv2d(g, h, 8, 3, 3, 1, "conv2");
+    sn_graph_end_point(g, h, "conv2");
+    /* Identity shortcut: relu(h + bias(conv(h))); the add first writes h's gradient, so the
+     * head sets it.                                                                 2 */
+    h = sn_op_relu(g, sn_op_add(g, h, conv_lin(g, h, 8, "u1")));
+    /* Operands the other way round, relu6; h is read after the add too, so the head adds
+     * to h's gradient.                                                              2 */
+    sn_node hp = h;
+    h = sn_op_relu6(g, sn_op_add(g, conv_lin(g, hp, 8, "u2"), hp));
+    h = sn_op_add(g, h, sn_op_scale(g, hp, 0.5f));
+    /* The residual read between the head and the add: nothing folds.                0 */
+    sn_node r = conv_lin(g, h, 8, "u3");
+    sn_node side = sn_op_scale(g, h, 0.37f);
+    h = sn_op_add(g, sn_op_relu(g, sn_op_add(g, r, h)), side);
+    /* The bias_add's output an end point: the relu reading it stays.                0 */
+    sn_node bo = conv_lin(g, h, 8, "u4");
+    sn_graph_end_point(g, bo, "u4_bias");
+    h = sn_op_relu(g, bo);
+    /* Two consumers: nothing folds.                                                 0 */
+    sn_node two = conv_lin(g, h, 8, "u5");
+    h = sn_op_add(g, sn_op_relu(g, two), two);
+    /* The bias_add's own input as the residual: left alone (dx and dres alias).     0 */
+    int64_t c8[1] = {8};
+    sn_node bx = sn_op_bias_add(g, h, sn_variable(g, "u6/biases", 1, c8, &bi,
+                                                  SN_VAR_TRAINABLE | SN_VAR_MODEL));
+    h = sn_op_relu(g, sn_op_add(g, bx, h));
+    /* Add, no activation, the sum an end point.                                     1 */
+    h = sn_op_add(g, h, conv_lin(g, h, 8, "u7"));
+    sn_graph_end_point(g, h, "u7_out");
+    /* Fully connected: matmul -> bias_add -> relu, the matmul's output read after the chain
+     * (the head adds to its gradient instead of setting it).                        1 */
+    h = sn_op_spatial_mean(g, h, 0);
+    int64_t wd[2] = {8, 8};
+    sn_init wi = sn_init_xavier(1);
+    sn_node mm = sn_op_matmul(g, h, sn_variable(g, "fc/weights", 2, wd, &wi,
+                                                SN_VAR_TRAINABLE | SN_VAR_MODEL));
+    h = sn_op_relu(g, sn_op_bias_add(g, mm, sn_variable(g, "fc/biases", 1, c8, &bi,
+                                                        SN_VAR_TRAINABLE | SN_VAR_MODEL)));
+    h = sn_op_add(g, h, sn_op_scale(g, mm, -0.5f));
+    d->activation = SN_ACT_NONE;
+    sn_node logits = sn_fully_connected(g, h, 5, "logits");             /* 0 */
+    sn_graph_end_point(g, logits, "logits");
+    sn_node loss = sn_op_softmax_xent(g, logits, *labels, 0.1f);
+    int nr = 0;
+    const sn_node *rl = sn_graph_regularization_losses(g, &nr);
+    ck_assert_int_gt(nr, 0);
+    ck_assert_int_lt(nr, 63);
+    sn_node regs[64];
+    memcpy(regs, rl, (size_t)nr * sizeof *regs);
+    regs[nr++] = loss;
+    *expect = 9;
+    return sn_op_add_n(g, nr, regs);
+}
+
+START_TEST(test_fusion_training_bias) {
     sn_ctx *ctx = tu_ctx();
     sn_graph *g = new_graph(ctx);
-    int64_t in[4] = {SN_BATCH, 32, 32, 3}, ld[1] = {SN_BATCH};
+    sn_node images, labels;
+    int expect = 0;
+    sn_node loss = bias_fusion_net(g, &images, &labels, &expect);
+    ck_assert_msg(sn_graph_status(g) == SN_OK, "%s", sn_graph_errmsg(g));
+    ck_assert_int_eq(train_fused_vs_plain(g, images, labels, loss, 3, 5), expect);
+    /* A forward-only net folds the biases into their convolutions and matmuls instead: no
+     * bias_add heads a chain there, and its end points are the unfused net's. */
+    sn_net *fwd = compile(g, 3, 0), *fwd0 = compile_f(g, 3, 0, 0);
+    ck_assert_ptr_nonnull(fwd->fuse);
+    int conv_heads = 0;
+    for (int i = 0; i < fwd->n; i++) {
+        if (fwd->g->nodes[i].op == SN__OP_bias_add)
+            ck_assert_msg(fwd->fuse[i].tail == i, "bias_add %d heads a chain", i);
+        conv_heads += fwd->fuse[i].tail != i;
+    }
+    ck_assert_int_ge(conv_heads, 8);
+    int64_t xd[4] = {3, 8, 8, 3};
+    float xv[3 * 8 * 8 * 3];
+    tu_fill(xv, 3 * 8 * 8 * 3, 29);
+    sn_tensor *xt = wrap(xv, 4, xd);
+    ck_assert_int_eq(sn_net_set_input(fwd, images, xt), SN_OK);
+    ck_assert_int_eq(sn_net_set_input(fwd0, images, xt), SN_OK);
+    sn_node eps[16];
+    int n_eps = sn_graph_end_points(g, eps, 16);
+    for (int e = 0; e < n_eps; e++) compare_nets(fwd, fwd0, eps[e], "forward-only end point");
+    sn_tensor_free(xt);
+    sn_net_free(fwd);
+    sn_net_free(fwd0);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* Zoo nets at a small size: every residual unit of resnet_v1_50 and every expanded
+ * convolution of mobilenet_v2 is a batch norm chain, every layer of vgg_a but the logits a
+ * bias_add chain. */
+START_TEST(test_fusion_training_zoo) {
+    static const char *models[] = {"resnet_v1_50", "mobilenet_v2", "vgg_a"};
+    static const int min_folded[] = {16 * 2 + 33, 30, 10};
+    static const int64_t size[] = {32, 32, 224};   /* vgg's fc6 is 7x7 VALID after 5 pools */
+    static const int64_t batch[] = {2, 2, 1};
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    int64_t in[4] = {SN_BATCH, size[_i], size[_i], 3}, ld[1] = {SN_BATCH};
     sn_node images = sn_input(g, "images", SN_DTYPE_F32, 4, in);
     sn_node labels = sn_input(g, "labels", SN_DTYPE_I32, 1, ld);
     sn_model_params mp = sn_model_params_default();
@@ -822,7 +942,7 @@ START_TEST(test_fusion_training_zoo) {
     ck_assert_msg(sn_model_build(g, models[_i], images, &mp, &m) == SN_OK, "%s",
                   sn_graph_errmsg(g));
     sn_node loss = sn_op_softmax_xent(g, m.logits, labels, 0.0f);
-    int folded = train_fused_vs_plain(g, images, labels, loss, 2, 6);
+    int folded = train_fused_vs_plain(g, images, labels, loss, batch[_i], 6);
     ck_assert_msg(folded >= min_folded[_i], "%s: %d nodes folded", models[_i], folded);
     sn_graph_free(g);
     sn_ctx_free(ctx);
@@ -901,7 +1021,8 @@ Suite *suite_graph(void) {
     tcase_add_test(tc, test_determinism);
     tcase_add_test(tc, test_fusion_inference);
     tcase_add_test(tc, test_fusion_training);
-    tcase_add_loop_test(tc, test_fusion_training_zoo, 0, 2);
+    tcase_add_test(tc, test_fusion_training_bias);
+    tcase_add_loop_test(tc, test_fusion_training_zoo, 0, 3);
     tcase_add_test(tc, test_dropout_steps);
     tcase_add_test(tc, test_many_nodes);
     suite_add_tcase(s, tc);

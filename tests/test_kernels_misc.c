@@ -723,6 +723,124 @@ START_TEST(test_bn_train_ep_bit_exact) {
 }
 END_TEST
 
+/* bias_fwd_ep / bias_bwd_ep against the unfused kernel sequence a training net runs for
+ * bias_add -> [add] -> [relu | relu6], bit for bit: pre-activation values exactly 0 and 6,
+ * -0.0 in x and dy, NULL outputs, and set bits with NaN-prefilled outputs (the unfused
+ * net's first writers copy: -0.0 must stay -0.0). */
+START_TEST(test_bias_ep_bit_exact) {
+    sn__dev d = cpu_dev();
+    const int64_t shapes[][2] = {{37, 5}, {50, 12}, {1, 3}, {700, 64}};   /* last: parallel */
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int64_t rows = shapes[si][0], C = shapes[si][1];
+        size_t n = (size_t)(rows * C);
+        uint64_t s = 1900 + 10 * si;
+        float *x = frand(n, s), *dy = frand(n, s + 1), *b = frand(C, s + 2);
+        float *res = frand(n, s + 3);
+        for (size_t e = 0; e < n; e++) x[e] *= 8.0f;   /* reach past 6 */
+        b[0] = 0.0f;
+        if (C > 1) b[1] = 2.0f;
+        for (int64_t r = 0; r < rows; r++) {   /* x + b exactly 0, -0 + 0, 6 */
+            x[r * C] = r % 3 == 0 ? 0.0f : r % 3 == 1 ? -0.0f : 6.0f;
+            if (C > 1) x[r * C + 1] = r % 2 ? 4.0f : -2.0f;
+        }
+        for (size_t e = 0; e < n; e += 7) dy[e] = -0.0f;
+        /* Sums exactly 0 and 6 with a residual: t + -t is +0; 6 - t where exact. */
+        for (size_t e = 2; e < n; e += 5) {
+            float t = x[e] + b[e % (size_t)C];
+            res[e] = (e / 5) % 2 ? 6.0f - t : -t;
+        }
+        for (int has_res = 0; has_res < 2; has_res++) {
+            for (int act = SN__ACT_NONE; act <= SN__ACT_RELU6; act++) {
+                char what[96];
+                snprintf(what, sizeof what, "rows=%lld C=%lld res=%d act=%d", (long long)rows,
+                         (long long)C, has_res, act);
+                const float *r = has_res ? res : NULL;
+                /* Unfused forward. */
+                float *t = frand(n, 0), *y1 = frand(n, 0), *y2 = frand(n, 0);
+                ck_assert_int_eq(sn__bias_fwd_cpu(&d, t, x, b, rows, C), SN_OK);
+                memcpy(y1, t, n * sizeof *t);
+                if (r) ck_assert_int_eq(sn__add_fwd_cpu(&d, y1, r, t, (int64_t)n), SN_OK);
+                float *pre = fdup(y1, n);
+                if (act == SN__ACT_RELU)
+                    ck_assert_int_eq(sn__relu_fwd_cpu(&d, y1, y1, (int64_t)n), SN_OK);
+                if (act == SN__ACT_RELU6)
+                    ck_assert_int_eq(sn__relu6_fwd_cpu(&d, y1, y1, (int64_t)n), SN_OK);
+                ck_assert_int_eq(sn__bias_fwd_ep_cpu(&d, y2, x, b, r, act, rows, C), SN_OK);
+                ck_assert_msg(memcmp(y1, y2, n * sizeof *y1) == 0, "%s: y", what);
+                size_t at0 = 0, at6 = 0;
+                for (size_t e = 0; e < n; e++) {
+                    at0 += pre[e] == 0.0f;
+                    at6 += pre[e] == 6.0f;
+                }
+                ck_assert_msg(at0 > 0 && (rows < 3 || at6 > 0),
+                              "%s: kinks not hit (%zu at 0, %zu at 6)", what, at0, at6);
+                /* Unfused backward: relu_bwd into a zeroed buffer (or the tail's dy), the
+                 * add's copy to the bias_add's gradient, then bias_add's backward. */
+                float *gadd = frand(n, 0), *gbias = frand(n, 0);
+                if (act == SN__ACT_RELU)
+                    ck_assert_int_eq(sn__relu_bwd_cpu(&d, gadd, dy, y1, (int64_t)n), SN_OK);
+                else if (act == SN__ACT_RELU6)
+                    ck_assert_int_eq(sn__relu6_bwd_cpu(&d, gadd, dy, y1, (int64_t)n), SN_OK);
+                else
+                    memcpy(gadd, dy, n * sizeof *dy);
+                memcpy(gbias, gadd, n * sizeof *gadd);
+                /* Accumulating: gradients start random. */
+                float *dx1 = frand(n, s + 5), *db1 = frand(C, s + 6), *dr1 = frand(n, s + 7);
+                if (r) ck_assert_int_eq(sn__accum_cpu(&d, dr1, gadd, 1.0f, (int64_t)n), SN_OK);
+                ck_assert_int_eq(sn__accum_cpu(&d, dx1, gbias, 1.0f, (int64_t)n), SN_OK);
+                ck_assert_int_eq(sn__bias_bwd_cpu(&d, db1, gbias, rows, C), SN_OK);
+                float *dx2 = frand(n, s + 5), *db2 = frand(C, s + 6), *dr2 = frand(n, s + 7);
+                ck_assert_int_eq(sn__bias_bwd_ep_cpu(&d, dx2, db2, r ? dr2 : NULL, dy, y2, act,
+                                                     0u, rows, C), SN_OK);
+                ck_assert_msg(memcmp(dx1, dx2, n * sizeof *dx1) == 0, "%s: dx", what);
+                ck_assert_msg(memcmp(db1, db2, C * sizeof *db1) == 0, "%s: db", what);
+                ck_assert_msg(memcmp(dr1, dr2, n * sizeof *dr1) == 0, "%s: dres", what);
+                /* NULL outputs: each of the others alone. */
+                float *dx3 = frand(n, s + 5), *db3 = frand(C, s + 6), *dr3 = frand(n, s + 7);
+                ck_assert_int_eq(sn__bias_bwd_ep_cpu(&d, NULL, db3, r ? dr3 : NULL, dy, y2, act,
+                                                     0u, rows, C), SN_OK);
+                ck_assert_int_eq(sn__bias_bwd_ep_cpu(&d, dx3, NULL, NULL, dy, y2, act, 0u,
+                                                     rows, C), SN_OK);
+                ck_assert_int_eq(sn__bias_bwd_ep_cpu(&d, NULL, NULL, NULL, dy, y2, act, 3u,
+                                                     rows, C), SN_OK);
+                ck_assert_msg(memcmp(dx1, dx3, n * sizeof *dx1) == 0, "%s: dx alone", what);
+                ck_assert_msg(memcmp(db1, db3, C * sizeof *db1) == 0, "%s: db NULL dx", what);
+                ck_assert_msg(memcmp(dr1, dr3, n * sizeof *dr1) == 0, "%s: dres NULL dx", what);
+                /* set = 3: dx and dres (NaN before, never read) are the copies the unfused
+                 * first writers make: gbias and gadd, -0.0 included. */
+                float *dx4 = frand(n, 0), *dr4 = frand(n, 0), *db4 = frand(C, s + 6);
+                for (size_t q = 0; q < n; q++) dx4[q] = dr4[q] = NAN;
+                ck_assert_int_eq(sn__bias_bwd_ep_cpu(&d, dx4, db4, r ? dr4 : NULL, dy, y2, act,
+                                                     3u, rows, C), SN_OK);
+                ck_assert_msg(memcmp(dx4, gbias, n * sizeof *dx4) == 0, "%s: set dx", what);
+                ck_assert_msg(memcmp(db4, db1, C * sizeof *db4) == 0, "%s: db with set", what);
+                if (r)
+                    ck_assert_msg(memcmp(dr4, gadd, n * sizeof *dr4) == 0, "%s: set dres", what);
+                /* Only one of the two set: the other still adds. */
+                float *dx5 = frand(n, s + 5), *dr5 = frand(n, 0);
+                for (size_t q = 0; q < n; q++) dr5[q] = NAN;
+                ck_assert_int_eq(sn__bias_bwd_ep_cpu(&d, dx5, NULL, r ? dr5 : NULL, dy, y2, act,
+                                                     2u, rows, C), SN_OK);
+                ck_assert_msg(memcmp(dx5, dx1, n * sizeof *dx5) == 0, "%s: dx, set 2", what);
+                if (r)
+                    ck_assert_msg(memcmp(dr5, gadd, n * sizeof *dr5) == 0, "%s: dres, set 2",
+                                  what);
+                if (act == SN__ACT_NONE) {   /* -0.0 in dy reached the copies */
+                    size_t negz = 0;
+                    for (size_t q = 0; q < n; q++) negz += signbit(dx4[q]) && dx4[q] == 0.0f;
+                    ck_assert_msg(negz > 0, "%s: no -0.0 copied", what);
+                }
+                free(t), free(y1), free(y2), free(pre), free(gadd), free(gbias);
+                free(dx1), free(db1), free(dr1), free(dx2), free(db2), free(dr2);
+                free(dx3), free(db3), free(dr3), free(dx4), free(dr4), free(db4);
+                free(dx5), free(dr5);
+            }
+        }
+        free(x), free(dy), free(b), free(res);
+    }
+}
+END_TEST
+
 START_TEST(test_bn_update_moving) {
     sn__dev d = cpu_dev();
     float mm[2] = {1, -1}, mv[2] = {2, 1};
@@ -1381,6 +1499,7 @@ Suite *suite_kernels_misc(void) {
     tcase_add_test(tc, test_bn_infer);
     tcase_add_test(tc, test_bn_train_bwd_large);
     tcase_add_test(tc, test_bn_train_ep_bit_exact);
+    tcase_add_test(tc, test_bias_ep_bit_exact);
     tcase_add_test(tc, test_bn_update_moving);
     tcase_add_test(tc, test_bias);
     tcase_add_test(tc, test_relu);

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
-#include "../kernels.h"
+#include "cpu_internal.h"
 
 /* Work is split into channel blocks of CB (one cache line of floats) so that each task owns
  * its channels' statistics and needs no scratch.  The normalizing pass (bn_infer_fwd, which
@@ -49,13 +49,6 @@ static void batch_moments(sn__dev *d, float *mean, float *var, const float *x, i
     }
 }
 
-/* relu_fwd's and relu6_fwd's expressions (eltwise.c), or v itself. */
-static inline float act_fwd(float v, int act) {
-    if (act == SN__ACT_RELU) return v > 0.0f ? v : 0.0f;
-    if (act == SN__ACT_RELU6) return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
-    return v;
-}
-
 /* y = act((x - mean) * scale + shift [+ residual]) with scale = gamma / sqrtf(var + eps):
  * bn_infer_fwd, then add_fwd's and relu_fwd's/relu6_fwd's operations on the same float. */
 static void normalize(sn__dev *d, float *y, const float *x, const float *gamma,
@@ -77,7 +70,7 @@ static void normalize(sn__dev *d, float *y, const float *x, const float *gamma,
                 int64_t e = r * C + c0 + c;
                 float v = (x[e] - mean[c0 + c]) * scale[c] + shift[c];
                 if (residual) v = v + residual[e];
-                y[e] = act_fwd(v, act);
+                y[e] = sn__act_fwd_cpu(v, act);
             }
         }
     }
@@ -108,20 +101,12 @@ sn_status sn__bn_train_fwd_ep_cpu(sn__dev *d, float *y, float *mean, float *var,
     return SN_OK;
 }
 
-/* The gradient the unfused chain leaves in its add's (or batch norm's) gradient buffer at
- * element e: relu_bwd or relu6_bwd into a zeroed buffer, 0 + (dy masked by the output y),
- * or without an activation dy itself. */
-static inline float chain_grad(const float *dy, const float *y, int act, int64_t e) {
-    if (act == SN__ACT_RELU) return 0.0f + (y[e] > 0.0f ? dy[e] : 0.0f);
-    if (act == SN__ACT_RELU6) return 0.0f + (y[e] > 0.0f && y[e] < 6.0f ? dy[e] : 0.0f);
-    return dy[e];
-}
-
 /* Training backward, through the batch moments.  Per channel, with dxhat = dy * gamma:
  *   dx += invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
  *   dgamma += sum(dy * xhat),  dbeta += sum(dy)   (each, dx too, skipped when NULL).
- * With chain (bn_train_bwd_ep), dy is first the chain's: m = chain_grad(), dres += m (add_bwd
- * with alpha 1), and the batch norm's gradient is 0 + m (add_bwd into a zeroed buffer). */
+ * With chain (bn_train_bwd_ep), dy is first the chain's: m = sn__chain_grad_cpu(),
+ * dres += m (add_bwd with alpha 1), and the batch norm's gradient is 0 + m (add_bwd into a
+ * zeroed buffer). */
 static void train_bwd(sn__dev *d, float *dx, float *dgamma, float *dbeta, float *dres,
                       const float *dy, const float *y, const float *x, const float *gamma,
                       const float *mean, const float *var, float eps, bool chain, int act,
@@ -140,7 +125,7 @@ static void train_bwd(sn__dev *d, float *dx, float *dgamma, float *dbeta, float 
                 int64_t e = r * C + c0 + c;
                 float gf = dy[e];
                 if (chain) {
-                    float m = chain_grad(dy, y, act, e);
+                    float m = sn__chain_grad_cpu(dy, y, act, e);
                     if (dres) dres[e] += m;
                     gf = 0.0f + m;
                 }
@@ -162,7 +147,7 @@ static void train_bwd(sn__dev *d, float *dx, float *dgamma, float *dbeta, float 
         for (int64_t r = 0; dx && r < rows; r++) {
             for (int64_t c = 0; c < nc; c++) {
                 int64_t e = r * C + c0 + c;
-                float gf = chain ? 0.0f + chain_grad(dy, y, act, e) : dy[e];
+                float gf = chain ? 0.0f + sn__chain_grad_cpu(dy, y, act, e) : dy[e];
                 float xhat = (x[e] - muf[c]) * isf[c];
                 dx[e] += k[c] * (gf - mdy[c] - xhat * mdyx[c]);
             }

@@ -12,4 +12,21 @@
 void sn__epilogue_apply_cpu(float *y, const float *res, int64_t rows, int64_t nc, int64_t ldy,
                             int64_t c0, const sn__epilogue *ep);
 
+/* relu_fwd's and relu6_fwd's expressions (eltwise.c) for an sn__act, or v itself: the
+ * activation a fused chain ends in. */
+static inline float sn__act_fwd_cpu(float v, int act) {
+    if (act == SN__ACT_RELU) return v > 0.0f ? v : 0.0f;
+    if (act == SN__ACT_RELU6) return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    return v;
+}
+
+/* The gradient the unfused chain leaves below its activation at element e: relu_bwd or
+ * relu6_bwd into a zeroed buffer, 0 + (dy masked by the output y), or without an activation
+ * dy itself. */
+static inline float sn__chain_grad_cpu(const float *dy, const float *y, int act, int64_t e) {
+    if (act == SN__ACT_RELU) return 0.0f + (y[e] > 0.0f ? dy[e] : 0.0f);
+    if (act == SN__ACT_RELU6) return 0.0f + (y[e] > 0.0f && y[e] < 6.0f ? dy[e] : 0.0f);
+    return dy[e];
+}
+
 #endif

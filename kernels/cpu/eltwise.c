@@ -2,6 +2,7 @@
  * Shapes: n elements in any layout; the per-channel ones see (rows, C), rows = N*H*W,
  * with b/db (C).  Outputs may alias inputs of the same shape (y == x is an in-place op). */
 #include <math.h>
+#include <stdbool.h>
 #include "cpu_internal.h"
 
 /* Below this many elements a parallel region costs more than the loop. */
@@ -72,6 +73,48 @@ sn_status sn__bias_bwd_cpu(sn__dev *d, float *db, const float *dy, int64_t rows,
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < nc; c++) s[c] += dy[r * C + c0 + c];
         for (int64_t c = 0; c < nc; c++) db[c0 + c] += (float)s[c];
+    }
+    return SN_OK;
+}
+
+/* bias_fwd, add_fwd and relu_fwd/relu6_fwd on each value while it is in a register: one
+ * pass over memory where the unfused chain makes up to three. */
+sn_status sn__bias_fwd_ep_cpu(sn__dev *d, float *y, const float *x, const float *b,
+                              const float *residual, int act, int64_t rows, int64_t C) {
+    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bias_fwd_ep: act %d", act);
+#pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < C; c++) {
+            int64_t e = r * C + c;
+            float v = x[e] + b[c];
+            if (residual) v = v + residual[e];
+            y[e] = sn__act_fwd_cpu(v, act);
+        }
+    return SN_OK;
+}
+
+/* Gradients of bias_fwd_ep: m = the chain's gradient below the activation; dres and dx get
+ * m (set or added), db its column sums, in bias_bwd's blocks and order (so bit for bit). */
+sn_status sn__bias_bwd_ep_cpu(sn__dev *d, float *dx, float *db, float *dres, const float *dy,
+                              const float *y, int act, unsigned set, int64_t rows, int64_t C) {
+    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bias_bwd_ep: act %d", act);
+    const int64_t ncb = (C + CB - 1) / CB;
+    const bool set_dx = set & 1u, set_dres = set & 2u;
+#pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
+    for (int64_t b = 0; b < ncb; b++) {
+        int64_t c0 = b * CB, nc = C - c0 < CB ? C - c0 : CB;
+        double s[CB] = {0};
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < nc; c++) {
+                int64_t e = r * C + c0 + c;
+                float m = sn__chain_grad_cpu(dy, y, act, e);
+                if (dres) dres[e] = set_dres ? m : dres[e] + m;
+                if (dx) dx[e] = set_dx ? m : dx[e] + m;
+                s[c] += m;
+            }
+        for (int64_t c = 0; db && c < nc; c++) db[c0 + c] += (float)s[c];
     }
     return SN_OK;
 }

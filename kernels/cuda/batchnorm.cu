@@ -1,6 +1,9 @@
 /* batchnorm.cu: per-channel kernels on (rows, C) = NHWC flattened: bias add, batch norm
  * (training and inference, forward and backward), moving statistics.
  *
+ * The bias kernels' fused forms (bias_fwd_ep, bias_bwd_ep) fold a training net's residual add
+ * and relu/relu6 into them, as the batch norm ones do.
+ *
  * Mapping: a block is (cx channel lanes) x (cy row lanes), 256 threads; a lane owns V
  * consecutive channels (V = 4 with float4 loads when C % 4 == 0 and the pointers are 16-byte
  * aligned) and walks rows, so a warp reads whole runs of channels (coalesced) and needs no
@@ -95,7 +98,7 @@ static __global__ void partial_kernel(double *part, int64_t rows, int64_t C, int
 #pragma unroll
         for (int v = 0; v < V; v++) acc[k][v] = 0.0;
     if (c0 < C)
-#pragma unroll 4   /* loads of several rows in flight (nothing is stored in the loop) */
+#pragma unroll 4   /* several rows in flight (bias_bwd_ep's functor also stores: still exact) */
         for (int64_t r = r0 + ty; r < r1; r += cy) f.template add<V>(acc, r, c0);
     double *mine = sh + (ty * cx + tx) * NV * V;
 #pragma unroll
@@ -221,6 +224,94 @@ struct bias_apply_f {
 #pragma unroll
         for (int j = 0; j < V; j++) v[j] += b[c0 + j];
         st<V>(y + r * C + c0, v);
+    }
+};
+
+/* y = act(x + b[c] [+ res])   (fused bias forward) */
+struct bias_ep_apply_f {
+    float *y;
+    const float *x, *b, *res;
+    int act;
+    int64_t C;
+    template <int V>
+    __device__ void row(int64_t r, int64_t c0) const {
+        float v[V], q[V] = {0.0f};
+        ld<V>(v, x + r * C + c0);
+        if (res) ld<V>(q, res + r * C + c0);
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+            float t = __fadd_rn(v[j], b[c0 + j]);
+            if (res) t = __fadd_rn(t, q[j]);
+            v[j] = act_fwd(t, act);
+        }
+        st<V>(y + r * C + c0, v);
+    }
+};
+
+/* The elementwise part of the fused bias backward at (r, c0..c0+V): m = chain_grad(dy, y);
+ * dres and dx get m (set, or added); returns m in g for the column sums. */
+struct bias_ep_grad {
+    float *dx, *dres;
+    const float *dy, *y;
+    int act;
+    unsigned set;   /* bit 0: dx = m, bit 1: dres = m (not read) */
+    int64_t C;
+    template <int V>
+    __device__ __forceinline__ void at(float (&g)[V], int64_t r, int64_t c0) const {
+        float u[V] = {0.0f};
+        int64_t e = r * C + c0;
+        ld<V>(g, dy + e);
+        if (act != SN__ACT_NONE) ld<V>(u, y + e);
+#pragma unroll
+        for (int j = 0; j < V; j++)
+            g[j] = chain_grad(g[j], act != SN__ACT_NONE ? u[j] : 0.0f, act);
+        if (dres) {
+            float a[V];
+            if (set & 2u) {
+#pragma unroll
+                for (int j = 0; j < V; j++) a[j] = g[j];
+            } else {
+                ld<V>(a, dres + e);
+#pragma unroll
+                for (int j = 0; j < V; j++) a[j] = __fadd_rn(a[j], g[j]);
+            }
+            st<V>(dres + e, a);
+        }
+        if (dx) {
+            float a[V];
+            if (set & 1u) {
+#pragma unroll
+                for (int j = 0; j < V; j++) a[j] = g[j];
+            } else {
+                ld<V>(a, dx + e);
+#pragma unroll
+                for (int j = 0; j < V; j++) a[j] = __fadd_rn(a[j], g[j]);
+            }
+            st<V>(dx + e, a);
+        }
+    }
+};
+
+/* Fused bias backward with db: the partial pass writes dx/dres as it sums m (each element is
+ * visited exactly once, by one thread). */
+struct bias_ep_sum_f {
+    bias_ep_grad e;
+    template <int V>
+    __device__ void add(double (&acc)[1][V], int64_t r, int64_t c0) const {
+        float g[V];
+        e.template at<V>(g, r, c0);
+#pragma unroll
+        for (int j = 0; j < V; j++) acc[0][j] += g[j];
+    }
+};
+
+/* Fused bias backward without db: only the elementwise part. */
+struct bias_ep_bwd_apply_f {
+    bias_ep_grad e;
+    template <int V>
+    __device__ void row(int64_t r, int64_t c0) const {
+        float g[V];
+        e.template at<V>(g, r, c0);
     }
 };
 
@@ -450,6 +541,46 @@ extern "C" sn_status sn__bias_bwd_cuda(sn__dev *d, float *db, const float *dy, i
     SN__CU_TRY(partials<1>(d, c, rows, C, v4, f, "bias_bwd", &part, &slices));
     bias_finish_kernel<<<(unsigned)((C + 255) / 256), 256, 0, c->stream>>>(db, part, slices, C);
     return sn__cuda_launched(d, "bias_bwd");
+}
+
+/* bias_fwd with the folded residual add and activation (kernels.def). */
+extern "C" sn_status sn__bias_fwd_ep_cuda(sn__dev *d, float *y, const float *x, const float *b,
+                                          const float *residual, int act, int64_t rows,
+                                          int64_t C) {
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check_rc(d, rows, C, "bias_fwd_ep"));
+    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bias_fwd_ep: act %d", act);
+    if (rows == 0 || C == 0) return SN_OK;
+    bool v4 = C % 4 == 0 && sn__aligned16(y) && sn__aligned16(x) &&
+              (!residual || sn__aligned16(residual));
+    bias_ep_apply_f f = {y, x, b, residual, act, C};
+    return apply(d, c, rows, C, v4, f, "bias_fwd_ep");
+}
+
+/* Gradients of bias_fwd_ep in one pass over memory: with db, the column sums' partial pass
+ * also writes dx and dres; without, an elementwise pass. */
+extern "C" sn_status sn__bias_bwd_ep_cuda(sn__dev *d, float *dx, float *db, float *dres,
+                                          const float *dy, const float *y, int act,
+                                          unsigned set, int64_t rows, int64_t C) {
+    SN__CU_BEGIN(d, c);
+    SN__CU_TRY(check_rc(d, rows, C, "bias_bwd_ep"));
+    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bias_bwd_ep: act %d", act);
+    if (rows == 0 || C == 0 || (!dx && !db && !dres)) return SN_OK;
+    bool v4 = C % 4 == 0 && sn__aligned16(dy) && (act == SN__ACT_NONE || sn__aligned16(y)) &&
+              (!dx || sn__aligned16(dx)) && (!dres || sn__aligned16(dres));
+    bias_ep_grad e = {dx, dres, dy, y, act, set, C};
+    if (!db) {
+        bias_ep_bwd_apply_f a = {e};
+        return apply(d, c, rows, C, v4, a, "bias_bwd_ep");
+    }
+    double *part = NULL;
+    unsigned slices = 0;
+    bias_ep_sum_f f = {e};
+    SN__CU_TRY(partials<1>(d, c, rows, C, v4, f, "bias_bwd_ep", &part, &slices));
+    bias_finish_kernel<<<(unsigned)((C + 255) / 256), 256, 0, c->stream>>>(db, part, slices, C);
+    return sn__cuda_launched(d, "bias_bwd_ep");
 }
 
 /* ---- batch norm ---------------------------------------------------------------------------- */
