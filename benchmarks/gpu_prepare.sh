@@ -2,11 +2,11 @@
 # gpu_prepare.sh: run HERE (the dev machine) before a device run.  Builds the CUDA binaries
 # for sm_90 (H100/H200) into build/cuda and copies the non-CUDA shared libraries they load
 # (OpenBLAS, protobuf-c, snappy, turbojpeg, png, cJSON, gfortran, gomp) into
-# build/cuda/rtlibs, since the device machine has no network to install them.  Then run
-# the device with
-#     command: bash benchmarks/gpu_check.sh
-#     carry:   ["build/cuda/bin", "build/cuda/tests/run_tests", "build/cuda/rtlibs",
-#               "build/cuda/PREBUILT"]
+# build/cuda/rtlibs, since the device machine has no network to install them, and packs all
+# of it into build/gpu_carry.tgz (~20 MB; the unpacked files are ~60 MB, too close to the
+# device tool's 64 MB limit on what travels).  Then run the device with
+#     command: tar -xzf build/gpu_carry.tgz && bash benchmarks/gpu_check.sh
+#     carry:   ["build/gpu_carry.tgz"]
 # gpu_check.sh sees build/cuda/PREBUILT and runs these binaries instead of building there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +21,6 @@ ldd $BUILD/tests/run_tests $BUILD/bin/* | awk '/=> \// {print $3}' | sort -u |
 strip $BUILD/tests/run_tests $BUILD/bin/* $BUILD/rtlibs/* 2>/dev/null || true
 echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo +dirty), built $(date -u +%F\ %TZ)," \
      "NVCC_ARCH=${NVCC_ARCH:-sm_90}" > $BUILD/PREBUILT
-du -sh $BUILD/bin $BUILD/tests/run_tests $BUILD/rtlibs
+tar -czf build/gpu_carry.tgz $BUILD/bin $BUILD/tests/run_tests $BUILD/rtlibs $BUILD/PREBUILT
+du -sh $BUILD/bin $BUILD/tests/run_tests $BUILD/rtlibs build/gpu_carry.tgz
 cat $BUILD/PREBUILT
