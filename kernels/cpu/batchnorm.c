@@ -107,10 +107,12 @@ sn_status sn__bn_train_fwd_ep_cpu(sn__dev *d, float *y, float *mean, float *var,
  * With chain (bn_train_bwd_ep), dy is first the chain's: m = sn__chain_grad_cpu(),
  * dres += m (add_bwd with alpha 1), and the batch norm's gradient is 0 + m (add_bwd into a
  * zeroed buffer). */
-static void train_bwd(sn__dev *d, float *dx, float *dgamma, float *dbeta, float *dres,
-                      const float *dy, const float *y, const float *x, const float *gamma,
-                      const float *mean, const float *var, float eps, bool chain, int act,
-                      int64_t rows, int64_t C) {
+static inline __attribute__((always_inline)) void
+train_bwd_impl(sn__dev *d, float *restrict dx, float *dgamma, float *dbeta,
+               float *restrict dres, const float *restrict dy, const float *restrict y,
+               const float *restrict x, const float *gamma, const float *mean,
+               const float *var, float eps, bool chain, int act, unsigned set, int64_t rows,
+               int64_t C) {
     const int64_t ncb = (C + CB - 1) / CB;
 #pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
     for (int64_t b = 0; b < ncb; b++) {
@@ -120,18 +122,28 @@ static void train_bwd(sn__dev *d, float *dx, float *dgamma, float *dbeta, float 
             mu[c] = mean[c0 + c];
             is[c] = 1.0 / sqrt((double)var[c0 + c] + eps);
         }
-        for (int64_t r = 0; r < rows; r++) {
+        for (int64_t r = 0; !chain && r < rows; r++) {
             for (int64_t c = 0; c < nc; c++) {
                 int64_t e = r * C + c0 + c;
-                float gf = dy[e];
-                if (chain) {
-                    float m = sn__chain_grad_cpu(dy, y, act, e);
-                    if (dres) dres[e] += m;
-                    gf = 0.0f + m;
-                }
-                double g = gf;
+                double g = dy[e];
                 sdy[c] += g;
                 sdyx[c] += g * (x[e] - mu[c]) * is[c];
+            }
+        }
+        /* With a chain, the row's gradient below it first (one vectorizable loop), then the
+         * same sums: computing it inside the sums' loop made that loop 4x slower. */
+        for (int64_t r = 0; chain && r < rows; r++) {
+            const int64_t e0 = r * C + c0;
+            float gr[CB];
+            for (int64_t c = 0; c < nc; c++) gr[c] = sn__chain_grad_cpu(dy, y, act, e0 + c);
+            if (dres && (set & 2u))   /* set: what adding into zeros gives, -0 included */
+                for (int64_t c = 0; c < nc; c++) dres[e0 + c] = sn__plus0(gr[c]);
+            else if (dres)
+                for (int64_t c = 0; c < nc; c++) dres[e0 + c] += gr[c];
+            for (int64_t c = 0; c < nc; c++) {
+                double g = sn__plus0(gr[c]);
+                sdy[c] += g;
+                sdyx[c] += g * (x[e0 + c] - mu[c]) * is[c];
             }
         }
         float k[CB], mdy[CB], mdyx[CB], isf[CB], muf[CB];
@@ -144,15 +156,52 @@ static void train_bwd(sn__dev *d, float *dx, float *dgamma, float *dbeta, float 
             if (dgamma) dgamma[c0 + c] += (float)sdyx[c];
             if (dbeta) dbeta[c0 + c] += (float)sdy[c];
         }
-        for (int64_t r = 0; dx && r < rows; r++) {
+        for (int64_t r = 0; dx && !chain && r < rows; r++) {
             for (int64_t c = 0; c < nc; c++) {
                 int64_t e = r * C + c0 + c;
-                float gf = chain ? 0.0f + sn__chain_grad_cpu(dy, y, act, e) : dy[e];
                 float xhat = (x[e] - muf[c]) * isf[c];
-                dx[e] += k[c] * (gf - mdy[c] - xhat * mdyx[c]);
+                dx[e] += k[c] * (dy[e] - mdy[c] - xhat * mdyx[c]);
             }
         }
+        for (int64_t r = 0; dx && chain && r < rows; r++) {
+            const int64_t e0 = r * C + c0;
+            float gr[CB];
+            for (int64_t c = 0; c < nc; c++)
+                gr[c] = sn__plus0(sn__chain_grad_cpu(dy, y, act, e0 + c));
+            if (set & 1u)
+                for (int64_t c = 0; c < nc; c++) {
+                    float xhat = (x[e0 + c] - muf[c]) * isf[c];
+                    dx[e0 + c] = sn__plus0(k[c] * (gr[c] - mdy[c] - xhat * mdyx[c]));
+                }
+            else
+                for (int64_t c = 0; c < nc; c++) {
+                    float xhat = (x[e0 + c] - muf[c]) * isf[c];
+                    dx[e0 + c] += k[c] * (gr[c] - mdy[c] - xhat * mdyx[c]);
+                }
+        }
     }
+}
+
+/* train_bwd_impl with `chain` and `act` as constants in each copy, so that the compiler
+ * drops the activation's branches from the inner loops and vectorizes them (with act read
+ * per element, the fused backward took 273 ms of ResNet-50's step at 112x112, batch 8, on 2
+ * cores, against 132 ms for the unfused relu + add + batch norm). */
+static void train_bwd(sn__dev *d, float *dx, float *dgamma, float *dbeta, float *dres,
+                      const float *dy, const float *y, const float *x, const float *gamma,
+                      const float *mean, const float *var, float eps, bool chain, int act,
+                      unsigned set, int64_t rows, int64_t C) {
+    if (!chain)
+        train_bwd_impl(d, dx, dgamma, dbeta, dres, dy, y, x, gamma, mean, var, eps, false,
+                       SN__ACT_NONE, 0u, rows, C);
+    else if (act == SN__ACT_RELU)
+        train_bwd_impl(d, dx, dgamma, dbeta, dres, dy, y, x, gamma, mean, var, eps, true,
+                       SN__ACT_RELU, set, rows, C);
+    else if (act == SN__ACT_RELU6)
+        train_bwd_impl(d, dx, dgamma, dbeta, dres, dy, y, x, gamma, mean, var, eps, true,
+                       SN__ACT_RELU6, set, rows, C);
+    else
+        train_bwd_impl(d, dx, dgamma, dbeta, dres, dy, y, x, gamma, mean, var, eps, true,
+                       SN__ACT_NONE, set, rows, C);
 }
 
 sn_status sn__bn_train_bwd_cpu(sn__dev *d, float *dx, float *dgamma, float *dbeta,
@@ -160,7 +209,7 @@ sn_status sn__bn_train_bwd_cpu(sn__dev *d, float *dx, float *dgamma, float *dbet
                                const float *mean, const float *var, float eps, int64_t rows,
                                int64_t C) {
     train_bwd(d, dx, dgamma, dbeta, NULL, dy, NULL, x, gamma, mean, var, eps, false,
-              SN__ACT_NONE, rows, C);
+              SN__ACT_NONE, 0u, rows, C);
     return SN_OK;
 }
 
@@ -170,10 +219,8 @@ sn_status sn__bn_train_bwd_ep_cpu(sn__dev *d, float *dx, float *dgamma, float *d
                                   float eps, int act, unsigned set, int64_t rows, int64_t C) {
     if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
         return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bn_train_bwd_ep: act %d", act);
-    /* set: adding into zeros is the definition (and bit-identical to it) */
-    if ((set & 1u) && dx && rows * C > 0) memset(dx, 0, (size_t)(rows * C) * sizeof(float));
-    if ((set & 2u) && dres && rows * C > 0) memset(dres, 0, (size_t)(rows * C) * sizeof(float));
-    train_bwd(d, dx, dgamma, dbeta, dres, dy, y, x, gamma, mean, var, eps, true, act, rows, C);
+    train_bwd(d, dx, dgamma, dbeta, dres, dy, y, x, gamma, mean, var, eps, true, act, set,
+              rows, C);
     return SN_OK;
 }
 

@@ -23,9 +23,15 @@ static inline float sn__act_fwd_cpu(float v, int act) {
 /* The gradient the unfused chain leaves below its activation at element e: relu_bwd or
  * relu6_bwd into a zeroed buffer, 0 + (dy masked by the output y), or without an activation
  * dy itself. */
+/* 0.0f + v, bit for bit (-0 becomes +0, everything else is v), without the addition: with a
+ * subnormal v the addition costs ~100 cycles on x86 (no flush-to-zero here), and the fused
+ * batch-norm backward made several per element (on 2 cores it then took 300 ms of
+ * ResNet-50's 112x112 training step instead of the unfused ops' 130 ms). */
+static inline float sn__plus0(float v) { return v == 0.0f ? 0.0f : v; }
+
 static inline float sn__chain_grad_cpu(const float *dy, const float *y, int act, int64_t e) {
-    if (act == SN__ACT_RELU) return 0.0f + (y[e] > 0.0f ? dy[e] : 0.0f);
-    if (act == SN__ACT_RELU6) return 0.0f + (y[e] > 0.0f && y[e] < 6.0f ? dy[e] : 0.0f);
+    if (act == SN__ACT_RELU) return sn__plus0(y[e] > 0.0f ? dy[e] : 0.0f);
+    if (act == SN__ACT_RELU6) return sn__plus0(y[e] > 0.0f && y[e] < 6.0f ? dy[e] : 0.0f);
     return dy[e];
 }
 
