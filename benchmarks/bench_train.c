@@ -102,7 +102,10 @@ int main(int argc, char **argv) {
     CHECK(sn_net_compile(g, &pp, &net));
 
     size_t npix = (size_t)(batch * size * size * 3);
-    float *x = malloc(npix * sizeof *x);
+    int64_t xd[4] = {batch, size, size, 3}, yd[1] = {batch};
+    sn_tensor *xt = NULL, *yt = NULL, *lt = NULL;
+    CHECK(sn_tensor_new_pinned(ctx, SN_DTYPE_F32, 4, xd, &xt));   /* as slimnet-train's */
+    float *x = sn_tensor_data(xt);
     int32_t *y = malloc((size_t)batch * sizeof *y);
     uint64_t s = 1;
     for (size_t i = 0; i < npix; i++) {
@@ -110,9 +113,6 @@ int main(int argc, char **argv) {
         x[i] = (float)((s >> 40) & 0xFFFF) / 32768.0f - 1.0f;
     }
     for (int64_t i = 0; i < batch; i++) y[i] = (int32_t)(i % classes);
-    int64_t xd[4] = {batch, size, size, 3}, yd[1] = {batch};
-    sn_tensor *xt = NULL, *yt = NULL, *lt = NULL;
-    CHECK(sn_tensor_wrap(ctx, x, SN_DTYPE_F32, 4, xd, SN_BORROW, &xt));
     CHECK(sn_tensor_wrap(ctx, y, SN_DTYPE_I32, 1, yd, SN_BORROW, &yt));
     double *t = malloc((size_t)(steps > 0 ? steps : 1) * sizeof *t);
     float first = 0, last = 0;
@@ -167,7 +167,6 @@ int main(int argc, char **argv) {
     printf("%s: median %.1f ms = %.1f images/s\n", infer ? "inference" : "train step", med * 1e3,
            (double)batch / med);
     free(t);
-    free(x);
     free(y);
     sn_tensor_free(xt);
     sn_tensor_free(yt);

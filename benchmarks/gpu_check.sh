@@ -250,7 +250,9 @@ run_bench() {   # name timeout command...
 }
 : >"$OUT/bench.log"
 HAVE_TORCH=0
-[ -f benchmarks/bench_torch.py ] && python3 -c 'import torch, torchvision' 2>/dev/null && HAVE_TORCH=1
+# SN_NO_TORCH=1: slimnet only (a short re-check; the ratios need the peer in the same run)
+[ -z "${SN_NO_TORCH:-}" ] && [ -f benchmarks/bench_torch.py ] &&
+    python3 -c 'import torch, torchvision' 2>/dev/null && HAVE_TORCH=1
 BT=$BUILD/bin/bench_train
 for m in $MODELS; do
     IFS=: read -r sn tv size <<<"$m"

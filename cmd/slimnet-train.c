@@ -251,7 +251,7 @@ static int build(trainer *t) {
     if (sn_net_compile(g, &cp, &t->net) != SN_OK)
         return tool_fail(TOOL, t->ctx, "compiling the network");
     int64_t xd[4] = {t->batch, t->height, t->width, t->channels}, yd[1] = {t->batch};
-    if (sn_tensor_new(t->ctx, SN_DTYPE_F32, 4, xd, &t->xt) != SN_OK ||
+    if (sn_tensor_new_pinned(t->ctx, SN_DTYPE_F32, 4, xd, &t->xt) != SN_OK ||
         sn_tensor_new(t->ctx, SN_DTYPE_I32, 1, yd, &t->yt) != SN_OK)
         return tool_fail(TOOL, t->ctx, "input buffers");
     return 0;

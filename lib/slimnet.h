@@ -152,6 +152,13 @@ typedef enum sn_ownership {
  * SN_ERR_INVALID_ARG (rank, dims, dtype), SN_ERR_NOMEM. */
 SN_API sn_status sn_tensor_new(sn_ctx *ctx, sn_dtype dt, int rank, const int64_t *dims,
                                sn_tensor **out);
+/* sn_tensor_new in memory ctx's device reads directly: page-locked host memory on a CUDA
+ * context (ordinary memory when the system has none to give, or on a CPU context).  Feed a
+ * batch through one: sn_net_set_input then starts the device's copy from it at once, on a
+ * copy stream that overlaps the device's work, instead of first copying it into a staging
+ * buffer (~12 ms for a 77 MB batch on one H200 machine).  Free it before its context. */
+SN_API sn_status sn_tensor_new_pinned(sn_ctx *ctx, sn_dtype dt, int rank, const int64_t *dims,
+                                      sn_tensor **out);
 /* Tensor over caller memory (SN_BORROW) or a copy of it (SN_COPY). */
 SN_API sn_status sn_tensor_wrap(sn_ctx *ctx, void *data, sn_dtype dt, int rank,
                                 const int64_t *dims, sn_ownership own, sn_tensor **out);

@@ -26,6 +26,7 @@ struct sn_tensor {
     int64_t dims[SN_MAX_RANK];
     void *data;
     bool owned;
+    bool pinned;    /* data from ctx's host_alloc kernel (sn_tensor_new_pinned) */
 };
 
 /* Propagates a failure: SN_TRY(sn_something(...)); */

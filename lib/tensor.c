@@ -86,9 +86,27 @@ sn_status sn_tensor_wrap(sn_ctx *ctx, void *data, sn_dtype dt, int rank, const i
     return SN_OK;
 }
 
+sn_status sn_tensor_new_pinned(sn_ctx *ctx, sn_dtype dt, int rank, const int64_t *dims,
+                               sn_tensor **out) {
+    size_t nbytes;
+    SN_TRY(tensor_make(ctx, dt, rank, dims, out, &nbytes));
+    void *p = NULL;
+    if (ctx->k && ctx->k->host_alloc && ctx->k->host_alloc(&ctx->dev, &p, nbytes) == SN_OK &&
+        p) {
+        memset(p, 0, nbytes);
+        (*out)->data = p;
+        (*out)->owned = true;
+        (*out)->pinned = true;
+        return SN_OK;
+    }
+    sn_tensor_free(*out);   /* no page-locked memory: an ordinary tensor does the same job */
+    return sn_tensor_new(ctx, dt, rank, dims, out);
+}
+
 void sn_tensor_free(sn_tensor *t) {
     if (!t) return;
-    if (t->owned) free(t->data);
+    if (t->owned && t->pinned) (void)t->ctx->k->host_free(&t->ctx->dev, t->data);
+    else if (t->owned) free(t->data);
     free(t);
 }
 

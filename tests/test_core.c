@@ -97,6 +97,26 @@ START_TEST(test_tensor_new_wrap_copy) {
     sn_ctx_free(ctx);
 } END_TEST
 
+/* sn_tensor_new_pinned: on a CPU context an ordinary zero-filled tensor (on CUDA page-locked
+ * memory, tested in the cuda suite), bad shapes refused like sn_tensor_new's; a zero-size
+ * one is valid. */
+START_TEST(test_tensor_new_pinned) {
+    sn_ctx *ctx = tu_ctx();
+    int64_t d[2] = {3, 5}, bad[1] = {-1}, none[1] = {0};
+    sn_tensor *t = NULL, *z = NULL, *b = NULL;
+    ck_assert_int_eq(sn_tensor_new_pinned(ctx, SN_DTYPE_F32, 2, d, &t), SN_OK);
+    ck_assert_int_eq(sn_tensor_numel(t), 15);
+    for (int i = 0; i < 15; i++) ck_assert_float_eq(((float *)sn_tensor_data(t))[i], 0.0f);
+    ((float *)sn_tensor_data(t))[14] = 2.5f;
+    ck_assert_int_eq(sn_tensor_new_pinned(ctx, SN_DTYPE_F32, 1, bad, &b), SN_ERR_INVALID_ARG);
+    ck_assert_ptr_null(b);
+    ck_assert_int_eq(sn_tensor_new_pinned(ctx, SN_DTYPE_I32, 1, none, &z), SN_OK);
+    ck_assert_ptr_nonnull(sn_tensor_data(z));
+    sn_tensor_free(t);
+    sn_tensor_free(z);
+    sn_ctx_free(ctx);
+} END_TEST
+
 START_TEST(test_tensor_bad_shapes) {
     sn_ctx *ctx = tu_ctx();
     sn_tensor *t = (sn_tensor *)1;
@@ -192,6 +212,7 @@ Suite *suite_core(void) {
     tcase_add_test(tc, test_ctx_no_cuda_device);
     tcase_add_test(tc, test_ctx_log_callback);
     tcase_add_test(tc, test_tensor_new_wrap_copy);
+    tcase_add_test(tc, test_tensor_new_pinned);
     tcase_add_test(tc, test_tensor_bad_shapes);
     tcase_add_test(tc, test_init_distributions);
     tcase_add_test(tc, test_init_deterministic);

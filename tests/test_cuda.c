@@ -385,6 +385,24 @@ START_TEST(test_cuda_device) {
     CK(&e, e.kg->to_host(&e.gpu, gb, o2, nb * sizeof(float)));
     for (size_t i = 0; i < nb; i++)
         ck_assert_msg(gb[i] == 1.0f + (float)(i % 5), "second copy, [%zu]", i);
+    /* The same from page-locked memory (sn_tensor_new_pinned's): DMA'd without the host
+     * copy; the source may be overwritten as soon as to_dev returns. */
+    void *pin = NULL;
+    CK(&e, e.kg->host_alloc(&e.gpu, &pin, nb * sizeof(float)));
+    float *ph = pin;
+    for (size_t i = 0; i < nb; i++) ph[i] = -2.0f;
+    CK(&e, e.kg->to_dev(&e.gpu, src, ph, nb * sizeof(float)));
+    CK(&e, e.kg->relu_fwd(&e.gpu, (float *)o1, (const float *)src, (int64_t)nb));
+    for (size_t i = 0; i < nb; i++) ph[i] = 3.0f + (float)(i % 3);
+    CK(&e, e.kg->to_dev(&e.gpu, src, ph, nb * sizeof(float)));
+    for (size_t i = 0; i < nb; i++) ph[i] = NAN;   /* to_dev returned: no longer read */
+    CK(&e, e.kg->relu_fwd(&e.gpu, (float *)o2, (const float *)src, (int64_t)nb));
+    CK(&e, e.kg->to_host(&e.gpu, gb, o1, nb * sizeof(float)));
+    for (size_t i = 0; i < nb; i++) ck_assert_msg(gb[i] == 0.0f, "pinned first, [%zu]", i);
+    CK(&e, e.kg->to_host(&e.gpu, gb, o2, nb * sizeof(float)));
+    for (size_t i = 0; i < nb; i++)
+        ck_assert_msg(gb[i] == 3.0f + (float)(i % 3), "pinned second, [%zu]", i);
+    CK(&e, e.kg->host_free(&e.gpu, pin));
     CK(&e, e.kg->free(&e.gpu, src));
     CK(&e, e.kg->free(&e.gpu, o1));
     CK(&e, e.kg->free(&e.gpu, o2));

@@ -32,6 +32,13 @@ sn_status sn__free_cpu(sn__dev *d, void *p) {
     return SN_OK;
 }
 
+/* On the CPU the device reads host memory directly: host memory is device memory. */
+sn_status sn__host_alloc_cpu(sn__dev *d, void **p, size_t bytes) {
+    return sn__alloc_cpu(d, p, bytes);
+}
+
+sn_status sn__host_free_cpu(sn__dev *d, void *p) { return sn__free_cpu(d, p); }
+
 /* dst (device = host) <- src_host, bytes long, non-overlapping. */
 sn_status sn__to_dev_cpu(sn__dev *d, void *dst, const void *src_host, size_t bytes) {
     (void)d;

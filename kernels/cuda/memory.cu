@@ -1,7 +1,7 @@
 /* memory.cu: device memory and transfers.  Everything is ordered on the device's stream
  * (large host-to-device copies travel on a copy stream first, see to_dev_staged, and land
- * in stream order); to_host waits for it so the host may read at once.  Allocation uses the stream-ordered
- * pool (cudaMallocAsync) where the device has one, cudaMalloc elsewhere. */
+ * in stream order); to_host waits for it so the host may read at once.  Allocation uses
+ * the stream-ordered pool (cudaMallocAsync) where the device has one, cudaMalloc elsewhere. */
 #include <string.h>
 #include "cuda_internal.h"
 
@@ -39,15 +39,16 @@ extern "C" sn_status sn__free_cuda(sn__dev *d, void *p) {
  * then.  Slot reuse waits on events: the host buffer once its DMA is done (h2d), the device
  * buffer once its copy-out ran (d2d).  Small copies, and any failure to set a slot up (no
  * pinned or device memory to spare), take the plain path. */
-static bool grow_slot(struct sn__cuda *c, int k, size_t bytes) {
-    if (c->stage[k].bytes >= bytes) return true;
+static bool grow_slot(struct sn__cuda *c, int k, size_t bytes, bool need_host) {
+    if (c->stage[k].bytes >= bytes && (c->stage[k].host || !need_host)) return true;
     (void)cudaEventSynchronize(c->stage[k].h2d);
     (void)cudaEventSynchronize(c->stage[k].d2d);
     if (c->stage[k].host) (void)cudaFreeHost(c->stage[k].host);
     if (c->stage[k].dev) (void)cudaFree(c->stage[k].dev);
     c->stage[k].host = c->stage[k].dev = NULL;
     c->stage[k].bytes = 0;
-    if (cudaHostAlloc(&c->stage[k].host, bytes, cudaHostAllocDefault) != cudaSuccess ||
+    if ((need_host && cudaHostAlloc(&c->stage[k].host, bytes, cudaHostAllocDefault) !=
+                          cudaSuccess) ||
         cudaMalloc(&c->stage[k].dev, bytes) != cudaSuccess) {
         (void)cudaGetLastError();
         if (c->stage[k].host) (void)cudaFreeHost(c->stage[k].host);
@@ -60,14 +61,23 @@ static bool grow_slot(struct sn__cuda *c, int k, size_t bytes) {
 
 static bool to_dev_staged(struct sn__cuda *c, void *dst, const void *src, size_t bytes) {
     int k = c->stage_next;
-    if (!grow_slot(c, k, bytes) || cudaEventSynchronize(c->stage[k].h2d) != cudaSuccess) {
+    /* A page-locked source (sn_tensor_new_pinned) is DMA'd from directly, no host copy. */
+    cudaPointerAttributes pa;
+    bool pinned = cudaPointerGetAttributes(&pa, src) == cudaSuccess &&
+                  pa.type == cudaMemoryTypeHost;
+    (void)cudaGetLastError();
+    if (!grow_slot(c, k, bytes, !pinned) || cudaEventSynchronize(c->stage[k].h2d) != cudaSuccess) {
         (void)cudaGetLastError();
         return false;
     }
-    memcpy(c->stage[k].host, src, bytes);
+    const void *from = src;
+    if (!pinned) {
+        memcpy(c->stage[k].host, src, bytes);
+        from = c->stage[k].host;
+    }
     bool ok = cudaStreamWaitEvent(c->copy_stream, c->stage[k].d2d, 0) == cudaSuccess &&
-              cudaMemcpyAsync(c->stage[k].dev, c->stage[k].host, bytes,
-                              cudaMemcpyHostToDevice, c->copy_stream) == cudaSuccess &&
+              cudaMemcpyAsync(c->stage[k].dev, from, bytes, cudaMemcpyHostToDevice,
+                              c->copy_stream) == cudaSuccess &&
               cudaEventRecord(c->stage[k].h2d, c->copy_stream) == cudaSuccess &&
               cudaStreamWaitEvent(c->stream, c->stage[k].h2d, 0) == cudaSuccess &&
               cudaMemcpyAsync(dst, c->stage[k].dev, bytes, cudaMemcpyDeviceToDevice,
@@ -81,6 +91,8 @@ static bool to_dev_staged(struct sn__cuda *c, void *dst, const void *src, size_t
         return false;
     }
     c->stage_next = (k + 1) % SN__CUDA_STAGE_SLOTS;
+    /* The caller may reuse src on return: wait for its DMA (the stream's work goes on). */
+    if (pinned) (void)cudaEventSynchronize(c->stage[k].h2d);
     return true;
 }
 
@@ -92,6 +104,27 @@ extern "C" sn_status sn__to_dev_cuda(sn__dev *d, void *dst, const void *src_host
     return sn__cuda_rt(d, cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice,
                                           c->stream),
                        "cudaMemcpyAsync(to device)");
+}
+
+/* Page-locked host memory (sn_tensor_new_pinned): the DMA engine reads it directly. */
+extern "C" sn_status sn__host_alloc_cuda(sn__dev *d, void **p, size_t bytes) {
+    SN__CU_BEGIN(d, c);
+    (void)c;
+    *p = NULL;
+    void *q = NULL;
+    cudaError_t e = cudaHostAlloc(&q, bytes ? bytes : 1, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return sn__fail(d->ctx, SN_ERR_NOMEM, "cudaHostAlloc(%zu bytes): %s", bytes,
+                        cudaGetErrorString(e));
+    }
+    *p = q;
+    return SN_OK;
+}
+
+extern "C" sn_status sn__host_free_cuda(sn__dev *d, void *p) {
+    if (!p) return SN_OK;
+    return sn__cuda_rt(d, cudaFreeHost(p), "cudaFreeHost");
 }
 
 extern "C" sn_status sn__to_host_cuda(sn__dev *d, void *dst_host, const void *src,
