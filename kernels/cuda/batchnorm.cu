@@ -60,24 +60,6 @@ static chan_geo chan_geometry(const struct sn__cuda *c, int64_t rows, int64_t C,
     return g;
 }
 
-template <int V>
-static __device__ __forceinline__ void ld(float (&v)[V], const float *p) {
-    if (V == 4) {
-        float4 q = *(const float4 *)p;
-        v[0] = q.x;
-        v[V > 1 ? 1 : 0] = q.y;
-        v[V > 2 ? 2 : 0] = q.z;
-        v[V > 3 ? 3 : 0] = q.w;
-    } else {
-        v[0] = *p;
-    }
-}
-template <int V>
-static __device__ __forceinline__ void st(float *p, const float (&v)[V]) {
-    if (V == 4) *(float4 *)p = make_float4(v[0], v[V > 1 ? 1 : 0], v[V > 2 ? 2 : 0],
-                                           v[V > 3 ? 3 : 0]);
-    else *p = v[0];
-}
 /* Per-channel parameter, with a default when the array is absent. */
 static __device__ __forceinline__ float par(const float *p, int64_t c, float dflt) {
     return p ? p[c] : dflt;
@@ -126,7 +108,7 @@ struct stats_f {
     template <int V>
     __device__ void add(double (&acc)[2][V], int64_t r, int64_t c0) const {
         float v[V];
-        ld<V>(v, x + r * C + c0);
+        sn__ld<V>(v, x + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) {
             double t = (double)v[j] - (double)x[c0 + j];
@@ -143,8 +125,8 @@ struct dy_xmu_f {
     template <int V>
     __device__ void add(double (&acc)[2][V], int64_t r, int64_t c0) const {
         float g[V], v[V];
-        ld<V>(g, dy + r * C + c0);
-        ld<V>(v, x + r * C + c0);
+        sn__ld<V>(g, dy + r * C + c0);
+        sn__ld<V>(v, x + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) {
             acc[0][j] += g[j];
@@ -160,7 +142,7 @@ struct sum_f {
     template <int V>
     __device__ void add(double (&acc)[1][V], int64_t r, int64_t c0) const {
         float g[V];
-        ld<V>(g, dy + r * C + c0);
+        sn__ld<V>(g, dy + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) acc[0][j] += g[j];
     }
@@ -189,9 +171,9 @@ struct chain_xmu_f {
     template <int V>
     __device__ void add(double (&acc)[2][V], int64_t r, int64_t c0) const {
         float g[V], u[V] = {0.0f}, v[V];
-        ld<V>(g, dy + r * C + c0);
-        if (act != SN__ACT_NONE) ld<V>(u, y + r * C + c0);
-        ld<V>(v, x + r * C + c0);
+        sn__ld<V>(g, dy + r * C + c0);
+        if (act != SN__ACT_NONE) sn__ld<V>(u, y + r * C + c0);
+        sn__ld<V>(v, x + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) {
             float gf = __fadd_rn(0.0f, chain_grad(g[j], act != SN__ACT_NONE ? u[j] : 0.0f, act));
@@ -220,10 +202,10 @@ struct bias_apply_f {
     template <int V>
     __device__ void row(int64_t r, int64_t c0) const {
         float v[V];
-        ld<V>(v, x + r * C + c0);
+        sn__ld<V>(v, x + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) v[j] += b[c0 + j];
-        st<V>(y + r * C + c0, v);
+        sn__st<V>(y + r * C + c0, v);
     }
 };
 
@@ -236,15 +218,15 @@ struct bias_ep_apply_f {
     template <int V>
     __device__ void row(int64_t r, int64_t c0) const {
         float v[V], q[V] = {0.0f};
-        ld<V>(v, x + r * C + c0);
-        if (res) ld<V>(q, res + r * C + c0);
+        sn__ld<V>(v, x + r * C + c0);
+        if (res) sn__ld<V>(q, res + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) {
             float t = __fadd_rn(v[j], b[c0 + j]);
             if (res) t = __fadd_rn(t, q[j]);
             v[j] = act_fwd(t, act);
         }
-        st<V>(y + r * C + c0, v);
+        sn__st<V>(y + r * C + c0, v);
     }
 };
 
@@ -260,35 +242,27 @@ struct bias_ep_grad {
     __device__ __forceinline__ void at(float (&g)[V], int64_t r, int64_t c0) const {
         float u[V] = {0.0f};
         int64_t e = r * C + c0;
-        ld<V>(g, dy + e);
-        if (act != SN__ACT_NONE) ld<V>(u, y + e);
+        sn__ld<V>(g, dy + e);
+        if (act != SN__ACT_NONE) sn__ld<V>(u, y + e);
 #pragma unroll
         for (int j = 0; j < V; j++)
             g[j] = chain_grad(g[j], act != SN__ACT_NONE ? u[j] : 0.0f, act);
-        if (dres) {
-            float a[V];
-            if (set & 2u) {
+        if (dres) put<V>(dres + e, g, set & 2u);
+        if (dx) put<V>(dx + e, g, set & 1u);
+    }
+    /* out = g (set: the unfused first writer's copy, -0 kept) or out += g */
+    template <int V>
+    __device__ __forceinline__ void put(float *out, const float (&g)[V], bool set) const {
+        float a[V];
 #pragma unroll
-                for (int j = 0; j < V; j++) a[j] = g[j];
-            } else {
-                ld<V>(a, dres + e);
+        for (int j = 0; j < V; j++) a[j] = g[j];
+        if (!set) {
+            float o[V];
+            sn__ld<V>(o, out);
 #pragma unroll
-                for (int j = 0; j < V; j++) a[j] = __fadd_rn(a[j], g[j]);
-            }
-            st<V>(dres + e, a);
+            for (int j = 0; j < V; j++) a[j] = __fadd_rn(o[j], g[j]);
         }
-        if (dx) {
-            float a[V];
-            if (set & 1u) {
-#pragma unroll
-                for (int j = 0; j < V; j++) a[j] = g[j];
-            } else {
-                ld<V>(a, dx + e);
-#pragma unroll
-                for (int j = 0; j < V; j++) a[j] = __fadd_rn(a[j], g[j]);
-            }
-            st<V>(dx + e, a);
-        }
+        sn__st<V>(out, a);
     }
 };
 
@@ -323,11 +297,11 @@ struct norm_apply_f {
     template <int V>
     __device__ void row(int64_t r, int64_t c0) const {
         float v[V];
-        ld<V>(v, x + r * C + c0);
+        sn__ld<V>(v, x + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++)
             v[j] = (v[j] - mean[c0 + j]) * scale[c0 + j] + par(beta, c0 + j, 0.0f);
-        st<V>(y + r * C + c0, v);
+        sn__st<V>(y + r * C + c0, v);
     }
 };
 
@@ -340,16 +314,16 @@ struct train_bwd_apply_f {
     template <int V>
     __device__ void row(int64_t r, int64_t c0) const {
         float a[V], g[V], v[V];
-        ld<V>(a, dx + r * C + c0);
-        ld<V>(g, dy + r * C + c0);
-        ld<V>(v, x + r * C + c0);
+        sn__ld<V>(a, dx + r * C + c0);
+        sn__ld<V>(g, dy + r * C + c0);
+        sn__ld<V>(v, x + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) {
             int64_t ch = c0 + j;
             float xhat = (v[j] - mean[ch]) * k[3 * C + ch];
             a[j] += k[ch] * (g[j] - k[C + ch] - xhat * k[2 * C + ch]);
         }
-        st<V>(dx + r * C + c0, a);
+        sn__st<V>(dx + r * C + c0, a);
     }
 };
 
@@ -362,15 +336,15 @@ struct norm_ep_apply_f {
     template <int V>
     __device__ void row(int64_t r, int64_t c0) const {
         float v[V], q[V] = {0.0f};
-        ld<V>(v, x + r * C + c0);
-        if (res) ld<V>(q, res + r * C + c0);
+        sn__ld<V>(v, x + r * C + c0);
+        if (res) sn__ld<V>(q, res + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) {
             float t = (v[j] - mean[c0 + j]) * scale[c0 + j] + par(beta, c0 + j, 0.0f);
             if (res) t = __fadd_rn(t, q[j]);
             v[j] = act_fwd(t, act);
         }
-        st<V>(y + r * C + c0, v);
+        sn__st<V>(y + r * C + c0, v);
     }
 };
 
@@ -385,22 +359,22 @@ struct train_bwd_ep_apply_f {
     template <int V>
     __device__ void row(int64_t r, int64_t c0) const {
         float g[V], u[V] = {0.0f};
-        ld<V>(g, dy + r * C + c0);
-        if (act != SN__ACT_NONE) ld<V>(u, y + r * C + c0);
+        sn__ld<V>(g, dy + r * C + c0);
+        if (act != SN__ACT_NONE) sn__ld<V>(u, y + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++)
             g[j] = chain_grad(g[j], act != SN__ACT_NONE ? u[j] : 0.0f, act);
         if (dres) {
             float a[V] = {0.0f};
-            if (!(set & 2u)) ld<V>(a, dres + r * C + c0);
+            if (!(set & 2u)) sn__ld<V>(a, dres + r * C + c0);
 #pragma unroll
             for (int j = 0; j < V; j++) a[j] = __fadd_rn(a[j], g[j]);
-            st<V>(dres + r * C + c0, a);
+            sn__st<V>(dres + r * C + c0, a);
         }
         if (!dx) return;
         float a[V] = {0.0f}, v[V];
-        if (!(set & 1u)) ld<V>(a, dx + r * C + c0);
-        ld<V>(v, x + r * C + c0);
+        if (!(set & 1u)) sn__ld<V>(a, dx + r * C + c0);
+        sn__ld<V>(v, x + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) {
             int64_t ch = c0 + j;
@@ -408,7 +382,7 @@ struct train_bwd_ep_apply_f {
             float xhat = (v[j] - mean[ch]) * k[3 * C + ch];
             a[j] += k[ch] * (gf - k[C + ch] - xhat * k[2 * C + ch]);
         }
-        st<V>(dx + r * C + c0, a);
+        sn__st<V>(dx + r * C + c0, a);
     }
 };
 
@@ -420,11 +394,11 @@ struct scale_acc_apply_f {
     template <int V>
     __device__ void row(int64_t r, int64_t c0) const {
         float a[V], g[V];
-        ld<V>(a, dx + r * C + c0);
-        ld<V>(g, dy + r * C + c0);
+        sn__ld<V>(a, dx + r * C + c0);
+        sn__ld<V>(g, dy + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) a[j] += g[j] * scale[c0 + j];
-        st<V>(dx + r * C + c0, a);
+        sn__st<V>(dx + r * C + c0, a);
     }
 };
 

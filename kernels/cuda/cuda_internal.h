@@ -195,6 +195,27 @@ static inline bool sn__small_index(int64_t n) { return n <= (int64_t)INT32_MAX -
 /* 16-byte alignment of a device pointer, for float4 paths. */
 static inline bool sn__aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
+/* V = 4: one float4 load or store (p 16-byte aligned); V = 1: one float.  The per-channel
+ * and pooling kernels take V consecutive channels per thread with these. */
+template <int V>
+static __device__ __forceinline__ void sn__ld(float (&v)[V], const float *p) {
+    if (V == 4) {
+        float4 q = *(const float4 *)p;
+        v[0] = q.x;
+        v[V > 1 ? 1 : 0] = q.y;
+        v[V > 2 ? 2 : 0] = q.z;
+        v[V > 3 ? 3 : 0] = q.w;
+    } else {
+        v[0] = *p;
+    }
+}
+template <int V>
+static __device__ __forceinline__ void sn__st(float *p, const float (&v)[V]) {
+    if (V == 4) *(float4 *)p = make_float4(v[0], v[V > 1 ? 1 : 0], v[V > 2 ? 2 : 0],
+                                           v[V > 3 ? 3 : 0]);
+    else *p = v[0];
+}
+
 /* Sum over a block (blockDim.x a multiple of 32, at most 1024) of one value per thread.
  * `sh` holds 32 values; every thread gets the total.  T is float or double. */
 template <typename T>

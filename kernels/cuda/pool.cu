@@ -6,7 +6,7 @@
  * input (impossible with TF's SAME or VALID) gives 0 and passes no gradient, as on the CPU.
  *
  * Forward: one thread per output element, channel fastest (coalesced); every kernel here
- * takes 4 consecutive channels per thread (float4) when C % 4 == 0 (see ldv).
+ * takes 4 consecutive channels per thread (float4) when C % 4 == 0 (sn__ld/sn__st).
  * Backward: one thread per input element GATHERS from the windows that cover it, in (p,q)
  * order, so there are no atomics, the result is deterministic, and the additions happen in
  * the order a sequential scatter over (p,q) performs them.  Max pooling's gradient goes to the
@@ -39,28 +39,10 @@ static pool_geo geo_of(const sn__pool_dims *pd) {
     return g;
 }
 
-/* V consecutive channels per thread: V = 4 (float4 loads and stores) when C % 4 == 0 and the
- * tensors are 16-byte aligned, else 1.  The index arithmetic (integer divisions by C, Q, P
- * or W, H) is then done once per 4 values; every value still sees the scalar code's
- * operations in the scalar code's order. */
-template <int V>
-static __device__ __forceinline__ void ldv(float (&v)[V], const float *p) {
-    if (V == 4) {
-        float4 q = *(const float4 *)p;
-        v[0] = q.x;
-        v[V > 1 ? 1 : 0] = q.y;
-        v[V > 2 ? 2 : 0] = q.z;
-        v[V > 3 ? 3 : 0] = q.w;
-    } else {
-        v[0] = *p;
-    }
-}
-template <int V>
-static __device__ __forceinline__ void stv(float *p, const float (&v)[V]) {
-    if (V == 4) *(float4 *)p = make_float4(v[0], v[V > 1 ? 1 : 0], v[V > 2 ? 2 : 0],
-                                           v[V > 3 ? 3 : 0]);
-    else *p = v[0];
-}
+/* V consecutive channels per thread (sn__ld/sn__st): V = 4 when C % 4 == 0 and the tensors
+ * are 16-byte aligned, else 1.  The index arithmetic (integer divisions by C, Q, P or W, H)
+ * is then done once per 4 values; every value still sees the scalar code's operations in
+ * the scalar code's order. */
 
 /* First window index whose window (start = i*stride - pad, length len) reaches cell h, and
  * the last whose window starts at or before h; the range may be empty. */
@@ -99,7 +81,7 @@ static __device__ __forceinline__ void pool_fwd_kernel(float *y, const float *x,
                 I w = w0 + s;
                 if (w < 0 || w >= W) continue;
                 float v[V];
-                ldv<V>(v, row + w * C);
+                sn__ld<V>(v, row + w * C);
 #pragma unroll
                 for (int j = 0; j < V; j++) {
                     if (MAX) {
@@ -114,7 +96,7 @@ static __device__ __forceinline__ void pool_fwd_kernel(float *y, const float *x,
         if (!MAX && cnt > 0)
 #pragma unroll
             for (int j = 0; j < V; j++) acc[j] = acc[j] / (float)cnt;
-        stv<V>(y + (i / CV) * C + c, acc);
+        sn__st<V>(y + (i / CV) * C + c, acc);
     }
 }
 
@@ -194,7 +176,7 @@ static __global__ void maxpool_bwd_scatter_kernel(float *dx, const float *dy, co
                 if (w < 0 || w >= W) continue;
                 I cell = ((n * H + h) * W + w) * C + c;
                 float v[V];
-                ldv<V>(v, x + cell);
+                sn__ld<V>(v, x + cell);
 #pragma unroll
                 for (int j = 0; j < V; j++)
                     if (at[j] < 0 || v[j] > best[j]) {   /* the first cell, then strictly > */
@@ -204,7 +186,7 @@ static __global__ void maxpool_bwd_scatter_kernel(float *dx, const float *dy, co
             }
         }
         float gy[V];
-        ldv<V>(gy, dy + (i / CV) * C + c);
+        sn__ld<V>(gy, dy + (i / CV) * C + c);
 #pragma unroll
         for (int j = 0; j < V; j++)
             if (at[j] >= 0) dx[at[j]] += gy[j];
@@ -239,7 +221,7 @@ static __global__ void maxpool_win_kernel(unsigned char *win, const float *x, po
                 I w = w0 + s;
                 if (w < 0 || w >= W) continue;
                 float v[V];
-                ldv<V>(v, row + w * C);
+                sn__ld<V>(v, row + w * C);
 #pragma unroll
                 for (int j = 0; j < V; j++)
                     if (tap[j] == 255 || v[j] > best[j]) {   /* the first cell, then > */
@@ -272,7 +254,7 @@ static __global__ void maxpool_bwd_win_kernel(float *dx, const float *dy,
         if (plo > phi || qlo > qhi) continue;
         float *dxi = dx + (i / CV) * C + c;
         float acc[V];
-        ldv<V>(acc, dxi);
+        sn__ld<V>(acc, dxi);
         for (I p = plo; p <= phi; p++) {
             I r = h - (p * sh - pt);
             for (I q = qlo; q <= qhi; q++) {
@@ -283,7 +265,7 @@ static __global__ void maxpool_bwd_win_kernel(float *dx, const float *dy,
                     if ((I)win[o + j] == tap) acc[j] += dy[o + j];
             }
         }
-        stv<V>(dxi, acc);
+        sn__st<V>(dxi, acc);
     }
 }
 
@@ -304,7 +286,7 @@ static __global__ void avgpool_bwd_kernel(float *dx, const float *dy, pool_geo g
         if (plo > phi || qlo > qhi) continue;
         float *dxi = dx + (i / CV) * C + c;
         float acc[V];
-        ldv<V>(acc, dxi);
+        sn__ld<V>(acc, dxi);
         for (I p = plo; p <= phi; p++) {
             I h0 = p * sh - pt;
             I rows = (H - h0 < R ? H - h0 : R) - (h0 < 0 ? -h0 : 0);
@@ -312,12 +294,12 @@ static __global__ void avgpool_bwd_kernel(float *dx, const float *dy, pool_geo g
                 I w0 = q * sw - pl;
                 I cols = (W - w0 < S ? W - w0 : S) - (w0 < 0 ? -w0 : 0);
                 float gy[V];
-                ldv<V>(gy, dy + ((n * P + p) * Q + q) * C + c);
+                sn__ld<V>(gy, dy + ((n * P + p) * Q + q) * C + c);
 #pragma unroll
                 for (int j = 0; j < V; j++) acc[j] += gy[j] / (float)(rows * cols);
             }
         }
-        stv<V>(dxi, acc);
+        sn__st<V>(dxi, acc);
     }
 }
 
