@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "../lib/slimnet.h"
 
 #ifdef __cplusplus
@@ -90,9 +91,31 @@ static inline SN__HD float sn__uniform01(uint64_t seed, uint64_t i) {
     return (float)(z >> 40) * (1.0f / 16777216.0f);
 }
 
-/* Prototypes: sn__<name>_cpu always, sn__<name>_cuda in CUDA builds. */
+/* A bfloat16 value's bits: the upper 16 bits of the float32 it stands for. */
+typedef uint16_t sn_bf16;
+
+/* float32 -> bfloat16, round to nearest even (TensorFlow's and CUDA's __float2bfloat16_rn
+ * rounding); a NaN stays a quiet NaN with its sign.  Every backend encodes with this. */
+static inline SN__HD sn_bf16 sn__bf16_encode(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (sn_bf16)((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (sn_bf16)(u >> 16);
+}
+static inline SN__HD float sn__bf16_decode(sn_bf16 h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Prototypes: sn__<name>_cpu always (none for SN_KERNEL_GPU), sn__<name>_cuda in CUDA
+ * builds. */
 #define SN_KERNEL(name, params) sn_status sn__##name##_cpu params;
+#define SN_KERNEL_GPU(name, params)
 #include "kernels.def"
+#undef SN_KERNEL_GPU
 #undef SN_KERNEL
 #define SN_KERNEL(name, params) sn_status sn__##name##_cuda params;
 #include "kernels.def"

@@ -72,3 +72,21 @@ sn_status sn__sync_cpu(sn__dev *d) {
     (void)d;
     return SN_OK;
 }
+
+/* ---- bfloat16 storage (kernels.def) ---------------------------------------------------- */
+
+enum { CAST_PAR_MIN = 1 << 16 };
+
+/* y = x encoded to bf16 (round to nearest even). */
+sn_status sn__cast_to_bf16_cpu(sn__dev *d, sn_bf16 *y, const float *x, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= CAST_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = sn__bf16_encode(x[i]);
+    return SN_OK;
+}
+
+/* y = x decoded (exact). */
+sn_status sn__cast_from_bf16_cpu(sn__dev *d, float *y, const sn_bf16 *x, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= CAST_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = sn__bf16_decode(x[i]);
+    return SN_OK;
+}

@@ -18,7 +18,13 @@
  * CPU reference's precisions (float scale for the forward, double 1/sqrt for the backward)
  * so that the two backends differ only by summation order.  The moments are one pass over x,
  * shifted by the channel's first value: sum(x-x0) and sum((x-x0)^2) in double do not cancel
- * the way sum(x^2) - rows*mean^2 does when |mean| >> std. */
+ * the way sum(x^2) - rows*mean^2 does when |mean| >> std.
+ *
+ * The fused training kernels (bias_*_ep, bn_train_*_ep) are templates on the storage type T of
+ * the activations (x, y, residual, dy, dx, dres): float, or sn_bf16 for their _bf16 variants
+ * (kernels.def).  sn__ld/sn__st and sn__ldf/sn__stf decode and encode bf16, so the bf16 kernels
+ * do the float kernels' arithmetic on the decoded values and encode each output once;
+ * per-channel parameters, statistics and their gradients are float either way. */
 #include <math.h>
 #include "cuda_internal.h"
 
@@ -102,8 +108,9 @@ static __global__ void partial_kernel(double *part, int64_t rows, int64_t C, int
 }
 
 /* Sums x - x0 and (x - x0)^2, x0 = the channel's value in row 0 (batch moments). */
+template <typename T>
 struct stats_f {
-    const float *x;
+    const T *x;
     int64_t C;
     template <int V>
     __device__ void add(double (&acc)[2][V], int64_t r, int64_t c0) const {
@@ -111,7 +118,7 @@ struct stats_f {
         sn__ld<V>(v, x + r * C + c0);
 #pragma unroll
         for (int j = 0; j < V; j++) {
-            double t = (double)v[j] - (double)x[c0 + j];
+            double t = (double)v[j] - (double)sn__ldf(x + c0 + j);
             acc[0][j] += t;
             acc[1][j] += t * t;
         }
@@ -164,8 +171,10 @@ static __device__ __forceinline__ float chain_grad(float dy, float y, int act) {
 }
 
 /* Sums g and g*(x - mean), g = 0 + chain_grad(dy, y) (fused batch norm backward). */
+template <typename T>
 struct chain_xmu_f {
-    const float *dy, *y, *x, *mean;
+    const T *dy, *y, *x;
+    const float *mean;
     int act;
     int64_t C;
     template <int V>
@@ -210,9 +219,12 @@ struct bias_apply_f {
 };
 
 /* y = act(x + b[c] [+ res])   (fused bias forward) */
+template <typename T>
 struct bias_ep_apply_f {
-    float *y;
-    const float *x, *b, *res;
+    T *y;
+    const T *x;
+    const float *b;
+    const T *res;
     int act;
     int64_t C;
     template <int V>
@@ -232,9 +244,10 @@ struct bias_ep_apply_f {
 
 /* The elementwise part of the fused bias backward at (r, c0..c0+V): m = chain_grad(dy, y);
  * dres and dx get m (set, or added); returns m in g for the column sums. */
+template <typename T>
 struct bias_ep_grad {
-    float *dx, *dres;
-    const float *dy, *y;
+    T *dx, *dres;
+    const T *dy, *y;
     int act;
     unsigned set;   /* bit 0: dx = m, bit 1: dres = m (not read) */
     int64_t C;
@@ -252,7 +265,7 @@ struct bias_ep_grad {
     }
     /* out = g (set: the unfused first writer's copy, -0 kept) or out += g */
     template <int V>
-    __device__ __forceinline__ void put(float *out, const float (&g)[V], bool set) const {
+    __device__ __forceinline__ void put(T *out, const float (&g)[V], bool set) const {
         float a[V];
 #pragma unroll
         for (int j = 0; j < V; j++) a[j] = g[j];
@@ -268,8 +281,9 @@ struct bias_ep_grad {
 
 /* Fused bias backward with db: the partial pass writes dx/dres as it sums m (each element is
  * visited exactly once, by one thread). */
+template <typename T>
 struct bias_ep_sum_f {
-    bias_ep_grad e;
+    bias_ep_grad<T> e;
     template <int V>
     __device__ void add(double (&acc)[1][V], int64_t r, int64_t c0) const {
         float g[V];
@@ -280,8 +294,9 @@ struct bias_ep_sum_f {
 };
 
 /* Fused bias backward without db: only the elementwise part. */
+template <typename T>
 struct bias_ep_bwd_apply_f {
-    bias_ep_grad e;
+    bias_ep_grad<T> e;
     template <int V>
     __device__ void row(int64_t r, int64_t c0) const {
         float g[V];
@@ -328,9 +343,12 @@ struct train_bwd_apply_f {
 };
 
 /* y = act((x - mean[c]) * scale[c] + beta[c] [+ res])   (fused training forward) */
+template <typename T>
 struct norm_ep_apply_f {
-    float *y;
-    const float *x, *mean, *scale, *beta, *res;
+    T *y;
+    const T *x;
+    const float *mean, *scale, *beta;
+    const T *res;
     int act;
     int64_t C;
     template <int V>
@@ -350,9 +368,11 @@ struct norm_ep_apply_f {
 
 /* m = chain_grad(dy, y); dres += m; dx += k1*(g - k2 - xhat*k3) with g = 0 + m
  * (fused training backward; dx or dres NULL: skipped, k unread without dx) */
+template <typename T>
 struct train_bwd_ep_apply_f {
-    float *dx, *dres;
-    const float *dy, *y, *x, *mean, *k;
+    T *dx, *dres;
+    const T *dy, *y, *x;
+    const float *mean, *k;
     int act;
     unsigned set;   /* bit 0: dx = ..., bit 1: dres = ... (0 + the term: not read) */
     int64_t C;
@@ -517,52 +537,83 @@ extern "C" sn_status sn__bias_bwd_cuda(sn__dev *d, float *db, const float *dy, i
     return sn__cuda_launched(d, "bias_bwd");
 }
 
-/* bias_fwd with the folded residual add and activation (kernels.def). */
+/* bias_fwd with the folded residual add and activation (kernels.def); T the activations'
+ * storage (float, or sn_bf16 for bias_fwd_ep_bf16), `what` the kernel's name. */
+template <typename T>
+static sn_status bias_fwd_ep(sn__dev *d, struct sn__cuda *c, T *y, const T *x, const float *b,
+                             const T *residual, int act, int64_t rows, int64_t C,
+                             const char *what) {
+    SN__CU_TRY(check_rc(d, rows, C, what));
+    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: act %d", what, act);
+    if (rows == 0 || C == 0) return SN_OK;
+    bool v4 = C % 4 == 0 && sn__aligned16(y) && sn__aligned16(x) &&
+              (!residual || sn__aligned16(residual));
+    bias_ep_apply_f<T> f = {y, x, b, residual, act, C};
+    return apply(d, c, rows, C, v4, f, what);
+}
+
 extern "C" sn_status sn__bias_fwd_ep_cuda(sn__dev *d, float *y, const float *x, const float *b,
                                           const float *residual, int act, int64_t rows,
                                           int64_t C) {
     SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check_rc(d, rows, C, "bias_fwd_ep"));
-    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
-        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bias_fwd_ep: act %d", act);
-    if (rows == 0 || C == 0) return SN_OK;
-    bool v4 = C % 4 == 0 && sn__aligned16(y) && sn__aligned16(x) &&
-              (!residual || sn__aligned16(residual));
-    bias_ep_apply_f f = {y, x, b, residual, act, C};
-    return apply(d, c, rows, C, v4, f, "bias_fwd_ep");
+    return bias_fwd_ep(d, c, y, x, b, residual, act, rows, C, "bias_fwd_ep");
+}
+
+extern "C" sn_status sn__bias_fwd_ep_bf16_cuda(sn__dev *d, sn_bf16 *y, const sn_bf16 *x,
+                                               const float *b, const sn_bf16 *residual, int act,
+                                               int64_t rows, int64_t C) {
+    SN__CU_BEGIN(d, c);
+    return bias_fwd_ep(d, c, y, x, b, residual, act, rows, C, "bias_fwd_ep_bf16");
 }
 
 /* Gradients of bias_fwd_ep in one pass over memory: with db, the column sums' partial pass
  * also writes dx and dres; without, an elementwise pass. */
+template <typename T>
+static sn_status bias_bwd_ep(sn__dev *d, struct sn__cuda *c, T *dx, float *db, T *dres,
+                             const T *dy, const T *y, int act, unsigned set, int64_t rows,
+                             int64_t C, const char *what) {
+    SN__CU_TRY(check_rc(d, rows, C, what));
+    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: act %d", what, act);
+    if (rows == 0 || C == 0 || (!dx && !db && !dres)) return SN_OK;
+    bool v4 = C % 4 == 0 && sn__aligned16(dy) && (act == SN__ACT_NONE || sn__aligned16(y)) &&
+              (!dx || sn__aligned16(dx)) && (!dres || sn__aligned16(dres));
+    bias_ep_grad<T> e = {dx, dres, dy, y, act, set, C};
+    if (!db) {
+        bias_ep_bwd_apply_f<T> a = {e};
+        return apply(d, c, rows, C, v4, a, what);
+    }
+    double *part = NULL;
+    unsigned slices = 0;
+    bias_ep_sum_f<T> f = {e};
+    SN__CU_TRY(partials<1>(d, c, rows, C, v4, f, what, &part, &slices));
+    bias_finish_kernel<<<(unsigned)((C + 255) / 256), 256, 0, c->stream>>>(db, part, slices, C);
+    return sn__cuda_launched(d, what);
+}
+
 extern "C" sn_status sn__bias_bwd_ep_cuda(sn__dev *d, float *dx, float *db, float *dres,
                                           const float *dy, const float *y, int act,
                                           unsigned set, int64_t rows, int64_t C) {
     SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check_rc(d, rows, C, "bias_bwd_ep"));
-    if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
-        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bias_bwd_ep: act %d", act);
-    if (rows == 0 || C == 0 || (!dx && !db && !dres)) return SN_OK;
-    bool v4 = C % 4 == 0 && sn__aligned16(dy) && (act == SN__ACT_NONE || sn__aligned16(y)) &&
-              (!dx || sn__aligned16(dx)) && (!dres || sn__aligned16(dres));
-    bias_ep_grad e = {dx, dres, dy, y, act, set, C};
-    if (!db) {
-        bias_ep_bwd_apply_f a = {e};
-        return apply(d, c, rows, C, v4, a, "bias_bwd_ep");
-    }
-    double *part = NULL;
-    unsigned slices = 0;
-    bias_ep_sum_f f = {e};
-    SN__CU_TRY(partials<1>(d, c, rows, C, v4, f, "bias_bwd_ep", &part, &slices));
-    bias_finish_kernel<<<(unsigned)((C + 255) / 256), 256, 0, c->stream>>>(db, part, slices, C);
-    return sn__cuda_launched(d, "bias_bwd_ep");
+    return bias_bwd_ep(d, c, dx, db, dres, dy, y, act, set, rows, C, "bias_bwd_ep");
+}
+
+extern "C" sn_status sn__bias_bwd_ep_bf16_cuda(sn__dev *d, sn_bf16 *dx, float *db,
+                                               sn_bf16 *dres, const sn_bf16 *dy,
+                                               const sn_bf16 *y, int act, unsigned set,
+                                               int64_t rows, int64_t C) {
+    SN__CU_BEGIN(d, c);
+    return bias_bwd_ep(d, c, dx, db, dres, dy, y, act, set, rows, C, "bias_bwd_ep_bf16");
 }
 
 /* ---- batch norm ---------------------------------------------------------------------------- */
 
 /* Moments -> mean, var (biased), and scale = gamma / sqrtf(var + eps) into coef[0..C). */
+template <typename T>
 static __global__ void moments_finish_kernel(float *mean, float *var, float *scale,
                                              const double *part, unsigned slices,
-                                             const float *x, const float *gamma, float eps,
+                                             const T *x, const float *gamma, float eps,
                                              int64_t rows, int64_t C) {
     int64_t ch = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= C) return;
@@ -574,7 +625,7 @@ static __global__ void moments_finish_kernel(float *mean, float *var, float *sca
     double m1 = s1 / (double)rows;
     double v = s2 / (double)rows - m1 * m1;
     if (v < 0.0) v = 0.0;
-    mean[ch] = (float)((double)x[ch] + m1);
+    mean[ch] = (float)((double)sn__ldf(x + ch) + m1);
     var[ch] = (float)v;
     scale[ch] = par(gamma, ch, 1.0f) / sqrtf((float)v + eps);
 }
@@ -593,7 +644,7 @@ extern "C" sn_status sn__bn_train_fwd_cuda(sn__dev *d, float *y, float *mean, fl
     bool v4 = C % 4 == 0 && sn__aligned16(y) && sn__aligned16(x);
     double *part = NULL;
     unsigned slices = 0;
-    stats_f f = {x, C};
+    stats_f<float> f = {x, C};
     SN__CU_TRY(partials<2>(d, c, rows, C, v4, f, "bn_train_fwd", &part, &slices));
     float *scale = (float *)c->scratch;
     moments_finish_kernel<<<(unsigned)((C + 255) / 256), 256, 0, c->stream>>>(
@@ -647,16 +698,16 @@ extern "C" sn_status sn__bn_train_bwd_cuda(sn__dev *d, float *dx, float *dgamma,
 }
 
 /* bn_train_fwd with the folded residual add and activation applied in its normalizing
- * pass (kernels.def). */
-extern "C" sn_status sn__bn_train_fwd_ep_cuda(sn__dev *d, float *y, float *mean, float *var,
-                                              const float *x, const float *gamma,
-                                              const float *beta, float eps,
-                                              const float *residual, int act, int64_t rows,
-                                              int64_t C) {
-    SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check_rc(d, rows, C, "bn_train_fwd_ep"));
+ * pass (kernels.def); T the activations' storage (float, or sn_bf16 for
+ * bn_train_fwd_ep_bf16), `what` the kernel's name. */
+template <typename T>
+static sn_status bn_train_fwd_ep(sn__dev *d, struct sn__cuda *c, T *y, float *mean, float *var,
+                                 const T *x, const float *gamma, const float *beta, float eps,
+                                 const T *residual, int act, int64_t rows, int64_t C,
+                                 const char *what) {
+    SN__CU_TRY(check_rc(d, rows, C, what));
     if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
-        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bn_train_fwd_ep: act %d", act);
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: act %d", what, act);
     if (C == 0) return SN_OK;
     if (rows == 0) {
         SN__CU_TRY(sn__zero_cuda(d, mean, (size_t)C * sizeof(float)));
@@ -666,28 +717,47 @@ extern "C" sn_status sn__bn_train_fwd_ep_cuda(sn__dev *d, float *y, float *mean,
               (!residual || sn__aligned16(residual));
     double *part = NULL;
     unsigned slices = 0;
-    stats_f f = {x, C};
-    SN__CU_TRY(partials<2>(d, c, rows, C, v4, f, "bn_train_fwd_ep", &part, &slices));
+    stats_f<T> f = {x, C};
+    SN__CU_TRY(partials<2>(d, c, rows, C, v4, f, what, &part, &slices));
     float *scale = (float *)c->scratch;
     moments_finish_kernel<<<(unsigned)((C + 255) / 256), 256, 0, c->stream>>>(
         mean, var, scale, part, slices, x, gamma, eps, rows, C);
-    SN__CU_TRY(sn__cuda_launched(d, "bn_train_fwd_ep"));
-    norm_ep_apply_f a = {y, x, mean, scale, beta, residual, act, C};
-    return apply(d, c, rows, C, v4, a, "bn_train_fwd_ep");
+    SN__CU_TRY(sn__cuda_launched(d, what));
+    norm_ep_apply_f<T> a = {y, x, mean, scale, beta, residual, act, C};
+    return apply(d, c, rows, C, v4, a, what);
+}
+
+extern "C" sn_status sn__bn_train_fwd_ep_cuda(sn__dev *d, float *y, float *mean, float *var,
+                                              const float *x, const float *gamma,
+                                              const float *beta, float eps,
+                                              const float *residual, int act, int64_t rows,
+                                              int64_t C) {
+    SN__CU_BEGIN(d, c);
+    return bn_train_fwd_ep(d, c, y, mean, var, x, gamma, beta, eps, residual, act, rows, C,
+                           "bn_train_fwd_ep");
+}
+
+extern "C" sn_status sn__bn_train_fwd_ep_bf16_cuda(sn__dev *d, sn_bf16 *y, float *mean,
+                                                   float *var, const sn_bf16 *x,
+                                                   const float *gamma, const float *beta,
+                                                   float eps, const sn_bf16 *residual, int act,
+                                                   int64_t rows, int64_t C) {
+    SN__CU_BEGIN(d, c);
+    return bn_train_fwd_ep(d, c, y, mean, var, x, gamma, beta, eps, residual, act, rows, C,
+                           "bn_train_fwd_ep_bf16");
 }
 
 /* Gradients of bn_train_fwd_ep: the partial pass sums g and g*(x-mean) reading dy, y, x;
  * the apply pass writes dres and dx. */
-extern "C" sn_status sn__bn_train_bwd_ep_cuda(sn__dev *d, float *dx, float *dgamma,
-                                              float *dbeta, float *dres, const float *dy,
-                                              const float *y, const float *x,
-                                              const float *gamma, const float *mean,
-                                              const float *var, float eps, int act,
-                                              unsigned set, int64_t rows, int64_t C) {
-    SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check_rc(d, rows, C, "bn_train_bwd_ep"));
+template <typename T>
+static sn_status bn_train_bwd_ep(sn__dev *d, struct sn__cuda *c, T *dx, float *dgamma,
+                                 float *dbeta, T *dres, const T *dy, const T *y, const T *x,
+                                 const float *gamma, const float *mean, const float *var,
+                                 float eps, int act, unsigned set, int64_t rows, int64_t C,
+                                 const char *what) {
+    SN__CU_TRY(check_rc(d, rows, C, what));
     if (act != SN__ACT_NONE && act != SN__ACT_RELU && act != SN__ACT_RELU6)
-        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "bn_train_bwd_ep: act %d", act);
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: act %d", what, act);
     if (rows == 0 || C == 0) return SN_OK;
     bool v4 = C % 4 == 0 && sn__aligned16(dy) && sn__aligned16(x) &&
               (act == SN__ACT_NONE || sn__aligned16(y)) && (!dx || sn__aligned16(dx)) &&
@@ -696,15 +766,38 @@ extern "C" sn_status sn__bn_train_bwd_ep_cuda(sn__dev *d, float *dx, float *dgam
     if (dx || dgamma || dbeta) {
         double *part = NULL;
         unsigned slices = 0;
-        chain_xmu_f f = {dy, y, x, mean, act, C};
-        SN__CU_TRY(partials<2>(d, c, rows, C, v4, f, "bn_train_bwd_ep", &part, &slices));
+        chain_xmu_f<T> f = {dy, y, x, mean, act, C};
+        SN__CU_TRY(partials<2>(d, c, rows, C, v4, f, what, &part, &slices));
         train_bwd_finish_kernel<<<(unsigned)((C + 255) / 256), 256, 0, c->stream>>>(
             k, dgamma, dbeta, part, slices, gamma, var, eps, rows, C);
-        SN__CU_TRY(sn__cuda_launched(d, "bn_train_bwd_ep"));
+        SN__CU_TRY(sn__cuda_launched(d, what));
     }
     if (!dx && !dres) return SN_OK;
-    train_bwd_ep_apply_f a = {dx, dres, dy, y, x, mean, k, act, set, C};
-    return apply(d, c, rows, C, v4, a, "bn_train_bwd_ep");
+    train_bwd_ep_apply_f<T> a = {dx, dres, dy, y, x, mean, k, act, set, C};
+    return apply(d, c, rows, C, v4, a, what);
+}
+
+extern "C" sn_status sn__bn_train_bwd_ep_cuda(sn__dev *d, float *dx, float *dgamma,
+                                              float *dbeta, float *dres, const float *dy,
+                                              const float *y, const float *x,
+                                              const float *gamma, const float *mean,
+                                              const float *var, float eps, int act,
+                                              unsigned set, int64_t rows, int64_t C) {
+    SN__CU_BEGIN(d, c);
+    return bn_train_bwd_ep(d, c, dx, dgamma, dbeta, dres, dy, y, x, gamma, mean, var, eps, act,
+                           set, rows, C, "bn_train_bwd_ep");
+}
+
+extern "C" sn_status sn__bn_train_bwd_ep_bf16_cuda(sn__dev *d, sn_bf16 *dx, float *dgamma,
+                                                   float *dbeta, sn_bf16 *dres,
+                                                   const sn_bf16 *dy, const sn_bf16 *y,
+                                                   const sn_bf16 *x, const float *gamma,
+                                                   const float *mean, const float *var,
+                                                   float eps, int act, unsigned set,
+                                                   int64_t rows, int64_t C) {
+    SN__CU_BEGIN(d, c);
+    return bn_train_bwd_ep(d, c, dx, dgamma, dbeta, dres, dy, y, x, gamma, mean, var, eps, act,
+                           set, rows, C, "bn_train_bwd_ep_bf16");
 }
 
 /* scale[c] = gamma[c] / sqrt(var[c] + eps): in float for the forward, through a double

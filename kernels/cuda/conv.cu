@@ -57,7 +57,8 @@ struct sn__conv_plan {
     sn__conv2d_dims cd;
     int64_t groups;                 /* 1: conv2d; C: depthwise (dwconv2d through cuDNN) */
     int usable;                     /* depthwise plans: 0 not yet asked, 1 yes, 2 no */
-    int tf32;
+    int tf32;                       /* 1 for bf16 plans: tensor cores are their point */
+    int bf16;                       /* tensors in bf16 (cuDNN's BFLOAT16 config), else float */
     int route;
     int64_t Hx, Wx;                 /* the input cuDNN sees: (H, W) or padded (Hp, Wp) */
     size_t fixed;                   /* workspace bytes before cuDNN's: weights + padding */
@@ -80,28 +81,31 @@ static bool conv_empty(const sn__conv2d_dims *cd) {
 /* ---- transposes --------------------------------------------------------------------------- */
 
 /* out (cols, rows) = or += in (rows, cols)^T, both row-major.  32x32 tiles through shared
- * memory (one padding column avoids bank conflicts) so reads and writes both coalesce. */
-template <bool ACC>
-static __global__ void transpose_kernel(float *__restrict__ out, const float *__restrict__ in,
+ * memory (one padding column avoids bank conflicts) so reads and writes both coalesce.  TO and
+ * TI are float or sn_bf16: a bf16 plan's weights are rounded on the way in (float -> bf16)
+ * and its weight gradient widened on the way out (bf16 -> float, added). */
+template <bool ACC, class TO, class TI>
+static __global__ void transpose_kernel(TO *__restrict__ out, const TI *__restrict__ in,
                                         int64_t rows, int64_t cols) {
     __shared__ float tile[32][33];
     int64_t c0 = (int64_t)blockIdx.x * 32, r0 = (int64_t)blockIdx.y * 32;
     for (int i = threadIdx.y; i < 32; i += blockDim.y) {
         int64_t r = r0 + i, c = c0 + threadIdx.x;
-        if (r < rows && c < cols) tile[i][threadIdx.x] = in[r * cols + c];
+        if (r < rows && c < cols) tile[i][threadIdx.x] = sn__ldf(in + r * cols + c);
     }
     __syncthreads();
     for (int i = threadIdx.y; i < 32; i += blockDim.y) {
         int64_t c = c0 + i, r = r0 + threadIdx.x;
         if (r < rows && c < cols) {
             float v = tile[threadIdx.x][i];
-            if (ACC) out[c * rows + r] += v;
-            else out[c * rows + r] = v;
+            if (ACC) sn__stf(out + c * rows + r, sn__ldf(out + c * rows + r) + v);
+            else sn__stf(out + c * rows + r, v);
         }
     }
 }
 
-static sn_status transpose(sn__dev *d, struct sn__cuda *c, float *out, const float *in,
+template <class TO, class TI>
+static sn_status transpose(sn__dev *d, struct sn__cuda *c, TO *out, const TI *in,
                            int64_t rows, int64_t cols, bool acc) {
     if (rows == 0 || cols == 0) return SN_OK;
     int64_t gy = (rows + 31) / 32;
@@ -154,7 +158,8 @@ static sn_status plan_build(sn__dev *d, sn__conv_plan *p) {
     int64_t bw = (cd->Q - 1) * cd->stride_w + ew - cd->W - cd->pad_left;
     if (G == 1 && cd->R == 1 && cd->S == 1 && cd->stride_h == 1 && cd->stride_w == 1 &&
         cd->pad_top == 0 && cd->pad_left == 0 && cd->P == cd->H && cd->Q == cd->W) {
-        p->route = ROUTE_GEMM;
+        p->route = ROUTE_GEMM;   /* bf16: the rounded weights (C,K) in the workspace */
+        p->fixed = p->bf16 ? align256((size_t)(cd->C * cd->K) * sizeof(sn_bf16)) : 0;
         return SN_OK;
     }
     bool sym_h = cd->pad_top >= 0 && bh <= cd->pad_top && cd->pad_top < bh + cd->stride_h;
@@ -174,9 +179,11 @@ static sn_status plan_build(sn__dev *d, sn__conv_plan *p) {
             return sn__fail(d->ctx, SN_ERR_UNSUPPORTED,
                             "conv2d: a tensor of more than 2^31 elements (cuDNN's limit)");
 
-    size_t wbytes = (size_t)(cd->R * cd->S * Cg * cd->K) * sizeof(float);
-    size_t pbytes = p->route == ROUTE_PADDED
-                        ? (size_t)(cd->N * p->Hx * p->Wx * cd->C) * sizeof(float) : 0;
+    size_t esz = p->bf16 ? sizeof(sn_bf16) : sizeof(float);
+    size_t wbytes = (size_t)(cd->R * cd->S * Cg * cd->K) * esz;
+    size_t pbytes = p->route == ROUTE_PADDED ? (size_t)(cd->N * p->Hx * p->Wx * cd->C) * esz
+                                             : 0;
+    cudnnDataType_t dt = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     p->pad_off = align256(wbytes);
     p->algo_off = p->pad_off + align256(pbytes);
     p->fixed = p->algo_off;
@@ -186,15 +193,15 @@ static sn_status plan_build(sn__dev *d, sn__conv_plan *p) {
     SN__CU_TRY(sn__cuda_dnn(d, cudnnCreateFilterDescriptor(&p->wd), "cudnnCreateFilterDescriptor"));
     SN__CU_TRY(sn__cuda_dnn(d, cudnnCreateConvolutionDescriptor(&p->cv),
                             "cudnnCreateConvolutionDescriptor"));
-    SN__CU_TRY(sn__cuda_dnn(d, cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NHWC,
-                                                          CUDNN_DATA_FLOAT, (int)cd->N,
-                                                          (int)cd->C, (int)p->Hx, (int)p->Wx),
+    SN__CU_TRY(sn__cuda_dnn(d, cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NHWC, dt,
+                                                          (int)cd->N, (int)cd->C, (int)p->Hx,
+                                                          (int)p->Wx),
                             "cudnnSetTensor4dDescriptor(x)"));
-    SN__CU_TRY(sn__cuda_dnn(d, cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NHWC,
-                                                          CUDNN_DATA_FLOAT, (int)cd->N,
-                                                          (int)cd->K, (int)cd->P, (int)cd->Q),
+    SN__CU_TRY(sn__cuda_dnn(d, cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NHWC, dt,
+                                                          (int)cd->N, (int)cd->K, (int)cd->P,
+                                                          (int)cd->Q),
                             "cudnnSetTensor4dDescriptor(y)"));
-    SN__CU_TRY(sn__cuda_dnn(d, cudnnSetFilter4dDescriptor(p->wd, CUDNN_DATA_FLOAT,
+    SN__CU_TRY(sn__cuda_dnn(d, cudnnSetFilter4dDescriptor(p->wd, dt,
                                                           CUDNN_TENSOR_NHWC, (int)cd->K,
                                                           (int)Cg, (int)cd->R, (int)cd->S),
                             "cudnnSetFilter4dDescriptor"));
@@ -220,18 +227,20 @@ static sn_status plan_build(sn__dev *d, sn__conv_plan *p) {
 }
 
 static sn_status plan_get(sn__dev *d, struct sn__cuda *c, const sn__conv2d_dims *cd,
-                          int64_t groups, sn__conv_plan **out) {
-    int tf32 = c->allow_tf32 ? 1 : 0;
+                          int64_t groups, int bf16, sn__conv_plan **out) {
+    int tf32 = c->allow_tf32 || bf16 ? 1 : 0;
     if (c->last_plan >= 0 && c->last_plan < c->n_plans) {
         sn__conv_plan *p = c->plans[c->last_plan];
-        if (p->tf32 == tf32 && p->groups == groups && memcmp(&p->cd, cd, sizeof *cd) == 0) {
+        if (p->tf32 == tf32 && p->bf16 == bf16 && p->groups == groups &&
+            memcmp(&p->cd, cd, sizeof *cd) == 0) {
             *out = p;
             return SN_OK;
         }
     }
     for (int i = 0; i < c->n_plans; i++) {
         sn__conv_plan *p = c->plans[i];
-        if (p->tf32 == tf32 && p->groups == groups && memcmp(&p->cd, cd, sizeof *cd) == 0) {
+        if (p->tf32 == tf32 && p->bf16 == bf16 && p->groups == groups &&
+            memcmp(&p->cd, cd, sizeof *cd) == 0) {
             c->last_plan = i;
             *out = p;
             return SN_OK;
@@ -249,6 +258,7 @@ static sn_status plan_get(sn__dev *d, struct sn__cuda *c, const sn__conv2d_dims 
     p->cd = *cd;
     p->groups = groups;
     p->tf32 = tf32;
+    p->bf16 = bf16;
     sn_status st = plan_build(d, p);
     if (st != SN_OK) {
         plan_free(p);
@@ -412,27 +422,35 @@ static size_t op_ws(const sn__conv_plan *p, int op) {
     return p->fixed + most;
 }
 
-static sn_status conv_ws(sn__dev *d, const sn__conv2d_dims *cd, int64_t groups, size_t *bytes,
-                         const char *what) {
+static sn_status conv_ws(sn__dev *d, const sn__conv2d_dims *cd, int64_t groups, int bf16,
+                         size_t *bytes, const char *what) {
     SN__CU_BEGIN(d, c);
     *bytes = 0;
     SN__CU_TRY(check_dims(d, cd, what));
     if (conv_empty(cd)) return SN_OK;
     sn__conv_plan *p;
-    SN__CU_TRY(plan_get(d, c, cd, groups, &p));
-    if (p->route == ROUTE_GEMM) return SN_OK;
+    SN__CU_TRY(plan_get(d, c, cd, groups, bf16, &p));
+    if (p->route == ROUTE_GEMM) {
+        *bytes = p->fixed;
+        return SN_OK;
+    }
     size_t need = p->fixed;
     for (int op = 0; op < OP_COUNT; op++) {
         SN__CU_TRY(query(d, c, p, op));
         size_t b = op_ws(p, op);
         if (b > need) need = b;
+        bool any = false;
+        for (int i = 0; i < p->ops[op].n; i++) any = any || !p->ops[op].bad[i];
+        if (bf16 && !any)   /* the net then runs this convolution emulated (lib/bf16.c) */
+            return sn__fail(d->ctx, SN_ERR_UNSUPPORTED, "%s: cuDNN offers no bf16 algorithm "
+                            "for %s of this shape", what, op_name(op));
     }
     *bytes = need;
     return SN_OK;
 }
 
 extern "C" sn_status sn__conv2d_ws_cuda(sn__dev *d, const sn__conv2d_dims *cd, size_t *bytes) {
-    return conv_ws(d, cd, 1, bytes, "conv2d_ws");
+    return conv_ws(d, cd, 1, 0, bytes, "conv2d_ws");
 }
 
 /* Runs one cuDNN operation with the first usable candidate that fits the workspace.
@@ -483,12 +501,13 @@ static sn_status run_op(sn__dev *d, struct sn__cuda *c, sn__conv_plan *p, int op
 
 /* Common prologue: validates, fetches the plan, checks the fixed workspace. */
 static sn_status conv_begin(sn__dev *d, struct sn__cuda *c, const sn__conv2d_dims *cd,
-                            int64_t groups, const char *what, sn__conv_plan **p, bool *empty) {
+                            int64_t groups, int bf16, const char *what, sn__conv_plan **p,
+                            bool *empty) {
     SN__CU_TRY(check_dims(d, cd, what));
     *empty = conv_empty(cd);
     if (*empty) return SN_OK;
-    SN__CU_TRY(plan_get(d, c, cd, groups, p));
-    if ((*p)->route != ROUTE_GEMM && d->ws_bytes < (*p)->fixed)
+    SN__CU_TRY(plan_get(d, c, cd, groups, bf16, p));
+    if (d->ws_bytes < (*p)->fixed)
         return sn__fail(d->ctx, SN_ERR_INVALID_ARG,
                         "%s: workspace of %zu bytes, this shape needs at least %zu (conv2d_ws)",
                         what, d->ws_bytes, (*p)->fixed);
@@ -509,7 +528,7 @@ static sn_status conv_fwd(sn__dev *d, float *y, const float *x, const float *w,
     SN__CU_BEGIN(d, c);
     sn__conv_plan *p = NULL;
     bool empty;
-    SN__CU_TRY(conv_begin(d, c, cd, groups, what, &p, &empty));
+    SN__CU_TRY(conv_begin(d, c, cd, groups, 0, what, &p, &empty));
     if (empty) {   /* no taps (C, R or S is 0): y is a sum of nothing */
         size_t ny = (size_t)(cd->N * cd->P * cd->Q * cd->K);
         return ny ? sn__zero_cuda(d, y, ny * sizeof(float)) : SN_OK;
@@ -551,7 +570,7 @@ static sn_status conv_bwd_data(sn__dev *d, float *dx, const float *dy, const flo
                         (double)beta);
     sn__conv_plan *p = NULL;
     bool empty;
-    SN__CU_TRY(conv_begin(d, c, cd, groups, what, &p, &empty));
+    SN__CU_TRY(conv_begin(d, c, cd, groups, 0, what, &p, &empty));
     size_t nx = (size_t)(cd->N * cd->H * cd->W * cd->C);
     if (empty)    /* nothing flows back: dx unchanged, or zero when set */
         return beta == 0.0f && nx ? sn__zero_cuda(d, dx, nx * sizeof(float)) : SN_OK;
@@ -581,7 +600,7 @@ static sn_status conv_bwd_filter(sn__dev *d, float *dw, const float *dy, const f
     SN__CU_BEGIN(d, c);
     sn__conv_plan *p = NULL;
     bool empty;
-    SN__CU_TRY(conv_begin(d, c, cd, groups, what, &p, &empty));
+    SN__CU_TRY(conv_begin(d, c, cd, groups, 0, what, &p, &empty));
     if (empty) return SN_OK;
     if (p->route == ROUTE_GEMM)   /* dw (C,K) += x^T (C,NHW) @ dy (NHW,K) */
         return sn__gemm_cuda(d, 1, 0, cd->C, cd->K, cd->N * cd->H * cd->W, 1.0f, x, cd->C, dy,
@@ -613,7 +632,7 @@ extern "C" bool sn__cuda_dw_usable(sn__dev *d, const sn__conv2d_dims *cd) {
     if (!c || !c->dw_cudnn || conv_empty(cd) || cd->M < 1 || cd->K != cd->C * cd->M)
         return false;
     sn__conv_plan *p;
-    if (plan_get(d, c, cd, cd->C, &p) != SN_OK) return false;   /* e.g. over 2^31 elements */
+    if (plan_get(d, c, cd, cd->C, 0, &p) != SN_OK) return false;   /* e.g. over 2^31 elements */
     if (!p->usable) {
         p->usable = 1;
         for (int op = 0; op < OP_COUNT && p->usable == 1; op++) {
@@ -627,7 +646,7 @@ extern "C" bool sn__cuda_dw_usable(sn__dev *d, const sn__conv2d_dims *cd) {
 }
 
 extern "C" sn_status sn__cuda_dw_ws(sn__dev *d, const sn__conv2d_dims *cd, size_t *bytes) {
-    return conv_ws(d, cd, cd->C, bytes, "dwconv2d_ws");
+    return conv_ws(d, cd, cd->C, 0, bytes, "dwconv2d_ws");
 }
 
 extern "C" sn_status sn__cuda_dw_fwd(sn__dev *d, float *y, const float *x, const float *w,
@@ -643,4 +662,112 @@ extern "C" sn_status sn__cuda_dw_bwd_data(sn__dev *d, float *dx, const float *dy
 extern "C" sn_status sn__cuda_dw_bwd_filter(sn__dev *d, float *dw, const float *dy,
                                             const float *x, const sn__conv2d_dims *cd) {
     return conv_bwd_filter(d, dw, dy, x, cd, cd->C, "dwconv2d_bwd_filter");
+}
+
+/* ---- bf16 activations (kernels.def's bfloat16 section) -------------------------------------
+ * The same three routes on bf16 plans: cuDNN's BFLOAT16 configuration (bf16 x, w, y; float32
+ * accumulation) with the weights rounded into the workspace by the HWIO->KRSC transpose, and
+ * for 1x1 cublasGemmEx on bf16 operands with float32 accumulation.  The weight gradient comes
+ * back from cuDNN in bf16 and is widened by the transposing add into dw; the GEMM route adds
+ * it to dw in float32 directly. */
+
+/* Row-major c (m,n) = op(a) op(b) + beta c, a and b bf16, c of type ct (bf16 or float). */
+static sn_status gemm_bf16(sn__dev *d, struct sn__cuda *c, int ta, int tb, int64_t m,
+                           int64_t n, int64_t k, const sn_bf16 *a, int64_t lda,
+                           const sn_bf16 *b, int64_t ldb, float beta, void *cm,
+                           cudaDataType_t ct, int64_t ldc) {
+    if (m == 0 || n == 0) return SN_OK;
+    const float alpha = 1.0f;
+    return sn__cuda_blas(d,
+                         cublasGemmEx_64(c->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                         ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b,
+                                         CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta, cm, ct,
+                                         ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                         "cublasGemmEx_64");
+}
+
+extern "C" sn_status sn__conv2d_ws_bf16_cuda(sn__dev *d, const sn__conv2d_dims *cd,
+                                             size_t *bytes) {
+    return conv_ws(d, cd, 1, 1, bytes, "conv2d_ws_bf16");
+}
+
+/* x into the workspace with explicit zero padding (PADDED route, bf16). */
+static sn_status pad_input_bf16(sn__dev *d, const sn__conv_plan *p, const sn_bf16 *x,
+                                const sn_bf16 **xin) {
+    const sn__conv2d_dims *cd = &p->cd;
+    sn_bf16 *xp = (sn_bf16 *)((char *)d->ws + p->pad_off);
+    *xin = xp;
+    return sn__pad_fwd_bf16_cuda(d, xp, x, cd->N, cd->H, cd->W, cd->C, cd->pad_top,
+                                 p->Hx - cd->H - cd->pad_top, cd->pad_left,
+                                 p->Wx - cd->W - cd->pad_left);
+}
+
+extern "C" sn_status sn__conv2d_fwd_bf16_cuda(sn__dev *d, sn_bf16 *y, const sn_bf16 *x,
+                                              const float *w, const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    sn__conv_plan *p = NULL;
+    bool empty;
+    SN__CU_TRY(conv_begin(d, c, cd, 1, 1, "conv2d_fwd_bf16", &p, &empty));
+    if (empty) {
+        size_t ny = (size_t)(cd->N * cd->P * cd->Q * cd->K);
+        return ny ? sn__zero_cuda(d, y, ny * sizeof(sn_bf16)) : SN_OK;
+    }
+    sn_bf16 *wt = (sn_bf16 *)d->ws;
+    if (p->route == ROUTE_GEMM) {   /* y (NHW,K) = x (NHW,C) @ w (C,K) */
+        SN__CU_TRY(sn__cast_to_bf16_cuda(d, wt, w, cd->C * cd->K));
+        return gemm_bf16(d, c, 0, 0, cd->N * cd->H * cd->W, cd->K, cd->C, x, cd->C, wt, cd->K,
+                         0.0f, y, CUDA_R_16BF, cd->K);
+    }
+    SN__CU_TRY(transpose(d, c, wt, w, cd->R * cd->S * cd->C, cd->K, false));
+    const sn_bf16 *xin = x;
+    if (p->route == ROUTE_PADDED) SN__CU_TRY(pad_input_bf16(d, p, x, &xin));
+    return run_op(d, c, p, OP_FWD, y, xin, wt, 0.0f, true);
+}
+
+extern "C" sn_status sn__conv2d_bwd_data_bf16_cuda(sn__dev *d, sn_bf16 *dx, const sn_bf16 *dy,
+                                                   const float *w, float beta,
+                                                   const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    if (beta != 0.0f && beta != 1.0f)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "conv2d_bwd_data_bf16: beta %g is not 0 or "
+                        "1", (double)beta);
+    sn__conv_plan *p = NULL;
+    bool empty;
+    SN__CU_TRY(conv_begin(d, c, cd, 1, 1, "conv2d_bwd_data_bf16", &p, &empty));
+    int64_t nx = cd->N * cd->H * cd->W * cd->C;
+    if (empty)
+        return beta == 0.0f && nx ? sn__zero_cuda(d, dx, (size_t)nx * sizeof(sn_bf16)) : SN_OK;
+    sn_bf16 *wt = (sn_bf16 *)d->ws;
+    if (p->route == ROUTE_GEMM) {   /* dx (NHW,C) = beta dx + dy (NHW,K) @ w^T */
+        SN__CU_TRY(sn__cast_to_bf16_cuda(d, wt, w, cd->C * cd->K));
+        return gemm_bf16(d, c, 0, 1, cd->N * cd->H * cd->W, cd->C, cd->K, dy, cd->K, wt, cd->K,
+                         beta, dx, CUDA_R_16BF, cd->C);
+    }
+    SN__CU_TRY(transpose(d, c, wt, w, cd->R * cd->S * cd->C, cd->K, false));
+    if (p->route == ROUTE_DIRECT)
+        return run_op(d, c, p, OP_BWD_DATA, dx, dy, wt, beta, beta == 0.0f);
+    sn_bf16 *dxp = (sn_bf16 *)((char *)d->ws + p->pad_off);
+    SN__CU_TRY(run_op(d, c, p, OP_BWD_DATA, dxp, dy, wt, 0.0f, true));
+    if (beta == 0.0f) SN__CU_TRY(sn__zero_cuda(d, dx, (size_t)nx * sizeof(sn_bf16)));
+    return sn__pad_bwd_bf16_cuda(d, dx, dxp, cd->N, cd->H, cd->W, cd->C, cd->pad_top,
+                                 p->Hx - cd->H - cd->pad_top, cd->pad_left,
+                                 p->Wx - cd->W - cd->pad_left);
+}
+
+extern "C" sn_status sn__conv2d_bwd_filter_bf16_cuda(sn__dev *d, float *dw, const sn_bf16 *dy,
+                                                     const sn_bf16 *x,
+                                                     const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    sn__conv_plan *p = NULL;
+    bool empty;
+    SN__CU_TRY(conv_begin(d, c, cd, 1, 1, "conv2d_bwd_filter_bf16", &p, &empty));
+    if (empty) return SN_OK;
+    if (p->route == ROUTE_GEMM)   /* dw (C,K) += x^T (C,NHW) @ dy (NHW,K), in float32 */
+        return gemm_bf16(d, c, 1, 0, cd->C, cd->K, cd->N * cd->H * cd->W, x, cd->C, dy, cd->K,
+                         1.0f, dw, CUDA_R_32F, cd->K);
+    sn_bf16 *dwt = (sn_bf16 *)d->ws;
+    const sn_bf16 *xin = x;
+    if (p->route == ROUTE_PADDED) SN__CU_TRY(pad_input_bf16(d, p, x, &xin));
+    SN__CU_TRY(run_op(d, c, p, OP_BWD_FILTER, dwt, xin, dy, 0.0f, true));
+    return transpose(d, c, dw, dwt, cd->K, cd->R * cd->S * cd->C, true);
 }

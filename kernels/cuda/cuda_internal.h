@@ -216,6 +216,39 @@ static __device__ __forceinline__ void sn__st(float *p, const float (&v)[V]) {
     else *p = v[0];
 }
 
+/* The same on bf16 storage (kernels.def's bfloat16 section): V = 4 moves 8 bytes (p 8-byte
+ * aligned: a 16-byte aligned base plus a multiple of 4 elements), values decoded exactly and
+ * encoded with sn__bf16_encode, as the CPU's emulation does. */
+template <int V>
+static __device__ __forceinline__ void sn__ld(float (&v)[V], const sn_bf16 *p) {
+    if (V == 4) {
+        uint2 q = *(const uint2 *)p;
+        v[0] = __uint_as_float(q.x << 16);
+        v[V > 1 ? 1 : 0] = __uint_as_float(q.x & 0xffff0000u);
+        v[V > 2 ? 2 : 0] = __uint_as_float(q.y << 16);
+        v[V > 3 ? 3 : 0] = __uint_as_float(q.y & 0xffff0000u);
+    } else {
+        v[0] = sn__bf16_decode(*p);
+    }
+}
+template <int V>
+static __device__ __forceinline__ void sn__st(sn_bf16 *p, const float (&v)[V]) {
+    if (V == 4) {
+        uint2 q;
+        q.x = (uint32_t)sn__bf16_encode(v[0]) | ((uint32_t)sn__bf16_encode(v[V > 1 ? 1 : 0]) << 16);
+        q.y = (uint32_t)sn__bf16_encode(v[V > 2 ? 2 : 0]) |
+              ((uint32_t)sn__bf16_encode(v[V > 3 ? 3 : 0]) << 16);
+        *(uint2 *)p = q;
+    } else {
+        *p = sn__bf16_encode(v[0]);
+    }
+}
+/* One element of either storage as a float; one float stored into either. */
+static __device__ __forceinline__ float sn__ldf(const float *p) { return *p; }
+static __device__ __forceinline__ float sn__ldf(const sn_bf16 *p) { return sn__bf16_decode(*p); }
+static __device__ __forceinline__ void sn__stf(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void sn__stf(sn_bf16 *p, float v) { *p = sn__bf16_encode(v); }
+
 /* Sum over a block (blockDim.x a multiple of 32, at most 1024) of one value per thread.
  * `sh` holds 32 values; every thread gets the total.  T is float or double. */
 template <typename T>

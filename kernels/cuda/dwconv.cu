@@ -1,4 +1,5 @@
-/* dwconv.cu: depthwise 2-D convolution, hand-written (NHWC float).
+/* dwconv.cu: depthwise 2-D convolution, hand-written (NHWC; activations float, or bf16 for the
+ * _bf16 kernels).
  *
  * Shapes: x (N,H,W,C), w (R,S,C,M) i.e. (R,S,K) with K = C*M, y (N,P,Q,K); output channel
  * k = c*M + m reads input channel c = k / M.  Input cell of output (p,q), tap (r,s):
@@ -13,7 +14,13 @@
  *             to 3x3; larger windows: a block per tap as well) and reduces in shared
  *             memory; with several slices the partial sums go to the workspace
  *             (dwconv2d_ws) and a second kernel adds them into dw in a fixed tree, so the
- *             result is deterministic. */
+ *             result is deterministic.
+ *
+ * Every kernel and launcher is templated on T, the storage of the activations x, y, dy, dx:
+ * float, or sn_bf16 for the _bf16 kernels (kernels.def), which decode on load (sn__ldf,
+ * sn__ld), compute in float32 exactly as the float kernels do, and encode each output once
+ * (sn__stf, sn__st); w, dw and the workspace's partial sums are float32 in both. */
+#include <type_traits>
 #include "cuda_internal.h"
 
 struct dw_geo {
@@ -34,8 +41,8 @@ static dw_geo geo_of(const sn__conv2d_dims *cd) {
     (void)N; (void)H; (void)W; (void)C; (void)K; (void)R; (void)S; (void)M; (void)P;        \
     (void)Q; (void)sh; (void)sw; (void)dh; (void)dwl; (void)pt; (void)pl
 
-template <typename I>
-static __global__ void dw_fwd_kernel(float *__restrict__ y, const float *__restrict__ x,
+template <typename I, typename T>
+static __global__ void dw_fwd_kernel(T *__restrict__ y, const T *__restrict__ x,
                                      const float *__restrict__ wt, dw_geo g) {
     UNPACK(I, g);
     I total = N * P * Q * K;
@@ -51,20 +58,20 @@ static __global__ void dw_fwd_kernel(float *__restrict__ y, const float *__restr
         for (I r = 0; r < R; r++) {
             I h = h0 + r * dh;
             if (h < 0 || h >= H) continue;
-            const float *xr = x + (n * H + h) * W * C + c;
+            const T *xr = x + (n * H + h) * W * C + c;
             const float *wr = wt + r * S * K + k;
             for (I s = 0; s < S; s++) {
                 I w = w0 + s * dwl;
                 if (w < 0 || w >= W) continue;
-                acc += xr[w * C] * wr[s * K];
+                acc += sn__ldf(xr + w * C) * wr[s * K];
             }
         }
-        y[i] = acc;
+        sn__stf(y + i, acc);
     }
 }
 
-template <typename I>
-static __global__ void dw_bwd_data_kernel(float *__restrict__ dx, const float *__restrict__ dy,
+template <typename I, typename T>
+static __global__ void dw_bwd_data_kernel(T *__restrict__ dx, const T *__restrict__ dy,
                                           const float *__restrict__ wt, dw_geo g) {
     UNPACK(I, g);
     I total = N * H * W * C;
@@ -87,28 +94,30 @@ static __global__ void dw_bwd_data_kernel(float *__restrict__ dx, const float *_
                 if (tw % sw) continue;
                 I q = tw / sw;
                 if (q >= Q) continue;
-                const float *g_ = dy + ((n * P + p) * Q + q) * K + c * M;
+                const T *g_ = dy + ((n * P + p) * Q + q) * K + c * M;
                 const float *w_ = wt + (r * S + s) * K + c * M;
-                for (I m = 0; m < M; m++) acc += g_[m] * w_[m];
+                for (I m = 0; m < M; m++) acc += sn__ldf(g_ + m) * w_[m];
             }
         }
-        dx[i] += acc;
+        sn__stf(dx + i, sn__ldf(dx + i) + acc);   /* the _bwd convention: += */
     }
 }
 
 /* M == 1 (every TF-slim depthwise layer) with C % 4 == 0 and 16-byte aligned tensors: a
- * thread takes 4 consecutive channels (float4 loads of x, w, dy), so the coordinates'
- * integer divisions are done once per 4 outputs; each value sees the scalar kernels'
- * operations in their order.  bwd_data with stride 1 (S1) needs no division per tap. */
-static __device__ __forceinline__ void fma4(float4 &a, float4 x, float4 w) {
-    a.x += x.x * w.x;
-    a.y += x.y * w.y;
-    a.z += x.z * w.z;
-    a.w += x.w * w.w;
+ * thread takes 4 consecutive channels (sn__ld/sn__st<4> of x, w, dy, y, dx: float4, or 8 bytes
+ * of bf16, aligned as the base is 16-byte aligned and the offset a multiple of 4 elements), so
+ * the coordinates' integer divisions are done once per 4 outputs; each value sees the scalar
+ * kernels' operations in their order.  bwd_data with stride 1 (S1) needs no division per tap. */
+static __device__ __forceinline__ void fma4(float (&a)[4], const float (&x)[4],
+                                            const float (&w)[4]) {
+    a[0] += x[0] * w[0];
+    a[1] += x[1] * w[1];
+    a[2] += x[2] * w[2];
+    a[3] += x[3] * w[3];
 }
 
-template <typename I>
-static __global__ void dw_fwd4_kernel(float *__restrict__ y, const float *__restrict__ x,
+template <typename I, typename T>
+static __global__ void dw_fwd4_kernel(T *__restrict__ y, const T *__restrict__ x,
                                       const float *__restrict__ wt, dw_geo g) {
     UNPACK(I, g);
     I C4 = C / 4, total = N * P * Q * C4;
@@ -119,24 +128,27 @@ static __global__ void dw_fwd4_kernel(float *__restrict__ y, const float *__rest
         t /= Q;
         I p = t % P, n = t / P;
         I h0 = p * sh - pt, w0 = q * sw - pl;
-        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (I r = 0; r < R; r++) {
             I h = h0 + r * dh;
             if (h < 0 || h >= H) continue;
-            const float *xr = x + (n * H + h) * W * C + c;
+            const T *xr = x + (n * H + h) * W * C + c;
             const float *wr = wt + r * S * K + c;
             for (I s = 0; s < S; s++) {
                 I w = w0 + s * dwl;
                 if (w < 0 || w >= W) continue;
-                fma4(acc, *(const float4 *)(xr + w * C), *(const float4 *)(wr + s * K));
+                float xv[4], wv[4];
+                sn__ld<4>(xv, xr + w * C);
+                sn__ld<4>(wv, wr + s * K);
+                fma4(acc, xv, wv);
             }
         }
-        *(float4 *)(y + (i / C4) * C + c) = acc;
+        sn__st<4>(y + (i / C4) * C + c, acc);
     }
 }
 
-template <typename I, bool S1>
-static __global__ void dw_bwd_data4_kernel(float *__restrict__ dx, const float *__restrict__ dy,
+template <typename I, bool S1, typename T>
+static __global__ void dw_bwd_data4_kernel(T *__restrict__ dx, const T *__restrict__ dy,
                                            const float *__restrict__ wt, dw_geo g) {
     UNPACK(I, g);
     I C4 = C / 4, total = N * H * W * C4;
@@ -146,7 +158,7 @@ static __global__ void dw_bwd_data4_kernel(float *__restrict__ dx, const float *
         I w = t % W;
         t /= W;
         I h = t % H, n = t / H;
-        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (I r = 0; r < R; r++) {
             I th = h + pt - r * dh;             /* = p*sh */
             if (th < 0) break;                  /* decreases with r */
@@ -159,25 +171,28 @@ static __global__ void dw_bwd_data4_kernel(float *__restrict__ dx, const float *
                 if (!S1 && tw % sw) continue;
                 I q = S1 ? tw : tw / sw;
                 if (q >= Q) continue;
-                fma4(acc, *(const float4 *)(dy + ((n * P + p) * Q + q) * K + c),
-                     *(const float4 *)(wt + (r * S + s) * K + c));
+                float gv[4], wv[4];
+                sn__ld<4>(gv, dy + ((n * P + p) * Q + q) * K + c);
+                sn__ld<4>(wv, wt + (r * S + s) * K + c);
+                fma4(acc, gv, wv);
             }
         }
-        float4 *o = (float4 *)(dx + (i / C4) * C + c);
-        float4 v = *o;
-        v.x += acc.x;
-        v.y += acc.y;
-        v.z += acc.z;
-        v.w += acc.w;
-        *o = v;
+        T *o = dx + (i / C4) * C + c;   /* the _bwd convention: += */
+        float v[4];
+        sn__ld<4>(v, o);
+        v[0] += acc[0];
+        v[1] += acc[1];
+        v[2] += acc[2];
+        v[3] += acc[3];
+        sn__st<4>(o, v);
     }
 }
 
 /* Block (32, 8): x = channel lane, y = position lane.  grid (K chunks, R*S, slices). */
-template <typename I>
+template <typename I, typename T>
 static __global__ void dw_bwd_filter_kernel(float *out, bool accumulate,
-                                            const float *__restrict__ dy,
-                                            const float *__restrict__ x, dw_geo g, I per) {
+                                            const T *__restrict__ dy,
+                                            const T *__restrict__ x, dw_geo g, I per) {
     UNPACK(I, g);
     __shared__ float part[8][33];
     I k = (I)blockIdx.x * 32 + threadIdx.x;
@@ -192,7 +207,7 @@ static __global__ void dw_bwd_filter_kernel(float *out, bool accumulate,
             I p = t % P, n = t / P;
             I h = p * sh - pt + r * dh, w = q * sw - pl + s * dwl;
             if (h < 0 || h >= H || w < 0 || w >= W) continue;
-            acc += dy[i * K + k] * x[((n * H + h) * W + w) * C + c];
+            acc += sn__ldf(dy + (i * K + k)) * sn__ldf(x + (((n * H + h) * W + w) * C + c));
         }
     }
     part[threadIdx.y][threadIdx.x] = acc;
@@ -212,10 +227,10 @@ static __global__ void dw_bwd_filter_kernel(float *out, bool accumulate,
  * per-tap kernel above reads dy and divides R*S times (on an H200, mobilenet_v1's 13
  * depthwise backward passes took 18 ms of a 42 ms step). */
 enum { DW_TAPS = 9 };
-template <typename I>
+template <typename I, typename T>
 static __global__ void dw_bwd_filter_taps_kernel(float *out, bool accumulate,
-                                                 const float *__restrict__ dy,
-                                                 const float *__restrict__ x, dw_geo g, I per) {
+                                                 const T *__restrict__ dy,
+                                                 const T *__restrict__ x, dw_geo g, I per) {
     UNPACK(I, g);
     __shared__ float part[8][DW_TAPS][33];
     I k = (I)blockIdx.x * 32 + threadIdx.x;
@@ -229,7 +244,7 @@ static __global__ void dw_bwd_filter_taps_kernel(float *out, bool accumulate,
         for (I i = i0 + threadIdx.y; i < i1; i += 8) {
             I q = i % Q, t = i / Q;
             I p = t % P, n = t / P;
-            float gy = dy[i * K + k];
+            float gy = sn__ldf(dy + (i * K + k));
             I h0 = p * sh - pt, w0 = q * sw - pl;
             I r = 0, s = 0;   /* tap = r*S + s, stepped without division */
 #pragma unroll
@@ -237,7 +252,7 @@ static __global__ void dw_bwd_filter_taps_kernel(float *out, bool accumulate,
                 if (tap >= R * S) break;
                 I h = h0 + r * dh, w = w0 + s * dwl;
                 if (h >= 0 && h < H && w >= 0 && w < W)
-                    acc[tap] += gy * x[((n * H + h) * W + w) * C + c];
+                    acc[tap] += gy * sn__ldf(x + (((n * H + h) * W + w) * C + c));
                 if (++s == S) {
                     s = 0;
                     r++;
@@ -333,24 +348,43 @@ extern "C" sn_status sn__dwconv2d_ws_cuda(sn__dev *d, const sn__conv2d_dims *cd,
     return SN_OK;
 }
 
-extern "C" sn_status sn__dwconv2d_fwd_cuda(sn__dev *d, float *y, const float *x, const float *w,
-                                           const sn__conv2d_dims *cd) {
-    SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check(d, cd, "dwconv2d_fwd"));
+/* The launchers below take the activations' storage T (float, or sn_bf16 for the _bf16 kernels)
+ * and `what`, the kernel's name for messages; the extern "C" kernels only enter the device
+ * (SN__CU_BEGIN there, so that its message names them) and call one.  The cuDNN grouped route
+ * (dw_cudnn) is float's only: kernels.def keeps the _bf16 kernels on ours, which need no more
+ * workspace than dwconv2d_ws gives (only bwd_filter uses any: float32 partials of dw, at most
+ * filter_slices of them and never more than d->ws_bytes holds). */
+template <typename T>
+static sn_status dw_fwd(sn__dev *d, struct sn__cuda *c, T *y, const T *x, const float *w,
+                        const sn__conv2d_dims *cd, const char *what) {
+    SN__CU_TRY(check(d, cd, what));
     int64_t total = cd->N * cd->P * cd->Q * cd->K;
     if (total == 0) return SN_OK;
-    if (sn__cuda_dw_usable(d, cd)) return sn__cuda_dw_fwd(d, y, x, w, cd);
+    if constexpr (std::is_same<T, float>::value)
+        if (sn__cuda_dw_usable(d, cd)) return sn__cuda_dw_fwd(d, y, x, w, cd);
     dw_geo g = geo_of(cd);
     if (vec4(cd, y, x, w)) {
         unsigned grid = sn__grid(c, total / 4, SN__BLOCK);
         if (small_geo(cd)) dw_fwd4_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, w, g);
         else dw_fwd4_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, w, g);
-        return sn__cuda_launched(d, "dwconv2d_fwd");
+        return sn__cuda_launched(d, what);
     }
     unsigned grid = sn__grid(c, total, SN__BLOCK);
     if (small_geo(cd)) dw_fwd_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, w, g);
     else dw_fwd_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(y, x, w, g);
-    return sn__cuda_launched(d, "dwconv2d_fwd");
+    return sn__cuda_launched(d, what);
+}
+
+extern "C" sn_status sn__dwconv2d_fwd_cuda(sn__dev *d, float *y, const float *x, const float *w,
+                                           const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    return dw_fwd(d, c, y, x, w, cd, "dwconv2d_fwd");
+}
+
+extern "C" sn_status sn__dwconv2d_fwd_bf16_cuda(sn__dev *d, sn_bf16 *y, const sn_bf16 *x,
+                                                const float *w, const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    return dw_fwd(d, c, y, x, w, cd, "dwconv2d_fwd_bf16");
 }
 
 /* The fused forward of inference nets: dwconv2d_fwd, then the epilogue on y. */
@@ -361,13 +395,14 @@ extern "C" sn_status sn__dwconv2d_fwd_ep_cuda(sn__dev *d, float *y, const float 
     return sn__cuda_epilogue(d, y, ep, cd->N * cd->P * cd->Q, cd->K);
 }
 
-extern "C" sn_status sn__dwconv2d_bwd_data_cuda(sn__dev *d, float *dx, const float *dy,
-                                                const float *w, const sn__conv2d_dims *cd) {
-    SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check(d, cd, "dwconv2d_bwd_data"));
+template <typename T>
+static sn_status dw_bwd_data(sn__dev *d, struct sn__cuda *c, T *dx, const T *dy, const float *w,
+                             const sn__conv2d_dims *cd, const char *what) {
+    SN__CU_TRY(check(d, cd, what));
     int64_t total = cd->N * cd->H * cd->W * cd->C;
     if (total == 0 || cd->P == 0 || cd->Q == 0) return SN_OK;
-    if (sn__cuda_dw_usable(d, cd)) return sn__cuda_dw_bwd_data(d, dx, dy, w, cd);
+    if constexpr (std::is_same<T, float>::value)
+        if (sn__cuda_dw_usable(d, cd)) return sn__cuda_dw_bwd_data(d, dx, dy, w, cd);
     dw_geo g = geo_of(cd);
     if (vec4(cd, dx, dy, w)) {
         unsigned grid = sn__grid(c, total / 4, SN__BLOCK);
@@ -380,24 +415,38 @@ extern "C" sn_status sn__dwconv2d_bwd_data_cuda(sn__dev *d, float *dx, const flo
             dw_bwd_data4_kernel<int64_t, true><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, w, g);
         else
             dw_bwd_data4_kernel<int64_t, false><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, w, g);
-        return sn__cuda_launched(d, "dwconv2d_bwd_data");
+        return sn__cuda_launched(d, what);
     }
     unsigned grid = sn__grid(c, total, SN__BLOCK);
     if (small_geo(cd))
         dw_bwd_data_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, w, g);
     else
         dw_bwd_data_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, w, g);
-    return sn__cuda_launched(d, "dwconv2d_bwd_data");
+    return sn__cuda_launched(d, what);
 }
 
-extern "C" sn_status sn__dwconv2d_bwd_filter_cuda(sn__dev *d, float *dw, const float *dy,
-                                                  const float *x, const sn__conv2d_dims *cd) {
+extern "C" sn_status sn__dwconv2d_bwd_data_cuda(sn__dev *d, float *dx, const float *dy,
+                                                const float *w, const sn__conv2d_dims *cd) {
     SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check(d, cd, "dwconv2d_bwd_filter"));
+    return dw_bwd_data(d, c, dx, dy, w, cd, "dwconv2d_bwd_data");
+}
+
+extern "C" sn_status sn__dwconv2d_bwd_data_bf16_cuda(sn__dev *d, sn_bf16 *dx, const sn_bf16 *dy,
+                                                     const float *w,
+                                                     const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    return dw_bwd_data(d, c, dx, dy, w, cd, "dwconv2d_bwd_data_bf16");
+}
+
+template <typename T>
+static sn_status dw_bwd_filter(sn__dev *d, struct sn__cuda *c, float *dw, const T *dy,
+                               const T *x, const sn__conv2d_dims *cd, const char *what) {
+    SN__CU_TRY(check(d, cd, what));
     int64_t rsk = cd->R * cd->S * cd->K;
     int64_t pos = cd->N * cd->P * cd->Q;
     if (rsk == 0 || pos == 0) return SN_OK;
-    if (sn__cuda_dw_usable(d, cd)) return sn__cuda_dw_bwd_filter(d, dw, dy, x, cd);
+    if constexpr (std::is_same<T, float>::value)
+        if (sn__cuda_dw_usable(d, cd)) return sn__cuda_dw_bwd_filter(d, dw, dy, x, cd);
     int64_t slices = filter_slices(c, cd);
     int64_t room = (int64_t)(d->ws_bytes / ((size_t)rsk * sizeof(float)));
     if (slices > room) slices = room;      /* a smaller workspace: fewer slices */
@@ -426,9 +475,22 @@ extern "C" sn_status sn__dwconv2d_bwd_filter_cuda(sn__dev *d, float *dw, const f
             dw_bwd_filter_kernel<int64_t><<<grid, block, 0, c->stream>>>(out, acc, dy, x, g,
                                                                          per);
     }
-    SN__CU_TRY(sn__cuda_launched(d, "dwconv2d_bwd_filter"));
+    SN__CU_TRY(sn__cuda_launched(d, what));
     if (slices == 1) return SN_OK;
     dw_filter_finish_tree_kernel<<<(unsigned)((rsk + 31) / 32), dim3(32, 32), 0, c->stream>>>(
         dw, (const float *)d->ws, (int)slices, rsk);
-    return sn__cuda_launched(d, "dwconv2d_bwd_filter");
+    return sn__cuda_launched(d, what);
+}
+
+extern "C" sn_status sn__dwconv2d_bwd_filter_cuda(sn__dev *d, float *dw, const float *dy,
+                                                  const float *x, const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    return dw_bwd_filter(d, c, dw, dy, x, cd, "dwconv2d_bwd_filter");
+}
+
+extern "C" sn_status sn__dwconv2d_bwd_filter_bf16_cuda(sn__dev *d, float *dw, const sn_bf16 *dy,
+                                                       const sn_bf16 *x,
+                                                       const sn__conv2d_dims *cd) {
+    SN__CU_BEGIN(d, c);
+    return dw_bwd_filter(d, c, dw, dy, x, cd, "dwconv2d_bwd_filter_bf16");
 }

@@ -3,49 +3,58 @@
  * Shapes: x (N,H,W,C) or (rows,C), NHWC.  Forward kernels overwrite, backward kernels
  * accumulate.  Index arithmetic is 32-bit when the tensors allow it (faster divisions) and
  * 64-bit otherwise; channel runs move as float4 when counts and pointers are 16-byte aligned.
- * pad_fwd/pad_bwd accept negative bottom/right (a crop): conv.cu uses them that way. */
+ * pad_fwd/pad_bwd accept negative bottom/right (a crop): conv.cu uses them that way.
+ *
+ * The concat and pad kernels are templates on the storage type T: float, or sn_bf16 for
+ * concat_*_bf16/pad_*_bf16 (kernels.def), whose channel runs move 4 values as 8 bytes.
+ * Values go through sn__ld/sn__st (bf16 decoded and encoded, as kernels.def's bf16 section
+ * asks: a copy re-encodes, which only quiets a signaling NaN; pad_fwd's zeros encode to 0). */
 #include "cuda_internal.h"
 
-template <int V> struct vec;
-template <> struct vec<1> { typedef float t; };
-template <> struct vec<4> { typedef float4 t; };
-
-static __device__ __forceinline__ float4 operator+(float4 a, float4 b) {
-    return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-}
-static __device__ __forceinline__ float4 zero_v(float4) { return make_float4(0, 0, 0, 0); }
-static __device__ __forceinline__ float zero_v(float) { return 0.0f; }
+/* V consecutive values of storage type T as one load/store unit. */
+template <typename T, int V> struct vec;
+template <> struct vec<float, 1> { typedef float t; };
+template <> struct vec<float, 4> { typedef float4 t; };
+template <> struct vec<sn_bf16, 1> { typedef sn_bf16 t; };
+template <> struct vec<sn_bf16, 4> { typedef uint2 t; };
 
 /* ---- concat ------------------------------------------------------------------------------ */
 
-/* Units of V floats: x row stride cx, y row stride cy, offset off (all in units). */
-template <typename I, int V>
-static __global__ void concat_fwd_kernel(float *y, const float *x, I rows, I cx, I cy, I off) {
-    typedef typename vec<V>::t T;
-    const T *xv = (const T *)x;
-    T *yv = (T *)y;
+/* Units of V values: x row stride cx, y row stride cy, offset off (all in units). */
+template <typename I, int V, typename T>
+static __global__ void concat_fwd_kernel(T *y, const T *x, I rows, I cx, I cy, I off) {
+    typedef typename vec<T, V>::t U;
+    const U *xv = (const U *)x;
+    U *yv = (U *)y;
     I n = rows * cx;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
         I r = i / cx, ch = i - r * cx;
-        yv[r * cy + off + ch] = xv[i];
+        float v[V];
+        sn__ld<V>(v, (const T *)&xv[i]);
+        sn__st<V>((T *)&yv[r * cy + off + ch], v);
     }
 }
 
-template <typename I, int V>
-static __global__ void concat_bwd_kernel(float *dx, const float *dy, I rows, I cx, I cy, I off) {
-    typedef typename vec<V>::t T;
-    T *xv = (T *)dx;
-    const T *yv = (const T *)dy;
+template <typename I, int V, typename T>
+static __global__ void concat_bwd_kernel(T *dx, const T *dy, I rows, I cx, I cy, I off) {
+    typedef typename vec<T, V>::t U;
+    U *xv = (U *)dx;
+    const U *yv = (const U *)dy;
     I n = rows * cx;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
         I r = i / cx, ch = i - r * cx;
-        xv[i] = xv[i] + yv[r * cy + off + ch];
+        float a[V], g[V];
+        sn__ld<V>(a, (const T *)&xv[i]);
+        sn__ld<V>(g, (const T *)&yv[r * cy + off + ch]);
+#pragma unroll
+        for (int j = 0; j < V; j++) a[j] = a[j] + g[j];
+        sn__st<V>((T *)&xv[i], a);
     }
 }
 
-template <bool BWD>
-static sn_status concat(sn__dev *d, float *x, const float *y_or_dy, float *y, int64_t rows,
-                        int64_t Cx, int64_t Cy, int64_t off, const char *what) {
+template <bool BWD, typename T>
+static sn_status concat(sn__dev *d, T *x, const T *y_or_dy, T *y, int64_t rows, int64_t Cx,
+                        int64_t Cy, int64_t off, const char *what) {
     SN__CU_BEGIN(d, c);
     if (rows < 0 || Cx < 0 || off < 0 || off + Cx > Cy)
         return sn__fail(d->ctx, SN_ERR_INVALID_ARG,
@@ -81,24 +90,37 @@ static sn_status concat(sn__dev *d, float *x, const float *y_or_dy, float *y, in
 
 extern "C" sn_status sn__concat_fwd_cuda(sn__dev *d, float *y, const float *x, int64_t rows,
                                          int64_t Cx, int64_t Cy, int64_t off) {
-    return concat<false>(d, (float *)x, NULL, y, rows, Cx, Cy, off, "concat_fwd");
+    return concat<false, float>(d, (float *)x, NULL, y, rows, Cx, Cy, off, "concat_fwd");
 }
 
 extern "C" sn_status sn__concat_bwd_cuda(sn__dev *d, float *dx, const float *dy, int64_t rows,
                                          int64_t Cx, int64_t Cy, int64_t off) {
-    return concat<true>(d, dx, dy, NULL, rows, Cx, Cy, off, "concat_bwd");
+    return concat<true, float>(d, dx, dy, NULL, rows, Cx, Cy, off, "concat_bwd");
+}
+
+extern "C" sn_status sn__concat_fwd_bf16_cuda(sn__dev *d, sn_bf16 *y, const sn_bf16 *x,
+                                              int64_t rows, int64_t Cx, int64_t Cy,
+                                              int64_t off) {
+    return concat<false, sn_bf16>(d, (sn_bf16 *)x, NULL, y, rows, Cx, Cy, off,
+                                  "concat_fwd_bf16");
+}
+
+extern "C" sn_status sn__concat_bwd_bf16_cuda(sn__dev *d, sn_bf16 *dx, const sn_bf16 *dy,
+                                              int64_t rows, int64_t Cx, int64_t Cy,
+                                              int64_t off) {
+    return concat<true, sn_bf16>(d, dx, dy, NULL, rows, Cx, Cy, off, "concat_bwd_bf16");
 }
 
 /* ---- pad --------------------------------------------------------------------------------- */
 
 /* y (N,Hy,Wy,C) from x (N,H,W,C): y[n,h,w] = x[n,h-top,w-left] inside x, else 0.  C in
- * units of V floats. */
-template <typename I, int V>
-static __global__ void pad_fwd_kernel(float *y, const float *x, I N, I H, I W, I C, I Hy, I Wy,
-                                      I top, I left) {
-    typedef typename vec<V>::t T;
-    const T *xv = (const T *)x;
-    T *yv = (T *)y;
+ * units of V values. */
+template <typename I, int V, typename T>
+static __global__ void pad_fwd_kernel(T *y, const T *x, I N, I H, I W, I C, I Hy, I Wy, I top,
+                                      I left) {
+    typedef typename vec<T, V>::t U;
+    const U *xv = (const U *)x;
+    U *yv = (U *)y;
     I n_out = N * Hy * Wy * C;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n_out;
          i += (I)gridDim.x * blockDim.x) {
@@ -107,19 +129,23 @@ static __global__ void pad_fwd_kernel(float *y, const float *x, I N, I H, I W, I
         t /= Wy;
         I hy = t % Hy, n = t / Hy;
         I h = hy - top, w = wy - left;
-        T v = zero_v(T());
-        if (h >= 0 && h < H && w >= 0 && w < W) v = xv[((n * H + h) * W + w) * C + ch];
-        yv[i] = v;
+        float v[V];
+#pragma unroll
+        for (int j = 0; j < V; j++) v[j] = 0.0f;
+        if (h >= 0 && h < H && w >= 0 && w < W)
+            sn__ld<V>(v, (const T *)&xv[((n * H + h) * W + w) * C + ch]);
+        sn__st<V>((T *)&yv[i], v);
     }
 }
 
-/* dx[n,h,w] += dy[n,h+top,w+left] where that is inside dy (N,Hy,Wy,C). */
-template <typename I, int V>
-static __global__ void pad_bwd_kernel(float *dx, const float *dy, I N, I H, I W, I C, I Hy,
-                                      I Wy, I top, I left) {
-    typedef typename vec<V>::t T;
-    T *xv = (T *)dx;
-    const T *yv = (const T *)dy;
+/* dx[n,h,w] += dy[n,h+top,w+left] where that is inside dy (N,Hy,Wy,C); other cells of dx
+ * are not written. */
+template <typename I, int V, typename T>
+static __global__ void pad_bwd_kernel(T *dx, const T *dy, I N, I H, I W, I C, I Hy, I Wy,
+                                      I top, I left) {
+    typedef typename vec<T, V>::t U;
+    U *xv = (U *)dx;
+    const U *yv = (const U *)dy;
     I n_in = N * H * W * C;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n_in;
          i += (I)gridDim.x * blockDim.x) {
@@ -128,13 +154,21 @@ static __global__ void pad_bwd_kernel(float *dx, const float *dy, I N, I H, I W,
         t /= W;
         I h = t % H, n = t / H;
         I hy = h + top, wy = w + left;
-        if (hy >= 0 && hy < Hy && wy >= 0 && wy < Wy)
-            xv[i] = xv[i] + yv[((n * Hy + hy) * Wy + wy) * C + ch];
+        if (hy >= 0 && hy < Hy && wy >= 0 && wy < Wy) {
+            float a[V], g[V];
+            sn__ld<V>(a, (const T *)&xv[i]);
+            sn__ld<V>(g, (const T *)&yv[((n * Hy + hy) * Wy + wy) * C + ch]);
+#pragma unroll
+            for (int j = 0; j < V; j++) a[j] = a[j] + g[j];
+            sn__st<V>((T *)&xv[i], a);
+        }
     }
 }
 
-template <bool BWD>
-static sn_status pad(sn__dev *d, float *out, const float *in, int64_t N, int64_t H, int64_t W,
+/* T: the tensors' storage (float, or sn_bf16 for pad_fwd_bf16/pad_bwd_bf16); what: the
+ * kernel's name. */
+template <bool BWD, typename T>
+static sn_status pad(sn__dev *d, T *out, const T *in, int64_t N, int64_t H, int64_t W,
                      int64_t C, int64_t top, int64_t bottom, int64_t left, int64_t right,
                      const char *what) {
     SN__CU_BEGIN(d, c);
@@ -170,13 +204,26 @@ static sn_status pad(sn__dev *d, float *out, const float *in, int64_t N, int64_t
 extern "C" sn_status sn__pad_fwd_cuda(sn__dev *d, float *y, const float *x, int64_t N,
                                       int64_t H, int64_t W, int64_t C, int64_t top,
                                       int64_t bottom, int64_t left, int64_t right) {
-    return pad<false>(d, y, x, N, H, W, C, top, bottom, left, right, "pad_fwd");
+    return pad<false, float>(d, y, x, N, H, W, C, top, bottom, left, right, "pad_fwd");
 }
 
 extern "C" sn_status sn__pad_bwd_cuda(sn__dev *d, float *dx, const float *dy, int64_t N,
                                       int64_t H, int64_t W, int64_t C, int64_t top,
                                       int64_t bottom, int64_t left, int64_t right) {
-    return pad<true>(d, dx, dy, N, H, W, C, top, bottom, left, right, "pad_bwd");
+    return pad<true, float>(d, dx, dy, N, H, W, C, top, bottom, left, right, "pad_bwd");
+}
+
+extern "C" sn_status sn__pad_fwd_bf16_cuda(sn__dev *d, sn_bf16 *y, const sn_bf16 *x, int64_t N,
+                                           int64_t H, int64_t W, int64_t C, int64_t top,
+                                           int64_t bottom, int64_t left, int64_t right) {
+    return pad<false, sn_bf16>(d, y, x, N, H, W, C, top, bottom, left, right, "pad_fwd_bf16");
+}
+
+extern "C" sn_status sn__pad_bwd_bf16_cuda(sn__dev *d, sn_bf16 *dx, const sn_bf16 *dy,
+                                           int64_t N, int64_t H, int64_t W, int64_t C,
+                                           int64_t top, int64_t bottom, int64_t left,
+                                           int64_t right) {
+    return pad<true, sn_bf16>(d, dx, dy, N, H, W, C, top, bottom, left, right, "pad_bwd_bf16");
 }
 
 /* ---- mean over H*W ----------------------------------------------------------------------- */

@@ -26,7 +26,13 @@
  * output element finds its winner and adds dy into that one cell, race-free and in the
  * gather's order (one addition per cell).  Index arithmetic per output, not per input: 4x
  * fewer for 2x2/2 (the gather's integer divisions made VGG-16's five pools' backward 12 ms
- * of a 105 ms step). */
+ * of a 105 ms step).
+ *
+ * Every kernel here is a template on the storage type T of x, y, dx, dy: float, or sn_bf16
+ * for maxpool_*_bf16/avgpool_*_bf16 (kernels.def), deduced from the pointers.  sn__ld/sn__st
+ * and sn__ldf/sn__stf decode and encode, so the bf16 kernels compare, add and divide the
+ * decoded values exactly as the float ones do and encode each output once (a gradient cell
+ * once per write, after all its additions). */
 #include "cuda_internal.h"
 
 struct pool_geo {
@@ -57,8 +63,8 @@ static __device__ __forceinline__ void cover(I h, I pad, I len, I stride, I n, I
     *hi = u;
 }
 
-template <typename I, int V, bool MAX>
-static __device__ __forceinline__ void pool_fwd_kernel(float *y, const float *x, pool_geo g) {
+template <typename I, int V, bool MAX, typename T>
+static __device__ __forceinline__ void pool_fwd_kernel(T *y, const T *x, pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
       Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
     I CV = C / V, total = N * P * Q * CV;
@@ -76,7 +82,7 @@ static __device__ __forceinline__ void pool_fwd_kernel(float *y, const float *x,
         for (I r = 0; r < R; r++) {
             I h = h0 + r;
             if (h < 0 || h >= H) continue;
-            const float *row = x + ((n * H + h) * W) * C + c;
+            const T *row = x + ((n * H + h) * W) * C + c;
             for (I s = 0; s < S; s++) {
                 I w = w0 + s;
                 if (w < 0 || w >= W) continue;
@@ -100,9 +106,8 @@ static __device__ __forceinline__ void pool_fwd_kernel(float *y, const float *x,
     }
 }
 
-template <typename I>
-static __global__ void maxpool_bwd_kernel(float *dx, const float *dy, const float *x,
-                                          pool_geo g) {
+template <typename I, typename T>
+static __global__ void maxpool_bwd_kernel(T *dx, const T *dy, const T *x, pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
       Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
     I total = N * H * W * C;
@@ -116,9 +121,9 @@ static __global__ void maxpool_bwd_kernel(float *dx, const float *dy, const floa
         cover<I>(h, pt, R, sh, P, &plo, &phi);
         cover<I>(w, pl, S, sw, Q, &qlo, &qhi);
         if (plo > phi || qlo > qhi) continue;
-        const float *xn = x + n * H * W * C + c;
-        float xv = xn[(h * W + w) * C];
-        float acc = dx[i];
+        const T *xn = x + n * H * W * C + c;
+        float xv = sn__ldf(xn + (h * W + w) * C);
+        float acc = sn__ldf(dx + i);
         for (I p = plo; p <= phi; p++) {
             I h0 = p * sh - pt;
             I ra = h0 < 0 ? -h0 : 0, rb = H - h0 < R ? H - h0 : R;
@@ -128,10 +133,10 @@ static __global__ void maxpool_bwd_kernel(float *dx, const float *dy, const floa
                 bool own = true;
                 for (I r = ra; r < rb && own; r++) {
                     I hh = h0 + r;
-                    const float *row = xn + hh * W * C;
+                    const T *row = xn + hh * W * C;
                     for (I s = sa; s < sb; s++) {
                         I ww = w0 + s;
-                        float v = row[ww * C];
+                        float v = sn__ldf(row + ww * C);
                         bool before = hh < h || (hh == h && ww < w);
                         bool after = hh > h || (hh == h && ww > w);
                         if ((before && v >= xv) || (after && v > xv)) {
@@ -140,17 +145,16 @@ static __global__ void maxpool_bwd_kernel(float *dx, const float *dy, const floa
                         }
                     }
                 }
-                if (own) acc += dy[((n * P + p) * Q + q) * C + c];
+                if (own) acc += sn__ldf(dy + (((n * P + p) * Q + q) * C + c));
             }
         }
-        dx[i] = acc;
+        sn__stf(dx + i, acc);
     }
 }
 
 /* Non-overlapping windows: dx[winner of window i] += dy[i]. */
-template <typename I, int V>
-static __global__ void maxpool_bwd_scatter_kernel(float *dx, const float *dy, const float *x,
-                                                  pool_geo g) {
+template <typename I, int V, typename T>
+static __global__ void maxpool_bwd_scatter_kernel(T *dx, const T *dy, const T *x, pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
       Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
     I CV = C / V, total = N * P * Q * CV;
@@ -189,13 +193,13 @@ static __global__ void maxpool_bwd_scatter_kernel(float *dx, const float *dy, co
         sn__ld<V>(gy, dy + (i / CV) * C + c);
 #pragma unroll
         for (int j = 0; j < V; j++)
-            if (at[j] >= 0) dx[at[j]] += gy[j];
+            if (at[j] >= 0) sn__stf(dx + at[j], sn__ldf(dx + at[j]) + gy[j]);
     }
 }
 
 /* win[i] = tap (r*S+s) of output element i's first maximal cell, 255 for an empty window. */
-template <typename I, int V>
-static __global__ void maxpool_win_kernel(unsigned char *win, const float *x, pool_geo g) {
+template <typename I, int V, typename T>
+static __global__ void maxpool_win_kernel(unsigned char *win, const T *x, pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
       Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
     I CV = C / V, total = N * P * Q * CV;
@@ -216,7 +220,7 @@ static __global__ void maxpool_win_kernel(unsigned char *win, const float *x, po
         for (I r = 0; r < R; r++) {
             I h = h0 + r;
             if (h < 0 || h >= H) continue;
-            const float *row = x + ((n * H + h) * W) * C + c;
+            const T *row = x + ((n * H + h) * W) * C + c;
             for (I s = 0; s < S; s++) {
                 I w = w0 + s;
                 if (w < 0 || w >= W) continue;
@@ -236,9 +240,9 @@ static __global__ void maxpool_win_kernel(unsigned char *win, const float *x, po
     }
 }
 
-template <typename I, int V>
-static __global__ void maxpool_bwd_win_kernel(float *dx, const float *dy,
-                                              const unsigned char *win, pool_geo g) {
+template <typename I, int V, typename T>
+static __global__ void maxpool_bwd_win_kernel(T *dx, const T *dy, const unsigned char *win,
+                                              pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, S = (I)g.S, P = (I)g.P, Q = (I)g.Q,
       sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl, R = (I)g.R;
     I CV = C / V, total = N * H * W * CV;
@@ -252,7 +256,7 @@ static __global__ void maxpool_bwd_win_kernel(float *dx, const float *dy,
         cover<I>(h, pt, R, sh, P, &plo, &phi);
         cover<I>(w, pl, S, sw, Q, &qlo, &qhi);
         if (plo > phi || qlo > qhi) continue;
-        float *dxi = dx + (i / CV) * C + c;
+        T *dxi = dx + (i / CV) * C + c;
         float acc[V];
         sn__ld<V>(acc, dxi);
         for (I p = plo; p <= phi; p++) {
@@ -262,15 +266,15 @@ static __global__ void maxpool_bwd_win_kernel(float *dx, const float *dy,
                 I tap = r * S + (w - (q * sw - pl));
 #pragma unroll
                 for (int j = 0; j < V; j++)
-                    if ((I)win[o + j] == tap) acc[j] += dy[o + j];
+                    if ((I)win[o + j] == tap) acc[j] += sn__ldf(dy + (o + j));
             }
         }
         sn__st<V>(dxi, acc);
     }
 }
 
-template <typename I, int V>
-static __global__ void avgpool_bwd_kernel(float *dx, const float *dy, pool_geo g) {
+template <typename I, int V, typename T>
+static __global__ void avgpool_bwd_kernel(T *dx, const T *dy, pool_geo g) {
     I N = (I)g.N, H = (I)g.H, W = (I)g.W, C = (I)g.C, R = (I)g.R, S = (I)g.S, P = (I)g.P,
       Q = (I)g.Q, sh = (I)g.sh, sw = (I)g.sw, pt = (I)g.pt, pl = (I)g.pl;
     I CV = C / V, total = N * H * W * CV;
@@ -284,7 +288,7 @@ static __global__ void avgpool_bwd_kernel(float *dx, const float *dy, pool_geo g
         cover<I>(h, pt, R, sh, P, &plo, &phi);
         cover<I>(w, pl, S, sw, Q, &qlo, &qhi);
         if (plo > phi || qlo > qhi) continue;
-        float *dxi = dx + (i / CV) * C + c;
+        T *dxi = dx + (i / CV) * C + c;
         float acc[V];
         sn__ld<V>(acc, dxi);
         for (I p = plo; p <= phi; p++) {
@@ -334,12 +338,12 @@ static bool small_geo(const sn__pool_dims *pd) {
         }                                                                                  \
     } while (0)
 
-template <typename I, int V>
-static __global__ void maxpool_fwd_kernel(float *y, const float *x, pool_geo g) {
+template <typename I, int V, typename T>
+static __global__ void maxpool_fwd_kernel(T *y, const T *x, pool_geo g) {
     pool_fwd_kernel<I, V, true>(y, x, g);
 }
-template <typename I, int V>
-static __global__ void avgpool_fwd_kernel(float *y, const float *x, pool_geo g) {
+template <typename I, int V, typename T>
+static __global__ void avgpool_fwd_kernel(T *y, const T *x, pool_geo g) {
     pool_fwd_kernel<I, V, false>(y, x, g);
 }
 
@@ -347,26 +351,52 @@ static bool vec4(const sn__pool_dims *pd, const void *a, const void *b, const vo
     return pd->C % 4 == 0 && sn__aligned16(a) && sn__aligned16(b) && (!e || sn__aligned16(e));
 }
 
-extern "C" sn_status sn__maxpool_fwd_cuda(sn__dev *d, float *y, const float *x,
-                                          const sn__pool_dims *pd) {
-    SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check_pool(d, pd, "maxpool_fwd"));
+/* T: the tensors' storage (float, or sn_bf16 for maxpool_fwd_bf16); what: the kernel's name. */
+template <typename T>
+static sn_status maxpool_fwd(sn__dev *d, struct sn__cuda *c, T *y, const T *x,
+                             const sn__pool_dims *pd, const char *what) {
+    SN__CU_TRY(check_pool(d, pd, what));
     int64_t total = pd->N * pd->P * pd->Q * pd->C;
     if (total == 0) return SN_OK;
     pool_geo g = geo_of(pd);
     POOL_LAUNCH(maxpool_fwd_kernel, pd, vec4(pd, y, x, NULL), total, y, x, g);
-    return sn__cuda_launched(d, "maxpool_fwd");
+    return sn__cuda_launched(d, what);
+}
+
+extern "C" sn_status sn__maxpool_fwd_cuda(sn__dev *d, float *y, const float *x,
+                                          const sn__pool_dims *pd) {
+    SN__CU_BEGIN(d, c);
+    return maxpool_fwd(d, c, y, x, pd, "maxpool_fwd");
+}
+
+extern "C" sn_status sn__maxpool_fwd_bf16_cuda(sn__dev *d, sn_bf16 *y, const sn_bf16 *x,
+                                               const sn__pool_dims *pd) {
+    SN__CU_BEGIN(d, c);
+    return maxpool_fwd(d, c, y, x, pd, "maxpool_fwd_bf16");
+}
+
+/* T: the tensors' storage (float, or sn_bf16 for avgpool_fwd_bf16); what: the kernel's name. */
+template <typename T>
+static sn_status avgpool_fwd(sn__dev *d, struct sn__cuda *c, T *y, const T *x,
+                             const sn__pool_dims *pd, const char *what) {
+    SN__CU_TRY(check_pool(d, pd, what));
+    int64_t total = pd->N * pd->P * pd->Q * pd->C;
+    if (total == 0) return SN_OK;
+    pool_geo g = geo_of(pd);
+    POOL_LAUNCH(avgpool_fwd_kernel, pd, vec4(pd, y, x, NULL), total, y, x, g);
+    return sn__cuda_launched(d, what);
 }
 
 extern "C" sn_status sn__avgpool_fwd_cuda(sn__dev *d, float *y, const float *x,
                                           const sn__pool_dims *pd) {
     SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check_pool(d, pd, "avgpool_fwd"));
-    int64_t total = pd->N * pd->P * pd->Q * pd->C;
-    if (total == 0) return SN_OK;
-    pool_geo g = geo_of(pd);
-    POOL_LAUNCH(avgpool_fwd_kernel, pd, vec4(pd, y, x, NULL), total, y, x, g);
-    return sn__cuda_launched(d, "avgpool_fwd");
+    return avgpool_fwd(d, c, y, x, pd, "avgpool_fwd");
+}
+
+extern "C" sn_status sn__avgpool_fwd_bf16_cuda(sn__dev *d, sn_bf16 *y, const sn_bf16 *x,
+                                               const sn__pool_dims *pd) {
+    SN__CU_BEGIN(d, c);
+    return avgpool_fwd(d, c, y, x, pd, "avgpool_fwd_bf16");
 }
 
 /* The winners' bytes: one per output element, windows of at most 255 cells that can
@@ -383,40 +413,67 @@ extern "C" sn_status sn__maxpool_ws_cuda(sn__dev *d, const sn__pool_dims *pd, si
     return SN_OK;
 }
 
-extern "C" sn_status sn__maxpool_bwd_cuda(sn__dev *d, float *dx, const float *dy,
-                                          const float *x, const sn__pool_dims *pd) {
-    SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check_pool(d, pd, "maxpool_bwd"));
+/* T: the tensors' storage (float, or sn_bf16 for maxpool_bwd_bf16); what: the kernel's name.
+ * The workspace is the same for both (the winners' bytes do not depend on T). */
+template <typename T>
+static sn_status maxpool_bwd(sn__dev *d, struct sn__cuda *c, T *dx, const T *dy, const T *x,
+                             const sn__pool_dims *pd, const char *what) {
+    SN__CU_TRY(check_pool(d, pd, what));
     int64_t total = pd->N * pd->H * pd->W * pd->C, outs = pd->N * pd->P * pd->Q * pd->C;
     if (total == 0 || pd->P == 0 || pd->Q == 0) return SN_OK;
     pool_geo g = geo_of(pd);
     bool v4 = vec4(pd, dx, dy, x);
     if (pd->stride_h >= pd->R && pd->stride_w >= pd->S) {   /* windows never overlap */
         POOL_LAUNCH(maxpool_bwd_scatter_kernel, pd, v4, outs, dx, dy, x, g);
-        return sn__cuda_launched(d, "maxpool_bwd");
+        return sn__cuda_launched(d, what);
     }
     size_t wb = win_bytes(pd);
     if (wb > 0 && d->ws && d->ws_bytes >= wb) {
         unsigned char *win = (unsigned char *)d->ws;
         POOL_LAUNCH(maxpool_win_kernel, pd, v4, outs, win, x, g);
         POOL_LAUNCH(maxpool_bwd_win_kernel, pd, v4, total, dx, dy, win, g);
-        return sn__cuda_launched(d, "maxpool_bwd");
+        return sn__cuda_launched(d, what);
     }
     unsigned grid = sn__grid(c, total, SN__BLOCK);   /* no workspace: the one-pass gather */
     if (small_geo(pd))
         maxpool_bwd_kernel<int32_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, x, g);
     else
         maxpool_bwd_kernel<int64_t><<<grid, SN__BLOCK, 0, c->stream>>>(dx, dy, x, g);
-    return sn__cuda_launched(d, "maxpool_bwd");
+    return sn__cuda_launched(d, what);
+}
+
+extern "C" sn_status sn__maxpool_bwd_cuda(sn__dev *d, float *dx, const float *dy,
+                                          const float *x, const sn__pool_dims *pd) {
+    SN__CU_BEGIN(d, c);
+    return maxpool_bwd(d, c, dx, dy, x, pd, "maxpool_bwd");
+}
+
+extern "C" sn_status sn__maxpool_bwd_bf16_cuda(sn__dev *d, sn_bf16 *dx, const sn_bf16 *dy,
+                                               const sn_bf16 *x, const sn__pool_dims *pd) {
+    SN__CU_BEGIN(d, c);
+    return maxpool_bwd(d, c, dx, dy, x, pd, "maxpool_bwd_bf16");
+}
+
+/* T: the tensors' storage (float, or sn_bf16 for avgpool_bwd_bf16); what: the kernel's name. */
+template <typename T>
+static sn_status avgpool_bwd(sn__dev *d, struct sn__cuda *c, T *dx, const T *dy,
+                             const sn__pool_dims *pd, const char *what) {
+    SN__CU_TRY(check_pool(d, pd, what));
+    int64_t total = pd->N * pd->H * pd->W * pd->C;
+    if (total == 0 || pd->P == 0 || pd->Q == 0) return SN_OK;
+    pool_geo g = geo_of(pd);
+    POOL_LAUNCH(avgpool_bwd_kernel, pd, vec4(pd, dx, dy, NULL), total, dx, dy, g);
+    return sn__cuda_launched(d, what);
 }
 
 extern "C" sn_status sn__avgpool_bwd_cuda(sn__dev *d, float *dx, const float *dy,
                                           const sn__pool_dims *pd) {
     SN__CU_BEGIN(d, c);
-    SN__CU_TRY(check_pool(d, pd, "avgpool_bwd"));
-    int64_t total = pd->N * pd->H * pd->W * pd->C;
-    if (total == 0 || pd->P == 0 || pd->Q == 0) return SN_OK;
-    pool_geo g = geo_of(pd);
-    POOL_LAUNCH(avgpool_bwd_kernel, pd, vec4(pd, dx, dy, NULL), total, dx, dy, g);
-    return sn__cuda_launched(d, "avgpool_bwd");
+    return avgpool_bwd(d, c, dx, dy, pd, "avgpool_bwd");
+}
+
+extern "C" sn_status sn__avgpool_bwd_bf16_cuda(sn__dev *d, sn_bf16 *dx, const sn_bf16 *dy,
+                                               const sn__pool_dims *pd) {
+    SN__CU_BEGIN(d, c);
+    return avgpool_bwd(d, c, dx, dy, pd, "avgpool_bwd_bf16");
 }
