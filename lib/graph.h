@@ -117,6 +117,12 @@ struct sn_net {
                                     * (SN__DX_SET); the buffer was not zeroed */
     sn__fusion *fuse;              /* per node; NULL when nothing is fused */
     int n_fused;                   /* nodes folded into a head */
+    /* bf16 nets (sn_compile_params.precision, lib/bf16.c); all NULL in float32 nets. */
+    unsigned char *bf16;           /* per node: value and gradient stored as bf16 */
+    unsigned char *native16;       /* per node: its op calls bf16 kernels itself; the others
+                                    * with bf16 values run emulated (sn__bf16_run) */
+    void *emu;                     /* scratch of the emulation and of native ops */
+    size_t emu_bytes;
     void *params, *grads, *arena, *inputs, *ws;
     sn_net_memory mem;
     bool backward_ok;
@@ -166,6 +172,26 @@ size_t sn__op_aux_floats(const sn_net *net, int i);
 /* Workspace bytes node i needs on the net's device. */
 sn_status sn__op_ws_bytes(sn_net *net, int i, size_t *bytes);
 
+/* ---- bf16 storage (lib/bf16.c) ---- */
+/* Bytes per element of node i's value and gradient buffers. */
+static inline size_t sn__esize(const sn_net *net, int i) {
+    return net->bf16 && net->bf16[i] ? 2 : sn_dtype_size(net->g->nodes[i].dtype);
+}
+/* Whether node i's op runs its bf16 kernels (its fwd/bwd then branch on this). */
+static inline bool sn__bf16_native(const sn_net *net, int i) {
+    return net->native16 && net->native16[i];
+}
+/* Chooses the storage of every node and which ops run bf16 kernels (after plan_fusion,
+ * before the arena and workspace are planned). */
+sn_status sn__bf16_plan(sn_net *net);
+/* Allocates the scratch the emulation and the native ops need (after the arena). */
+sn_status sn__bf16_alloc(sn_net *net);
+/* Runs node i's forward (dir 0) or backward (dir 1) through fn: directly when its op is
+ * native or touches no bf16 buffer, else on float32 copies of its bf16 buffers. */
+sn_status sn__bf16_run(sn_net *net, int i, int dir, sn__op_fn fn);
+/* The bf16 scratch of a native op: node x's float32 value as bf16 (conv2d's input image). */
+sn_status sn__bf16_input(sn_net *net, int x, const sn_bf16 **out);
+
 /* Helpers for op files. */
 #define SN__X(net, i, j) ((const float *)(net)->val[(net)->g->nodes[i].in[j]])
 #define SN__Y(net, i) ((float *)(net)->val[i])
@@ -180,6 +206,9 @@ sn_status sn__op_ws_bytes(sn_net *net, int i, size_t *bytes);
 /* Passes node i's output gradient (n floats) to input k's: a copy when set, else added. */
 sn_status sn__grad_pass(sn_net *net, int i, int k, int64_t n);
 #define SN__KERNEL(net, name) ((net)->k->name)
+/* A node's value or gradient as bf16 storage (native bf16 ops only). */
+#define SN__V16(net, n) ((sn_bf16 *)(net)->val[n])
+#define SN__G16(net, n) ((sn_bf16 *)(void *)(net)->grad[n])
 /* Calls kernel `name` of the net's backend, SN_ERR_UNSUPPORTED when it lacks one. */
 #define SN__CALL(net, name, ...)                                                  \
     ((net)->k->name ? (net)->k->name(&(net)->dev, __VA_ARGS__)                    \

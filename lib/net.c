@@ -21,6 +21,7 @@ sn_compile_params sn_compile_params_default(void) {
     p.batch_size = 1;
     p.backward = 1;
     p.fuse = 1;
+    p.precision = SN_PRECISION_FP32;
     return p;
 }
 
@@ -207,7 +208,7 @@ static sn_status plan_arena(sn_net *net, bool backward) {
         bool bwd_i = backward && net->needs_grad[i];
         bool needs_out = sn__ops[nd->op].bwd_needs_output || (o != i && net->fuse[i].act >= 0);
         plan_buf *v = &bufs[nb++];
-        v->bytes = align_up(net->numel[o] * sn_dtype_size(g->nodes[o].dtype));
+        v->bytes = align_up(net->numel[o] * sn__esize(net, o));
         v->start = i;
         v->end = last_fwd[o] > last_bwd[o] ? last_fwd[o] : last_bwd[o];
         if (bwd_i && needs_out && T - 1 - i > v->end) v->end = T - 1 - i;
@@ -413,7 +414,7 @@ static sn_status alloc_workspace(sn_net *net) {
     SN_TRY(SN__CALL(net, alloc, &net->ws, ws));
     net->dev.ws = net->ws;
     net->dev.ws_bytes = ws;
-    net->mem.workspace = ws;
+    net->mem.workspace = ws + net->emu_bytes;   /* with the bf16 scratch (lib/bf16.c) */
     return SN_OK;
 }
 
@@ -447,6 +448,9 @@ sn_status sn_net_compile(sn_graph *g, const sn_compile_params *p, sn_net **out) 
     if (g->scope_depth != 0)
         return sn__fail(ctx, SN_ERR_STATE, "compile: scope '%s' was pushed and never popped",
                         g->scope);
+    if (cp.precision != SN_PRECISION_FP32 && cp.precision != SN_PRECISION_BF16)
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "compile: precision %d is not "
+                        "SN_PRECISION_FP32 (0) or SN_PRECISION_BF16 (1)", cp.precision);
     if (cp.batch_size < 1 || cp.batch_size > (1 << 24))
         return sn__fail(ctx, SN_ERR_INVALID_ARG, "compile: batch_size %lld outside [1, 2^24]",
                         (long long)cp.batch_size);
@@ -478,7 +482,9 @@ sn_status sn_net_compile(sn_graph *g, const sn_compile_params *p, sn_net **out) 
         st = alloc_persistent(net);
     }
     if (st == SN_OK && cp.fuse) st = plan_fusion(net, !net->backward_ok);
+    if (st == SN_OK && cp.precision == SN_PRECISION_BF16) st = sn__bf16_plan(net);
     if (st == SN_OK) st = plan_arena(net, net->backward_ok);
+    if (st == SN_OK && net->bf16) st = sn__bf16_alloc(net);
     if (st == SN_OK) st = alloc_workspace(net);
     if (st == SN_OK) st = init_variables(net);
     if (st != SN_OK) {
@@ -492,8 +498,8 @@ sn_status sn_net_compile(sn_graph *g, const sn_compile_params *p, sn_net **out) 
 void sn_net_free(sn_net *net) {
     if (!net) return;
     if (net->k) {
-        void *blocks[5] = {net->params, net->grads, net->inputs, net->arena, net->ws};
-        for (int b = 0; b < 5; b++)
+        void *blocks[6] = {net->params, net->grads, net->inputs, net->arena, net->ws, net->emu};
+        for (int b = 0; b < 6; b++)
             if (blocks[b]) net->k->free(&net->dev, blocks[b]);
     }
     free(net->dims);
@@ -506,6 +512,8 @@ void sn_net_free(sn_net *net) {
     free(net->keep);
     free(net->first_writer);
     free(net->fuse);
+    free(net->bf16);
+    free(net->native16);
     free(net);
 }
 
@@ -570,9 +578,9 @@ static int head_sets_residual(const sn_net *net, int h, int loss) {
 static sn_status run_node(sn_net *net, int i, int dir) {
     const sn__opdef *op = &sn__ops[net->g->nodes[i].op];
     sn__op_fn fn = dir ? op->bwd : op->fwd;
-    if (!net->profile) return fn(net, i);
+    if (!net->profile) return sn__bf16_run(net, i, dir, fn);
     double t0 = wall();
-    sn_status st = fn(net, i);
+    sn_status st = sn__bf16_run(net, i, dir, fn);
     if (st == SN_OK) st = net->k->sync(&net->dev);
     net->prof_s[net->g->nodes[i].op][dir] += wall() - t0;
     net->prof_n[net->g->nodes[i].op][dir]++;
@@ -669,7 +677,7 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
     for (int i = 0; i < net->n && st == SN_OK; i++) {
         if (!net->grad[i] || is_leaf(&g->nodes[i]) || net->first_writer[i] >= 0) continue;
         st = i == loss ? SN__CALL(net, to_dev, net->grad[i], &one, sizeof one)
-                       : SN__CALL(net, zero, net->grad[i], net->numel[i] * sizeof(float));
+                       : SN__CALL(net, zero, net->grad[i], net->numel[i] * sn__esize(net, i));
     }
     for (int j = net->n - 1; j >= 0 && st == SN_OK; j--) {
         const sn__node *nd = &g->nodes[j];
@@ -697,7 +705,7 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
             if (x == defer) continue;   /* the head sets it */
             if (k > 0 && nd->in[k - 1] == x) continue;   /* the same input twice: once */
             st = x == loss ? SN__CALL(net, to_dev, net->grad[x], &one, sizeof one)
-                           : SN__CALL(net, zero, net->grad[x], net->numel[x] * sizeof(float));
+                           : SN__CALL(net, zero, net->grad[x], net->numel[x] * sn__esize(net, x));
         }
         if (st != SN_OK || !runs) continue;
         st = run_node(net, j, 1);
@@ -733,7 +741,18 @@ sn_status sn_net_set_input(sn_net *net, sn_node in, const sn_tensor *t) {
 static sn_status read_out(sn_net *net, int i, const void *src, sn_tensor **out) {
     const sn__node *nd = &net->g->nodes[i];
     SN_TRY(sn_tensor_new(net->ctx, nd->dtype, nd->rank, net->dims[i], out));
-    sn_status st = SN__CALL(net, to_host, (*out)->data, src, sn_tensor_nbytes(*out));
+    sn_status st;
+    if (net->bf16 && net->bf16[i]) {   /* bf16 storage: decoded on the host */
+        size_t n = net->numel[i];
+        sn_bf16 *h = malloc((n ? n : 1) * sizeof *h);
+        st = h ? SN__CALL(net, to_host, h, src, n * sizeof *h)
+               : sn__fail(net->ctx, SN_ERR_NOMEM, "get_output: out of memory");
+        for (size_t e = 0; st == SN_OK && e < n; e++)
+            ((float *)(*out)->data)[e] = sn__bf16_decode(h[e]);
+        free(h);
+    } else {
+        st = SN__CALL(net, to_host, (*out)->data, src, sn_tensor_nbytes(*out));
+    }
     if (st != SN_OK) {
         sn_tensor_free(*out);
         *out = NULL;

@@ -68,6 +68,11 @@ void sn__conv_dims(const sn_net *net, int i, sn__conv2d_dims *cd) {
 sn_status sn__op_conv2d_fwd(sn_net *net, int i) {
     sn__conv2d_dims cd;
     sn__conv_dims(net, i, &cd);
+    if (sn__bf16_native(net, i)) {
+        const sn_bf16 *x;
+        SN_TRY(sn__bf16_input(net, net->g->nodes[i].in[0], &x));
+        return SN__CALL(net, conv2d_fwd_bf16, SN__V16(net, i), x, SN__X(net, i, 1), &cd);
+    }
     sn__epilogue ep;
     float *y;
     if (sn__fused_epilogue(net, i, &ep, &y))
@@ -78,6 +83,19 @@ sn_status sn__op_conv2d_fwd(sn_net *net, int i) {
 sn_status sn__op_conv2d_bwd(sn_net *net, int i) {
     sn__conv2d_dims cd;
     sn__conv_dims(net, i, &cd);
+    if (sn__bf16_native(net, i)) {
+        const sn__node *n = &net->g->nodes[i];
+        if (SN__DX(net, i, 0))
+            SN_TRY(SN__CALL(net, conv2d_bwd_data_bf16, SN__G16(net, n->in[0]), SN__G16(net, i),
+                            SN__X(net, i, 1), SN__DX_SET(net, 0) ? 0.0f : 1.0f, &cd));
+        if (SN__DX(net, i, 1)) {
+            const sn_bf16 *x;
+            SN_TRY(sn__bf16_input(net, n->in[0], &x));
+            SN_TRY(SN__CALL(net, conv2d_bwd_filter_bf16, SN__DX(net, i, 1), SN__G16(net, i), x,
+                            &cd));
+        }
+        return SN_OK;
+    }
     if (SN__DX(net, i, 0))
         SN_TRY(SN__CALL(net, conv2d_bwd_data, SN__DX(net, i, 0), SN__DY(net, i),
                         SN__X(net, i, 1), SN__DX_SET(net, 0) ? 0.0f : 1.0f, &cd));
@@ -90,6 +108,9 @@ sn_status sn__op_conv2d_bwd(sn_net *net, int i) {
 sn_status sn__op_dwconv2d_fwd(sn_net *net, int i) {
     sn__conv2d_dims cd;
     sn__conv_dims(net, i, &cd);
+    if (sn__bf16_native(net, i))
+        return SN__CALL(net, dwconv2d_fwd_bf16, SN__V16(net, i),
+                        SN__V16(net, net->g->nodes[i].in[0]), SN__X(net, i, 1), &cd);
     sn__epilogue ep;
     float *y;
     if (sn__fused_epilogue(net, i, &ep, &y))
@@ -100,6 +121,16 @@ sn_status sn__op_dwconv2d_fwd(sn_net *net, int i) {
 sn_status sn__op_dwconv2d_bwd(sn_net *net, int i) {
     sn__conv2d_dims cd;
     sn__conv_dims(net, i, &cd);
+    if (sn__bf16_native(net, i)) {
+        int x = net->g->nodes[i].in[0];
+        if (SN__DX(net, i, 0))
+            SN_TRY(SN__CALL(net, dwconv2d_bwd_data_bf16, SN__G16(net, x), SN__G16(net, i),
+                            SN__X(net, i, 1), &cd));
+        if (SN__DX(net, i, 1))
+            SN_TRY(SN__CALL(net, dwconv2d_bwd_filter_bf16, SN__DX(net, i, 1), SN__G16(net, i),
+                            SN__V16(net, x), &cd));
+        return SN_OK;
+    }
     if (SN__DX(net, i, 0))
         SN_TRY(SN__CALL(net, dwconv2d_bwd_data, SN__DX(net, i, 0), SN__DY(net, i),
                         SN__X(net, i, 1), &cd));

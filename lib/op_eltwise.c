@@ -43,6 +43,13 @@ static int64_t channels(const sn_net *net, int i) {
 sn_status sn__op_bias_add_fwd(sn_net *net, int i) {
     int64_t C = channels(net, i), rows = (int64_t)net->numel[i] / C;
     sn__chain ch;
+    if (sn__bf16_native(net, i)) {      /* bf16: one kernel, fused or not */
+        bool fused = sn__fused_chain(net, i, &ch);
+        return SN__CALL(net, bias_fwd_ep_bf16, fused ? (sn_bf16 *)ch.y : SN__V16(net, i),
+                        SN__V16(net, net->g->nodes[i].in[0]), SN__X(net, i, 1),
+                        fused ? (const sn_bf16 *)ch.residual : NULL,
+                        fused ? ch.act : SN__ACT_NONE, rows, C);
+    }
     if (sn__fused_chain(net, i, &ch))
         return SN__CALL(net, bias_fwd_ep, ch.y, SN__X(net, i, 0), SN__X(net, i, 1),
                         ch.residual, ch.act, rows, C);
@@ -58,6 +65,18 @@ sn_status sn__grad_pass(sn_net *net, int i, int k, int64_t n) {
 sn_status sn__op_bias_add_bwd(sn_net *net, int i) {
     int64_t C = channels(net, i), n = (int64_t)net->numel[i];
     sn__chain ch;
+    if (sn__bf16_native(net, i)) {      /* dx, dy, y, dres bf16; db float32 */
+        bool fused = sn__fused_chain(net, i, &ch);
+        sn_bf16 *dx = SN__DX(net, i, 0) ? SN__G16(net, net->g->nodes[i].in[0]) : NULL;
+        sn_bf16 *dres = fused ? (sn_bf16 *)(void *)ch.dres : NULL;
+        float *db = SN__DX(net, i, 1);
+        if (!dx && !db && !dres) return SN_OK;
+        unsigned set = (SN__DX_SET(net, 0) ? 1u : 0u) | (SN__DRES_SET(net) ? 2u : 0u);
+        return SN__CALL(net, bias_bwd_ep_bf16, dx, db, dres,
+                        fused ? (const sn_bf16 *)(void *)ch.dy : SN__G16(net, i),
+                        fused ? (const sn_bf16 *)ch.y : SN__V16(net, i),
+                        fused ? ch.act : SN__ACT_NONE, set, n / C, C);
+    }
     if (sn__fused_chain(net, i, &ch)) {
         float *dx = SN__DX(net, i, 0), *db = SN__DX(net, i, 1);
         if (!dx && !db && !ch.dres) return SN_OK;

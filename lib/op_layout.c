@@ -43,7 +43,12 @@ sn_status sn__op_concat_fwd(sn_net *net, int i) {
     int64_t Cy = net->dims[i][last], rows = (int64_t)net->numel[i] / (Cy ? Cy : 1), off = 0;
     for (int j = 0; j < n->n_in; j++) {
         int64_t Cx = net->dims[n->in[j]][last];
-        SN_TRY(SN__CALL(net, concat_fwd, SN__Y(net, i), SN__X(net, i, j), rows, Cx, Cy, off));
+        if (sn__bf16_native(net, i))
+            SN_TRY(SN__CALL(net, concat_fwd_bf16, SN__V16(net, i), SN__V16(net, n->in[j]), rows,
+                            Cx, Cy, off));
+        else
+            SN_TRY(SN__CALL(net, concat_fwd, SN__Y(net, i), SN__X(net, i, j), rows, Cx, Cy,
+                            off));
         off += Cx;
     }
     return SN_OK;
@@ -55,8 +60,12 @@ sn_status sn__op_concat_bwd(sn_net *net, int i) {
     int64_t Cy = net->dims[i][last], rows = (int64_t)net->numel[i] / (Cy ? Cy : 1), off = 0;
     for (int j = 0; j < n->n_in; j++) {
         int64_t Cx = net->dims[n->in[j]][last];
-        if (SN__DX(net, i, j))
-            SN_TRY(SN__CALL(net, concat_bwd, SN__DX(net, i, j), SN__DY(net, i), rows, Cx, Cy, off));
+        if (SN__DX(net, i, j) && sn__bf16_native(net, i))
+            SN_TRY(SN__CALL(net, concat_bwd_bf16, SN__G16(net, n->in[j]), SN__G16(net, i), rows,
+                            Cx, Cy, off));
+        else if (SN__DX(net, i, j))
+            SN_TRY(SN__CALL(net, concat_bwd, SN__DX(net, i, j), SN__DY(net, i), rows, Cx, Cy,
+                            off));
         off += Cx;
     }
     return SN_OK;
@@ -82,6 +91,10 @@ sn_node sn_op_pad(sn_graph *g, sn_node x, int top, int bottom, int left, int rig
 sn_status sn__op_pad_fwd(sn_net *net, int i) {
     const sn__node *n = &net->g->nodes[i];
     const int64_t *xd = net->dims[n->in[0]];
+    if (sn__bf16_native(net, i))
+        return SN__CALL(net, pad_fwd_bf16, SN__V16(net, i), SN__V16(net, n->in[0]), xd[0], xd[1],
+                        xd[2], xd[3], n->p.pad.top, n->p.pad.bottom, n->p.pad.left,
+                        n->p.pad.right);
     return SN__CALL(net, pad_fwd, SN__Y(net, i), SN__X(net, i, 0), xd[0], xd[1], xd[2], xd[3],
                     n->p.pad.top, n->p.pad.bottom, n->p.pad.left, n->p.pad.right);
 }
@@ -90,6 +103,10 @@ sn_status sn__op_pad_bwd(sn_net *net, int i) {
     if (!SN__DX(net, i, 0)) return SN_OK;
     const sn__node *n = &net->g->nodes[i];
     const int64_t *xd = net->dims[n->in[0]];
+    if (sn__bf16_native(net, i))
+        return SN__CALL(net, pad_bwd_bf16, SN__G16(net, n->in[0]), SN__G16(net, i), xd[0],
+                        xd[1], xd[2], xd[3], n->p.pad.top, n->p.pad.bottom, n->p.pad.left,
+                        n->p.pad.right);
     return SN__CALL(net, pad_bwd, SN__DX(net, i, 0), SN__DY(net, i), xd[0], xd[1], xd[2], xd[3],
                     n->p.pad.top, n->p.pad.bottom, n->p.pad.left, n->p.pad.right);
 }

@@ -82,7 +82,13 @@ sn_status sn__op_batch_norm_fwd(sn_net *net, int i) {
                         SN__X(net, i, a.var), eps, a.rows, a.C);
     float *mean = net->aux[i], *var = net->aux[i] + a.C;
     sn__chain ch;
-    if (sn__fused_chain(net, i, &ch))   /* writes the chain's tail */
+    if (sn__bf16_native(net, i)) {      /* bf16: one kernel, fused or not */
+        bool fused = sn__fused_chain(net, i, &ch);
+        SN_TRY(SN__CALL(net, bn_train_fwd_ep_bf16, fused ? (sn_bf16 *)ch.y : SN__V16(net, i),
+                        mean, var, SN__V16(net, n->in[0]), BN_IN(net, i, a.gamma),
+                        BN_IN(net, i, a.beta), eps, fused ? (const sn_bf16 *)ch.residual : NULL,
+                        fused ? ch.act : SN__ACT_NONE, a.rows, a.C));
+    } else if (sn__fused_chain(net, i, &ch))   /* writes the chain's tail */
         SN_TRY(SN__CALL(net, bn_train_fwd_ep, ch.y, mean, var, SN__X(net, i, 0),
                         BN_IN(net, i, a.gamma), BN_IN(net, i, a.beta), eps, ch.residual,
                         ch.act, a.rows, a.C));
@@ -102,6 +108,18 @@ sn_status sn__op_batch_norm_bwd(sn_net *net, int i) {
     float *dx = SN__DX(net, i, 0), *dgamma = BN_DIN(net, i, a.gamma);
     float *dbeta = BN_DIN(net, i, a.beta);
     sn__chain ch;
+    if (sn__bf16_native(net, i)) {      /* training; dy, y, x, dx, dres bf16 */
+        bool fused = sn__fused_chain(net, i, &ch);
+        sn_bf16 *dres = fused ? (sn_bf16 *)(void *)ch.dres : NULL;
+        if (!dx && !dgamma && !dbeta && !dres) return SN_OK;
+        unsigned set = (SN__DX_SET(net, 0) ? 1u : 0u) | (SN__DRES_SET(net) ? 2u : 0u);
+        return SN__CALL(net, bn_train_bwd_ep_bf16, (sn_bf16 *)(void *)dx, dgamma, dbeta, dres,
+                        fused ? (const sn_bf16 *)(void *)ch.dy : SN__G16(net, i),
+                        fused ? (const sn_bf16 *)ch.y : SN__V16(net, i),
+                        SN__V16(net, n->in[0]), BN_IN(net, i, a.gamma), net->aux[i],
+                        net->aux[i] + a.C, n->p.bn.eps, fused ? ch.act : SN__ACT_NONE, set,
+                        a.rows, a.C);
+    }
     if (a.training && sn__fused_chain(net, i, &ch)) {
         if (!dx && !dgamma && !dbeta && !ch.dres) return SN_OK;
         unsigned set = (SN__DX_SET(net, 0) ? 1u : 0u) | (SN__DRES_SET(net) ? 2u : 0u);

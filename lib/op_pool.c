@@ -50,6 +50,9 @@ void sn__pool_geometry(const sn_net *net, int i, sn__pool_dims *pd) {
 sn_status sn__op_maxpool_fwd(sn_net *net, int i) {
     sn__pool_dims pd;
     sn__pool_geometry(net, i, &pd);
+    if (sn__bf16_native(net, i))
+        return SN__CALL(net, maxpool_fwd_bf16, SN__V16(net, i),
+                        SN__V16(net, net->g->nodes[i].in[0]), &pd);
     return SN__CALL(net, maxpool_fwd, SN__Y(net, i), SN__X(net, i, 0), &pd);
 }
 
@@ -57,12 +60,20 @@ sn_status sn__op_maxpool_bwd(sn_net *net, int i) {
     if (!SN__DX(net, i, 0)) return SN_OK;
     sn__pool_dims pd;
     sn__pool_geometry(net, i, &pd);
+    if (sn__bf16_native(net, i)) {
+        int x = net->g->nodes[i].in[0];
+        return SN__CALL(net, maxpool_bwd_bf16, SN__G16(net, x), SN__G16(net, i), SN__V16(net, x),
+                        &pd);
+    }
     return SN__CALL(net, maxpool_bwd, SN__DX(net, i, 0), SN__DY(net, i), SN__X(net, i, 0), &pd);
 }
 
 sn_status sn__op_avgpool_fwd(sn_net *net, int i) {
     sn__pool_dims pd;
     sn__pool_geometry(net, i, &pd);
+    if (sn__bf16_native(net, i))
+        return SN__CALL(net, avgpool_fwd_bf16, SN__V16(net, i),
+                        SN__V16(net, net->g->nodes[i].in[0]), &pd);
     return SN__CALL(net, avgpool_fwd, SN__Y(net, i), SN__X(net, i, 0), &pd);
 }
 
@@ -70,6 +81,9 @@ sn_status sn__op_avgpool_bwd(sn_net *net, int i) {
     if (!SN__DX(net, i, 0)) return SN_OK;
     sn__pool_dims pd;
     sn__pool_geometry(net, i, &pd);
+    if (sn__bf16_native(net, i))
+        return SN__CALL(net, avgpool_bwd_bf16, SN__G16(net, net->g->nodes[i].in[0]),
+                        SN__G16(net, i), &pd);
     return SN__CALL(net, avgpool_bwd, SN__DX(net, i, 0), SN__DY(net, i), &pd);
 }
 

@@ -29,6 +29,7 @@ sn_status sn__op_ws_bytes(sn_net *net, int i, size_t *bytes) {
     switch (n->op) {
     case SN__OP_conv2d:
         sn__conv_dims(net, i, &cd);
+        if (sn__bf16_native(net, i)) return SN__CALL(net, conv2d_ws_bf16, &cd, bytes);
         return SN__CALL(net, conv2d_ws, &cd, bytes);
     case SN__OP_dwconv2d:
         sn__conv_dims(net, i, &cd);

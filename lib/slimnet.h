@@ -434,6 +434,21 @@ SN_API const sn_node *sn_graph_regularization_losses(const sn_graph *g, int *n);
 
 typedef struct sn_net sn_net;
 
+/* How a compiled net stores activations.
+ *  SN_PRECISION_FP32: everything float32 (on CUDA, products on TF32 tensor cores where the
+ *    context allows it: sn_ctx_params.allow_tf32).
+ *  SN_PRECISION_BF16: mixed precision.  Activations and their gradients are stored in
+ *    bfloat16 (8-bit mantissa, float32's exponent range, so no loss scaling is needed);
+ *    convolutions and matmuls multiply bf16 operands (the float32 weights rounded to bf16 on
+ *    the way in) and accumulate in float32 (depthwise ones keep float32 weights); every other op computes in float32 on the decoded values and
+ *    rounds its output once.  Variables, their gradients, optimizer slots, batch statistics and
+ *    losses stay float32, as do the logits and whatever feeds a loss or softmax.  Outputs read
+ *    with sn_net_get_output are decoded to float32.  On CUDA the convolutions, depthwise
+ *    convolutions, training batch norm and bias chains, pooling, padding and concat have bf16
+ *    kernels; every other op (and every op on the CPU) runs its float32 kernel on decoded
+ *    copies, which gives the same values. */
+typedef enum sn_precision { SN_PRECISION_FP32 = 0, SN_PRECISION_BF16 = 1 } sn_precision;
+
 typedef struct sn_compile_params {
     int64_t batch_size;     /* replaces SN_BATCH; default 1 */
     int backward;           /* allocate gradients, allow sn_net_backward(); default 1 */
@@ -446,6 +461,7 @@ typedef struct sn_compile_params {
                              * also: a convolution, depthwise convolution or matmul followed
                              * by an inference batch norm or a bias add, an add and/or a
                              * relu or relu6.  0: every node runs alone (tests, A/B). */
+    int precision;          /* sn_precision; default SN_PRECISION_FP32 */
 } sn_compile_params;
 SN_API sn_compile_params sn_compile_params_default(void);
 
