@@ -966,6 +966,386 @@ START_TEST(test_cuda_eltwise) {
 }
 END_TEST
 
+/* The bf16 conversions (kernels.def's bfloat16 section) are one shared function on both
+ * backends: identical bits, with and without the 4-wide path (offsets 0 and 1), on values
+ * that include ties, subnormals, infinities and NaNs. */
+START_TEST(test_cuda_bf16_cast) {
+    env e;
+    if (!env_open(&e, "bf16_cast")) return;
+    const int64_t sizes[] = {100003, 4096, 3};
+    for (size_t si = 0; si < 3; si++)
+        for (size_t off = 0; off < 2; off++) {
+            int64_t n = sizes[si];
+            size_t un = (size_t)n;
+            float *t = malloc(un * sizeof *t);
+            ck_assert_ptr_nonnull(t);
+            uint64_t s = 700 + si;
+            for (size_t i = 0; i < un; i++) {
+                uint32_t u = (uint32_t)(int32_t)(tu_rand(&s) * 2147483647.0f) ^ (uint32_t)i << 20;
+                if (i % 7 == 0) u = (u & 0xffff0000u) | 0x8000u;      /* exact ties */
+                memcpy(&t[i], &u, sizeof u);                          /* any pattern: NaN too */
+            }
+            buf x = mk_from(&e, t, un, off), h = mk_out(&e, un, off), z = mk_out(&e, un, off);
+            CK(&e, e.kc->cast_to_bf16(&e.cpu, (sn_bf16 *)h.h, x.h, n));
+            CK(&e, e.kg->cast_to_bf16(&e.gpu, (sn_bf16 *)h.d, x.d, n));
+            sn_bf16 *g = malloc(un * sizeof *g);
+            ck_assert_ptr_nonnull(g);
+            CK(&e, e.kg->to_host(&e.gpu, g, h.d, un * sizeof *g));
+            ck_assert_msg(memcmp(g, h.h, un * sizeof *g) == 0, "cast_to_bf16 differs (n %lld)",
+                          (long long)n);
+            CK(&e, e.kc->cast_from_bf16(&e.cpu, z.h, (const sn_bf16 *)h.h, n));
+            CK(&e, e.kg->cast_from_bf16(&e.gpu, z.d, (const sn_bf16 *)h.d, n));
+            float *gz = malloc(un * sizeof *gz);
+            ck_assert_ptr_nonnull(gz);
+            CK(&e, e.kg->to_host(&e.gpu, gz, z.d, un * sizeof *gz));
+            ck_assert_msg(memcmp(gz, z.h, un * sizeof *gz) == 0, "cast_from_bf16 differs");
+            free(g);
+            free(gz);
+            free(t);
+            rm(&e, &x); rm(&e, &h); rm(&e, &z);
+        }
+    env_close(&e, "bf16_cast");
+}
+END_TEST
+
+/* ---- bf16 kernels: the CPU's float32 kernel on the decoded values, rounded ----------------
+ * A bf16 kernel (kernels.def's bfloat16 section) computes what the CPU's float32 kernel
+ * computes on its decoded inputs, with one rounding per output: lib/bf16.c's emulation, the
+ * CPU reference of every bf16 op.  Inputs are drawn as bf16 values (host h holds the decoded
+ * float, device d the bf16 bits); accumulating outputs start from the same bf16 values on both
+ * sides.  The two sides differ by summation order only, which can carry a float32 result
+ * across a rounding boundary: one bf16 ulp (2^-8 relative).  BF16_TOL allows two, plus an
+ * absolute floor of 1e-5 of the output's largest value for sums that cancel.  Float32 outputs
+ * (statistics, parameter gradients) keep their float tolerances, except dw of cuDNN's bf16
+ * routes, which cuDNN returns in bf16 (BF16_TOL against the scale). */
+#define BF16_TOL (1.0 / 128.0)
+
+typedef struct buf16 {
+    float *h;       /* the decoded values (CPU side) */
+    sn_bf16 *d;     /* their bits on the GPU */
+    size_t n;
+} buf16;
+
+static buf16 mk16_from(env *e, const float *v, size_t n) {
+    buf16 b = {0};
+    b.n = n;
+    b.h = malloc((n + 1) * sizeof(float));
+    sn_bf16 *t = malloc((n + 1) * sizeof *t);
+    ck_assert(b.h && t);
+    for (size_t i = 0; i < n; i++) {
+        t[i] = sn__bf16_encode(v[i]);
+        b.h[i] = sn__bf16_decode(t[i]);
+    }
+    void *p = NULL;
+    CK(e, e->kg->alloc(&e->gpu, &p, (n + 4) * sizeof(sn_bf16)));
+    b.d = p;
+    CK(e, e->kg->to_dev(&e->gpu, b.d, t, n * sizeof *t));
+    free(t);
+    return b;
+}
+
+static buf16 mk16(env *e, size_t n, uint64_t seed, float scale, float shift) {
+    float *t = malloc((n + 1) * sizeof(float));
+    ck_assert_ptr_nonnull(t);
+    tu_fill(t, n, seed);
+    for (size_t i = 0; i < n; i++) t[i] = t[i] * scale + shift;
+    buf16 b = mk16_from(e, t, n);
+    free(t);
+    return b;
+}
+
+/* An output: NaN on both sides. */
+static buf16 mk16_out(env *e, size_t n) {
+    float *t = malloc((n + 1) * sizeof(float));
+    ck_assert_ptr_nonnull(t);
+    for (size_t i = 0; i < n; i++) t[i] = NAN;
+    buf16 b = mk16_from(e, t, n);
+    free(t);
+    return b;
+}
+
+static void rm16(env *e, buf16 *b) {
+    if (b->d) e->kg->free(&e->gpu, b->d);
+    free(b->h);
+    memset(b, 0, sizeof *b);
+}
+
+/* The GPU's bf16 output against the CPU's float32 result rounded to bf16. */
+static void cmp16(env *e, const char *what, const buf16 *b) {
+    sn_bf16 *g = malloc((b->n + 1) * sizeof *g);
+    ck_assert_ptr_nonnull(g);
+    CK(e, e->kg->to_host(&e->gpu, g, b->d, b->n * sizeof *g));
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        double c = fabs((double)sn__bf16_decode(sn__bf16_encode(b->h[i])));
+        if (c > scale) scale = c;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        double c = sn__bf16_decode(sn__bf16_encode(b->h[i])), v = sn__bf16_decode(g[i]);
+        double r = fabs(v - c) / (BF16_TOL * fabs(c) + 1e-5 * scale + 1e-30);
+        if (r != r) r = INFINITY;
+        if (r > worst) {
+            worst = r;
+            at = i;
+        }
+    }
+    if (worst > e->worst) e->worst = worst;
+    ck_assert_msg(worst <= 1.0, "%s: element %zu is %g on the GPU, %g on the CPU (%.3g of the "
+                  "tolerance)", what, at, (double)sn__bf16_decode(g[at]), (double)b->h[at],
+                  worst);
+    free(g);
+}
+
+/* Continues from the CPU's rounded values on both sides (the input of a next kernel). */
+static void sync16(env *e, buf16 *b) {
+    sn_bf16 *t = malloc((b->n + 1) * sizeof *t);
+    ck_assert_ptr_nonnull(t);
+    for (size_t i = 0; i < b->n; i++) {
+        t[i] = sn__bf16_encode(b->h[i]);
+        b->h[i] = sn__bf16_decode(t[i]);
+    }
+    CK(e, e->kg->to_dev(&e->gpu, b->d, t, b->n * sizeof *t));
+    free(t);
+}
+
+/* The float32 weights as the bf16 kernels use them: rounded (host copy). */
+static float *rounded(const float *w, size_t n) {
+    float *r = malloc((n + 1) * sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    for (size_t i = 0; i < n; i++) r[i] = sn__bf16_decode(sn__bf16_encode(w[i]));
+    return r;
+}
+
+static void conv16_case(env *e, const sn__conv2d_dims *cd, uint64_t seed) {
+    int dwise = cd->M > 0;
+    size_t nx = (size_t)(cd->N * cd->H * cd->W * cd->C);
+    size_t ny = (size_t)(cd->N * cd->P * cd->Q * cd->K);
+    size_t nw = (size_t)(cd->R * cd->S * cd->C * (dwise ? cd->M : cd->K));
+    size_t cws = 0, gws = 0;
+    CK(e, (dwise ? e->kc->dwconv2d_ws : e->kc->conv2d_ws)(&e->cpu, cd, &cws));
+    CK(e, (dwise ? e->kg->dwconv2d_ws : e->kg->conv2d_ws_bf16)(&e->gpu, cd, &gws));
+    env_ws(e, cws, gws);
+    buf16 x = mk16(e, nx, seed, 1, 0), dy = mk16(e, ny, seed + 2, 1, 0);
+    buf16 y = mk16_out(e, ny), dx = mk16(e, nx, seed + 3, 1, 0), dxs = mk16_out(e, nx);
+    buf w = mk(e, nw, seed + 1), dw = mk(e, nw, seed + 4);
+    float *wr = rounded(w.h, nw);
+    char what[256], name[320];
+    describe(what, sizeof what, dwise ? "dwconv2d bf16" : "conv2d bf16", cd);
+    if (dwise) {   /* depthwise bf16 kernels read the float32 weights as they are */
+        CK(e, e->kc->dwconv2d_fwd(&e->cpu, y.h, x.h, w.h, cd));
+        CK(e, e->kg->dwconv2d_fwd_bf16(&e->gpu, y.d, x.d, w.d, cd));
+        CK(e, e->kc->dwconv2d_bwd_data(&e->cpu, dx.h, dy.h, w.h, cd));
+        CK(e, e->kg->dwconv2d_bwd_data_bf16(&e->gpu, dx.d, dy.d, w.d, cd));
+        CK(e, e->kc->dwconv2d_bwd_filter(&e->cpu, dw.h, dy.h, x.h, cd));
+        CK(e, e->kg->dwconv2d_bwd_filter_bf16(&e->gpu, dw.d, dy.d, x.d, cd));
+    } else {
+        CK(e, e->kc->conv2d_fwd(&e->cpu, y.h, x.h, wr, cd));
+        CK(e, e->kg->conv2d_fwd_bf16(&e->gpu, y.d, x.d, w.d, cd));
+        CK(e, e->kc->conv2d_bwd_data(&e->cpu, dx.h, dy.h, wr, 1.0f, cd));
+        CK(e, e->kg->conv2d_bwd_data_bf16(&e->gpu, dx.d, dy.d, w.d, 1.0f, cd));
+        CK(e, e->kc->conv2d_bwd_data(&e->cpu, dxs.h, dy.h, wr, 0.0f, cd));
+        CK(e, e->kg->conv2d_bwd_data_bf16(&e->gpu, dxs.d, dy.d, w.d, 0.0f, cd));
+        snprintf(name, sizeof name, "%s bwd_data beta 0", what);
+        cmp16(e, name, &dxs);
+        CK(e, e->kc->conv2d_bwd_filter(&e->cpu, dw.h, dy.h, x.h, cd));
+        CK(e, e->kg->conv2d_bwd_filter_bf16(&e->gpu, dw.d, dy.d, x.d, cd));
+    }
+    snprintf(name, sizeof name, "%s fwd", what);
+    cmp16(e, name, &y);
+    snprintf(name, sizeof name, "%s bwd_data", what);
+    cmp16(e, name, &dx);
+    snprintf(name, sizeof name, "%s bwd_filter", what);
+    cmp(e, name, &dw, dwise ? TOL : BF16_TOL);
+    free(wr);
+    rm16(e, &x); rm16(e, &dy); rm16(e, &y); rm16(e, &dx); rm16(e, &dxs);
+    rm(e, &w); rm(e, &dw);
+    env_ws(e, 0, 0);
+}
+
+/* Every convolution route (1x1 cuBLAS, strided 1x1, symmetric and padded cuDNN, 7x7/2) and
+ * the depthwise geometries, in bf16. */
+START_TEST(test_cuda_bf16_conv) {
+    env e;
+    if (!env_open(&e, "bf16 conv")) return;
+    const int cases[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 16, 17, 18};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i] >= N_CONV) continue;
+        sn__conv2d_dims cd = make_dims(&conv_geoms[cases[i]], 0);
+        conv16_case(&e, &cd, 2000 + 10 * (uint64_t)i);
+    }
+    for (int i = 0; i < N_DW; i++)
+        for (int64_t M = 1; M <= 2; M++) {
+            sn__conv2d_dims cd = make_dims(&dw_geoms[i], M);
+            conv16_case(&e, &cd, 2500 + 10 * (uint64_t)(i * 2 + M));
+        }
+    printf("[cuda] bf16 conv: worst %.3g of the tolerance\n", e.worst);
+    env_close(&e, "bf16 conv");
+}
+END_TEST
+
+/* The training batch norm and bias chains in bf16: every residual/activation combination,
+ * accumulating and set gradients. */
+START_TEST(test_cuda_bf16_chains) {
+    env e;
+    if (!env_open(&e, "bf16 chains")) return;
+    for (size_t i = 0; i < sizeof rc_cases / sizeof rc_cases[0]; i++) {
+        int64_t rows = rc_cases[i].rows, C = rc_cases[i].C;
+        size_t n = (size_t)(rows * C);
+        uint64_t s = 2800 + 20 * i;
+        char what[160], name[200];
+        buf16 x = mk16(&e, n, s, 2.0f, 5.0f), dy = mk16(&e, n, s + 1, 1.0f, 0.0f);
+        buf16 res = mk16(&e, n, s + 2, 4.0f, 1.0f), y = mk16_out(&e, n);
+        buf gamma = mk_rand(&e, (size_t)C, s + 5, 0.5f, 1.0f, 0);
+        buf beta = mk_rand(&e, (size_t)C, s + 6, 3.0f, 2.0f, 0);
+        buf dgamma = mk(&e, (size_t)C, s + 7), dbeta = mk(&e, (size_t)C, s + 8);
+        buf mean = mk_out(&e, (size_t)C, 0), var = mk_out(&e, (size_t)C, 0);
+        for (int has_res = 0; has_res < 2; has_res++)
+            for (int act = SN__ACT_NONE; act <= SN__ACT_RELU6; act++)
+                for (unsigned set = 0; set < 4; set += 3) {
+                    snprintf(what, sizeof what, "rows=%lld C=%lld res=%d act=%d set=%u",
+                             (long long)rows, (long long)C, has_res, act, set);
+#define NAME16(k) (snprintf(name, sizeof name, "%s %s", k, what), name)
+                    const float *rh = has_res ? res.h : NULL;
+                    const sn_bf16 *rd = has_res ? res.d : NULL;
+                    buf16 dx = set ? mk16_out(&e, n) : mk16(&e, n, s + 3, 1, 0);
+                    buf16 dres = set ? mk16_out(&e, n) : mk16(&e, n, s + 4, 1, 0);
+                    /* batch norm */
+                    CK(&e, e.kc->bn_train_fwd_ep(&e.cpu, y.h, mean.h, var.h, x.h, gamma.h,
+                                                 beta.h, 1e-3f, rh, act, rows, C));
+                    CK(&e, e.kg->bn_train_fwd_ep_bf16(&e.gpu, y.d, mean.d, var.d, x.d, gamma.d,
+                                                      beta.d, 1e-3f, rd, act, rows, C));
+                    cmp(&e, NAME16("bn_train_fwd_ep_bf16 mean"), &mean, TOL);
+                    cmp(&e, NAME16("bn_train_fwd_ep_bf16 var"), &var, TOL);
+                    cmp16(&e, NAME16("bn_train_fwd_ep_bf16 y"), &y);
+                    CK(&e, e.kg->to_dev(&e.gpu, mean.d, mean.h, (size_t)C * sizeof(float)));
+                    CK(&e, e.kg->to_dev(&e.gpu, var.d, var.h, (size_t)C * sizeof(float)));
+                    sync16(&e, &y);
+                    CK(&e, e.kc->bn_train_bwd_ep(&e.cpu, dx.h, dgamma.h, dbeta.h,
+                                                 has_res ? dres.h : NULL, dy.h, y.h, x.h,
+                                                 gamma.h, mean.h, var.h, 1e-3f, act,
+                                                 has_res ? set : set & 1u, rows, C));
+                    CK(&e, e.kg->bn_train_bwd_ep_bf16(&e.gpu, dx.d, dgamma.d, dbeta.d,
+                                                      has_res ? dres.d : NULL, dy.d, y.d, x.d,
+                                                      gamma.d, mean.d, var.d, 1e-3f, act,
+                                                      has_res ? set : set & 1u, rows, C));
+                    cmp16(&e, NAME16("bn_train_bwd_ep_bf16 dx"), &dx);
+                    if (has_res) cmp16(&e, NAME16("bn_train_bwd_ep_bf16 dres"), &dres);
+                    cmp(&e, NAME16("bn_train_bwd_ep_bf16 dgamma"), &dgamma, TOL);
+                    cmp(&e, NAME16("bn_train_bwd_ep_bf16 dbeta"), &dbeta, TOL);
+                    /* bias */
+                    CK(&e, e.kc->bias_fwd_ep(&e.cpu, y.h, x.h, beta.h, rh, act, rows, C));
+                    CK(&e, e.kg->bias_fwd_ep_bf16(&e.gpu, y.d, x.d, beta.d, rd, act, rows, C));
+                    cmp16(&e, NAME16("bias_fwd_ep_bf16"), &y);
+                    sync16(&e, &y);
+                    sync16(&e, &dx);
+                    if (has_res) sync16(&e, &dres);
+                    for (int with_db = 0; with_db < 2; with_db++) {
+                        CK(&e, e.kc->bias_bwd_ep(&e.cpu, dx.h, with_db ? dbeta.h : NULL,
+                                                 has_res ? dres.h : NULL, dy.h, y.h, act,
+                                                 with_db ? 0u : set, rows, C));
+                        CK(&e, e.kg->bias_bwd_ep_bf16(&e.gpu, dx.d, with_db ? dbeta.d : NULL,
+                                                      has_res ? dres.d : NULL, dy.d, y.d, act,
+                                                      with_db ? 0u : set, rows, C));
+                        cmp16(&e, NAME16("bias_bwd_ep_bf16 dx"), &dx);
+                        if (has_res) cmp16(&e, NAME16("bias_bwd_ep_bf16 dres"), &dres);
+                        if (with_db) cmp(&e, NAME16("bias_bwd_ep_bf16 db"), &dbeta, TOL);
+                        sync16(&e, &dx);
+                        if (has_res) sync16(&e, &dres);
+                    }
+#undef NAME16
+                    rm16(&e, &dx); rm16(&e, &dres);
+                }
+        rm16(&e, &x); rm16(&e, &dy); rm16(&e, &res); rm16(&e, &y);
+        rm(&e, &gamma); rm(&e, &beta); rm(&e, &dgamma); rm(&e, &dbeta); rm(&e, &mean);
+        rm(&e, &var);
+    }
+    printf("[cuda] bf16 chains: worst %.3g of the tolerance\n", e.worst);
+    env_close(&e, "bf16 chains");
+}
+END_TEST
+
+/* Pooling (both backward paths of max pooling, ties included), padding and concat in bf16:
+ * the same float operations in the same order as the CPU, so identical after rounding up to
+ * the summation order of overlapping windows. */
+START_TEST(test_cuda_bf16_pool_layout) {
+    env e;
+    if (!env_open(&e, "bf16 pool/layout")) return;
+    for (size_t i = 0; i < sizeof pool_geoms / sizeof pool_geoms[0]; i++) {
+        sn__pool_dims pd = make_pool(&pool_geoms[i]);
+        size_t nx = (size_t)(pd.N * pd.H * pd.W * pd.C), ny = (size_t)(pd.N * pd.P * pd.Q * pd.C);
+        for (int ties = 0; ties < 2; ties++) {
+            buf16 x = mk16(&e, nx, 3000 + i, ties ? 2.0f : 1.0f, 0.0f);
+            if (ties) {   /* few distinct values: the tie rule decides */
+                for (size_t j = 0; j < nx; j++) x.h[j] = roundf(x.h[j]);
+                sync16(&e, &x);
+            }
+            buf16 dy = mk16(&e, ny, 3010 + i, 1, 0), y = mk16_out(&e, ny);
+            char what[128];
+            for (int ws = 0; ws < 2; ws++) {
+                size_t gws = 0;
+                if (ws) CK(&e, e.kg->maxpool_ws(&e.gpu, &pd, &gws));
+                env_ws(&e, 0, gws);
+                buf16 dx = mk16(&e, nx, 3020 + i, 1, 0);
+                snprintf(what, sizeof what, "bf16 pool case %zu ties=%d ws=%d", i, ties, ws);
+                CK(&e, e.kc->maxpool_fwd(&e.cpu, y.h, x.h, &pd));
+                CK(&e, e.kg->maxpool_fwd_bf16(&e.gpu, y.d, x.d, &pd));
+                cmp16(&e, what, &y);
+                CK(&e, e.kc->maxpool_bwd(&e.cpu, dx.h, dy.h, x.h, &pd));
+                CK(&e, e.kg->maxpool_bwd_bf16(&e.gpu, dx.d, dy.d, x.d, &pd));
+                cmp16(&e, what, &dx);
+                rm16(&e, &dx);
+            }
+            env_ws(&e, 0, 0);
+            buf16 dx = mk16(&e, nx, 3030 + i, 1, 0);
+            CK(&e, e.kc->avgpool_fwd(&e.cpu, y.h, x.h, &pd));
+            CK(&e, e.kg->avgpool_fwd_bf16(&e.gpu, y.d, x.d, &pd));
+            cmp16(&e, "avgpool_fwd_bf16", &y);
+            CK(&e, e.kc->avgpool_bwd(&e.cpu, dx.h, dy.h, &pd));
+            CK(&e, e.kg->avgpool_bwd_bf16(&e.gpu, dx.d, dy.d, &pd));
+            cmp16(&e, "avgpool_bwd_bf16", &dx);
+            rm16(&e, &x); rm16(&e, &dy); rm16(&e, &y); rm16(&e, &dx);
+        }
+    }
+    const struct { int64_t rows, Cx, Cy, off; } cc[] = {{300, 16, 48, 8}, {301, 5, 13, 3},
+                                                         {7, 1, 1, 0}};
+    for (size_t i = 0; i < 3; i++) {
+        size_t nx = (size_t)(cc[i].rows * cc[i].Cx), ny = (size_t)(cc[i].rows * cc[i].Cy);
+        buf16 x = mk16(&e, nx, 3100 + i, 1, 0), y = mk16(&e, ny, 3110 + i, 1, 0);
+        buf16 dx = mk16(&e, nx, 3120 + i, 1, 0);
+        CK(&e, e.kc->concat_fwd(&e.cpu, y.h, x.h, cc[i].rows, cc[i].Cx, cc[i].Cy, cc[i].off));
+        CK(&e, e.kg->concat_fwd_bf16(&e.gpu, y.d, x.d, cc[i].rows, cc[i].Cx, cc[i].Cy,
+                                     cc[i].off));
+        cmp16(&e, "concat_fwd_bf16", &y);
+        CK(&e, e.kc->concat_bwd(&e.cpu, dx.h, y.h, cc[i].rows, cc[i].Cx, cc[i].Cy, cc[i].off));
+        CK(&e, e.kg->concat_bwd_bf16(&e.gpu, dx.d, y.d, cc[i].rows, cc[i].Cx, cc[i].Cy,
+                                     cc[i].off));
+        cmp16(&e, "concat_bwd_bf16", &dx);
+        rm16(&e, &x); rm16(&e, &y); rm16(&e, &dx);
+    }
+    const int64_t pc[][8] = {{2, 5, 6, 8, 1, 1, 1, 1}, {2, 7, 5, 3, 0, 1, 2, 3},
+                             {1, 4, 4, 5, 0, 0, 0, 0}, {3, 6, 3, 4, 3, 2, 0, 1}};
+    for (size_t i = 0; i < 4; i++) {
+        const int64_t *p = pc[i];
+        int64_t Hy = p[1] + p[4] + p[5], Wy = p[2] + p[6] + p[7];
+        size_t nx = (size_t)(p[0] * p[1] * p[2] * p[3]), ny = (size_t)(p[0] * Hy * Wy * p[3]);
+        buf16 x = mk16(&e, nx, 3200 + i, 1, 0), y = mk16_out(&e, ny);
+        buf16 dy = mk16(&e, ny, 3210 + i, 1, 0), dx = mk16(&e, nx, 3220 + i, 1, 0);
+        CK(&e, e.kc->pad_fwd(&e.cpu, y.h, x.h, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
+        CK(&e, e.kg->pad_fwd_bf16(&e.gpu, y.d, x.d, p[0], p[1], p[2], p[3], p[4], p[5], p[6],
+                                  p[7]));
+        cmp16(&e, "pad_fwd_bf16", &y);
+        CK(&e, e.kc->pad_bwd(&e.cpu, dx.h, dy.h, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
+        CK(&e, e.kg->pad_bwd_bf16(&e.gpu, dx.d, dy.d, p[0], p[1], p[2], p[3], p[4], p[5], p[6],
+                                  p[7]));
+        cmp16(&e, "pad_bwd_bf16", &dx);
+        rm16(&e, &x); rm16(&e, &y); rm16(&e, &dy); rm16(&e, &dx);
+    }
+    printf("[cuda] bf16 pool/layout: worst %.3g of the tolerance\n", e.worst);
+    env_close(&e, "bf16 pool/layout");
+}
+END_TEST
+
 START_TEST(test_cuda_layout) {
     env e;
     if (!env_open(&e, "layout")) return;
@@ -1147,6 +1527,10 @@ Suite *suite_cuda(void) {
     tcase_add_test(tc, test_cuda_bn_ep);
     tcase_add_test(tc, test_cuda_bias_ep);
     tcase_add_test(tc, test_cuda_eltwise);
+    tcase_add_test(tc, test_cuda_bf16_cast);
+    tcase_add_test(tc, test_cuda_bf16_conv);
+    tcase_add_test(tc, test_cuda_bf16_chains);
+    tcase_add_test(tc, test_cuda_bf16_pool_layout);
     tcase_add_test(tc, test_cuda_layout);
     tcase_add_test(tc, test_cuda_lrn);
     tcase_add_test(tc, test_cuda_loss);

@@ -34,7 +34,7 @@ typedef struct run {
 } run;
 
 static void build_run(run *r, const char *model, sn_device dev, const float *x,
-                      const int32_t *y, int64_t batch, int64_t size) {
+                      const int32_t *y, int64_t batch, int64_t size, int precision) {
     sn_ctx_params cp = sn_ctx_params_default();
     cp.device = dev;
     cp.seed = 7;
@@ -54,6 +54,7 @@ static void build_run(run *r, const char *model, sn_device dev, const float *x,
     r->loss = sn_op_softmax_xent(r->g, m.logits, labels, 0.1f);
     sn_compile_params pp = sn_compile_params_default();
     pp.batch_size = batch;
+    pp.precision = precision;
     ck_assert_msg(sn_net_compile(r->g, &pp, &r->net) == SN_OK, "%s", sn_ctx_errmsg(r->ctx));
     int64_t xd[4] = {batch, size, size, 3}, yd[1] = {batch};
     sn_tensor *xt = NULL, *yt = NULL;
@@ -108,12 +109,12 @@ START_TEST(test_net_gpu_equals_cpu) {
     int32_t y[4] = {3, 7, 0, 9};
     enum { K = 3 };
     run cpu, gpu, pert[K];
-    build_run(&cpu, model, SN_DEVICE_CPU, x, y, batch, size);
-    build_run(&gpu, model, SN_DEVICE_CUDA, x, y, batch, size);
+    build_run(&cpu, model, SN_DEVICE_CPU, x, y, batch, size, SN_PRECISION_FP32);
+    build_run(&gpu, model, SN_DEVICE_CUDA, x, y, batch, size, SN_PRECISION_FP32);
     for (int k = 0; k < K; k++) {
         uint64_t s = 3 + (uint64_t)k;
         for (size_t i = 0; i < n; i++) xp[i] = x[i] * (1.0f + 1e-5f * tu_rand(&s));
-        build_run(&pert[k], model, SN_DEVICE_CPU, xp, y, batch, size);
+        build_run(&pert[k], model, SN_DEVICE_CPU, xp, y, batch, size, SN_PRECISION_FP32);
     }
     double e_logits = compare(&cpu, &gpu, cpu.logits, "logits");
     double e_loss = compare(&cpu, &gpu, cpu.loss, "loss");
@@ -165,11 +166,117 @@ START_TEST(test_net_gpu_equals_cpu) {
     free(xp);
 } END_TEST
 
+/* bf16 (sn_compile_params.precision): the GPU's bf16 kernels (convolutions, batch norm and
+ * bias chains, max pooling, concat; the rest emulated as on the CPU) against the CPU, whose
+ * every op is the emulation (lib/bf16.c): float32 kernels on decoded copies.  The two differ
+ * by summation order inside a kernel, which flips the rounding of some outputs by one bf16
+ * ulp (2^-8 relative); the networks then carry those flips forward.  So both the logits and
+ * each gradient are held to what the CPU's own bf16 net does when its input moves by about
+ * half a bf16 ulp (2e-3 relative, K = 3 draws): |gpu - cpu| <= 4 max_k |cpu'k - cpu| +
+ * 1e-2 |cpu| (L2 norms; for the logits and loss, max norms).  A wrong kernel (a lost
+ * residual, an unset gradient, a swapped operand) misses by orders of magnitude.  The
+ * networks cover every native bf16 kernel: resnet_v1_50 (convolutions on all three routes,
+ * fused batch norm + residual + relu, max pool), inception_v3 (concat), vgg_a (bias chains),
+ * mobilenet_v1 (emulated depthwise convolutions next to native ones). */
+static const struct { const char *model; int64_t size; } nets16[] = {
+    {"resnet_v1_50", 128}, {"inception_v3", 139}, {"vgg_a", 224}, {"mobilenet_v1", 128},
+};
+
+static double l2_diff(const float *a, const float *b, int64_t n, double *norm_b) {
+    double d = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        s += (double)b[i] * b[i];
+    }
+    if (norm_b) *norm_b = sqrt(s);
+    return sqrt(d);
+}
+
+/* The ratio |gpu - cpu| / bound for node n's output (out != 0) or variable name's gradient. */
+static double bf16_ratio(run *cpu, run *gpu, run *pert, int K, sn_node n, const char *name) {
+    sn_tensor *tc = NULL, *tg = NULL;
+    if (name) {
+        ck_assert_int_eq(sn_net_get_grad(cpu->net, name, &tc), SN_OK);
+        ck_assert_int_eq(sn_net_get_grad(gpu->net, name, &tg), SN_OK);
+    } else {
+        ck_assert_int_eq(sn_net_get_output(cpu->net, n, &tc), SN_OK);
+        ck_assert_int_eq(sn_net_get_output(gpu->net, n, &tg), SN_OK);
+    }
+    int64_t cnt = sn_tensor_numel(tc);
+    double nc, dg = l2_diff(sn_tensor_data(tg), sn_tensor_data(tc), cnt, &nc), dp_max = 0;
+    for (int k = 0; k < K; k++) {
+        sn_tensor *tp = NULL;
+        if (name) ck_assert_int_eq(sn_net_get_grad(pert[k].net, name, &tp), SN_OK);
+        else ck_assert_int_eq(sn_net_get_output(pert[k].net, n, &tp), SN_OK);
+        double dp = l2_diff(sn_tensor_data(tp), sn_tensor_data(tc), cnt, NULL);
+        dp_max = dp > dp_max ? dp : dp_max;
+        sn_tensor_free(tp);
+    }
+    sn_tensor_free(tc);
+    sn_tensor_free(tg);
+    double r = dg / (4.0 * dp_max + 1e-2 * nc + 1e-30);
+    return r != r ? INFINITY : r;
+}
+
+START_TEST(test_net_gpu_bf16_equals_cpu) {
+    if (sn_cuda_device_count() == 0) {
+        printf("[cuda_net] skipped: no CUDA device (or built without CUDA)\n");
+        return;
+    }
+    const char *model = nets16[_i].model;
+    const int64_t batch = 4, size = nets16[_i].size;
+    printf("[cuda_net] bf16 %s at %lldx%lld, batch %lld\n", model, (long long)size,
+           (long long)size, (long long)batch);
+    size_t n = (size_t)(batch * size * size * 3);
+    float *x = malloc(n * sizeof *x), *xp = malloc(n * sizeof *xp);
+    tu_fill(x, n, 11);
+    int32_t y[4] = {3, 7, 0, 9};
+    enum { K = 3 };
+    run cpu, gpu, pert[K];
+    build_run(&cpu, model, SN_DEVICE_CPU, x, y, batch, size, SN_PRECISION_BF16);
+    build_run(&gpu, model, SN_DEVICE_CUDA, x, y, batch, size, SN_PRECISION_BF16);
+    for (int k = 0; k < K; k++) {
+        uint64_t s = 3 + (uint64_t)k;
+        for (size_t i = 0; i < n; i++) xp[i] = x[i] * (1.0f + 2e-3f * tu_rand(&s));
+        build_run(&pert[k], model, SN_DEVICE_CPU, xp, y, batch, size, SN_PRECISION_BF16);
+    }
+    double r_logits = bf16_ratio(&cpu, &gpu, pert, K, cpu.logits, NULL);
+    double r_loss = bf16_ratio(&cpu, &gpu, pert, K, cpu.loss, NULL);
+    double worst = 0;
+    const char *worst_name = "";
+    int checked = 0;
+    for (int v = 0; v < sn_graph_num_vars(cpu.g); v++) {
+        sn_var_info vi;
+        sn_graph_var(cpu.g, v, &vi);
+        if (!(vi.flags & SN_VAR_TRAINABLE)) continue;
+        double r = bf16_ratio(&cpu, &gpu, pert, K, 0, vi.name);
+        if (r > worst) {
+            worst = r;
+            worst_name = vi.name;
+        }
+        checked++;
+    }
+    printf("[cuda_net] bf16 %s: logits at %.3g of their bound, loss %.3g, %d gradients: worst "
+           "%.3g (%s)\n", model, r_logits, r_loss, checked, worst, worst_name);
+    fflush(stdout);
+    ck_assert_msg(r_logits <= 1.0, "bf16 logits exceed their bound %.3g times", r_logits);
+    ck_assert_msg(r_loss <= 1.0, "bf16 loss exceeds its bound %.3g times", r_loss);
+    ck_assert_msg(worst <= 1.0, "bf16 gradient of %s exceeds its bound %.3g times", worst_name,
+                  worst);
+    free_run(&cpu);
+    free_run(&gpu);
+    for (int k = 0; k < K; k++) free_run(&pert[k]);
+    free(x);
+    free(xp);
+} END_TEST
+
 Suite *suite_cuda_net(void) {
     Suite *s = suite_create("cuda_net");
     TCase *tc = tcase_create("nets");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_net_gpu_equals_cpu, 0, (int)(sizeof nets / sizeof nets[0]));
+    tcase_add_loop_test(tc, test_net_gpu_bf16_equals_cpu, 0,
+                        (int)(sizeof nets16 / sizeof nets16[0]));
     suite_add_tcase(s, tc);
     return s;
 }
