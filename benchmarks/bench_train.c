@@ -2,13 +2,14 @@
  *
  *   bench_train [--model resnet_v1_50] [--batch 32] [--size 224] [--classes 1000]
  *               [--steps 10] [--warmup 2] [--device cpu|cuda] [--threads N] [--profile 1]
- *               [--infer 1] [--feed step|once] [--fuse 0]
+ *               [--infer 1] [--feed step|once] [--fuse 0] [--precision fp32|bf16]
  *
  * One step = forward, backward of softmax cross-entropy + L2 regularization, and a plain SGD
  * update, as slimnet-train runs it; with --infer 1 one forward pass in inference mode (batch
  * norm on moving statistics, no dropout, no weight decay: no regularization losses), as
  * slimnet-eval runs it.  --fuse 0 compiles every node unfused (sn_compile_params.fuse), for
- * A/B runs.  Prints images/s (median step time over --steps).
+ * A/B runs.  --precision bf16 compiles the net in mixed precision (sn_compile_params.precision).
+ * Prints images/s (median step time over --steps).
  *
  * --feed: when the synthetic batch is copied into the net: every step (the default on the
  * CPU, as slimnet-train feeds it) or once before timing (the default on CUDA, as the PyTorch
@@ -42,7 +43,7 @@ static int cmp_double(const void *a, const void *b) {
     } while (0)
 
 int main(int argc, char **argv) {
-    const char *model = "resnet_v1_50", *device = "cpu", *feed = NULL;
+    const char *model = "resnet_v1_50", *device = "cpu", *feed = NULL, *precision = "fp32";
     int64_t batch = 32, size = 0, classes = 1000;
     int steps = 10, warmup = 2, threads = 0, profile = 0, infer = 0, fuse = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -59,6 +60,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--infer")) infer = atoi(v);
         else if (!strcmp(k, "--feed")) feed = v;
         else if (!strcmp(k, "--fuse")) fuse = atoi(v);
+        else if (!strcmp(k, "--precision")) precision = v;
         else {
             fprintf(stderr, "bench_train: unknown flag %s\n", k);
             return 2;
@@ -99,6 +101,11 @@ int main(int argc, char **argv) {
     pp.batch_size = batch;
     pp.backward = !infer;
     pp.fuse = fuse;
+    if (strcmp(precision, "fp32") != 0 && strcmp(precision, "bf16") != 0) {
+        fprintf(stderr, "bench_train: --precision %s: fp32 or bf16\n", precision);
+        return 2;
+    }
+    pp.precision = strcmp(precision, "bf16") == 0 ? SN_PRECISION_BF16 : SN_PRECISION_FP32;
     CHECK(sn_net_compile(g, &pp, &net));
 
     size_t npix = (size_t)(batch * size * size * 3);
@@ -158,8 +165,8 @@ int main(int argc, char **argv) {
     qsort(t, (size_t)steps, sizeof *t, cmp_double);
     double med = t[steps / 2];
     sn_net_memory mem = sn_net_memory_info(net);
-    printf("model %s  batch %lld  size %lld  feed %s  device %s\n", model, (long long)batch,
-           (long long)size, feed, info);
+    printf("model %s  batch %lld  size %lld  feed %s  device %s  precision %s\n", model,
+           (long long)batch, (long long)size, feed, info, precision);
     printf("memory: params %.1f MB, grads %.1f MB, arena %.1f MB (%.1f MB unplanned), "
            "workspace %.1f MB\n", mem.params / 1e6, mem.grads / 1e6, mem.arena / 1e6,
            mem.arena_unplanned / 1e6, mem.workspace / 1e6);

@@ -206,7 +206,7 @@ if [ $BUILD_RC = 0 ]; then
         TEST_RC=${PIPESTATUS[0]}
     else
         for suite in $SUITES; do
-            CK_RUN_SUITE=$suite CK_DEFAULT_TIMEOUT=600 timeout 200 "$BUILD/tests/run_tests" 2>&1 |
+            CK_RUN_SUITE=$suite CK_DEFAULT_TIMEOUT=600 timeout 300 "$BUILD/tests/run_tests" 2>&1 |
                 tee -a "$OUT/tests.log"
             rc=${PIPESTATUS[0]}
             [ "$rc" = 0 ] || TEST_RC=$rc
@@ -240,7 +240,7 @@ MODELS=${SN_BENCH_MODELS:-"resnet_v1_50:resnet50:224 vgg_16:vgg16:224 inception_
 run_bench() {   # name timeout command...
     local name=$1 limit=$2 t rc
     shift 2
-    if [ $(($(now) - START)) -gt 420 ]; then row "$name" skip 0 "out of time"; return; fi
+    if [ $(($(now) - START)) -gt 480 ]; then row "$name" skip 0 "out of time"; return; fi
     t=$(now)
     echo "== $name: $*" >>"$OUT/bench.log"
     timeout "$limit" "$@" 2>&1 | tee -a "$OUT/bench.log"
@@ -254,29 +254,37 @@ HAVE_TORCH=0
 [ -z "${SN_NO_TORCH:-}" ] && [ -f benchmarks/bench_torch.py ] &&
     python3 -c 'import torch, torchvision' 2>/dev/null && HAVE_TORCH=1
 BT=$BUILD/bin/bench_train
+# Each model in float32 (TF32) and in bf16 (mixed precision), slimnet then PyTorch (AMP).
+# (--fuse 0 and --feed step A/B runs: run 5 and run 6 in RESULTS.md.)
 for m in $MODELS; do
     IFS=: read -r sn tv size <<<"$m"
     prof="--profile 1"     # one more step, every node synchronized: where the time goes
-    if [ $BUILD_RC = 0 ] && [ -x "$BT" ]; then
-        # shellcheck disable=SC2086  # $prof is zero or two words
-        run_bench "sn-$sn" 120 "$BT" --device cuda --model "$sn" --batch 128 --size "$size" \
-            --steps 10 --warmup 3 $prof
-        # The same net with every node unfused (A/B of the batch-norm chain fusion).
-        # The batch copied in every timed step, as slimnet-train does (pinned staging).
-        [ "$sn" = resnet_v1_50 ] && run_bench "sn-$sn-feedstep" 120 "$BT" --device cuda \
-            --model "$sn" --batch 128 --size "$size" --steps 10 --warmup 3 --feed step
-        [ "$sn" = resnet_v1_50 ] && run_bench "sn-$sn-nofuse" 120 "$BT" --device cuda \
-            --model "$sn" --batch 128 --size "$size" --steps 10 --warmup 3 --fuse 0
-    fi
-    if [ $HAVE_TORCH = 1 ]; then
-        run_bench "torch-$tv" 90 python3 benchmarks/bench_torch.py --model "$tv" --batch 128 \
-            --size "$size" --precision tf32 --steps 10 --warmup 5
-    fi
+    for prec in fp32 bf16; do
+        if [ $BUILD_RC = 0 ] && [ -x "$BT" ]; then
+            # shellcheck disable=SC2086  # $prof is zero or two words
+            run_bench "sn-$sn-$prec" 120 "$BT" --device cuda --model "$sn" --batch 128 \
+                --size "$size" --steps 10 --warmup 3 --precision "$prec" $prof
+        fi
+        if [ $HAVE_TORCH = 1 ]; then
+            run_bench "torch-$tv-$([ $prec = fp32 ] && echo tf32 || echo bf16)" 90 python3 \
+                benchmarks/bench_torch.py --model "$tv" --batch 128 --size "$size" \
+                --precision "$([ $prec = fp32 ] && echo tf32 || echo bf16)" --steps 10 --warmup 5
+        fi
+    done
 done
-if [ $HAVE_TORCH = 1 ]; then
-    run_bench torch-resnet50-bf16 90 python3 benchmarks/bench_torch.py --model resnet50 \
-        --batch 128 --precision bf16 --steps 10 --warmup 5
-fi
+
+# A table of the ratios: images/s of each slimnet run over its PyTorch peer's.
+ips() { grep -A12 -F "== $1:" "$OUT/bench.log" | grep -m1 -oE '[0-9.]+ images/s' | cut -d' ' -f1; }
+for m in $MODELS; do
+    IFS=: read -r sn tv size <<<"$m"
+    for prec in fp32 bf16; do
+        tp=$([ $prec = fp32 ] && echo tf32 || echo bf16)
+        a=$(ips "sn-$sn-$prec")
+        b=$(ips "torch-$tv-$tp")
+        r=$([ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2fx", a/b}')
+        row "ratio" "" "" "$sn $prec: slimnet ${a:-?} vs PyTorch $tp ${b:-?} images/s = ${r:-?}"
+    done
+done
 
 # ---- summary (last) -------------------------------------------------------------------------
 {

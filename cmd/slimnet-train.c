@@ -61,7 +61,7 @@ typedef struct opts {
     int num_gpus;
     int64_t max_step;
     /* slimnet */
-    const char *device;
+    const char *device, *precision;
     int threads, max_to_keep, fer_extra_class, shuffle_buffer, allow_tf32, deterministic;
     int64_t seed;
 } opts;
@@ -248,6 +248,7 @@ static int build(trainer *t) {
     }
     sn_compile_params cp = sn_compile_params_default();
     cp.batch_size = t->batch;
+    cp.precision = strcmp(t->o->precision, "bf16") == 0 ? SN_PRECISION_BF16 : SN_PRECISION_FP32;
     if (sn_net_compile(g, &cp, &t->net) != SN_OK)
         return tool_fail(TOOL, t->ctx, "compiling the network");
     int64_t xd[4] = {t->batch, t->height, t->width, t->channels}, yd[1] = {t->batch};
@@ -423,6 +424,10 @@ static int check_flags(opts *o, flag *fl, int nfl) {
     }
     if (o->num_clones < 0 || o->num_clones > 64) {
         fprintf(stderr, TOOL ": --num_clones=%d: must be in [0, 64]\n", o->num_clones);
+        return 2;
+    }
+    if (strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "bf16") != 0) {
+        fprintf(stderr, TOOL ": --precision=%s: must be fp32 or bf16\n", o->precision);
         return 2;
     }
     if (o->quantize_delay >= 0) {
@@ -713,6 +718,7 @@ int main(int argc, char **argv) {
     o.output_dir = "/data/output";
     o.log_dir = "/data/output";
     o.device = "auto";
+    o.precision = "fp32";
     o.allow_tf32 = 1;
     o.max_to_keep = 5;
     o.seed = 0;
@@ -798,6 +804,9 @@ int main(int argc, char **argv) {
         {"threads", FLAG_INT, &o.threads, "CPU threads; 0 = all cores", 0, 0},
         {"allow_tf32", FLAG_BOOL, &o.allow_tf32,
          "CUDA: TF32 tensor cores for float32 convolutions and matmuls (as TensorFlow)", 0, 0},
+        {"precision", FLAG_STRING, &o.precision,
+         "fp32, or bf16: activations and their gradients in bfloat16, float32 weights, "
+         "optimizer state and losses (mixed precision; fastest on CUDA)", 0, 0},
         {"deterministic", FLAG_BOOL, &o.deterministic,
          "CUDA: only deterministic cuDNN algorithms, chosen without timing runs", 0, 0},
         {"seed", FLAG_INT64, &o.seed, "initialization, shuffling and augmentation seed", 0, 0},
