@@ -397,6 +397,29 @@ START_TEST(sigint_saves) {
 }
 END_TEST
 
+/* Mixed precision: lenet trained with --precision=bf16 learns the three classes as the
+ * float32 run does (slimnet-eval, float32, reads its checkpoint: the variables stay float32).
+ * On CUDA (SN_TOOLS_DEVICE=cuda) its convolutions and pooling run the bf16 kernels. */
+START_TEST(train_bf16) {
+    char dir[PATH_MAX + 16], out[65536];
+    snprintf(dir, sizeof dir, "%s/run_bf16", g_root);
+    const char *train[] = {TRAIN_FLAGS(dir, "60"), "--precision=bf16", NULL};
+    int rc = run_tool(out, sizeof out, "slimnet-train", train);
+    ck_assert_msg(rc == 0, "slimnet-train --precision=bf16 failed:\n%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "global step 60: loss = "));
+    ck_assert(file_exists(dir, "model.ckpt-60.index"));
+    const char *eval[] = {"--dataset_name=fer", "--dataset_dir", g_data, "--checkpoint_path",
+                          dir, "--eval_dir", dir, "--model_name=lenet", "--eval_image_size=28",
+                          "--batch_size=16", g_device, "--threads=2", NULL};
+    rc = run_tool(out, sizeof out, "slimnet-eval", eval);
+    ck_assert_msg(rc == 0, "slimnet-eval failed:\n%s", out);
+    const char *acc = strstr(out, "eval/Accuracy[");
+    ck_assert_ptr_nonnull(acc);
+    double a = atof(acc + strlen("eval/Accuracy["));
+    ck_assert_msg(a >= 0.9, "accuracy %g after bf16 training:\n%s", a, out);
+}
+END_TEST
+
 START_TEST(bad_flags) {
     char out[16384];
     const char *unknown[] = {"--dataset_dir=/nonexistent", "--no_such_flag=1", NULL};
@@ -409,6 +432,10 @@ START_TEST(bad_flags) {
                             "/tmp/slimnet-never", "--model_name=lenet", "--device=cpu", NULL};
     ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-train", badopt), 2);
     ck_assert_ptr_nonnull(strstr(out, "--optimizer=lbfgs"));
+    const char *badprec[] = {"--dataset_dir", g_data, "--precision=fp16", "--train_dir",
+                             "/tmp/slimnet-never", "--device=cpu", NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-train", badprec), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--precision=fp16"));
     const char *nodata[] = {"--dataset_dir=/nonexistent/fer", "--train_dir=/tmp/x",
                             "--device=cpu", NULL};
     ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-train", nodata), 1);
@@ -431,6 +458,7 @@ Suite *suite_tools(void) {
     tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, train_eval_classify);
+    tcase_add_test(tc, train_bf16);
     tcase_add_test(tc, resume_is_deterministic);
     tcase_add_test(tc, fine_tune_scopes);
     tcase_add_test(tc, nan_stops_without_checkpoint);
