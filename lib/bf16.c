@@ -268,6 +268,16 @@ sn_status sn__bf16_alloc(sn_net *net) {
     return most ? SN__CALL(net, alloc, &net->emu, most) : SN_OK;
 }
 
+bool sn__bf16_touches(const sn_net *net, int i) {
+    slots L;
+    for (int dir = 0; dir < (net->backward_ok ? 2 : 1); dir++) {
+        enumerate(net, i, dir, 0u, &L);
+        for (int j = 0; j < L.n; j++)
+            if (!L.s[j].round) return true;
+    }
+    return false;
+}
+
 sn_status sn__bf16_input(sn_net *net, int x, const sn_bf16 **out) {
     if (net->bf16[x]) {
         *out = net->val[x];

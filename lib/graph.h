@@ -189,6 +189,8 @@ sn_status sn__bf16_alloc(sn_net *net);
 /* Runs node i's forward (dir 0) or backward (dir 1) through fn: directly when its op is
  * native or touches no bf16 buffer, else on float32 copies of its bf16 buffers. */
 sn_status sn__bf16_run(sn_net *net, int i, int dir, sn__op_fn fn);
+/* Whether node i (run emulated) has any bf16 buffer to convert, forward or backward. */
+bool sn__bf16_touches(const sn_net *net, int i);
 /* The bf16 scratch of a native op: node x's float32 value as bf16 (conv2d's input image). */
 sn_status sn__bf16_input(sn_net *net, int x, const sn_bf16 **out);
 

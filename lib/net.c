@@ -634,7 +634,26 @@ sn_status sn_net_profile_report(const sn_net *net, char *buf, size_t len) {
                                      (long long)folded[o], sn__ops[o].name);
             first = 0;
         }
-        if (used < len) snprintf(buf + used, len - used, "\n");
+        if (used < len) used += (size_t)snprintf(buf + used, len - used, "\n");
+    }
+    if (net->bf16 && used < len) {   /* bf16 nets: the ops that ran emulated (lib/bf16.c) */
+        int64_t emu[SN__OP_COUNT] = {0}, n_native = 0;
+        for (int i = 0; i < net->n; i++) {
+            const sn__node *nd = &net->g->nodes[i];
+            if (is_leaf(nd) || (net->fuse && net->fuse[i].head >= 0)) continue;
+            if (net->native16[i]) n_native++;
+            else if (sn__bf16_touches(net, i)) emu[nd->op]++;
+        }
+        used += (size_t)snprintf(buf + used, len - used, "bf16: %lld ops on bf16 kernels; "
+                                 "emulated on float32 copies:", (long long)n_native);
+        int any = 0;
+        for (int o = 0; o < SN__OP_COUNT && used < len; o++) {
+            if (!emu[o]) continue;
+            used += (size_t)snprintf(buf + used, len - used, "%s %lld %s", any ? "," : "",
+                                     (long long)emu[o], sn__ops[o].name);
+            any = 1;
+        }
+        if (used < len) snprintf(buf + used, len - used, "%s\n", any ? "" : " none");
     }
     return SN_OK;
 }
