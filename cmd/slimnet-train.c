@@ -84,7 +84,7 @@ typedef struct trainer {
     sn_ema *ema;
     sn_events *ev;
     sn_node images, labels, total_loss, clone_loss, reg_loss;
-    sn_tensor *xt, *yt;
+    sn_tensor *yt;          /* labels (the images are fed from the pipeline's batch) */
     int64_t batch;          /* examples per step: batch_size * clones */
     int height, width, channels;
     char last_ckpt[1024];
@@ -251,9 +251,8 @@ static int build(trainer *t) {
     cp.precision = strcmp(t->o->precision, "bf16") == 0 ? SN_PRECISION_BF16 : SN_PRECISION_FP32;
     if (sn_net_compile(g, &cp, &t->net) != SN_OK)
         return tool_fail(TOOL, t->ctx, "compiling the network");
-    int64_t xd[4] = {t->batch, t->height, t->width, t->channels}, yd[1] = {t->batch};
-    if (sn_tensor_new_pinned(t->ctx, SN_DTYPE_F32, 4, xd, &t->xt) != SN_OK ||
-        sn_tensor_new(t->ctx, SN_DTYPE_I32, 1, yd, &t->yt) != SN_OK)
+    int64_t yd[1] = {t->batch};
+    if (sn_tensor_new(t->ctx, SN_DTYPE_I32, 1, yd, &t->yt) != SN_OK)
         return tool_fail(TOOL, t->ctx, "input buffers");
     return 0;
 }
@@ -587,11 +586,17 @@ static int train(trainer *t) {
             stop_reason = 3;
             break;
         }
-        memcpy(sn_tensor_data(t->xt), x, sn_tensor_nbytes(t->xt));
+        /* The pipeline's batch is in memory the device reads directly (page-locked on
+         * CUDA): handed to the net as it is, no host copy. */
+        int64_t xd[4] = {t->batch, t->height, t->width, t->channels};
+        sn_tensor *xb = NULL;
         memcpy(sn_tensor_data(t->yt), y, sn_tensor_nbytes(t->yt));
         float lr = sn_learning_rate(&lp, step);
         sn_net_set_step(t->net, step);
-        if (sn_net_set_input(t->net, t->images, t->xt) != SN_OK ||
+        sn_status in_st = sn_tensor_wrap(t->ctx, (void *)x, SN_DTYPE_F32, 4, xd, SN_BORROW, &xb);
+        if (in_st == SN_OK) in_st = sn_net_set_input(t->net, t->images, xb);
+        sn_tensor_free(xb);
+        if (in_st != SN_OK ||
             sn_net_set_input(t->net, t->labels, t->yt) != SN_OK ||
             sn_net_forward(t->net) != SN_OK) {
             tool_fail(TOOL, t->ctx, "forward pass");
@@ -673,7 +678,6 @@ static void trainer_free(trainer *t) {
     sn_events_close(t->ev);
     sn_ema_free(t->ema);
     sn_optim_free(t->opt);
-    sn_tensor_free(t->xt);
     sn_tensor_free(t->yt);
     sn_net_free(t->net);
     sn_graph_free(t->g);

@@ -1032,7 +1032,9 @@ SN_API sn_pipeline_params sn_pipeline_params_default(void);
 SN_API sn_status sn_pipeline_new(sn_ctx *ctx, const sn_pipeline_params *p,
                                  sn_pipeline **out);
 /* Waits for the next batch.  *images: (n, out_height, out_width, C') float32, *labels: n
- * int32, both owned by the pipeline and valid until the next call or free.  n is
+ * int32, both owned by the pipeline and valid until the next call or free.  The images are
+ * in memory ctx's device copies from directly (as sn_tensor_new_pinned's: page-locked on
+ * CUDA), so sn_net_set_input from a tensor wrapping them needs no host copy.  n is
  * batch_size, except the last batch of a finite run (n < batch_size) and at the end (n = 0,
  * SN_OK).  Bad input without skip_bad: SN_ERR_FORMAT (or the reader's status) with
  * "file: record at offset N: ..." in ctx's message, and the pipeline is finished (later

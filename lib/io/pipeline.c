@@ -15,7 +15,11 @@
  * decode threads (work), the reader (space) and the caller (ready).
  *
  * Each thread owns a private sn_ctx (without the log callback) for its error messages; the
- * caller's ctx only receives the message sn_pipeline_next returns. */
+ * caller's ctx only receives the message sn_pipeline_next returns.
+ *
+ * The ring's images are in memory the caller's device copies from directly (its host_alloc
+ * kernel: page-locked on CUDA), so a batch goes to the GPU by DMA with no host copy; plain
+ * malloc where that is refused. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -75,6 +79,7 @@ typedef struct batch {
     int done;                   /* records finished, good or bad */
     int nbad;
     float *images;
+    bool images_pinned;         /* images from the ctx's host_alloc (else malloc) */
     int32_t *labels;
     uint8_t *bad;               /* per slot: the image failed (skip_bad) */
 } batch;
@@ -574,7 +579,10 @@ void sn_pipeline_free(sn_pipeline *pl) {
     for (size_t i = 0; i < pl->qlen; i++) free(pl->queue[(pl->qhead + i) % pl->qcap]);
     free(pl->queue);
     for (int i = 0; pl->ring && i < pl->nring; i++) {
-        free(pl->ring[i].images);
+        if (pl->ring[i].images_pinned)
+            (void)pl->ctx->k->host_free(&pl->ctx->dev, pl->ring[i].images);
+        else
+            free(pl->ring[i].images);
         free(pl->ring[i].labels);
         free(pl->ring[i].bad);
     }
@@ -688,7 +696,13 @@ sn_status sn_pipeline_new(sn_ctx *ctx, const sn_pipeline_params *p, sn_pipeline 
     for (int i = 0; ok && i < pl->nring; i++) {
         batch *s = &pl->ring[i];
         s->index = -1;
-        s->images = malloc(ring_floats * sizeof(float));
+        void *im = NULL;
+        if (ctx->k && ctx->k->host_alloc && ctx->k->host_free &&
+            ctx->k->host_alloc(&ctx->dev, &im, ring_floats * sizeof(float)) == SN_OK && im)
+            s->images_pinned = true;
+        else
+            im = malloc(ring_floats * sizeof(float));
+        s->images = im;
         s->labels = calloc((size_t)pl->bs, sizeof *s->labels);
         s->bad = calloc((size_t)pl->bs, 1);
         ok = s->images && s->labels && s->bad;
