@@ -21,11 +21,34 @@
 #include <string.h>
 #include <time.h>
 #include "../lib/slimnet.h"
+#ifdef SN_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The dense tensor-core peak of CUDA device 0 in FLOP/s for bf16 (bf16 = 1) or TF32
+ * operands: SMs x the SM clock cudaDevAttrClockRate reports (its maximum) x the multiply-adds
+ * per clock per SM (Hopper, cc 9.x: 1024 bf16 / 512 TF32; Ampere cc 8.0: 512 / 256) x 2.  0
+ * where unknown (other architectures, or no CUDA). */
+static double tensor_peak(int bf16) {
+#ifdef SN_WITH_CUDA
+    int sms = 0, khz = 0, major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess ||
+        cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0) != cudaSuccess)
+        return 0;
+    double fma = major == 9 ? 1024 : major == 8 && minor == 0 ? 512 : 0;
+    return (double)sms * (double)khz * 1e3 * fma * (bf16 ? 1.0 : 0.5) * 2.0;
+#else
+    (void)bf16;
+    return 0;
+#endif
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -173,6 +196,17 @@ int main(int argc, char **argv) {
     printf("loss %.4f -> %.4f over %d steps\n", first, last, warmup + steps);
     printf("%s: median %.1f ms = %.1f images/s\n", infer ? "inference" : "train step", med * 1e3,
            (double)batch / med);
+    sn_net_flops fl = sn_net_flop_count(net);
+    double work = fl.forward + (infer ? 0.0 : fl.backward);
+    double peak = cp.device == SN_DEVICE_CUDA ? tensor_peak(pp.precision == SN_PRECISION_BF16)
+                                              : 0.0;
+    printf("work: %.1f GFLOP per image (%.1f forward + %.1f backward); %.3g TFLOP/s achieved",
+           work / 1e9 / (double)batch, fl.forward / 1e9 / (double)batch,
+           (infer ? 0.0 : fl.backward) / 1e9 / (double)batch, work / med / 1e12);
+    if (peak > 0)
+        printf(" = %.1f%% of the GPU's dense %s tensor-core peak (%.0f TFLOP/s)", 100.0 * work /
+               med / peak, pp.precision == SN_PRECISION_BF16 ? "bf16" : "TF32", peak / 1e12);
+    printf("\n");
     free(t);
     free(y);
     sn_tensor_free(xt);

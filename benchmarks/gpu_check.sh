@@ -274,7 +274,10 @@ for m in $MODELS; do
 done
 
 # A table of the ratios: images/s of each slimnet run over its PyTorch peer's.
-ips() { grep -A12 -F "== $1:" "$OUT/bench.log" | grep -m1 -oE '[0-9.]+ images/s' | cut -d' ' -f1; }
+# section NAME: the lines bench.log holds for run NAME.
+section() { awk -v h="== $1:" 'index($0, h) == 1 {f = 1; next} /^== / {f = 0} f' "$OUT/bench.log"; }
+ips() { section "$1" | grep -oE '[0-9.]+ images/s' | tail -1 | cut -d' ' -f1; }
+peak() { section "$1" | grep -oE '[0-9.]+% of the GPU' | tail -1 | cut -d'%' -f1; }
 for m in $MODELS; do
     IFS=: read -r sn tv size <<<"$m"
     for prec in fp32 bf16; do
@@ -282,7 +285,7 @@ for m in $MODELS; do
         a=$(ips "sn-$sn-$prec")
         b=$(ips "torch-$tv-$tp")
         r=$([ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2fx", a/b}')
-        row "ratio" "" "" "$sn $prec: slimnet ${a:-?} vs PyTorch $tp ${b:-?} images/s = ${r:-?}"
+        row "ratio" "" "" "$sn $prec: slimnet ${a:-?} vs PyTorch $tp ${b:-?} images/s = ${r:-?}; slimnet at $(peak "sn-$sn-$prec")% of peak"
     done
 done
 

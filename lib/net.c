@@ -519,6 +519,29 @@ void sn_net_free(sn_net *net) {
 
 const sn_graph *sn_net_graph(const sn_net *net) { return net->g; }
 sn_net_memory sn_net_memory_info(const sn_net *net) { return net->mem; }
+
+sn_net_flops sn_net_flop_count(const sn_net *net) {
+    sn_net_flops f = {0, 0};
+    for (int i = 0; i < net->n; i++) {
+        const sn__node *nd = &net->g->nodes[i];
+        double per;   /* one pass: forward, or one of the two gradients */
+        if (nd->op == SN__OP_conv2d || nd->op == SN__OP_dwconv2d) {
+            sn__conv2d_dims cd;
+            sn__conv_dims(net, i, &cd);
+            per = 2.0 * (double)(cd.N * cd.P * cd.Q) * (double)cd.K * (double)(cd.R * cd.S) *
+                  (nd->op == SN__OP_conv2d ? (double)cd.C : 1.0);
+        } else if (nd->op == SN__OP_matmul) {
+            const int64_t *xd = net->dims[nd->in[0]];
+            per = 2.0 * (double)xd[0] * (double)xd[1] * (double)net->dims[i][1];
+        } else {
+            continue;
+        }
+        f.forward += per;
+        for (int k = 0; k < 2; k++)
+            if (net->grad[nd->in[k]]) f.backward += per;
+    }
+    return f;
+}
 void sn_net_set_step(sn_net *net, int64_t step) { net->step = step; }
 
 /* ---- running ------------------------------------------------------------------------------ */

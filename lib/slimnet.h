@@ -483,6 +483,16 @@ typedef struct sn_net_memory {
 } sn_net_memory;
 SN_API sn_net_memory sn_net_memory_info(const sn_net *net);
 
+/* Arithmetic of one step of the net, in floating-point operations (a multiply-add counts 2):
+ * the convolutions', depthwise convolutions' and matmuls' forward, and their backward as the
+ * compiled net runs it (an input's gradient where the input has one, the weights' where they
+ * are trainable).  The other ops are memory-bound and not counted.  Images/s x this / batch
+ * is the achieved FLOP rate, against a device's tensor-core peak (bench_train prints both). */
+typedef struct sn_net_flops {
+    double forward, backward;
+} sn_net_flops;
+SN_API sn_net_flops sn_net_flop_count(const sn_net *net);
+
 /* Copies a host tensor into input node `in` (dtype and shape, with the compiled batch). */
 SN_API sn_status sn_net_set_input(sn_net *net, sn_node in, const sn_tensor *t);
 /* Runs the forward pass (training-mode batch norm also updates its moving statistics). */

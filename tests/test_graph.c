@@ -1004,6 +1004,46 @@ START_TEST(test_many_nodes) {
     sn_ctx_free(ctx);
 } END_TEST
 
+/* sn_net_flop_count against the sizes by hand: a 3x3 convolution on an input (no input
+ * gradient: backward = the weight gradient only), a depthwise one and a matmul whose input
+ * has a gradient (backward = both), a frozen matmul (backward = its input's gradient). */
+START_TEST(test_flop_count) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = NULL;
+    ck_assert_int_eq(sn_graph_new(ctx, &g), SN_OK);
+    int64_t in[4] = {SN_BATCH, 8, 8, 3}, wd[4] = {3, 3, 3, 4}, dd[4] = {3, 3, 4, 2};
+    int64_t md[2] = {512, 10}, fd[2] = {10, 6};
+    sn_init z = sn_init_zeros();
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 4, in);
+    sn_node c = sn_op_conv2d(g, x, sn_variable(g, "w", 4, wd, &z, SN_VAR_TRAINABLE), 1, 1, 1,
+                             SN_PAD_SAME);
+    sn_node d = sn_op_depthwise_conv2d(g, c, sn_variable(g, "dw", 4, dd, &z, SN_VAR_TRAINABLE),
+                                       1, 1, 1, SN_PAD_SAME);
+    sn_node m = sn_op_matmul(g, sn_op_flatten(g, d),
+                             sn_variable(g, "m", 2, md, &z, SN_VAR_TRAINABLE));
+    sn_node f = sn_op_matmul(g, m, sn_variable(g, "f", 2, fd, &z, 0));
+    (void)f;
+    ck_assert_int_eq(sn_graph_status(g), SN_OK);
+    sn_compile_params pp = sn_compile_params_default();
+    pp.batch_size = 2;
+    sn_net *net = NULL;
+    ck_assert_int_eq(sn_net_compile(g, &pp, &net), SN_OK);
+    sn_net_flops fl = sn_net_flop_count(net);
+    double conv = 2.0 * 2 * 8 * 8 * 4 * 9 * 3, dw = 2.0 * 2 * 8 * 8 * 8 * 9;
+    double mm = 2.0 * 2 * 512 * 10, fz = 2.0 * 2 * 10 * 6;
+    ck_assert(fl.forward == conv + dw + mm + fz);
+    ck_assert(fl.backward == conv + 2 * dw + 2 * mm + fz);
+    sn_net_free(net);
+    pp.backward = 0;   /* an inference net: no backward at all */
+    ck_assert_int_eq(sn_net_compile(g, &pp, &net), SN_OK);
+    fl = sn_net_flop_count(net);
+    ck_assert(fl.forward == conv + dw + mm + fz && fl.backward == 0);
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+}
+END_TEST
+
 Suite *suite_graph(void) {
     Suite *s = suite_create("graph");
     TCase *tc = tcase_create("graph");
@@ -1025,6 +1065,7 @@ Suite *suite_graph(void) {
     tcase_add_loop_test(tc, test_fusion_training_zoo, 0, 3);
     tcase_add_test(tc, test_dropout_steps);
     tcase_add_test(tc, test_many_nodes);
+    tcase_add_test(tc, test_flop_count);
     suite_add_tcase(s, tc);
     return s;
 }
