@@ -235,11 +235,11 @@ sn_status sn__bf16_alloc(sn_net *net) {
             size_t ws = 0;
             sn__conv_dims(net, i, &cd);
             sn_status st = SN__CALL(net, conv2d_ws_bf16, &cd, &ws);
-            if (st == SN_ERR_UNSUPPORTED) net->native16[i] = 0;
-            else if (st != SN_OK) {
+            if (st == SN_ERR_NOMEM) {
                 free(L);
                 return st;
             }
+            if (st != SN_OK) net->native16[i] = 0;   /* UNSUPPORTED, or cuDNN refusing */
         }
         size_t b = 0;
         if (net->native16[i]) {
