@@ -270,7 +270,10 @@ static sn_status plan_get(sn__dev *d, struct sn__cuda *c, const sn__conv2d_dims 
     return SN_OK;
 }
 
+/* bf16 plans ask for tensor-core algorithms explicitly (they are the point of bf16; the
+ * heuristics then rank those), float plans as allow_tf32 says. */
 static cudnnMathType_t query_math(const sn__conv_plan *p) {
+    if (p->bf16) return CUDNN_TENSOR_OP_MATH;
     return p->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 
