@@ -49,6 +49,107 @@ START_TEST(test_bf16_encode) {
     }
 } END_TEST
 
+/* A one-conv net over input `in` (dims d) with weights "w" set to wv: its float32 output. */
+static float *conv_f32(const float *in, const int64_t *d, const float *wv, const int64_t *wd,
+                       int stride, int64_t *out_numel) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = NULL;
+    ck_assert_int_eq(sn_graph_new(ctx, &g), SN_OK);
+    sn_init z = sn_init_zeros();
+    sn_node x = sn_input(g, "x", SN_DTYPE_F32, 4, d);
+    sn_node y = sn_op_conv2d(g, x, sn_variable(g, "w", 4, wd, &z, SN_VAR_TRAINABLE), stride,
+                             stride, 1, SN_PAD_SAME);
+    sn_graph_end_point(g, y, "y");
+    sn_compile_params pp = sn_compile_params_default();
+    pp.backward = 0;
+    pp.batch_size = d[0];
+    sn_net *net = NULL;
+    ck_assert_int_eq(sn_net_compile(g, &pp, &net), SN_OK);
+    sn_tensor *t = NULL, *o = NULL;
+    ck_assert_int_eq(sn_tensor_wrap(ctx, (void *)wv, SN_DTYPE_F32, 4, wd, SN_BORROW, &t), SN_OK);
+    ck_assert_int_eq(sn_net_set_var(net, "w", t), SN_OK);
+    sn_tensor_free(t);
+    ck_assert_int_eq(sn_tensor_wrap(ctx, (void *)in, SN_DTYPE_F32, 4, d, SN_BORROW, &t), SN_OK);
+    ck_assert_int_eq(sn_net_set_input(net, x, t), SN_OK);
+    sn_tensor_free(t);
+    ck_assert_int_eq(sn_net_forward(net), SN_OK);
+    ck_assert_int_eq(sn_net_get_output(net, y, &o), SN_OK);
+    *out_numel = sn_tensor_numel(o);
+    float *r = malloc((size_t)*out_numel * sizeof *r);
+    memcpy(r, sn_tensor_data(o), (size_t)*out_numel * sizeof *r);
+    sn_tensor_free(o);
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+    return r;
+}
+
+static void round_bf16(float *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++) v[i] = sn__bf16_decode(sn__bf16_encode(v[i]));
+}
+
+/* Where the roundings are, exactly: image (float32) -> conv -> relu -> conv (stride 2) in
+ * bf16 is, bit for bit, the float32 convolution of the image with the weights rounded to
+ * bf16, rounded; relu (exact on bf16 values); the float32 convolution of that with the
+ * rounded weights, rounded.  With the relu fused into the first convolution (an inference
+ * net) or not, since relu commutes with rounding. */
+START_TEST(test_bf16_rounding_points) {
+    const int64_t xd[4] = {2, 9, 9, 5}, w1d[4] = {3, 3, 5, 8}, w2d[4] = {3, 3, 8, 6};
+    size_t nx = 2 * 9 * 9 * 5;
+    float *x = malloc(nx * sizeof *x);
+    tu_fill(x, nx, 21);
+    for (int fuse = 0; fuse < 2; fuse++) {
+        sn_ctx *ctx = tu_ctx();
+        sn_graph *g = NULL;
+        ck_assert_int_eq(sn_graph_new(ctx, &g), SN_OK);
+        sn_init tn = {.kind = SN_INIT_TRUNCATED_NORMAL, .stddev = 0.3f};
+        int64_t in[4] = {SN_BATCH, 9, 9, 5};
+        sn_node xi = sn_input(g, "x", SN_DTYPE_F32, 4, in);
+        sn_node c1 = sn_op_conv2d(g, xi, sn_variable(g, "w1", 4, w1d, &tn, SN_VAR_TRAINABLE), 1,
+                                  1, 1, SN_PAD_SAME);
+        sn_node c2 = sn_op_conv2d(g, sn_op_relu(g, c1),
+                                  sn_variable(g, "w2", 4, w2d, &tn, SN_VAR_TRAINABLE), 2, 2, 1,
+                                  SN_PAD_SAME);
+        sn_graph_end_point(g, c2, "c2");
+        sn_compile_params pp = sn_compile_params_default();
+        pp.batch_size = 2;
+        pp.backward = 0;
+        pp.fuse = fuse;
+        pp.precision = SN_PRECISION_BF16;
+        sn_net *net = NULL;
+        ck_assert_msg(sn_net_compile(g, &pp, &net) == SN_OK, "%s", sn_ctx_errmsg(ctx));
+        sn_tensor *t = NULL, *w1 = NULL, *w2 = NULL, *out = NULL;
+        ck_assert_int_eq(sn_tensor_wrap(ctx, x, SN_DTYPE_F32, 4, xd, SN_BORROW, &t), SN_OK);
+        ck_assert_int_eq(sn_net_set_input(net, xi, t), SN_OK);
+        sn_tensor_free(t);
+        ck_assert_int_eq(sn_net_forward(net), SN_OK);
+        ck_assert_int_eq(sn_net_get_output(net, c2, &out), SN_OK);
+        ck_assert_int_eq(sn_net_get_var(net, "w1", &w1), SN_OK);
+        ck_assert_int_eq(sn_net_get_var(net, "w2", &w2), SN_OK);
+        round_bf16(sn_tensor_data(w1), sn_tensor_numel(w1));
+        round_bf16(sn_tensor_data(w2), sn_tensor_numel(w2));
+        int64_t n1 = 0, n2 = 0;
+        float *r = conv_f32(x, xd, sn_tensor_data(w1), w1d, 1, &n1);
+        for (int64_t i = 0; i < n1; i++) r[i] = r[i] > 0.0f ? r[i] : 0.0f;
+        round_bf16(r, n1);
+        const int64_t rd[4] = {2, 9, 9, 8};
+        float *ref = conv_f32(r, rd, sn_tensor_data(w2), w2d, 2, &n2);
+        round_bf16(ref, n2);
+        ck_assert_int_eq(n2, sn_tensor_numel(out));
+        ck_assert_msg(memcmp(ref, sn_tensor_data(out), (size_t)n2 * sizeof(float)) == 0,
+                      "fuse %d: the bf16 net's output is not the reference's bits", fuse);
+        free(r);
+        free(ref);
+        sn_tensor_free(out);
+        sn_tensor_free(w1);
+        sn_tensor_free(w2);
+        sn_net_free(net);
+        sn_graph_free(g);
+        sn_ctx_free(ctx);
+    }
+    free(x);
+} END_TEST
+
 typedef struct run {
     sn_ctx *ctx;
     sn_graph *g;
@@ -231,6 +332,7 @@ Suite *suite_bf16(void) {
     TCase *tc = tcase_create("bf16");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_bf16_encode);
+    tcase_add_test(tc, test_bf16_rounding_points);
     tcase_add_loop_test(tc, test_bf16_net_matches_fp32, 0, (int)(sizeof nets / sizeof nets[0]));
     tcase_add_loop_test(tc, test_bf16_trains_like_fp32, 0,
                         (int)(sizeof bn_nets / sizeof bn_nets[0]));
