@@ -285,7 +285,8 @@ for m in $MODELS; do
         a=$(ips "sn-$sn-$prec")
         b=$(ips "torch-$tv-$tp")
         r=$([ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2fx", a/b}')
-        row "ratio" "" "" "$sn $prec: slimnet ${a:-?} vs PyTorch $tp ${b:-?} images/s = ${r:-?}; slimnet at $(peak "sn-$sn-$prec")% of peak"
+        pk=$(peak "sn-$sn-$prec")
+        row "ratio" "-" 0 "$sn $prec: slimnet ${a:-?} vs PyTorch $tp ${b:-?} images/s = ${r:-?}; slimnet at ${pk:-?}% of peak"
     done
 done
 
