@@ -186,6 +186,8 @@ static inline bool sn__bf16_native(const sn_net *net, int i) {
 sn_status sn__bf16_plan(sn_net *net);
 /* Allocates the scratch the emulation and the native ops need (after the arena). */
 sn_status sn__bf16_alloc(sn_net *net);
+/* Runs each native convolution once (after the workspace): one that fails runs emulated. */
+sn_status sn__bf16_confirm(sn_net *net);
 /* Runs node i's forward (dir 0) or backward (dir 1) through fn: directly when its op is
  * native or touches no bf16 buffer, else on float32 copies of its bf16 buffers. */
 sn_status sn__bf16_run(sn_net *net, int i, int dir, sn__op_fn fn);

@@ -486,6 +486,7 @@ sn_status sn_net_compile(sn_graph *g, const sn_compile_params *p, sn_net **out) 
     if (st == SN_OK) st = plan_arena(net, net->backward_ok);
     if (st == SN_OK && net->bf16) st = sn__bf16_alloc(net);
     if (st == SN_OK) st = alloc_workspace(net);
+    if (st == SN_OK && net->bf16) st = sn__bf16_confirm(net);
     if (st == SN_OK) st = init_variables(net);
     if (st != SN_OK) {
         sn_net_free(net);

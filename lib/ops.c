@@ -29,8 +29,13 @@ sn_status sn__op_ws_bytes(sn_net *net, int i, size_t *bytes) {
     switch (n->op) {
     case SN__OP_conv2d:
         sn__conv_dims(net, i, &cd);
-        if (sn__bf16_native(net, i)) return SN__CALL(net, conv2d_ws_bf16, &cd, bytes);
-        return SN__CALL(net, conv2d_ws, &cd, bytes);
+        SN_TRY(SN__CALL(net, conv2d_ws, &cd, bytes));
+        if (sn__bf16_native(net, i)) {   /* bf16, with room to fall back to float32 */
+            size_t b16 = 0;
+            SN_TRY(SN__CALL(net, conv2d_ws_bf16, &cd, &b16));
+            if (b16 > *bytes) *bytes = b16;
+        }
+        return SN_OK;
     case SN__OP_dwconv2d:
         sn__conv_dims(net, i, &cd);
         return SN__CALL(net, dwconv2d_ws, &cd, bytes);

@@ -89,10 +89,10 @@ static void round_bf16(float *v, int64_t n) {
 }
 
 /* Where the roundings are, exactly: image (float32) -> conv -> relu -> conv (stride 2) in
- * bf16 is, bit for bit, the float32 convolution of the image with the weights rounded to
- * bf16, rounded; relu (exact on bf16 values); the float32 convolution of that with the
- * rounded weights, rounded.  With the relu fused into the first convolution (an inference
- * net) or not, since relu commutes with rounding. */
+ * bf16 is, bit for bit, the float32 convolution of the image and the weights both rounded to
+ * bf16 (a convolution multiplies bf16 operands), rounded; relu (exact on bf16 values); the
+ * float32 convolution of that with the rounded weights, rounded.  With the relu fused into
+ * the first convolution (an inference net) or not, since relu commutes with rounding. */
 START_TEST(test_bf16_rounding_points) {
     const int64_t xd[4] = {2, 9, 9, 5}, w1d[4] = {3, 3, 5, 8}, w2d[4] = {3, 3, 8, 6};
     size_t nx = 2 * 9 * 9 * 5;
@@ -129,7 +129,11 @@ START_TEST(test_bf16_rounding_points) {
         round_bf16(sn_tensor_data(w1), sn_tensor_numel(w1));
         round_bf16(sn_tensor_data(w2), sn_tensor_numel(w2));
         int64_t n1 = 0, n2 = 0;
-        float *r = conv_f32(x, xd, sn_tensor_data(w1), w1d, 1, &n1);
+        float *xr = malloc(nx * sizeof *xr);
+        memcpy(xr, x, nx * sizeof *xr);
+        round_bf16(xr, (int64_t)nx);
+        float *r = conv_f32(xr, xd, sn_tensor_data(w1), w1d, 1, &n1);
+        free(xr);
         for (int64_t i = 0; i < n1; i++) r[i] = r[i] > 0.0f ? r[i] : 0.0f;
         round_bf16(r, n1);
         const int64_t rd[4] = {2, 9, 9, 8};
