@@ -22,6 +22,7 @@
  * perturbations of that size.  A wrong kernel still misses this bound by orders of
  * magnitude on most variables; the per-op parity suite (test_cuda.c) holds every kernel to
  * 1e-5. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include "testutil.h"
@@ -94,94 +95,61 @@ static const struct { const char *model; int64_t size; } nets[] = {
     {"resnet_v1_50", 128}, {"inception_v3", 139},
 };
 
-START_TEST(test_net_gpu_equals_cpu) {
+/* bf16 (sn_compile_params.precision): the GPU's bf16 kernels (convolutions, batch norm and
+ * bias chains, pooling, padding, concat; the rest emulated as on the CPU) against the CPU,
+ * whose every op is the emulation (lib/bf16.c): float32 kernels on decoded copies.  The two
+ * differ by summation order inside a kernel, which flips the rounding of some outputs by one
+ * bf16 ulp (2^-8 relative); the networks then carry those flips forward.  So the logits, the
+ * loss and each gradient are held to what the CPU's own bf16 net does when its input moves by
+ * about half a bf16 ulp (2e-3 relative, K = 3 draws): |gpu - cpu| <= 4 max_k |cpu'k - cpu| +
+ * 1e-2 |cpu| (L2 norms).  A wrong kernel (a lost residual, an unset gradient, a swapped
+ * operand) misses by orders of magnitude.  The networks cover every native bf16 kernel:
+ * resnet_v1_50 (convolutions on all three routes, fused batch norm + residual + relu, max
+ * pool, padding), inception_v3 (concat, average pooling), alexnet_v2 (bias chains,
+ * overlapping max pooling; VGG's ops at a fraction of its CPU time), mobilenet_v1 (depthwise
+ * convolutions, relu6 chains). */
+static const struct { const char *model; int64_t size; } nets16[] = {
+    {"resnet_v1_50", 128}, {"inception_v3", 139}, {"alexnet_v2", 224}, {"mobilenet_v1", 128},
+};
+
+/* One comparison: the net on the CPU and on the GPU, and on the CPU again with the input
+ * perturbed by `pert` relative, K times. */
+enum { K = 3 };
+typedef struct trial {
+    run cpu, gpu, pert[K];
+} trial;
+
+/* False (after a note) without a GPU. */
+static bool trial_build(trial *t, const char *model, int64_t size, int precision, float pert) {
     if (sn_cuda_device_count() == 0) {
         printf("[cuda_net] skipped: no CUDA device (or built without CUDA)\n");
-        return;
+        return false;
     }
-    const char *model = nets[_i].model;
-    const int64_t batch = 4, size = nets[_i].size;
-    printf("[cuda_net] %s at %lldx%lld, batch %lld\n", model, (long long)size,
+    const int64_t batch = 4;
+    printf("[cuda_net] %s%s at %lldx%lld, batch %lld\n",
+           precision == SN_PRECISION_BF16 ? "bf16 " : "", model, (long long)size,
            (long long)size, (long long)batch);
     size_t n = (size_t)(batch * size * size * 3);
     float *x = malloc(n * sizeof *x), *xp = malloc(n * sizeof *xp);
     tu_fill(x, n, 11);
     int32_t y[4] = {3, 7, 0, 9};
-    enum { K = 3 };
-    run cpu, gpu, pert[K];
-    build_run(&cpu, model, SN_DEVICE_CPU, x, y, batch, size, SN_PRECISION_FP32);
-    build_run(&gpu, model, SN_DEVICE_CUDA, x, y, batch, size, SN_PRECISION_FP32);
+    build_run(&t->cpu, model, SN_DEVICE_CPU, x, y, batch, size, precision);
+    build_run(&t->gpu, model, SN_DEVICE_CUDA, x, y, batch, size, precision);
     for (int k = 0; k < K; k++) {
         uint64_t s = 3 + (uint64_t)k;
-        for (size_t i = 0; i < n; i++) xp[i] = x[i] * (1.0f + 1e-5f * tu_rand(&s));
-        build_run(&pert[k], model, SN_DEVICE_CPU, xp, y, batch, size, SN_PRECISION_FP32);
+        for (size_t i = 0; i < n; i++) xp[i] = x[i] * (1.0f + pert * tu_rand(&s));
+        build_run(&t->pert[k], model, SN_DEVICE_CPU, xp, y, batch, size, precision);
     }
-    double e_logits = compare(&cpu, &gpu, cpu.logits, "logits");
-    double e_loss = compare(&cpu, &gpu, cpu.loss, "loss");
-    double worst = 0;
-    const char *worst_name = "";
-    int checked = 0;
-    for (int v = 0; v < sn_graph_num_vars(cpu.g); v++) {
-        sn_var_info vi;
-        sn_graph_var(cpu.g, v, &vi);
-        if (!(vi.flags & SN_VAR_TRAINABLE)) continue;
-        sn_tensor *gc = NULL, *gg = NULL;
-        ck_assert_int_eq(sn_net_get_grad(cpu.net, vi.name, &gc), SN_OK);
-        ck_assert_int_eq(sn_net_get_grad(gpu.net, vi.name, &gg), SN_OK);
-        const float *c = sn_tensor_data(gc), *g = sn_tensor_data(gg);
-        double nc = 0, dg = 0, dp_max = 0;
-        for (int64_t i = 0; i < sn_tensor_numel(gc); i++) {
-            nc += (double)c[i] * c[i];
-            dg += ((double)g[i] - c[i]) * ((double)g[i] - c[i]);
-        }
-        for (int k = 0; k < K; k++) {
-            sn_tensor *gp = NULL;
-            ck_assert_int_eq(sn_net_get_grad(pert[k].net, vi.name, &gp), SN_OK);
-            const float *p = sn_tensor_data(gp);
-            double dp = 0;
-            for (int64_t i = 0; i < sn_tensor_numel(gc); i++)
-                dp += ((double)p[i] - c[i]) * ((double)p[i] - c[i]);
-            dp_max = dp > dp_max ? dp : dp_max;
-            sn_tensor_free(gp);
-        }
-        double bound = 4.0 * sqrt(dp_max) + 1e-4 * sqrt(nc), ratio = sqrt(dg) / (bound + 1e-30);
-        if (ratio > worst || ratio != ratio) {
-            worst = ratio != ratio ? INFINITY : ratio;
-            worst_name = vi.name;
-        }
-        checked++;
-        sn_tensor_free(gc);
-        sn_tensor_free(gg);
-    }
-    printf("[cuda_net] %d gradients: worst |gpu-cpu| / bound = %.3g (%s)\n", checked, worst,
-           worst_name);
-    fflush(stdout);
-    ck_assert_msg(e_logits <= 1e-4, "logits differ by %.3g", e_logits);
-    ck_assert_msg(e_loss <= 1e-4, "loss differs by %.3g", e_loss);
-    ck_assert_msg(worst <= 1.0, "gradient of %s exceeds its bound %.3g times", worst_name, worst);
-    free_run(&cpu);
-    free_run(&gpu);
-    for (int k = 0; k < K; k++) free_run(&pert[k]);
     free(x);
     free(xp);
-} END_TEST
+    return true;
+}
 
-/* bf16 (sn_compile_params.precision): the GPU's bf16 kernels (convolutions, batch norm and
- * bias chains, max pooling, concat; the rest emulated as on the CPU) against the CPU, whose
- * every op is the emulation (lib/bf16.c): float32 kernels on decoded copies.  The two differ
- * by summation order inside a kernel, which flips the rounding of some outputs by one bf16
- * ulp (2^-8 relative); the networks then carry those flips forward.  So both the logits and
- * each gradient are held to what the CPU's own bf16 net does when its input moves by about
- * half a bf16 ulp (2e-3 relative, K = 3 draws): |gpu - cpu| <= 4 max_k |cpu'k - cpu| +
- * 1e-2 |cpu| (L2 norms; for the logits and loss, max norms).  A wrong kernel (a lost
- * residual, an unset gradient, a swapped operand) misses by orders of magnitude.  The
- * networks cover every native bf16 kernel: resnet_v1_50 (convolutions on all three routes,
- * fused batch norm + residual + relu, max pool, padding), inception_v3 (concat, average
- * pooling), alexnet_v2 (bias chains, overlapping max pooling; VGG's ops at a fraction of its
- * CPU time), mobilenet_v1 (depthwise convolutions, relu6 chains). */
-static const struct { const char *model; int64_t size; } nets16[] = {
-    {"resnet_v1_50", 128}, {"inception_v3", 139}, {"alexnet_v2", 224}, {"mobilenet_v1", 128},
-};
+static void trial_free(trial *t) {
+    free_run(&t->cpu);
+    free_run(&t->gpu);
+    for (int k = 0; k < K; k++) free_run(&t->pert[k]);
+}
 
 static double l2_diff(const float *a, const float *b, int64_t n, double *norm_b) {
     double d = 0, s = 0;
@@ -193,82 +161,85 @@ static double l2_diff(const float *a, const float *b, int64_t n, double *norm_b)
     return sqrt(d);
 }
 
-/* The ratio |gpu - cpu| / bound for node n's output (out != 0) or variable name's gradient. */
-static double bf16_ratio(run *cpu, run *gpu, run *pert, int K, sn_node n, const char *name) {
+/* |gpu - cpu| / (4 max_k |cpu'k - cpu| + floor |cpu|) for node n's output (name NULL) or
+ * variable name's gradient. */
+static double bound_ratio(trial *t, sn_node n, const char *name, double floor) {
     sn_tensor *tc = NULL, *tg = NULL;
     if (name) {
-        ck_assert_int_eq(sn_net_get_grad(cpu->net, name, &tc), SN_OK);
-        ck_assert_int_eq(sn_net_get_grad(gpu->net, name, &tg), SN_OK);
+        ck_assert_int_eq(sn_net_get_grad(t->cpu.net, name, &tc), SN_OK);
+        ck_assert_int_eq(sn_net_get_grad(t->gpu.net, name, &tg), SN_OK);
     } else {
-        ck_assert_int_eq(sn_net_get_output(cpu->net, n, &tc), SN_OK);
-        ck_assert_int_eq(sn_net_get_output(gpu->net, n, &tg), SN_OK);
+        ck_assert_int_eq(sn_net_get_output(t->cpu.net, n, &tc), SN_OK);
+        ck_assert_int_eq(sn_net_get_output(t->gpu.net, n, &tg), SN_OK);
     }
     int64_t cnt = sn_tensor_numel(tc);
     double nc, dg = l2_diff(sn_tensor_data(tg), sn_tensor_data(tc), cnt, &nc), dp_max = 0;
     for (int k = 0; k < K; k++) {
         sn_tensor *tp = NULL;
-        if (name) ck_assert_int_eq(sn_net_get_grad(pert[k].net, name, &tp), SN_OK);
-        else ck_assert_int_eq(sn_net_get_output(pert[k].net, n, &tp), SN_OK);
+        if (name) ck_assert_int_eq(sn_net_get_grad(t->pert[k].net, name, &tp), SN_OK);
+        else ck_assert_int_eq(sn_net_get_output(t->pert[k].net, n, &tp), SN_OK);
         double dp = l2_diff(sn_tensor_data(tp), sn_tensor_data(tc), cnt, NULL);
         dp_max = dp > dp_max ? dp : dp_max;
         sn_tensor_free(tp);
     }
     sn_tensor_free(tc);
     sn_tensor_free(tg);
-    double r = dg / (4.0 * dp_max + 1e-2 * nc + 1e-30);
+    double r = dg / (4.0 * dp_max + floor * nc + 1e-30);
     return r != r ? INFINITY : r;
 }
 
-START_TEST(test_net_gpu_bf16_equals_cpu) {
-    if (sn_cuda_device_count() == 0) {
-        printf("[cuda_net] skipped: no CUDA device (or built without CUDA)\n");
-        return;
-    }
-    const char *model = nets16[_i].model;
-    const int64_t batch = 4, size = nets16[_i].size;
-    printf("[cuda_net] bf16 %s at %lldx%lld, batch %lld\n", model, (long long)size,
-           (long long)size, (long long)batch);
-    size_t n = (size_t)(batch * size * size * 3);
-    float *x = malloc(n * sizeof *x), *xp = malloc(n * sizeof *xp);
-    tu_fill(x, n, 11);
-    int32_t y[4] = {3, 7, 0, 9};
-    enum { K = 3 };
-    run cpu, gpu, pert[K];
-    build_run(&cpu, model, SN_DEVICE_CPU, x, y, batch, size, SN_PRECISION_BF16);
-    build_run(&gpu, model, SN_DEVICE_CUDA, x, y, batch, size, SN_PRECISION_BF16);
-    for (int k = 0; k < K; k++) {
-        uint64_t s = 3 + (uint64_t)k;
-        for (size_t i = 0; i < n; i++) xp[i] = x[i] * (1.0f + 2e-3f * tu_rand(&s));
-        build_run(&pert[k], model, SN_DEVICE_CPU, xp, y, batch, size, SN_PRECISION_BF16);
-    }
-    double r_logits = bf16_ratio(&cpu, &gpu, pert, K, cpu.logits, NULL);
-    double r_loss = bf16_ratio(&cpu, &gpu, pert, K, cpu.loss, NULL);
+/* The largest bound_ratio over the trainable variables' gradients; *name gets its variable. */
+static double worst_gradient(trial *t, double floor, const char **name, int *checked) {
     double worst = 0;
-    const char *worst_name = "";
-    int checked = 0;
-    for (int v = 0; v < sn_graph_num_vars(cpu.g); v++) {
+    *name = "";
+    *checked = 0;
+    for (int v = 0; v < sn_graph_num_vars(t->cpu.g); v++) {
         sn_var_info vi;
-        sn_graph_var(cpu.g, v, &vi);
+        sn_graph_var(t->cpu.g, v, &vi);
         if (!(vi.flags & SN_VAR_TRAINABLE)) continue;
-        double r = bf16_ratio(&cpu, &gpu, pert, K, 0, vi.name);
+        double r = bound_ratio(t, 0, vi.name, floor);
         if (r > worst) {
             worst = r;
-            worst_name = vi.name;
+            *name = vi.name;
         }
-        checked++;
+        (*checked)++;
     }
+    return worst;
+}
+
+START_TEST(test_net_gpu_equals_cpu) {
+    trial t;
+    if (!trial_build(&t, nets[_i].model, nets[_i].size, SN_PRECISION_FP32, 1e-5f)) return;
+    double e_logits = compare(&t.cpu, &t.gpu, t.cpu.logits, "logits");
+    double e_loss = compare(&t.cpu, &t.gpu, t.cpu.loss, "loss");
+    const char *worst_name;
+    int checked;
+    double worst = worst_gradient(&t, 1e-4, &worst_name, &checked);
+    printf("[cuda_net] %d gradients: worst |gpu-cpu| / bound = %.3g (%s)\n", checked, worst,
+           worst_name);
+    fflush(stdout);
+    ck_assert_msg(e_logits <= 1e-4, "logits differ by %.3g", e_logits);
+    ck_assert_msg(e_loss <= 1e-4, "loss differs by %.3g", e_loss);
+    ck_assert_msg(worst <= 1.0, "gradient of %s exceeds its bound %.3g times", worst_name, worst);
+    trial_free(&t);
+} END_TEST
+
+START_TEST(test_net_gpu_bf16_equals_cpu) {
+    trial t;
+    if (!trial_build(&t, nets16[_i].model, nets16[_i].size, SN_PRECISION_BF16, 2e-3f)) return;
+    double r_logits = bound_ratio(&t, t.cpu.logits, NULL, 1e-2);
+    double r_loss = bound_ratio(&t, t.cpu.loss, NULL, 1e-2);
+    const char *worst_name;
+    int checked;
+    double worst = worst_gradient(&t, 1e-2, &worst_name, &checked);
     printf("[cuda_net] bf16 %s: logits at %.3g of their bound, loss %.3g, %d gradients: worst "
-           "%.3g (%s)\n", model, r_logits, r_loss, checked, worst, worst_name);
+           "%.3g (%s)\n", nets16[_i].model, r_logits, r_loss, checked, worst, worst_name);
     fflush(stdout);
     ck_assert_msg(r_logits <= 1.0, "bf16 logits exceed their bound %.3g times", r_logits);
     ck_assert_msg(r_loss <= 1.0, "bf16 loss exceeds its bound %.3g times", r_loss);
     ck_assert_msg(worst <= 1.0, "bf16 gradient of %s exceeds its bound %.3g times", worst_name,
                   worst);
-    free_run(&cpu);
-    free_run(&gpu);
-    for (int k = 0; k < K; k++) free_run(&pert[k]);
-    free(x);
-    free(xp);
+    trial_free(&t);
 } END_TEST
 
 Suite *suite_cuda_net(void) {
