@@ -40,7 +40,7 @@ endif
 CC      ?= cc
 NVCC    ?= $(if $(shell command -v nvcc 2>/dev/null),nvcc,$(CUDA_HOME)/bin/nvcc)
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -fPIC -fvisibility=hidden -MMD -MP
-LDLIBS  := -lopenblas -lprotobuf-c -lsnappy -lturbojpeg -lpng -lcjson -lz -lm -lpthread
+LDLIBS  := -lopenblas -lprotobuf-c -lsnappy -lturbojpeg -ljpeg -lpng -lcjson -lz -lm -lpthread
 ifeq ($(DEBUG),1)
   CFLAGS += -O0 -g -DSN_DEBUG
 else
@@ -227,8 +227,8 @@ endif
 
 # ---- dependencies ----------------------------------------------------------------------------
 DEB_PKGS := gcc make pkg-config libopenblas-dev check libsubunit-dev zlib1g-dev \
-            libprotobuf-c-dev protobuf-c-compiler libsnappy-dev libturbojpeg0-dev libpng-dev \
-            libcjson-dev
+            libprotobuf-c-dev protobuf-c-compiler libsnappy-dev libturbojpeg0-dev \
+            libjpeg62-turbo-dev libpng-dev libcjson-dev
 # Wanted, not required: the demo's data and the dataset suite's full conversion test.
 OPT_PKGS := dataset-fashion-mnist
 deps:
@@ -252,7 +252,7 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 check-deps:
 	@if ! command -v pkg-config >/dev/null || ! command -v protoc-c >/dev/null || \
 	    [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] || \
-	    ! pkg-config --exists openblas check zlib libprotobuf-c snappy libturbojpeg libpng \
+	    ! pkg-config --exists openblas check zlib libprotobuf-c snappy libturbojpeg libjpeg libpng \
 	        libcjson; \
 	then $(MAKE) --no-print-directory deps; fi
 

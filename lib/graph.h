@@ -203,7 +203,7 @@ sn_status sn__bf16_input(sn_net *net, int x, const sn_bf16 **out);
 #define SN__DY(net, i) ((const float *)(net)->grad[i])
 /* Whether the running backward must set (overwrite) input k's gradient instead of adding to
  * it: only for ops listed in net.c's set_slots, which honor it. */
-#define SN__DX_SET(net, k) (((net)->dx_set >> (k)) & 1u)
+#define SN__DX_SET(net, k) ((k) < 31 && (((net)->dx_set >> (k)) & 1u))
 /* A training net's fused head's backward: whether it sets its chain's residual gradient (the
  * folded add was that gradient's first writer, and left it unzeroed for the head). */
 #define SN__DRES_SET(net) (((net)->dx_set >> 31) & 1u)

@@ -50,7 +50,7 @@ static sn_status plan(sn_ctx *ctx, plan_buf *b, int nb, size_t *total) {
         return sn__fail(ctx, SN_ERR_NOMEM, "compile: out of memory planning the arena");
     }
     for (int i = 0; i < nb; i++) order[i] = &b[i];
-    qsort(order, (size_t)nb, sizeof *order, by_size_desc);
+    if (nb > 1) qsort(order, (size_t)nb, sizeof *order, by_size_desc);
     int np = 0;
     size_t top = 0;
     for (int i = 0; i < nb; i++) {
@@ -741,7 +741,8 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
             if (net->first_writer[x] != j || is_leaf(&g->nodes[x])) continue;
             bool twice = false;
             for (int k2 = 0; k2 < nd->n_in; k2++) twice = twice || (k2 != k && nd->in[k2] == x);
-            if (!twice && x != loss && (can_set >> k & 1u)) {
+            /* Bits 0..30 are inputs (bit 31 is the residual): no op that sets has more. */
+            if (!twice && x != loss && k < 31 && (can_set >> k & 1u)) {
                 net->dx_set |= 1u << k;
                 continue;
             }

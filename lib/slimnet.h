@@ -777,10 +777,13 @@ SN_API sn_status sn_image_info(sn_ctx *ctx, const void *data, size_t len,
                                int *channels);
 /* Decodes a JPEG or PNG file (format sniffed) into a new uint8 tensor (H, W, C), C = 1 or
  * 3 as p says (NULL: defaults).  JPEG decoding uses fancy upsampling as TF and the IDCT
- * p->fast_dct selects (by default TF's own); CMYK JPEGs are converted as TF does for
- * Adobe's inverted CMYK; 16-bit PNGs are reduced to 8 bits (rounded; TF truncates, a difference of at most 1).
- * SN_ERR_FORMAT for unknown, corrupt or truncated data and for dimensions over the bound
- * (the message says which), SN_ERR_INVALID_ARG, SN_ERR_NOMEM. */
+ * p->fast_dct selects (by default TF's own); CMYK JPEGs are converted as TF does (Adobe's
+ * inverted CMYK, and plain CMYK without Adobe's marker); 16-bit PNGs are reduced to 8 bits
+ * (rounded; TF truncates, a difference of at most 1).  As in TF, libjpeg's warnings
+ * (extraneous bytes) still decode, while any fatal error, also one after a warning, fails.
+ * SN_ERR_FORMAT for unknown, corrupt or truncated data, for dimensions over the bound and
+ * for a JPEG of more than 500 progressive scans (the message says which),
+ * SN_ERR_INVALID_ARG, SN_ERR_NOMEM. */
 SN_API sn_status sn_image_decode(sn_ctx *ctx, const void *data, size_t len,
                                  const sn_image_params *p, sn_tensor **out);
 /* As sn_image_decode, into the caller's buffer of cap bytes (reused across images by an

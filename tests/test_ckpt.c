@@ -362,6 +362,37 @@ START_TEST(test_state_file) {
     sn_ctx_free(ctx);
 } END_TEST
 
+/* A V1 meta that lists a tensor twice: its pieces are pooled (as TF registers every slice),
+ * and with no slices at all it is refused.  The 242-byte regression file once freed the
+ * pieces twice (realloc(p, 0) frees). */
+START_TEST(test_v1_duplicate_tensor) {
+    sn_ctx *ctx = tu_ctx();
+    sn_ckpt *ck = NULL;
+    ASSERT_FAILS(ctx, sn_ckpt_open(ctx, "tests/fuzz/corpus/ckpt_v1/v1-duplicate-tensor.ckpt", &ck),
+                 SN_ERR_FORMAT, "lists no slices");
+    char *dir = ct_tmpdir(), path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/v1.ckpt", dir);
+    float w[12];
+    tu_fill(w, 12, 5);
+    ct_v1_tensor top = {"w", SN__DT_FLOAT, 2, {4, 3}, w, 1, {{0, 0}}, {{2, -1}}};
+    ct_v1_tensor bottom = {"w", SN__DT_FLOAT, 2, {4, 3}, w, 1, {{2, 0}}, {{2, -1}}};
+    ct_v1_tensor both[2] = {top, bottom};
+    ct_v1_write(ctx, path, 0, 2, both);
+    ck_assert_int_eq(sn_ckpt_open(ctx, path, &ck), SN_OK);
+    ck_assert_int_eq(sn_ckpt_count(ck), 1);
+    sn_tensor *t = NULL;
+    ck_assert_int_eq(sn_ckpt_read(ck, "w", &t), SN_OK);
+    ck_assert_mem_eq(sn_tensor_data(t), w, sizeof w);
+    sn_tensor_free(t);
+    sn_ckpt_close(ck);
+    ct_v1_tensor middle = {"w", SN__DT_FLOAT, 2, {4, 3}, w, 1, {{1, 0}}, {{2, -1}}};
+    ct_v1_tensor twice[2] = {top, middle};
+    ct_v1_write(ctx, path, 0, 2, twice);
+    ASSERT_FAILS(ctx, sn_ckpt_open(ctx, path, &ck), SN_ERR_FORMAT, "overlap");
+    ct_rmdir(dir);
+    sn_ctx_free(ctx);
+} END_TEST
+
 /* ---- restore rules ------------------------------------------------------------------------ */
 
 /* images (N,8,8,1) -> net/conv1 -> net/conv2 -> flatten -> net/logits (classes);
@@ -903,6 +934,7 @@ Suite *suite_ckpt(void) {
     tcase_add_test(tc, test_v2_roundtrip);
     tcase_add_loop_test(tc, test_v1_crafted, 0, 2);
     tcase_add_test(tc, test_state_file);
+    tcase_add_test(tc, test_v1_duplicate_tensor);
     tcase_add_test(tc, test_restore_rules);
     tcase_add_test(tc, test_restore_moving_averages);
     tcase_add_test(tc, test_bad_v2_files);

@@ -650,6 +650,35 @@ START_TEST(test_example_wire_variants) {
 }
 END_TEST
 
+/* Field number 0 is invalid in protobuf: TF's parser refuses it anywhere.  protobuf-c takes
+ * an overlong key for it ("82 00": field 0, length-delimited) as an unknown field. */
+START_TEST(test_example_field0) {
+    sn_example *ex;
+    ck_assert_int_eq(sn_example_new(ctx, &ex), SN_OK);
+    size_t n;
+    uint8_t *top = read_file("tests/fuzz/corpus/example/example-field0.bin", &n);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(sn_example_parse(ex, top, n), SN_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(sn_ctx_errmsg(ctx), "field numbered 0"));
+    free(top);
+    /* inside Features, inside a Feature, inside an Int64List */
+    static const uint8_t in_features[] = {0x0a, 0x03, 0x82, 0x00, 0x00};
+    static const uint8_t in_feature[] = {0x0a, 0x0a, 0x0a, 0x08, 0x0a, 0x01, 'k',
+                                         0x12, 0x03, 0x82, 0x00, 0x00};
+    static const uint8_t in_list[] = {0x0a, 0x0c, 0x0a, 0x0a, 0x0a, 0x01, 'k', 0x12, 0x05,
+                                      0x1a, 0x03, 0x82, 0x00, 0x00};
+    ck_assert_int_eq(sn_example_parse(ex, in_features, sizeof in_features), SN_ERR_FORMAT);
+    ck_assert_int_eq(sn_example_parse(ex, in_feature, sizeof in_feature), SN_ERR_FORMAT);
+    ck_assert_int_eq(sn_example_parse(ex, in_list, sizeof in_list), SN_ERR_FORMAT);
+    /* the same messages with field 5 instead of 0: unknown fields, which TF skips */
+    static const uint8_t ok[] = {0x0a, 0x0c, 0x0a, 0x0a, 0x0a, 0x01, 'k', 0x12, 0x05,
+                                 0x1a, 0x03, 0xaa, 0x00, 0x00};
+    ck_assert_int_eq(sn_example_parse(ex, ok, sizeof ok), SN_OK);
+    ck_assert_uint_eq(sn_example_num_features(ex), 1);
+    sn_example_free(ex);
+}
+END_TEST
+
 START_TEST(test_example_image) {
     sn_example *ex;
     ck_assert_int_eq(sn_example_new(ctx, &ex), SN_OK);
@@ -839,6 +868,79 @@ START_TEST(test_image_jpeg_cmyk) {
 }
 END_TEST
 
+/* libjpeg's warnings (here: bytes before a marker) still give the whole image, as TF
+ * accepts them; a fatal error after a warning fails the decode (TurboJPEG reported it as a
+ * warning, and no pixel was written). */
+START_TEST(test_image_jpeg_warning_then_error) {
+    size_t n;
+    uint8_t *bad = read_file("tests/fuzz/corpus/image/progressive-bogus-huffman.jpg", &n);
+    sn_tensor *dec = NULL;
+    ck_assert_int_eq(sn_image_decode(ctx, bad, n, NULL, &dec), SN_ERR_FORMAT);
+    ck_assert_ptr_null(dec);
+    ck_assert_ptr_nonnull(strstr(sn_ctx_errmsg(ctx), "Bogus Huffman table"));
+    uint8_t buf[64 * 64 * 3];
+    int h = -1, w = -1, c = -1;
+    ck_assert_int_eq(sn_image_decode_into(ctx, bad, n, NULL, buf, sizeof buf, &h, &w, &c),
+                     SN_ERR_FORMAT);
+    free(bad);
+
+    sn_tensor *img = picture(24, 40, 3), *enc, *clean, *warned;
+    ck_assert_int_eq(sn_image_encode_jpeg(ctx, img, 90, &enc), SN_OK);
+    size_t en = sn_tensor_nbytes(enc);
+    uint8_t *j = malloc(en + 3);
+    memcpy(j, sn_tensor_data(enc), en - 2);                 /* all but the EOI marker */
+    j[en - 2] = 0x12, j[en - 1] = 0x34, j[en] = 0x56;       /* "3 extraneous bytes" */
+    j[en + 1] = 0xff, j[en + 2] = 0xd9;
+    ck_assert_int_eq(sn_image_decode(ctx, sn_tensor_data(enc), en, NULL, &clean), SN_OK);
+    ck_assert_int_eq(sn_image_decode(ctx, j, en + 3, NULL, &warned), SN_OK);
+    ck_assert_mem_eq(sn_tensor_data(warned), sn_tensor_data(clean), sn_tensor_nbytes(clean));
+    sn_tensor_free(warned);
+    sn_tensor_free(clean);
+    free(j);
+    sn_tensor_free(enc);
+    sn_tensor_free(img);
+}
+END_TEST
+
+/* A CMYK JPEG without Adobe's marker stores the channels as printed; TF converts it with
+ * r = (255 - k) * (255 - c) / 255.  (The raw CMYK comes from TurboJPEG's own decode.) */
+START_TEST(test_image_jpeg_cmyk_plain) {
+    enum { H = 8, W = 16 };
+    uint8_t cmyk[H * W * 4];
+    for (int i = 0; i < H * W; i++)
+        cmyk[4 * i] = (uint8_t)(10 * i), cmyk[4 * i + 1] = 100, cmyk[4 * i + 2] = 50,
+        cmyk[4 * i + 3] = (uint8_t)(255 - i);
+    tjhandle tj = tjInitCompress();
+    unsigned char *jpg = NULL;
+    unsigned long size = 0;
+    ck_assert_int_eq(tjCompress2(tj, cmyk, W, 0, H, TJPF_CMYK, &jpg, &size, TJSAMP_444, 95, 0), 0);
+    tjDestroy(tj);
+    /* drop the APP14 "Adobe" segment */
+    size_t at = 2;
+    while (at + 4 < size && !(jpg[at] == 0xff && jpg[at + 1] == 0xee))
+        at += 2 + ((size_t)jpg[at + 2] << 8 | jpg[at + 3]);
+    ck_assert_uint_lt(at + 4, size);
+    size_t seg = 2 + ((size_t)jpg[at + 2] << 8 | jpg[at + 3]);
+    memmove(jpg + at, jpg + at + seg, size - at - seg);
+    size -= seg;
+    uint8_t raw[H * W * 4];
+    tjhandle td = tjInitDecompress();
+    ck_assert_int_eq(tjDecompress2(td, jpg, size, raw, W, 0, H, TJPF_CMYK, 0), 0);
+    tjDestroy(td);
+    sn_tensor *rgb;
+    sn_image_params ip = sn_image_params_default();
+    ip.fast_dct = 0;   /* TurboJPEG's default IDCT, for the same raw values */
+    ck_assert_int_eq(sn_image_decode(ctx, jpg, size, &ip, &rgb), SN_OK);
+    const uint8_t *q = sn_tensor_data(rgb);
+    for (int i = 0; i < H * W; i++)
+        for (int ch = 0; ch < 3; ch++)
+            ck_assert_int_eq(q[3 * i + ch],
+                             (255 - raw[4 * i + 3]) * (255 - raw[4 * i + ch]) / 255);
+    sn_tensor_free(rgb);
+    tjFree(jpg);
+}
+END_TEST
+
 START_TEST(test_image_bounds) {
     sn_tensor *img = picture(16, 16, 3), *enc, *dec = NULL;
     ck_assert_int_eq(sn_image_encode_jpeg(ctx, img, 80, &enc), SN_OK);
@@ -931,6 +1033,7 @@ Suite *suite_data(void) {
     tcase_add_test(tc, test_example_roundtrip);
     tcase_add_test(tc, test_example_wire_variants);
     tcase_add_test(tc, test_example_image);
+    tcase_add_test(tc, test_example_field0);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("image");
@@ -939,6 +1042,8 @@ Suite *suite_data(void) {
     tcase_add_test(tc, test_image_png_alpha);
     tcase_add_test(tc, test_image_jpeg_roundtrip);
     tcase_add_test(tc, test_image_jpeg_cmyk);
+    tcase_add_test(tc, test_image_jpeg_cmyk_plain);
+    tcase_add_test(tc, test_image_jpeg_warning_then_error);
     tcase_add_test(tc, test_image_bounds);
     suite_add_tcase(s, tc);
     return s;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lib/io/tensor_bundle.pb-c.h"
+#include "pb.h"
 
 /* ---- open -------------------------------------------------------------------------------- */
 
@@ -40,7 +41,7 @@ static sn_status v1_meta(sn_ckpt *ck, int file, int *cap) {
                       "key is not the meta record)", path);
     if (st == SN_OK) {
         sts = snckpt__saved_tensor_slices__unpack(NULL, it.vlen, it.val);
-        if (!sts || !sts->meta)
+        if (!sts || !sts->meta || sn__pb_has_field0(&sts->base))
             st = sn__fail(ctx, SN_ERR_FORMAT, "'%s': the meta record is not a valid "
                           "SavedTensorSlices", path);
     }

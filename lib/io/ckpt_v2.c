@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include "crc32c.h"
 #include "lib/io/tensor_bundle.pb-c.h"
+#include "pb.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "slimnet's checkpoint code reads and writes little-endian tensor bytes as they are"
@@ -61,9 +62,12 @@ sn_status sn__ckpt_shape_from_proto(sn_ctx *ctx, const Snckpt__TensorShapeProto 
 /* Pieces from TensorSliceProtos: an extent without a length is the whole dimension. */
 sn_status sn__ckpt_pieces_from_protos(sn_ckpt *ck, sn__ck_tensor *t, size_t n,
                                       Snckpt__TensorSliceProto **sl, const char *file) {
-    if (n > MAX_PIECES)
+    /* Nothing to add: realloc(p, 0) would free the pieces (and return NULL, which looks
+     * like out of memory while the freed pointer stays in t). */
+    if (n == 0) return SN_OK;
+    if (n > MAX_PIECES || (size_t)t->n_pieces > MAX_PIECES - n)   /* pooled over entries */
         return sn__fail(ck->ctx, SN_ERR_FORMAT, "'%s': tensor '%s' has %zu slices (at most %d)",
-                        file, t->name, n, MAX_PIECES);
+                        file, t->name, n + (size_t)t->n_pieces, MAX_PIECES);
     sn__ck_piece *p = realloc(t->pieces, (t->n_pieces + n) * sizeof *p);
     if (!p) return sn__fail(ck->ctx, SN_ERR_NOMEM, "checkpoint: out of memory");
     t->pieces = p;
@@ -202,6 +206,10 @@ static sn_status parse_entry(sn_ckpt *ck, const char *index, const char *name,
                              const uint8_t *val, size_t vlen, sn__ck_extent *ext,
                              Snckpt__BundleEntryProto **out) {
     Snckpt__BundleEntryProto *e = snckpt__bundle_entry_proto__unpack(NULL, vlen, val);
+    if (e && sn__pb_has_field0(&e->base)) {
+        snckpt__bundle_entry_proto__free_unpacked(e, NULL);
+        e = NULL;
+    }
     if (!e)
         return sn__fail(ck->ctx, SN_ERR_FORMAT, "'%s': the entry of tensor '%s' is not a valid "
                         "BundleEntryProto", index, name);
@@ -266,6 +274,10 @@ static sn_status open_shard(sn_ckpt *ck, int s) {
 
 static sn_status v2_header(sn_ckpt *ck, const char *index, const uint8_t *val, size_t vlen) {
     Snckpt__BundleHeaderProto *h = snckpt__bundle_header_proto__unpack(NULL, vlen, val);
+    if (h && sn__pb_has_field0(&h->base)) {
+        snckpt__bundle_header_proto__free_unpacked(h, NULL);
+        h = NULL;
+    }
     if (!h)
         return sn__fail(ck->ctx, SN_ERR_FORMAT, "'%s': the header entry is not a valid "
                         "BundleHeaderProto", index);
@@ -480,7 +492,7 @@ sn_status sn_ckpt_open(sn_ctx *ctx, const char *path, sn_ckpt **out) {
         }
         globfree(&g);
     }
-    if (st == SN_OK) {
+    if (st == SN_OK && ck->n > 1) {
         qsort(ck->t, (size_t)ck->n, sizeof *ck->t, cmp_tensor_name);
         for (int i = 1; i < ck->n; i++)
             if (strcmp(ck->t[i - 1].name, ck->t[i].name) == 0)
@@ -737,7 +749,7 @@ sn_status sn_ckpt_write(sn_ctx *ctx, const char *prefix, int n, const sn_ckpt_en
                           "tensor", i);
     if (st == SN_OK) {
         /* BundleWriter needs sorted keys; the data file follows the same order, as TF's. */
-        qsort(order, (size_t)n, sizeof *order, cmp_entry_name);
+        if (n > 1) qsort(order, (size_t)n, sizeof *order, cmp_entry_name);
         for (int i = 1; st == SN_OK && i < n; i++)
             if (strcmp(order[i - 1]->name, order[i]->name) == 0)
                 st = sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_ckpt_write: tensor '%s' given twice",

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "../sn_internal.h"
 #include "lib/io/example.pb-c.h"
+#include "pb.h"
 
 /* ---- arena ------------------------------------------------------------------------------ */
 
@@ -316,10 +317,11 @@ sn_status sn_example_parse(sn_example *ex, const void *data, size_t len) {
     Snex__Example *m = snex__example__unpack(&alloc, len, len ? data : nothing);
     bool over = ex->a.refused;
     ex->a.limit = SIZE_MAX;
-    if (!m) {
+    if (!m || sn__pb_has_field0(&m->base)) {
         sn_example_clear(ex);
         return sn__fail(ex->ctx, SN_ERR_FORMAT, "example: malformed tf.train.Example "
-                        "(%zu bytes)%s", len, over ? ": it expands beyond the memory bound" : "");
+                        "(%zu bytes)%s", len, over ? ": it expands beyond the memory bound"
+                                             : m ? ": a field numbered 0" : "");
     }
     ex->msg = m;
     ex->entry_cap = 0;

@@ -1,16 +1,30 @@
-/* image.c: JPEG (libjpeg-turbo's TurboJPEG API) and PNG (libpng's simplified png_image API)
- * decoding and encoding, to and from uint8 HWC tensors.
+/* image.c: JPEG and PNG decoding and encoding, to and from uint8 HWC tensors.
+ *
+ * JPEG is decoded through libjpeg's own API, as TF's decode_jpeg does: a fatal error (a
+ * corrupt Huffman table, data ending early) fails the decode even after earlier warnings,
+ * while warnings alone (extraneous bytes before a marker) still give the whole image, as TF
+ * accepts them.  TurboJPEG's API cannot tell these apart (it reports a fatal error that
+ * follows a warning as a warning), so it only encodes.  PNG goes through libpng's
+ * simplified png_image API, which catches libpng's errors itself.
  *
  * Untrusted input: the header is read first and height * width is checked against a bound
- * before any pixel memory exists; every codec failure becomes SN_ERR_FORMAT with the
- * codec's own message.  Neither API exits or longjmps into our code (png_image catches
- * libpng's errors internally; TurboJPEG returns -1). */
+ * before any pixel memory exists; a progressive JPEG may have at most MAX_JPEG_SCANS scans
+ * (each one is a pass over the whole image); every codec failure becomes SN_ERR_FORMAT with
+ * the codec's own message.  Nothing is printed. */
 #include <limits.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
 #include "../sn_internal.h"
+
+/* libjpeg-turbo's own fuzzers and tools stop at 500 scans; real files have at most a few
+ * dozen, while a crafted one can repeat scans to make decoding arbitrarily slow. */
+#define MAX_JPEG_SCANS 500
 
 static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
 
@@ -33,7 +47,6 @@ typedef struct shape {
     int h, w;
     int stored;       /* channels in the file: 1, 3, or 4 (CMYK / with alpha) */
     int out;          /* channels of the result: 1 or 3 */
-    int jpeg_cs;      /* TJCS_* of a JPEG */
     uint32_t png_fmt; /* PNG_FORMAT_* of a PNG, as the file stores it */
 } shape;
 
@@ -72,62 +85,159 @@ static int out_channels(const sn_image_params *p, int stored) {
 
 /* ---- JPEG ------------------------------------------------------------------------------- */
 
-static sn_status jpeg_header(sn_ctx *ctx, tjhandle tj, const void *data, size_t len, shape *s) {
-    int subsamp;
-    if (tjDecompressHeader3(tj, data, (unsigned long)len, &s->w, &s->h, &subsamp,
-                            &s->jpeg_cs) != 0)
-        return sn__fail(ctx, SN_ERR_FORMAT, "jpeg: bad header: %s", tjGetErrorStr2(tj));
-    s->stored = s->jpeg_cs == TJCS_GRAY ? 1
-              : (s->jpeg_cs == TJCS_CMYK || s->jpeg_cs == TJCS_YCCK) ? 4 : 3;
+/* Fatal errors jump back to the setjmp of the function that called libjpeg, with the
+ * message; warnings are only counted; nothing is printed. */
+typedef struct jpeg_err {
+    struct jpeg_error_mgr pub;
+    jmp_buf env;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_err;
+
+static void jpeg_on_error(j_common_ptr c) {
+    jpeg_err *e = (jpeg_err *)c->err;
+    c->err->format_message(c, e->msg);
+    longjmp(e->env, 1);
+}
+
+static void jpeg_on_message(j_common_ptr c, int level) {
+    if (level < 0) c->err->num_warnings++;
+}
+
+static void jpeg_no_output(j_common_ptr c) { (void)c; }
+
+static void jpeg_on_progress(j_common_ptr c) {
+    j_decompress_ptr d = (j_decompress_ptr)c;
+    if (d->input_scan_number > MAX_JPEG_SCANS) {
+        jpeg_err *e = (jpeg_err *)c->err;
+        snprintf(e->msg, sizeof e->msg, "more than %d progressive scans", MAX_JPEG_SCANS);
+        longjmp(e->env, 1);
+    }
+}
+
+/* The source is the whole file in memory.  Running out of it is an error, as in TF (which
+ * inserts a fake end marker only when asked to recover truncated files). */
+static void src_init(j_decompress_ptr d) { (void)d; }
+static void src_term(j_decompress_ptr d) { (void)d; }
+
+static boolean src_fill(j_decompress_ptr d) {
+    ERREXIT(d, JERR_INPUT_EOF);
+    return FALSE;
+}
+
+static void src_skip(j_decompress_ptr d, long n) {
+    if (n <= 0) return;
+    if ((unsigned long)n > d->src->bytes_in_buffer) ERREXIT(d, JERR_INPUT_EOF);
+    d->src->next_input_byte += n;
+    d->src->bytes_in_buffer -= (size_t)n;
+}
+
+typedef struct jpeg_dec {
+    struct jpeg_decompress_struct d;
+    jpeg_err err;
+    struct jpeg_source_mgr src;
+    struct jpeg_progress_mgr progress;
+} jpeg_dec;
+
+/* Creates the decoder and reads the header into s.  On failure the decoder is gone. */
+static sn_status jpeg_header(sn_ctx *ctx, jpeg_dec *j, const void *data, size_t len,
+                             shape *s) {
+    memset(j, 0, sizeof *j);
+    j->d.err = jpeg_std_error(&j->err.pub);
+    j->err.pub.error_exit = jpeg_on_error;
+    j->err.pub.emit_message = jpeg_on_message;
+    j->err.pub.output_message = jpeg_no_output;
+    if (setjmp(j->err.env)) {
+        jpeg_destroy_decompress(&j->d);
+        return sn__fail(ctx, SN_ERR_FORMAT, "jpeg: bad header: %s", j->err.msg);
+    }
+    jpeg_create_decompress(&j->d);
+    j->src.next_input_byte = data;
+    j->src.bytes_in_buffer = len;
+    j->src.init_source = src_init;
+    j->src.fill_input_buffer = src_fill;
+    j->src.skip_input_data = src_skip;
+    j->src.resync_to_restart = jpeg_resync_to_restart;
+    j->src.term_source = src_term;
+    j->d.src = &j->src;
+    j->progress.progress_monitor = jpeg_on_progress;
+    j->d.progress = &j->progress;
+    jpeg_read_header(&j->d, TRUE);
+    if (j->d.image_width > INT_MAX || j->d.image_height > INT_MAX) {
+        jpeg_destroy_decompress(&j->d);
+        return sn__fail(ctx, SN_ERR_FORMAT, "jpeg: header declares %ux%u pixels",
+                        (unsigned)j->d.image_width, (unsigned)j->d.image_height);
+    }
+    s->w = (int)j->d.image_width;
+    s->h = (int)j->d.image_height;
+    J_COLOR_SPACE cs = j->d.jpeg_color_space;
+    s->stored = cs == JCS_GRAYSCALE ? 1 : (cs == JCS_CMYK || cs == JCS_YCCK) ? 4 : 3;
     return SN_OK;
 }
 
-/* CMYK as Adobe writes it (inverted), converted as TF's decode_jpeg does for such files:
- * r = c * k / 255.  Works in place from 4 to 3 (or 1) bytes per pixel, front to back. */
-static void cmyk_convert(uint8_t *px, size_t npix, int out) {
-    for (size_t i = 0; i < npix; i++) {
-        const uint8_t *q = px + 4 * i;
-        int k = q[3];
-        int r = q[0] * k / 255, g = q[1] * k / 255, b = q[2] * k / 255;
-        if (out == 1) {   /* libjpeg's luma weights, rounded */
-            px[i] = (uint8_t)((19595 * r + 38470 * g + 7471 * b + 32768) >> 16);
+/* CMYK to RGB (or gray) as TF's decode_jpeg converts it: Adobe's files store the channels
+ * inverted (r = c * k / 255), others as printed ((255 - c) * (255 - k) / 255).  One row,
+ * from 4 bytes per pixel in `in` to `out` channels in dst. */
+static void cmyk_row(uint8_t *dst, const uint8_t *in, size_t w, int out, bool adobe) {
+    for (size_t i = 0; i < w; i++) {
+        const uint8_t *q = in + 4 * i;
+        int c = q[0], m = q[1], y = q[2], k = q[3], r, g, b;
+        if (adobe) {
+            r = c * k / 255, g = m * k / 255, b = y * k / 255;
         } else {
-            px[3 * i] = (uint8_t)r;
-            px[3 * i + 1] = (uint8_t)g;
-            px[3 * i + 2] = (uint8_t)b;
+            r = (255 - k) * (255 - c) / 255;
+            g = (255 - k) * (255 - m) / 255;
+            b = (255 - k) * (255 - y) / 255;
+        }
+        if (out == 1) {   /* libjpeg's luma weights, rounded */
+            dst[i] = (uint8_t)((19595 * r + 38470 * g + 7471 * b + 32768) >> 16);
+        } else {
+            dst[3 * i] = (uint8_t)r;
+            dst[3 * i + 1] = (uint8_t)g;
+            dst[3 * i + 2] = (uint8_t)b;
         }
     }
 }
 
-static sn_status jpeg_decode(sn_ctx *ctx, tjhandle tj, const void *data, size_t len,
-                             const shape *s, int fast_dct, uint8_t *dst) {
+/* Decodes the image whose header jpeg_header read into dst (s->out channels), then
+ * destroys the decoder either way. */
+static sn_status jpeg_decode(sn_ctx *ctx, jpeg_dec *j, const shape *s, int fast_dct,
+                             uint8_t *dst) {
     bool cmyk = s->stored == 4;
-    uint8_t *buf = dst;
-    if (cmyk) {   /* TurboJPEG cannot convert CMYK to RGB: decode 4 channels, then convert */
-        size_t n;
-        if (!sn__mul_size((size_t)s->h * (size_t)s->w, 4, &n) || !(buf = malloc(n)))
-            return sn__fail(ctx, SN_ERR_NOMEM, "jpeg: out of memory (%dx%d CMYK)", s->w, s->h);
+    size_t w = (size_t)s->w, row_bytes = w * (size_t)s->out;
+    uint8_t *volatile row = NULL;   /* a CMYK row; read after a longjmp */
+    if (setjmp(j->err.env)) {
+        free(row);
+        jpeg_destroy_decompress(&j->d);
+        return sn__fail(ctx, SN_ERR_FORMAT, "jpeg: %s", j->err.msg);
     }
-    int pf = cmyk ? TJPF_CMYK : s->out == 1 ? TJPF_GRAY : TJPF_RGB;
-    /* Fancy upsampling (TurboJPEG's default) as TF.  The IDCT: flags 0 is JDCT_ISLOW, TF's
-     * "INTEGER_ACCURATE"; TJFLAG_FASTDCT is JDCT_IFAST, what TF picks for dct_method "". */
-    int flags = fast_dct ? TJFLAG_FASTDCT : 0;
-    if (tjDecompress2(tj, data, (unsigned long)len, buf, s->w, 0, s->h, pf, flags) != 0) {
-        /* Warnings (e.g. extraneous bytes before a marker) still give a full image and TF
-         * accepts them; a premature end (truncated file) gets a gray-filled image that TF
-         * rejects, so do we. */
-        const char *msg = tjGetErrorStr2(tj);
-        if (tjGetErrorCode(tj) == TJERR_FATAL || strstr(msg, "remature end")) {
-            if (cmyk) free(buf);
-            return sn__fail(ctx, SN_ERR_FORMAT, "jpeg: %s", msg);
-        }
-        sn__log(ctx, SN_LOG_DEBUG, "jpeg: warning: %s", msg);
+    /* A CMYK file is read as CMYK (libjpeg converts it to nothing else) and converted
+     * here; everything else as gray or RGB, with fancy upsampling (libjpeg's default, as
+     * TF's).  The IDCT: JDCT_ISLOW is TF's "INTEGER_ACCURATE"; JDCT_IFAST what TF picks
+     * for dct_method "". */
+    j->d.out_color_space = cmyk ? JCS_CMYK : s->out == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    j->d.dct_method = fast_dct ? JDCT_IFAST : JDCT_ISLOW;
+    jpeg_start_decompress(&j->d);
+    if ((int)j->d.output_components != (cmyk ? 4 : s->out) ||
+        j->d.output_width != (JDIMENSION)s->w || j->d.output_height != (JDIMENSION)s->h) {
+        jpeg_destroy_decompress(&j->d);
+        return sn__fail(ctx, SN_ERR_FORMAT, "jpeg: decoder output %ux%ux%d does not match "
+                        "the header's %dx%dx%d", (unsigned)j->d.output_width,
+                        (unsigned)j->d.output_height, j->d.output_components, s->w, s->h,
+                        cmyk ? 4 : s->out);
     }
-    if (cmyk) {
-        cmyk_convert(buf, (size_t)s->h * (size_t)s->w, s->out);
-        memcpy(dst, buf, (size_t)s->h * (size_t)s->w * (size_t)s->out);
-        free(buf);
+    if (cmyk && !(row = malloc(4 * w))) {
+        jpeg_destroy_decompress(&j->d);
+        return sn__fail(ctx, SN_ERR_NOMEM, "jpeg: out of memory (%dx%d CMYK)", s->w, s->h);
     }
+    while (j->d.output_scanline < j->d.output_height) {
+        uint8_t *line = dst + (size_t)j->d.output_scanline * row_bytes;
+        JSAMPROW target = cmyk ? row : line;
+        if (jpeg_read_scanlines(&j->d, &target, 1) != 1) ERREXIT(&j->d, JERR_INPUT_EOF);
+        if (cmyk) cmyk_row(line, row, w, s->out, j->d.saw_Adobe_marker);
+    }
+    jpeg_finish_decompress(&j->d);
+    free(row);
+    jpeg_destroy_decompress(&j->d);
     return SN_OK;
 }
 
@@ -194,17 +304,11 @@ static sn_status decode(sn_ctx *ctx, const void *data, size_t len, const sn_imag
         return sn__fail(ctx, SN_ERR_FORMAT, "image: neither JPEG nor PNG (%zu bytes starting "
                         "%02x %02x)", len, ((const uint8_t *)data)[0],
                         len > 1 ? ((const uint8_t *)data)[1] : 0);
-    tjhandle tj = NULL;
+    jpeg_dec jd;
     png_image img;
-    sn_status st;
-    if (s.fmt == SN_IMAGE_JPEG) {
-        if (!(tj = tjInitDecompress()))
-            return sn__fail(ctx, SN_ERR_NOMEM, "jpeg: cannot create a decoder");
-        st = jpeg_header(ctx, tj, data, len, &s);
-    } else {
-        st = png_header(ctx, &img, data, len, &s);
-    }
-    bool png_open = s.fmt == SN_IMAGE_PNG && st == SN_OK;   /* img holds libpng state */
+    sn_status st = s.fmt == SN_IMAGE_JPEG ? jpeg_header(ctx, &jd, data, len, &s)
+                                          : png_header(ctx, &img, data, len, &s);
+    bool open = st == SN_OK;   /* jd or img holds decoder state */
     size_t nbytes = 0;
     if (st == SN_OK) {
         s.out = out_channels(p, s.stored);
@@ -220,13 +324,12 @@ static sn_status decode(sn_ctx *ctx, const void *data, size_t len, const sn_imag
         st = sn__fail(ctx, SN_ERR_SHAPE, "image: %dx%dx%d needs %zu bytes, buffer has %zu",
                       s.h, s.w, s.out, nbytes, cap);
     }
-    if (s.fmt == SN_IMAGE_JPEG) {
-        if (st == SN_OK) st = jpeg_decode(ctx, tj, data, len, &s, p && p->fast_dct, dst);
-        tjDestroy(tj);
-    } else if (st == SN_OK) {
-        st = png_decode(ctx, &img, &s, dst);   /* releases img either way */
-    } else if (png_open) {
-        png_image_free(&img);   /* header was read, decode refused */
+    if (st == SN_OK) {   /* both release their decoder either way */
+        st = s.fmt == SN_IMAGE_JPEG ? jpeg_decode(ctx, &jd, &s, p && p->fast_dct, dst)
+                                    : png_decode(ctx, &img, &s, dst);
+    } else if (open) {   /* header was read, decode refused */
+        if (s.fmt == SN_IMAGE_JPEG) jpeg_destroy_decompress(&jd.d);
+        else png_image_free(&img);
     }
     if (st != SN_OK && out && *out) {
         sn_tensor_free(*out);
@@ -263,11 +366,9 @@ sn_status sn_image_info(sn_ctx *ctx, const void *data, size_t len, sn_image_form
     if (s.fmt == SN_IMAGE_UNKNOWN)
         return sn__fail(ctx, SN_ERR_FORMAT, "image: neither JPEG nor PNG (%zu bytes)", len);
     if (s.fmt == SN_IMAGE_JPEG) {
-        tjhandle tj = tjInitDecompress();
-        if (!tj) return sn__fail(ctx, SN_ERR_NOMEM, "jpeg: cannot create a decoder");
-        sn_status st = jpeg_header(ctx, tj, data, len, &s);
-        tjDestroy(tj);
-        SN_TRY(st);
+        jpeg_dec jd;
+        SN_TRY(jpeg_header(ctx, &jd, data, len, &s));
+        jpeg_destroy_decompress(&jd.d);
     } else {
         png_image img;
         SN_TRY(png_header(ctx, &img, data, len, &s));

@@ -595,7 +595,7 @@ static void bb_add(block_builder *bb, const uint8_t *key, size_t klen, const uin
     sn__buf_put_varint(&bb->buf, shared);
     sn__buf_put_varint(&bb->buf, klen - shared);
     sn__buf_put_varint(&bb->buf, vlen);
-    sn__buf_put(&bb->buf, key + shared, klen - shared);
+    if (klen > shared) sn__buf_put(&bb->buf, key + shared, klen - shared);   /* "" may be NULL */
     sn__buf_put(&bb->buf, val, vlen);
     bb->last_key.n = 0;
     sn__buf_put(&bb->last_key, key, klen);
