@@ -132,11 +132,27 @@ static int save(trainer *t, int64_t step) {
 
 /* Resumes from the newest checkpoint of train_dir: every variable (strict), then the
  * optimizer's and the moving averages' variables and global_step where the checkpoint
- * has them.  Returns 0 and *resumed = 1 when one was found. */
+ * has them.  Returns 0 and *resumed = 1 when one was found.  A folder without a state
+ * file starts afresh; a damaged state file falls back, with a warning, to the newest
+ * complete checkpoint in the folder, and stops training when there is none (never a silent
+ * restart from step 0). */
 static int resume(trainer *t, int *resumed) {
     char path[1024];
     *resumed = 0;
-    if (sn_ckpt_latest(t->ctx, t->o->train_dir, path, sizeof path) != SN_OK) return 0;
+    sn_status st = sn_ckpt_latest(t->ctx, t->o->train_dir, path, sizeof path);
+    if (st == SN_ERR_NOT_FOUND) return 0;
+    if (st != SN_OK) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", sn_ctx_errmsg(t->ctx));
+        if (sn_ckpt_newest(t->ctx, t->o->train_dir, path, sizeof path) != SN_OK) {
+            fprintf(stderr, TOOL ": --train_dir=%s: cannot resume: %s; and %s.  Repair or "
+                            "remove the state file to start afresh\n", t->o->train_dir, why,
+                    sn_ctx_errmsg(t->ctx));
+            return 1;
+        }
+        fprintf(stderr, TOOL ": warning: %s; resuming from the newest complete checkpoint in "
+                        "the folder instead: %s\n", why, path);
+    }
     sn_restore_report rep;
     sn_restore_params rp = sn_restore_params_default();
     if (sn_net_restore(t->net, path, &rp, &rep) != SN_OK) {

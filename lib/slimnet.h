@@ -1251,14 +1251,30 @@ SN_API sn_status sn_ckpt_write(sn_ctx *ctx, const char *prefix, int n,
 
 /* The latest checkpoint of a training folder, from its `checkpoint` state file
  * (model_checkpoint_path; a relative path is taken relative to dir), written into buf as a
- * path (the V2 prefix or the V1 file).  SN_ERR_NOT_FOUND when dir has no state file or the
- * checkpoint it names does not exist; SN_ERR_INVALID_ARG when buf is too small;
- * SN_ERR_FORMAT for an unreadable state file. */
+ * path (the V2 prefix or the V1 file).  A path outside dir (TF1 writes absolute paths, so a
+ * moved or copied folder names the original's files) is taken by its basename in dir when
+ * that exists, else as it is; either is logged as a warning.
+ * SN_ERR_NOT_FOUND only when dir has no state file (nothing was saved there: start afresh);
+ * SN_ERR_FORMAT when the state file is damaged, names no checkpoint or one that does not
+ * exist (sn_ckpt_newest then finds what the folder holds); SN_ERR_INVALID_ARG when buf is
+ * too small; SN_ERR_IO. */
 SN_API sn_status sn_ckpt_latest(sn_ctx *ctx, const char *dir, char *buf, size_t len);
+/* The newest complete V2 checkpoint in dir, found by listing it: of the "<name>.index"
+ * files, by the global step after the name's last '-', the newest that sn_ckpt_open
+ * accepts (its index reads and every tensor fits its data file).  The recovery when the
+ * state file is damaged.  SN_ERR_NOT_FOUND when there is none; SN_ERR_INVALID_ARG when buf
+ * is too small; SN_ERR_IO when dir cannot be listed. */
+SN_API sn_status sn_ckpt_newest(sn_ctx *ctx, const char *dir, char *buf, size_t len);
 /* Records `prefix` (a checkpoint in dir) as the latest in dir's state file, as
  * tf.train.Saver does: it goes last in all_model_checkpoint_paths, and beyond max_to_keep
- * entries (0: keep all) the oldest are dropped from the list and their files deleted.
- * Paths inside dir are written relative to it.  The file is replaced atomically. */
+ * entries (0: keep all) the oldest are dropped from the list and their files deleted, but
+ * only files directly in dir: an entry naming a checkpoint elsewhere is dropped from the
+ * list and its files left alone.  Checkpoints in dir are written relative to it (an
+ * absolute path outside dir whose basename is in dir, too: the folder was moved or
+ * copied).  A damaged state file is replaced by one listing the folder's checkpoints
+ * (logged as a warning).  The file is replaced atomically.  Then temporary files that
+ * writers killed mid-write left in dir ("<file>.tmp<pid>" of the state file, an index or a
+ * data shard, whose process no longer exists) are removed. */
 SN_API sn_status sn_ckpt_state_update(sn_ctx *ctx, const char *dir, const char *prefix,
                                       int max_to_keep);
 

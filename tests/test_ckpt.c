@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include "ckpt_testutil.h"
 
 static sn_tensor *tensor_of(sn_ctx *ctx, sn_dtype dt, int rank, const int64_t *dims,
@@ -354,7 +355,7 @@ START_TEST(test_state_file) {
     ck_assert_str_eq(buf, path);
     snprintf(path, sizeof path, "%s/checkpoint", dir);
     ct_write(path, "model_checkpoint_path: \"model.ckpt-1\"\n", 38);
-    ASSERT_FAILS(ctx, sn_ckpt_latest(ctx, dir, buf, sizeof buf), SN_ERR_NOT_FOUND, "ckpt-1");
+    ASSERT_FAILS(ctx, sn_ckpt_latest(ctx, dir, buf, sizeof buf), SN_ERR_FORMAT, "ckpt-1");
     ct_write(path, "model_checkpoint_path: \"unterminated\n", 37);
     ASSERT_FAILS(ctx, sn_ckpt_latest(ctx, dir, buf, sizeof buf), SN_ERR_FORMAT, "line 1");
     sn_tensor_free(t);
@@ -389,6 +390,142 @@ START_TEST(test_v1_duplicate_tensor) {
     ct_v1_tensor twice[2] = {top, middle};
     ct_v1_write(ctx, path, 0, 2, twice);
     ASSERT_FAILS(ctx, sn_ckpt_open(ctx, path, &ck), SN_ERR_FORMAT, "overlap");
+    ct_rmdir(dir);
+    sn_ctx_free(ctx);
+} END_TEST
+
+static void save_steps(sn_ctx *ctx, const char *dir, int from, int to, int keep) {
+    int64_t d = 3;
+    sn_tensor *t = tensor_of(ctx, SN_DTYPE_F32, 1, &d, 1);
+    sn_ckpt_entry e = {"v", t};
+    char prefix[PATH_MAX];
+    for (int step = from; step <= to; step += 100) {
+        snprintf(prefix, sizeof prefix, "%s/model.ckpt-%d", dir, step);
+        ck_assert_int_eq(sn_ckpt_write(ctx, prefix, 1, &e), SN_OK);
+        ck_assert_int_eq(sn_ckpt_state_update(ctx, dir, prefix, keep), SN_OK);
+    }
+    sn_tensor_free(t);
+}
+
+static int ckpt_file(const char *dir, int step) {
+    char p[PATH_MAX + 64];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/model.ckpt-%d.index", dir, step);
+    return stat(p, &sb) == 0;
+}
+
+/* A copied train folder whose state names the original's files by absolute paths (TF1):
+ * the copy is resumed from its own files, and its saves never delete the original's. */
+START_TEST(test_state_outside_folder) {
+    sn_ctx *ctx = tu_ctx();
+    char *orig = ct_tmpdir(), *copy = ct_tmpdir(), path[PATH_MAX + 32], buf[PATH_MAX];
+    save_steps(ctx, orig, 100, 300, 5);
+    char state[4 * PATH_MAX];
+    snprintf(state, sizeof state,
+             "model_checkpoint_path: \"%s/model.ckpt-300\"\n"
+             "all_model_checkpoint_paths: \"%s/model.ckpt-100\"\n"
+             "all_model_checkpoint_paths: \"%s/model.ckpt-200\"\n"
+             "all_model_checkpoint_paths: \"%s/model.ckpt-300\"\n", orig, orig, orig, orig);
+    snprintf(path, sizeof path, "%s/checkpoint", orig);
+    ct_write(path, state, strlen(state));
+    char cmd[3 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "cp -p '%s'/* '%s'/", orig, copy);
+    ck_assert_int_eq(system(cmd), 0);
+
+    ck_assert_int_eq(sn_ckpt_latest(ctx, copy, buf, sizeof buf), SN_OK);
+    snprintf(path, sizeof path, "%s/model.ckpt-300", copy);
+    ck_assert_str_eq(buf, path);   /* the copy's, not the original's */
+    save_steps(ctx, copy, 400, 500, 2);
+    for (int step = 100; step <= 300; step += 100) {
+        ck_assert_msg(ckpt_file(orig, step), "the original's model.ckpt-%d was deleted", step);
+        ck_assert_msg(!ckpt_file(copy, step), "the copy's model.ckpt-%d was kept", step);
+    }
+    snprintf(path, sizeof path, "%s/checkpoint", copy);
+    size_t len;
+    char *text = (char *)ct_read(path, &len);
+    text[len] = '\0';
+    ck_assert_str_eq(text, "model_checkpoint_path: \"model.ckpt-500\"\n"
+                           "all_model_checkpoint_paths: \"model.ckpt-400\"\n"
+                           "all_model_checkpoint_paths: \"model.ckpt-500\"\n");
+    free(text);
+
+    /* Names elsewhere that the folder has no copy of: never deleted when dropped. */
+    snprintf(state, sizeof state,
+             "model_checkpoint_path: \"model.ckpt-500\"\n"
+             "all_model_checkpoint_paths: \"%s/model.ckpt-100\"\n"
+             "all_model_checkpoint_paths: \"../%s/model.ckpt-200\"\n"
+             "all_model_checkpoint_paths: \"model.ckpt-500\"\n", orig, strrchr(orig, '/') + 1);
+    ct_write(path, state, strlen(state));
+    save_steps(ctx, copy, 600, 600, 1);
+    ck_assert(ckpt_file(orig, 100) && ckpt_file(orig, 200) && ckpt_file(orig, 300));
+    ck_assert(!ckpt_file(copy, 500) && ckpt_file(copy, 600));
+
+    /* A state naming only the original's file, absent from the copy: used as TF would. */
+    snprintf(state, sizeof state, "model_checkpoint_path: \"%s/model.ckpt-200\"\n", orig);
+    ct_write(path, state, strlen(state));
+    ck_assert_int_eq(sn_ckpt_latest(ctx, copy, buf, sizeof buf), SN_OK);
+    snprintf(path, sizeof path, "%s/model.ckpt-200", orig);
+    ck_assert_str_eq(buf, path);
+    ct_rmdir(orig);
+    ct_rmdir(copy);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* A damaged state file is an error of sn_ckpt_latest (not "no checkpoint"); sn_ckpt_newest
+ * finds the newest complete checkpoint by listing; the next update rewrites the state from
+ * the folder.  Temporary files of writers that died are removed by that update. */
+START_TEST(test_state_damaged) {
+    sn_ctx *ctx = tu_ctx();
+    char *dir = ct_tmpdir(), path[PATH_MAX + 64], buf[PATH_MAX];
+    ASSERT_FAILS(ctx, sn_ckpt_newest(ctx, dir, buf, sizeof buf), SN_ERR_NOT_FOUND,
+                 "no complete checkpoint");
+    save_steps(ctx, dir, 100, 200, 5);
+    snprintf(path, sizeof path, "%s/model.ckpt-1000.index", dir);   /* a torn index */
+    ct_write(path, "\x00\x01", 2);
+    snprintf(path, sizeof path, "%s/checkpoint", dir);
+    ct_write(path, "model_checkpoint_path: \"model.ckpt-2", 36);
+    ASSERT_FAILS(ctx, sn_ckpt_latest(ctx, dir, buf, sizeof buf), SN_ERR_FORMAT, "malformed");
+    ct_write(path, "all_model_checkpoint_paths: \"model.ckpt-200\"\n", 45);
+    ASSERT_FAILS(ctx, sn_ckpt_latest(ctx, dir, buf, sizeof buf), SN_ERR_FORMAT,
+                 "names no model_checkpoint_path");
+    ct_write(path, "\x7f" "ELF\x00\x00", 6);
+    ASSERT_FAILS(ctx, sn_ckpt_latest(ctx, dir, buf, sizeof buf), SN_ERR_FORMAT, "not a text");
+    ck_assert_int_eq(sn_ckpt_newest(ctx, dir, buf, sizeof buf), SN_OK);
+    snprintf(path, sizeof path, "%s/model.ckpt-200", dir);
+    ck_assert_str_eq(buf, path);
+
+    /* stale temporary files: of a process that is gone, of a live one, and not ours */
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    const char *names[] = {"checkpoint.tmp%ld", "model.ckpt-300.index.tmp%ld",
+                           "model.ckpt-300.data-00000-of-00001.tmp%ld", "notes.tmp%ld"};
+    long pids[] = {(long)dead, (long)dead, (long)getppid(), (long)dead};
+    for (int i = 0; i < 4; i++) {
+        char name[128];
+        snprintf(name, sizeof name, names[i], pids[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        ct_write(path, "x", 1);
+    }
+    save_steps(ctx, dir, 300, 300, 5);
+    snprintf(path, sizeof path, "%s/checkpoint", dir);
+    size_t len;
+    char *text = (char *)ct_read(path, &len);
+    text[len] = '\0';
+    ck_assert_str_eq(text, "model_checkpoint_path: \"model.ckpt-300\"\n"
+                           "all_model_checkpoint_paths: \"model.ckpt-100\"\n"
+                           "all_model_checkpoint_paths: \"model.ckpt-200\"\n"
+                           "all_model_checkpoint_paths: \"model.ckpt-1000\"\n"
+                           "all_model_checkpoint_paths: \"model.ckpt-300\"\n");
+    free(text);
+    struct stat sb;
+    for (int i = 0; i < 4; i++) {
+        char name[128];
+        snprintf(name, sizeof name, names[i], pids[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        bool gone = stat(path, &sb) != 0;
+        ck_assert_msg(gone == (i < 2), "%s: %s", name, gone ? "removed" : "kept");
+    }
     ct_rmdir(dir);
     sn_ctx_free(ctx);
 } END_TEST
@@ -934,6 +1071,8 @@ Suite *suite_ckpt(void) {
     tcase_add_test(tc, test_v2_roundtrip);
     tcase_add_loop_test(tc, test_v1_crafted, 0, 2);
     tcase_add_test(tc, test_state_file);
+    tcase_add_test(tc, test_state_outside_folder);
+    tcase_add_test(tc, test_state_damaged);
     tcase_add_test(tc, test_v1_duplicate_tensor);
     tcase_add_test(tc, test_restore_rules);
     tcase_add_test(tc, test_restore_moving_averages);

@@ -450,6 +450,60 @@ START_TEST(bad_flags) {
 }
 END_TEST
 
+/* A copied train folder whose state file names the original's checkpoints by absolute path
+ * (TF1 writes them): training in the copy resumes from the copy's files and its saves never
+ * delete the original's.  A damaged state file falls back to the newest complete checkpoint,
+ * with a warning; with none, training stops at start instead of restarting from step 0. */
+START_TEST(resume_copied_and_damaged) {
+    char a[PATH_MAX + 16], b[PATH_MAX + 16], c[PATH_MAX + 16], out[65536];
+    char path[2 * PATH_MAX], cmd[3 * PATH_MAX];
+    snprintf(a, sizeof a, "%s/orig", g_root);
+    snprintf(b, sizeof b, "%s/copy", g_root);
+    snprintf(c, sizeof c, "%s/broken", g_root);
+    const char *first[] = {TRAIN_FLAGS(a, "10"), NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", first) == 0, "%s", out);
+    snprintf(path, sizeof path, "%s/checkpoint", a);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "model_checkpoint_path: \"%s/model.ckpt-10\"\n"
+               "all_model_checkpoint_paths: \"%s/model.ckpt-10\"\n", a, a);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", a, b);
+    ck_assert_int_eq(system(cmd), 0);
+    const char *more[] = {TRAIN_FLAGS(b, "20"), "--max_to_keep=1", NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", more) == 0, "%s", out);
+    snprintf(path, sizeof path, "resuming from %s/model.ckpt-10 at global step 10", b);
+    ck_assert_msg(strstr(out, path) && strstr(out, "outside the folder"), "%s", out);
+    ck_assert(file_exists(a, "model.ckpt-10.index"));   /* the original's: untouched */
+    ck_assert(!file_exists(b, "model.ckpt-10.index"));  /* the copy's: rotated out */
+    ck_assert(file_exists(b, "model.ckpt-20.index"));
+
+    snprintf(path, sizeof path, "%s/checkpoint", b);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("model_checkpoint_path: \"model.ckpt-2", f);   /* torn */
+    fclose(f);
+    const char *again[] = {TRAIN_FLAGS(b, "25"), NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", again) == 0, "%s", out);
+    snprintf(path, sizeof path, "resuming from the newest complete checkpoint in the folder "
+             "instead: %s/model.ckpt-20", b);
+    ck_assert_msg(strstr(out, path) && strstr(out, "global step 25: loss"), "%s", out);
+    ck_assert(file_exists(b, "model.ckpt-25.index"));
+
+    ck_assert_int_eq(mkdir(c, 0755), 0);
+    snprintf(path, sizeof path, "%s/checkpoint", c);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("model_checkpoint_path: \"model.ckpt-40\"\n", f);   /* names a missing one */
+    fclose(f);
+    const char *none[] = {TRAIN_FLAGS(c, "5"), NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-train", none), 1);
+    ck_assert_msg(strstr(out, "cannot resume") && strstr(out, "model.ckpt-40") &&
+                  strstr(out, "no complete checkpoint"), "%s", out);
+    ck_assert(!file_exists(c, "model.ckpt-5.index"));
+}
+END_TEST
+
 Suite *suite_tools(void) {
     Suite *s = suite_create("tools");
     TCase *tc = tcase_create("tools");
@@ -462,6 +516,7 @@ Suite *suite_tools(void) {
     tcase_add_test(tc, nan_stops_without_checkpoint);
     tcase_add_test(tc, sigint_saves);
     tcase_add_test(tc, bad_flags);
+    tcase_add_test(tc, resume_copied_and_damaged);
     suite_add_tcase(s, tc);
     return s;
 }

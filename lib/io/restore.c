@@ -1,305 +1,21 @@
-/* restore.c: the `checkpoint` state file, and nets restored from and saved to checkpoints.
+/* restore.c: nets restored from and saved to checkpoints.
  *
  * Restoring follows train_image_classifier's warm start (spec/slim-features.md §4.4):
  * variables matched by exact name, --checkpoint_exclude_scopes as plain string prefixes,
  * --ignore_missing_vars, and strict shape checks made for every variable before any value
  * changes.  Saving writes what tf.train.Saver writes for a TF-slim training run:
- * "<dir>/model.ckpt-<step>" (V2) with global_step, then the state file.
+ * "<dir>/model.ckpt-<step>" (V2) with global_step, then the state file (ckpt_state.c).
  * Only slimnet.h's net API is used here, as a user program could. */
 #include "table.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <glob.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define STATE_FILE "checkpoint"
-#define STATE_MAX_BYTES (16u << 20)   /* a state file is a few lines; more is not one */
-
-/* ---- the state file (text-format CheckpointState, spec §7) -------------------------------- */
-
-typedef struct state {
-    char *latest;      /* model_checkpoint_path, or NULL */
-    char **all;        /* all_model_checkpoint_paths, oldest first */
-    int n;
-} state;
-
-static void state_free(state *s) {
-    free(s->latest);
-    for (int i = 0; i < s->n; i++) free(s->all[i]);
-    free(s->all);
-    memset(s, 0, sizeof *s);
-}
-
-static bool push_str(char ***list, int *n, char *s) {
-    char **l = realloc(*list, ((size_t)*n + 1) * sizeof *l);
-    if (!l) return false;
-    l[(*n)++] = s;
-    *list = l;
-    return true;
-}
-
-/* Parses a quoted text-format string at *p (C escapes as protobuf's CUnescape); returns a
- * new string or NULL (malformed or out of memory). */
-static char *parse_quoted(const char **p) {
-    char q = **p;
-    if (q != '"' && q != '\'') return NULL;
-    const char *s = *p + 1;
-    size_t cap = strlen(s) + 1;
-    char *out = malloc(cap), *o = out;
-    if (!out) return NULL;
-    while (*s && *s != q && *s != '\n') {
-        if (*s != '\\') {
-            *o++ = *s++;
-            continue;
-        }
-        s++;
-        int c = (unsigned char)*s;
-        static const char from[] = "ntrabfv\\'\"?", to[] = "\n\t\r\a\b\f\v\\'\"?";
-        const char *k = c ? strchr(from, c) : NULL;
-        if (k) {
-            *o++ = to[k - from];
-            s++;
-        } else if (c >= '0' && c <= '7') {            /* up to 3 octal digits */
-            int v = 0;
-            for (int i = 0; i < 3 && *s >= '0' && *s <= '7'; i++) v = v * 8 + (*s++ - '0');
-            *o++ = (char)v;
-        } else if (c == 'x' && isxdigit((unsigned char)s[1])) {
-            int v = 0;
-            s++;
-            for (int i = 0; i < 2 && isxdigit((unsigned char)*s); i++, s++)
-                v = v * 16 + (isdigit((unsigned char)*s) ? *s - '0' : (tolower(*s) - 'a' + 10));
-            *o++ = (char)v;
-        } else {
-            free(out);
-            return NULL;
-        }
-    }
-    if (*s != q) {
-        free(out);
-        return NULL;
-    }
-    *o = '\0';
-    *p = s + 1;
-    return out;
-}
-
-/* Reads dir/checkpoint.  *exists false (and SN_OK) when there is none.  Unknown fields
- * (newer TF's timestamps) are ignored. */
-static sn_status state_read(sn_ctx *ctx, const char *dir, state *s, bool *exists) {
-    memset(s, 0, sizeof *s);
-    *exists = false;
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE) >= (int)sizeof path)
-        return sn__fail(ctx, SN_ERR_INVALID_ARG, "path too long: '%s'", dir);
-    int fd;
-    uint64_t size;
-    sn_status st = sn__file_open(ctx, path, &fd, &size);
-    if (st == SN_ERR_NOT_FOUND) return SN_OK;
-    SN_TRY(st);
-    if (size > STATE_MAX_BYTES) {
-        close(fd);
-        return sn__fail(ctx, SN_ERR_FORMAT, "'%s': %llu bytes is too large for a checkpoint "
-                        "state file", path, (unsigned long long)size);
-    }
-    char *text = malloc((size_t)size + 1);
-    if (!text) {
-        close(fd);
-        return sn__fail(ctx, SN_ERR_NOMEM, "out of memory reading '%s'", path);
-    }
-    st = sn__file_pread(ctx, fd, text, (size_t)size, 0, path);
-    close(fd);
-    text[size] = '\0';
-    int line = 1;
-    for (const char *p = text; st == SN_OK && *p; line++) {
-        const char *eol = strchr(p, '\n');
-        while (*p == ' ' || *p == '\t') p++;
-        const char *name = p;
-        while (isalnum((unsigned char)*p) || *p == '_') p++;
-        size_t nlen = (size_t)(p - name);
-        while (*p == ' ' || *p == '\t') p++;
-        bool latest = nlen == 21 && !strncmp(name, "model_checkpoint_path", nlen);
-        bool all = nlen == 26 && !strncmp(name, "all_model_checkpoint_paths", nlen);
-        if ((latest || all) && *p == ':') {
-            p++;
-            while (*p == ' ' || *p == '\t') p++;
-            char *v = parse_quoted(&p);
-            if (!v) {
-                st = sn__fail(ctx, SN_ERR_FORMAT, "'%s' line %d: malformed string", path, line);
-            } else if (latest) {
-                free(s->latest);
-                s->latest = v;
-            } else if (!push_str(&s->all, &s->n, v)) {
-                free(v);
-                st = sn__fail(ctx, SN_ERR_NOMEM, "out of memory reading '%s'", path);
-            }
-        }
-        p = eol ? eol + 1 : p + strlen(p);
-    }
-    free(text);
-    if (st != SN_OK) {
-        state_free(s);
-        return st;
-    }
-    *exists = true;
-    return SN_OK;
-}
-
-/* Text-format string as TF's CEscape writes it: \n \r \t \" \' \\, octal otherwise. */
-static void put_escaped(sn__buf *b, const char *s) {
-    sn__buf_put_u8(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[8];
-        const char *e = NULL;
-        switch (*p) {
-        case '\n': e = "\\n"; break;
-        case '\r': e = "\\r"; break;
-        case '\t': e = "\\t"; break;
-        case '"': e = "\\\""; break;
-        case '\'': e = "\\'"; break;
-        case '\\': e = "\\\\"; break;
-        default:
-            if (*p < 0x20 || *p >= 0x7f) {
-                snprintf(esc, sizeof esc, "\\%03o", *p);
-                e = esc;
-            }
-        }
-        if (e) sn__buf_put(b, e, strlen(e));
-        else sn__buf_put_u8(b, *p);
-    }
-    sn__buf_put(b, "\"\n", 2);
-}
-
-/* A path from the state file, resolved against dir when relative. */
-static sn_status resolve(sn_ctx *ctx, const char *dir, const char *p, char *buf, size_t len) {
-    int n = p[0] == '/' ? snprintf(buf, len, "%s", p) : snprintf(buf, len, "%s/%s", dir, p);
-    if (n < 0 || (size_t)n >= len)
-        return sn__fail(ctx, SN_ERR_INVALID_ARG, "checkpoint path does not fit in %zu bytes: "
-                        "'%s'", len, p);
-    return SN_OK;
-}
-
-/* Whether a checkpoint exists at prefix (V2 index, V1 file or V1 shards). */
-static bool ckpt_exists(const char *prefix) {
-    char probe[PATH_MAX + 64];
-    struct stat s;
-    snprintf(probe, sizeof probe, "%s.index", prefix);
-    if (stat(probe, &s) == 0) return true;
-    if (stat(prefix, &s) == 0 && S_ISREG(s.st_mode)) return true;
-    /* Sharded V1: TF's state file names the pattern "model.ckpt-7-?????-of-00002". */
-    if (strpbrk(prefix, "?*["))
-        snprintf(probe, sizeof probe, "%s", prefix);
-    else
-        snprintf(probe, sizeof probe, "%s-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]",
-                 prefix);
-    glob_t g;
-    bool found = glob(probe, 0, NULL, &g) == 0 && g.gl_pathc > 0;
-    globfree(&g);
-    return found;
-}
-
-sn_status sn_ckpt_latest(sn_ctx *ctx, const char *dir, char *buf, size_t len) {
-    if (!dir || !buf || len == 0)
-        return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_ckpt_latest: invalid arguments");
-    state s;
-    bool exists;
-    SN_TRY(state_read(ctx, dir, &s, &exists));
-    sn_status st = SN_OK;
-    if (!exists)
-        st = sn__fail(ctx, SN_ERR_NOT_FOUND, "no checkpoint state file '%s/%s'", dir,
-                      STATE_FILE);
-    else if (!s.latest || !s.latest[0])
-        st = sn__fail(ctx, SN_ERR_NOT_FOUND, "'%s/%s' names no model_checkpoint_path", dir,
-                      STATE_FILE);
-    if (st == SN_OK) st = resolve(ctx, dir, s.latest, buf, len);
-    if (st == SN_OK && !ckpt_exists(buf)) {
-        /* A moved training folder keeps TF1's absolute paths: try the same name in dir. */
-        const char *base = strrchr(s.latest, '/');
-        char alt[PATH_MAX];
-        if (base && snprintf(alt, sizeof alt, "%s/%s", dir, base + 1) < (int)sizeof alt &&
-            ckpt_exists(alt) && strlen(alt) < len)
-            strcpy(buf, alt);
-        else
-            st = sn__fail(ctx, SN_ERR_NOT_FOUND, "'%s/%s' names checkpoint '%s', which does "
-                          "not exist", dir, STATE_FILE, buf);
-    }
-    state_free(&s);
-    return st;
-}
-
-/* Deletes the files of V2 checkpoint `prefix` (index, data shards, meta graph). */
-static void delete_ckpt_files(const char *prefix) {
-    char p[PATH_MAX + 64];
-    snprintf(p, sizeof p, "%s.index", prefix);
-    unlink(p);
-    snprintf(p, sizeof p, "%s.meta", prefix);
-    unlink(p);
-    snprintf(p, sizeof p, "%s.data-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]",
-             prefix);
-    glob_t g;
-    if (glob(p, 0, NULL, &g) == 0)
-        for (size_t i = 0; i < g.gl_pathc; i++) unlink(g.gl_pathv[i]);
-    globfree(&g);
-}
-
-sn_status sn_ckpt_state_update(sn_ctx *ctx, const char *dir, const char *prefix,
-                               int max_to_keep) {
-    if (!dir || !prefix || !prefix[0] || max_to_keep < 0)
-        return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_ckpt_state_update: invalid arguments");
-    /* Inside dir, record the name relative to it, so the folder can be moved. */
-    size_t dl = strlen(dir);
-    while (dl > 1 && dir[dl - 1] == '/') dl--;
-    const char *rel = prefix;
-    if (strncmp(prefix, dir, dl) == 0 && prefix[dl] == '/' && !strchr(prefix + dl + 1, '/'))
-        rel = prefix + dl + 1;
-    state s;
-    bool exists;
-    SN_TRY(state_read(ctx, dir, &s, &exists));
-    char *mine = strdup(rel);
-    sn_status st = mine ? SN_OK : sn__fail(ctx, SN_ERR_NOMEM, "out of memory");
-    /* The new checkpoint goes last; an older entry for the same name is dropped. */
-    int k = 0;
-    for (int i = 0; st == SN_OK && i < s.n; i++) {
-        if (strcmp(s.all[i], rel) == 0) free(s.all[i]);
-        else s.all[k++] = s.all[i];
-    }
-    s.n = k;
-    if (st == SN_OK && !push_str(&s.all, &s.n, mine)) {
-        free(mine);
-        st = sn__fail(ctx, SN_ERR_NOMEM, "out of memory");
-    }
-    int first = (st == SN_OK && max_to_keep > 0 && s.n > max_to_keep) ? s.n - max_to_keep : 0;
-    sn__buf out = {0};
-    if (st == SN_OK) {
-        sn__buf_put(&out, "model_checkpoint_path: ", 23);
-        put_escaped(&out, rel);
-        for (int i = first; i < s.n; i++) {
-            sn__buf_put(&out, "all_model_checkpoint_paths: ", 28);
-            put_escaped(&out, s.all[i]);
-        }
-        char path[PATH_MAX];
-        if (out.oom)
-            st = sn__fail(ctx, SN_ERR_NOMEM, "out of memory");
-        else if (snprintf(path, sizeof path, "%.*s/%s", (int)dl, dir, STATE_FILE) >=
-                 (int)sizeof path)
-            st = sn__fail(ctx, SN_ERR_INVALID_ARG, "path too long: '%s'", dir);
-        else
-            st = sn__file_write_atomic(ctx, path, out.p, out.n);
-    }
-    /* Only once the new state is on disk do the dropped checkpoints go. */
-    for (int i = 0; st == SN_OK && i < first; i++) {
-        char p[PATH_MAX];
-        if (resolve(ctx, dir, s.all[i], p, sizeof p) == SN_OK) delete_ckpt_files(p);
-    }
-    sn__buf_free(&out);
-    state_free(&s);
-    return st;
-}
 
 /* ---- restore ------------------------------------------------------------------------------ */
 
@@ -320,11 +36,17 @@ void sn_restore_report_free(sn_restore_report *r) {
     memset(r, 0, sizeof *r);
 }
 
+/* Appends a copy of s to a report list; false when out of memory. */
 static bool report_add(char ***list, int *n, const char *s) {
     char *c = strdup(s);
-    if (c && push_str(list, n, c)) return true;
-    free(c);
-    return false;
+    char **l = c ? realloc(*list, ((size_t)*n + 1) * sizeof *l) : NULL;
+    if (!l) {
+        free(c);
+        return false;
+    }
+    l[(*n)++] = c;
+    *list = l;
+    return true;
 }
 
 /* Whether name starts with one of the comma-separated, whitespace-trimmed scopes. */
