@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "../lib/slimnet.h"
+#include "common/tool.h"
 
 static const char *tf_type_name(int t) {
     switch (t) {
@@ -350,7 +351,8 @@ int main(int argc, char **argv) {
     if (sn_ctx_new(&cp, &ctx) != SN_OK) return fail(ctx, "context");
     int rc;
     if (model) {
-        rc = model_summary(ctx, model, num_classes);
+        rc = tool_check_model("slimnet-ckpt", model);
+        if (!rc) rc = model_summary(ctx, model, num_classes);
     } else if (cmp_a) {
         rc = compare(ctx, cmp_a, cmp_b);
     } else if (conv_in) {

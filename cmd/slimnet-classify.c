@@ -114,31 +114,31 @@ int main(int argc, char **argv) {
     int threads = 0, channels = 3, use_grayscale = 0;
     double moving_average_decay = 0;
     flag fl[] = {
-        {"model_name", FLAG_STRING, &model_name, "network (required)", 0, 0},
+        {"model_name", FLAG_STRING, &model_name, "network (required)", 0, 0, 0},
         {"checkpoint_path", FLAG_STRING, &checkpoint_path,
-         "checkpoint prefix or train folder (required)", 0, 0},
+         "checkpoint prefix or train folder (required)", 0, 0, 0},
         {"model_dir", FLAG_STRING, &checkpoint_path, "alias of --checkpoint_path", 0,
-         "checkpoint_path"},
+         "checkpoint_path", 0},
         {"labels_dir", FLAG_STRING, &labels_dir,
-         "folder of labels.txt/info.json; None = the checkpoint's folder", 0, 0},
+         "folder of labels.txt/info.json; None = the checkpoint's folder", 0, 0, 0},
         {"num_classes", FLAG_INT, &num_classes, "classes; 0 = from info.json/labels.txt", 0,
-         0},
-        {"labels_offset", FLAG_INT, &labels_offset, "label = class id + offset", 0, 0},
+         0, "[0,)"},
+        {"labels_offset", FLAG_INT, &labels_offset, "label = class id + offset", 0, 0, "[0,)"},
         {"fer_extra_class", FLAG_BOOL, &fer_extra,
-         "fer: the vendor's num_class + 1 logits", 0, 0},
+         "fer: the vendor's num_class + 1 logits", 0, 0, 0},
         {"preprocessing_name", FLAG_STRING, &preprocessing_name,
-         "lenet, cifarnet, vgg or inception; None = from model_name", 0, 0},
+         "lenet, cifarnet, vgg or inception; None = from model_name", 0, 0, 0},
         {"eval_image_size", FLAG_INT, &image_size, "image size; 0 = the model's default", 0,
-         0},
+         0, "[0,8192]"},
         {"moving_average_decay", FLAG_DOUBLE, &moving_average_decay,
-         "> 0: use the moving averages of the variables", 0, 0},
+         "> 0: use the moving averages of the variables", 0, 0, "[0,1]"},
         {"channels", FLAG_INT, &channels, "channels images are decoded to: 3, or 1 for a "
-         "net trained on 1-channel data (mnist)", 0, 0},
+         "net trained on 1-channel data (mnist)", 0, 0, 0},
         {"use_grayscale", FLAG_BOOL, &use_grayscale,
-         "the net was trained with --use_grayscale", 0, 0},
-        {"top_k", FLAG_INT, &top_k, "classes printed per image", 0, 0},
-        {"device", FLAG_STRING, &device, "auto, cpu or cuda", 0, 0},
-        {"threads", FLAG_INT, &threads, "CPU threads; 0 = all cores", 0, 0},
+         "the net was trained with --use_grayscale", 0, 0, 0},
+        {"top_k", FLAG_INT, &top_k, "classes printed per image", 0, 0, "[1,)"},
+        {"device", FLAG_STRING, &device, "auto, cpu or cuda", 0, 0, 0},
+        {"threads", FLAG_INT, &threads, "CPU threads; 0 = all cores", 0, 0, "[0,4096]"},
     };
     int nfl = (int)(sizeof fl / sizeof fl[0]);
     const char *pos[256];
@@ -150,10 +150,11 @@ int main(int argc, char **argv) {
                         "folder are required (see --help)\n");
         return 2;
     }
-    if (top_k < 1 || (channels != 1 && channels != 3)) {
-        fprintf(stderr, TOOL ": need --top_k >= 1 and --channels 1 or 3\n");
+    if (channels != 1 && channels != 3) {
+        fprintf(stderr, TOOL ": --channels=%d: must be 1 or 3\n", channels);
         return 2;
     }
+    if ((rc = tool_check_model(TOOL, model_name))) return rc;
     char **files = calloc(MAX_INPUTS, sizeof *files);
     int nfiles = 0;
     if (!files) return 1;

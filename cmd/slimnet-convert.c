@@ -123,6 +123,21 @@ static int summarize(sn_ctx *ctx, const char *name, const char *dir) {
                 printf(" %10lld", (long long)counts[(size_t)s * (size_t)k + (size_t)c]);
             printf("\n");
         }
+        /* A class without records in a split keeps its id (so the others keep theirs) but
+         * is never trained on, or never evaluated: say so. */
+        for (int c = 0; c < k; c++) {
+            const char *label = sn_dataset_label_name(ds, c);
+            int64_t all = 0;
+            for (int s = 0; s < ns; s++) all += counts[(size_t)s * (size_t)k + (size_t)c];
+            if (all == 0)
+                fprintf(stderr, "slimnet-convert: warning: class %d '%s' has no records (its "
+                        "source holds no images of it): training never sees it\n", c,
+                        label ? label : "?");
+            for (int s = 0; all > 0 && s < ns; s++)
+                if (counts[(size_t)s * (size_t)k + (size_t)c] == 0)
+                    fprintf(stderr, "slimnet-convert: warning: class %d '%s' has no records in "
+                            "split %s\n", c, label ? label : "?", sn_dataset_split_name(ds, s));
+        }
     }
     sn_example_free(ex);
     free(counts);

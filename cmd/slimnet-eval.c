@@ -53,39 +53,39 @@ int main(int argc, char **argv) {
     o.top_k = 5;
     o.show_classes = 1;
     flag fl[] = {
-        {"batch_size", FLAG_INT, &o.batch_size, "images per batch", 0, 0},
+        {"batch_size", FLAG_INT, &o.batch_size, "images per batch", 0, 0, "[1,65536]"},
         {"max_num_batches", FLAG_INT64, &o.max_num_batches,
-         "evaluate at most this many batches; 0 = the whole split", 0, 0},
-        {"master", FLAG_STRING, &o.master, "(accepted, unused)", 0, 0},
+         "evaluate at most this many batches; 0 = the whole split", 0, 0, "[0,)"},
+        {"master", FLAG_STRING, &o.master, "(accepted, unused)", 0, 0, 0},
         {"checkpoint_path", FLAG_STRING, &o.checkpoint_path,
-         "checkpoint prefix, or a folder (its newest checkpoint)", 0, 0},
-        {"eval_dir", FLAG_STRING, &o.eval_dir, "where the eval event file goes", 0, 0},
+         "checkpoint prefix, or a folder (its newest checkpoint)", 0, 0, 0},
+        {"eval_dir", FLAG_STRING, &o.eval_dir, "where the eval event file goes", 0, 0, 0},
         {"num_preprocessing_threads", FLAG_INT, &o.num_preprocessing_threads,
-         "decode and preprocessing threads", 0, 0},
+         "decode and preprocessing threads", 0, 0, "[1,256]"},
         {"dataset_name", FLAG_STRING, &o.dataset_name,
-         "fer, mnist, cifar10, flowers, imagenet or folder", 0, 0},
-        {"dataset_split_name", FLAG_STRING, &o.dataset_split_name, "split to evaluate", 0, 0},
-        {"dataset_dir", FLAG_STRING, &o.dataset_dir, "folder of the dataset files", 0, 0},
-        {"labels_offset", FLAG_INT, &o.labels_offset, "subtracted from every label", 0, 0},
-        {"model_name", FLAG_STRING, &o.model_name, "network", 0, 0},
+         "fer, mnist, cifar10, flowers, imagenet or folder", 0, 0, 0},
+        {"dataset_split_name", FLAG_STRING, &o.dataset_split_name, "split to evaluate", 0, 0, 0},
+        {"dataset_dir", FLAG_STRING, &o.dataset_dir, "folder of the dataset files", 0, 0, 0},
+        {"labels_offset", FLAG_INT, &o.labels_offset, "subtracted from every label", 0, 0, "[0,)"},
+        {"model_name", FLAG_STRING, &o.model_name, "network", 0, 0, 0},
         {"preprocessing_name", FLAG_STRING, &o.preprocessing_name,
-         "lenet, cifarnet, vgg or inception; None = from model_name", 0, 0},
+         "lenet, cifarnet, vgg or inception; None = from model_name", 0, 0, 0},
         {"moving_average_decay", FLAG_DOUBLE, &o.moving_average_decay,
-         "> 0: evaluate the moving averages of the variables", 0, 0},
+         "> 0: evaluate the moving averages of the variables", 0, 0, "[0,1]"},
         {"eval_image_size", FLAG_INT, &o.eval_image_size,
-         "image size; 0 = the model's default", 0, 0},
-        {"quantize", FLAG_BOOL, &o.quantize, "(not supported)", 0, 0},
-        {"use_grayscale", FLAG_BOOL, &o.use_grayscale, "convert images to grayscale", 0, 0},
-        {"data_dir", FLAG_STRING, &o.data_dir, "alias of --dataset_dir", 0, "dataset_dir"},
+         "image size; 0 = the model's default", 0, 0, "[0,8192]"},
+        {"quantize", FLAG_BOOL, &o.quantize, "(not supported)", 0, 0, 0},
+        {"use_grayscale", FLAG_BOOL, &o.use_grayscale, "convert images to grayscale", 0, 0, 0},
+        {"data_dir", FLAG_STRING, &o.data_dir, "alias of --dataset_dir", 0, "dataset_dir", 0},
         {"output_dir", FLAG_STRING, &o.output_dir, "alias of --checkpoint_path", 0,
-         "checkpoint_path"},
-        {"device", FLAG_STRING, &o.device, "auto (CUDA when present), cpu or cuda", 0, 0},
-        {"threads", FLAG_INT, &o.threads, "CPU threads; 0 = all cores", 0, 0},
+         "checkpoint_path", 0},
+        {"device", FLAG_STRING, &o.device, "auto (CUDA when present), cpu or cuda", 0, 0, 0},
+        {"threads", FLAG_INT, &o.threads, "CPU threads; 0 = all cores", 0, 0, "[0,4096]"},
         {"fer_extra_class", FLAG_BOOL, &o.fer_extra_class,
-         "fer: the vendor's num_class + 1 logits", 0, 0},
-        {"top_k", FLAG_INT, &o.top_k, "k of the Recall_k metric", 0, 0},
+         "fer: the vendor's num_class + 1 logits", 0, 0, 0},
+        {"top_k", FLAG_INT, &o.top_k, "k of the Recall_k metric", 0, 0, "[1,)"},
         {"show_classes", FLAG_BOOL, &o.show_classes,
-         "print per-class metrics and the confusion matrix", 0, 0},
+         "print per-class metrics and the confusion matrix", 0, 0, 0},
     };
     int nfl = (int)(sizeof fl / sizeof fl[0]);
     int rc = flags_parse(TOOL, usage_text, fl, nfl, argc, argv, NULL, 0, NULL);
@@ -94,15 +94,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, TOOL ": --dataset_dir is required\n");
         return 2;
     }
-    if (o.batch_size < 1 || o.batch_size > 65536 || o.top_k < 1 || o.labels_offset < 0) {
-        fprintf(stderr, TOOL ": need --batch_size in [1, 65536], --top_k >= 1, "
-                        "--labels_offset >= 0\n");
-        return 2;
-    }
     if (o.quantize) {
         fprintf(stderr, TOOL ": --quantize: quantized evaluation is not supported\n");
         return 2;
     }
+    if ((rc = tool_check_model(TOOL, o.model_name))) return rc;
     sn_ctx *ctx = tool_ctx(TOOL, o.device, 1, o.threads, 0);
     if (!ctx) return 1;
     sn_dataset *ds = NULL;
@@ -129,9 +125,9 @@ int main(int argc, char **argv) {
     }
     int classes = sn_dataset_num_classes(ds) - o.labels_offset;
     int size = tool_image_size(o.model_name, o.eval_image_size);
-    if (classes < 1 || size <= 0) {
-        fprintf(stderr, TOOL ": %s\n", size <= 0 ? "unknown --model_name"
-                                                 : "--labels_offset leaves no classes");
+    if (classes < 1) {
+        fprintf(stderr, TOOL ": --labels_offset=%d leaves no classes of %d\n", o.labels_offset,
+                sn_dataset_num_classes(ds));
         rc = 2;
         goto done;
     }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "../lib/slimnet.h"
 #include "common/flags.h"
 #include "common/tool.h"
@@ -64,6 +65,10 @@ typedef struct opts {
     const char *device, *precision;
     int threads, max_to_keep, fer_extra_class, shuffle_buffer, allow_tf32, deterministic;
     int64_t seed;
+    /* parsed from the string flags by check_flags */
+    sn_optim_kind optim_kind;
+    sn_lr_decay lr_decay;
+    sn_preprocess_kind prep_kind;
 } opts;
 
 static const char usage_text[] =
@@ -275,13 +280,7 @@ static int build(trainer *t) {
 
 static int make_optimizer(trainer *t) {
     opts *o = t->o;
-    sn_optim_kind kind;
-    if (sn_optim_kind_from_name(o->optimizer, &kind) != SN_OK) {
-        fprintf(stderr, TOOL ": --optimizer=%s: expected one of sgd, momentum, rmsprop, adam, "
-                        "adagrad, adadelta, ftrl\n", o->optimizer);
-        return 2;
-    }
-    sn_optim_params p = sn_optim_params_default(kind);
+    sn_optim_params p = sn_optim_params_default(o->optim_kind);
     p.momentum = o->momentum;
     p.rmsprop_decay = o->rmsprop_decay;
     p.rmsprop_momentum = o->rmsprop_momentum;
@@ -424,7 +423,10 @@ static int check_flags(opts *o, flag *fl, int nfl) {
      * num_clones, applied when given. */
     if (flags_find(fl, nfl, "data_dir")->set) o->dataset_dir = o->data_dir;
     if (flags_find(fl, nfl, "output_dir")->set) o->train_dir = o->output_dir;
-    if (flags_find(fl, nfl, "num_gpus")->set) o->num_clones = o->num_gpus;
+    if (flags_find(fl, nfl, "num_gpus")->set) {   /* the vendor's --num_gpus=0: the CPU */
+        o->num_clones = o->num_gpus > 0 ? o->num_gpus : 1;
+        if (o->num_gpus == 0) o->clone_on_cpu = 1;
+    }
     if (!o->dataset_dir) {
         fprintf(stderr, TOOL ": --dataset_dir (or --data_dir) is required\n");
         return 2;
@@ -433,12 +435,9 @@ static int check_flags(opts *o, flag *fl, int nfl) {
         fprintf(stderr, TOOL ": --train_dir must not be empty\n");
         return 2;
     }
-    if (o->batch_size < 1 || o->batch_size > 65536) {
-        fprintf(stderr, TOOL ": --batch_size=%d: must be in [1, 65536]\n", o->batch_size);
-        return 2;
-    }
-    if (o->num_clones < 0 || o->num_clones > 64) {
-        fprintf(stderr, TOOL ": --num_clones=%d: must be in [0, 64]\n", o->num_clones);
+    struct stat st;
+    if (stat(o->train_dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, TOOL ": --train_dir=%s: exists and is not a folder\n", o->train_dir);
         return 2;
     }
     if (strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "bf16") != 0) {
@@ -450,25 +449,29 @@ static int check_flags(opts *o, flag *fl, int nfl) {
                         "supported\n", o->quantize_delay);
         return 2;
     }
+    int rc = tool_check_model(TOOL, o->model_name);
+    if (rc) return rc;
+    if (sn_optim_kind_from_name(o->optimizer, &o->optim_kind) != SN_OK) {
+        fprintf(stderr, TOOL ": --optimizer=%s: expected one of sgd, momentum, rmsprop, adam, "
+                        "adagrad, adadelta, ftrl\n", o->optimizer);
+        return 2;
+    }
+    if (sn_lr_decay_from_name(o->learning_rate_decay_type, &o->lr_decay) != SN_OK) {
+        fprintf(stderr, TOOL ": --learning_rate_decay_type=%s: expected fixed, exponential or "
+                        "polynomial\n", o->learning_rate_decay_type);
+        return 2;
+    }
+    const char *prep = o->preprocessing_name ? o->preprocessing_name : o->model_name;
+    if (sn_preprocess_kind_for(prep, &o->prep_kind) != SN_OK) {
+        fprintf(stderr, TOOL ": --%s=%s: no TF-slim preprocessing for it (use "
+                        "--preprocessing_name=lenet|cifarnet|vgg|inception)\n",
+                o->preprocessing_name ? "preprocessing_name" : "model_name", prep);
+        return 2;
+    }
     if (o->sync_replicas || o->worker_replicas > 1 || o->num_ps_tasks > 0 ||
         (o->master && *o->master)) {
         fprintf(stderr, TOOL ": --master/--sync_replicas/--worker_replicas/--num_ps_tasks: "
                         "distributed training is not available in this version\n");
-        return 2;
-    }
-    if (o->labels_offset < 0) {
-        fprintf(stderr, TOOL ": --labels_offset=%d: must be >= 0\n", o->labels_offset);
-        return 2;
-    }
-    if (o->log_every_n_steps < 1) o->log_every_n_steps = 1;
-    if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1)) {
-        fprintf(stderr, TOOL ": --label_smoothing=%g: must be in [0, 1]\n",
-                (double)o->label_smoothing);
-        return 2;
-    }
-    if (o->moving_average_decay > 1) {
-        fprintf(stderr, TOOL ": --moving_average_decay=%g: must be in (0, 1]\n",
-                o->moving_average_decay);
         return 2;
     }
     return 0;
@@ -477,11 +480,7 @@ static int check_flags(opts *o, flag *fl, int nfl) {
 static int train(trainer *t) {
     opts *o = t->o;
     sn_lr_params lp = sn_lr_params_default();
-    if (sn_lr_decay_from_name(o->learning_rate_decay_type, &lp.type) != SN_OK) {
-        fprintf(stderr, TOOL ": --learning_rate_decay_type=%s: expected fixed, exponential or "
-                        "polynomial\n", o->learning_rate_decay_type);
-        return 2;
-    }
+    lp.type = o->lr_decay;
     const char *pattern = NULL;
     int64_t num_samples = 0;
     if (sn_dataset_split(t->ds, o->dataset_split_name, &pattern, &num_samples) != SN_OK) {
@@ -492,29 +491,25 @@ static int train(trainer *t) {
     lp.learning_rate = o->learning_rate;
     lp.end_learning_rate = o->end_learning_rate;
     lp.decay_factor = o->learning_rate_decay_factor;
-    const char *prep_name = o->preprocessing_name ? o->preprocessing_name : o->model_name;
     sn_preprocess_params pp = sn_preprocess_params_default();
-    if (sn_preprocess_kind_for(prep_name, &pp.kind) != SN_OK) {
-        fprintf(stderr, TOOL ": --%s=%s: no TF-slim preprocessing for it (use "
-                        "--preprocessing_name=lenet|cifarnet|vgg|inception)\n",
-                o->preprocessing_name ? "preprocessing_name" : "model_name", prep_name);
-        return 2;
-    }
+    pp.kind = o->prep_kind;
     pp.is_training = 1;
     pp.use_grayscale = o->use_grayscale;
-
     t->height = t->width = tool_image_size(o->model_name, o->train_image_size);
-    if (t->height <= 0) {
-        fprintf(stderr, TOOL ": --model_name=%s: unknown model (see slimnet-ckpt --model_name)"
-                        "\n", o->model_name);
-        return 2;
-    }
     t->channels = o->use_grayscale ? 1 : sn_dataset_channels(t->ds);
     pp.out_height = t->height;
     pp.out_width = t->width;
     t->batch = (int64_t)o->batch_size * (o->num_clones > 1 ? o->num_clones : 1);
     /* TF-slim: int(num_samples / batch_size * num_epochs_per_decay), per-clone batch. */
     lp.decay_steps = sn_lr_decay_steps(num_samples, o->num_epochs_per_decay, o->batch_size, 1);
+    /* The folder before the work: a train_dir that cannot be written fails now, not at the
+     * first save. */
+    if (make_dirs(o->train_dir)) return 1;
+    if (access(o->train_dir, W_OK | X_OK) != 0) {
+        fprintf(stderr, TOOL ": --train_dir=%s: cannot write into it: %s\n", o->train_dir,
+                strerror(errno));
+        return 1;
+    }
     int rc = build(t);
     if (!rc) rc = make_optimizer(t);
     if (rc) return rc;
@@ -556,7 +551,6 @@ static int train(trainer *t) {
     if (sn_pipeline_new(t->ctx, &pl, &in) != SN_OK)
         return tool_fail(TOOL, t->ctx, "starting the input pipeline");
 
-    if (make_dirs(o->train_dir)) return 1;
     copy_label_files(o->dataset_dir, o->train_dir);
     if (sn_events_open(t->ctx, o->train_dir, &t->ev) != SN_OK) {
         fprintf(stderr, TOOL ": warning: no TensorBoard events: %s\n", sn_ctx_errmsg(t->ctx));
@@ -743,98 +737,101 @@ int main(int argc, char **argv) {
     o.max_to_keep = 5;
     o.seed = 0;
     flag fl[] = {
-        {"master", FLAG_STRING, &o.master, "distributed master address (not supported)", 0, 0},
-        {"train_dir", FLAG_STRING, &o.train_dir, "where checkpoints and event files go", 0, 0},
+        {"master", FLAG_STRING, &o.master, "distributed master address (not supported)", 0, 0, 0},
+        {"train_dir", FLAG_STRING, &o.train_dir, "where checkpoints and event files go", 0, 0, 0},
         {"num_clones", FLAG_INT, &o.num_clones, "model clones; their batches run on one "
-         "device as one batch of batch_size * num_clones; 0 = one CPU clone", 0, 0},
-        {"clone_on_cpu", FLAG_BOOL, &o.clone_on_cpu, "train on the CPU", 0, 0},
-        {"worker_replicas", FLAG_INT, &o.worker_replicas, "workers (must be 1)", 0, 0},
-        {"num_ps_tasks", FLAG_INT, &o.num_ps_tasks, "parameter servers (must be 0)", 0, 0},
-        {"task", FLAG_INT, &o.task, "task id (accepted, unused)", 0, 0},
+         "device as one batch of batch_size * num_clones", 0, 0, "[1,64]"},
+        {"clone_on_cpu", FLAG_BOOL, &o.clone_on_cpu, "train on the CPU", 0, 0, 0},
+        {"worker_replicas", FLAG_INT, &o.worker_replicas, "workers (must be 1)", 0, 0, "[1,)"},
+        {"num_ps_tasks", FLAG_INT, &o.num_ps_tasks, "parameter servers (must be 0)", 0, 0, "[0,)"},
+        {"task", FLAG_INT, &o.task, "task id (accepted, unused)", 0, 0, "[0,)"},
         {"num_readers", FLAG_INT, &o.num_readers, "parallel readers (accepted; files are "
-         "interleaved by the pipeline)", 0, 0},
+         "interleaved by the pipeline)", 0, 0, "[1,)"},
         {"num_preprocessing_threads", FLAG_INT, &o.num_preprocessing_threads,
-         "decode and preprocessing threads", 0, 0},
-        {"log_every_n_steps", FLAG_INT, &o.log_every_n_steps, "progress line interval", 0, 0},
+         "decode and preprocessing threads", 0, 0, "[1,256]"},
+        {"log_every_n_steps", FLAG_INT, &o.log_every_n_steps, "progress line interval", 0, 0,
+         "[1,)"},
         {"save_summaries_secs", FLAG_INT, &o.save_summaries_secs,
-         "TensorBoard summary interval in seconds", 0, 0},
+         "TensorBoard summary interval in seconds", 0, 0, "[0,)"},
         {"save_interval_secs", FLAG_INT, &o.save_interval_secs,
-         "checkpoint interval in seconds", 0, 0},
-        {"weight_decay", FLAG_FLOAT, &o.weight_decay, "L2 weight decay", 0, 0},
+         "checkpoint interval in seconds", 0, 0, "[0,)"},
+        {"weight_decay", FLAG_FLOAT, &o.weight_decay, "L2 weight decay", 0, 0, "[0,)"},
         {"optimizer", FLAG_STRING, &o.optimizer,
-         "adadelta, adagrad, adam, ftrl, momentum, sgd or rmsprop", 0, 0},
-        {"adadelta_rho", FLAG_FLOAT, &o.adadelta_rho, "adadelta decay", 0, 0},
+         "adadelta, adagrad, adam, ftrl, momentum, sgd or rmsprop", 0, 0, 0},
+        {"adadelta_rho", FLAG_FLOAT, &o.adadelta_rho, "adadelta decay", 0, 0, "[0,1]"},
         {"adagrad_initial_accumulator_value", FLAG_FLOAT,
-         &o.adagrad_initial_accumulator_value, "adagrad accumulator start", 0, 0},
-        {"adam_beta1", FLAG_FLOAT, &o.adam_beta1, "adam first-moment decay", 0, 0},
-        {"adam_beta2", FLAG_FLOAT, &o.adam_beta2, "adam second-moment decay", 0, 0},
-        {"opt_epsilon", FLAG_FLOAT, &o.opt_epsilon, "epsilon of rmsprop/adam/adadelta", 0, 0},
-        {"ftrl_learning_rate_power", FLAG_FLOAT, &o.ftrl_learning_rate_power, "ftrl", 0, 0},
+         &o.adagrad_initial_accumulator_value, "adagrad accumulator start", 0, 0, "(0,)"},
+        {"adam_beta1", FLAG_FLOAT, &o.adam_beta1, "adam first-moment decay", 0, 0, "[0,1)"},
+        {"adam_beta2", FLAG_FLOAT, &o.adam_beta2, "adam second-moment decay", 0, 0, "[0,1)"},
+        {"opt_epsilon", FLAG_FLOAT, &o.opt_epsilon, "epsilon of rmsprop/adam/adadelta", 0, 0,
+         "[0,)"},
+        {"ftrl_learning_rate_power", FLAG_FLOAT, &o.ftrl_learning_rate_power, "ftrl", 0, 0, "(,0]"},
         {"ftrl_initial_accumulator_value", FLAG_FLOAT, &o.ftrl_initial_accumulator_value,
-         "ftrl", 0, 0},
-        {"ftrl_l1", FLAG_FLOAT, &o.ftrl_l1, "ftrl L1", 0, 0},
-        {"ftrl_l2", FLAG_FLOAT, &o.ftrl_l2, "ftrl L2", 0, 0},
-        {"momentum", FLAG_FLOAT, &o.momentum, "momentum of the momentum optimizer", 0, 0},
-        {"rmsprop_momentum", FLAG_FLOAT, &o.rmsprop_momentum, "rmsprop momentum", 0, 0},
-        {"rmsprop_decay", FLAG_FLOAT, &o.rmsprop_decay, "rmsprop decay", 0, 0},
-        {"quantize_delay", FLAG_INT, &o.quantize_delay, "(not supported; must be -1)", 0, 0},
+         "ftrl", 0, 0, "[0,)"},
+        {"ftrl_l1", FLAG_FLOAT, &o.ftrl_l1, "ftrl L1", 0, 0, "[0,)"},
+        {"ftrl_l2", FLAG_FLOAT, &o.ftrl_l2, "ftrl L2", 0, 0, "[0,)"},
+        {"momentum", FLAG_FLOAT, &o.momentum, "momentum of the momentum optimizer", 0, 0, "[0,)"},
+        {"rmsprop_momentum", FLAG_FLOAT, &o.rmsprop_momentum, "rmsprop momentum", 0, 0, "[0,)"},
+        {"rmsprop_decay", FLAG_FLOAT, &o.rmsprop_decay, "rmsprop decay", 0, 0, "[0,1]"},
+        {"quantize_delay", FLAG_INT, &o.quantize_delay, "(not supported; must be -1)", 0, 0, 0},
         {"learning_rate_decay_type", FLAG_STRING, &o.learning_rate_decay_type,
-         "fixed, exponential or polynomial", 0, 0},
-        {"learning_rate", FLAG_FLOAT, &o.learning_rate, "initial learning rate", 0, 0},
+         "fixed, exponential or polynomial", 0, 0, 0},
+        {"learning_rate", FLAG_FLOAT, &o.learning_rate, "initial learning rate", 0, 0, "[0,)"},
         {"end_learning_rate", FLAG_FLOAT, &o.end_learning_rate,
-         "polynomial decay's final rate", 0, 0},
-        {"label_smoothing", FLAG_FLOAT, &o.label_smoothing, "label smoothing", 0, 0},
+         "polynomial decay's final rate", 0, 0, "[0,)"},
+        {"label_smoothing", FLAG_FLOAT, &o.label_smoothing, "label smoothing", 0, 0, "[0,1]"},
         {"learning_rate_decay_factor", FLAG_FLOAT, &o.learning_rate_decay_factor,
-         "exponential decay factor", 0, 0},
+         "exponential decay factor", 0, 0, "(0,)"},
         {"num_epochs_per_decay", FLAG_DOUBLE, &o.num_epochs_per_decay,
-         "epochs between decays", 0, 0},
-        {"sync_replicas", FLAG_BOOL, &o.sync_replicas, "(not supported)", 0, 0},
-        {"replicas_to_aggregate", FLAG_INT, &o.replicas_to_aggregate, "(unused)", 0, 0},
+         "epochs between decays", 0, 0, "(0,)"},
+        {"sync_replicas", FLAG_BOOL, &o.sync_replicas, "(not supported)", 0, 0, 0},
+        {"replicas_to_aggregate", FLAG_INT, &o.replicas_to_aggregate, "(unused)", 0, 0, "[1,)"},
         {"moving_average_decay", FLAG_DOUBLE, &o.moving_average_decay,
-         "decay of moving averages of the model variables; 0 = None", 0, 0},
+         "decay of moving averages of the model variables; 0 = None", 0, 0, "[0,1]"},
         {"dataset_name", FLAG_STRING, &o.dataset_name,
-         "fer, mnist, cifar10, flowers, imagenet or folder", 0, 0},
-        {"dataset_split_name", FLAG_STRING, &o.dataset_split_name, "split to train on", 0, 0},
-        {"dataset_dir", FLAG_STRING, &o.dataset_dir, "folder of the dataset files", 0, 0},
-        {"labels_offset", FLAG_INT, &o.labels_offset, "subtracted from every label", 0, 0},
-        {"model_name", FLAG_STRING, &o.model_name, "network to train", 0, 0},
+         "fer, mnist, cifar10, flowers, imagenet or folder", 0, 0, 0},
+        {"dataset_split_name", FLAG_STRING, &o.dataset_split_name, "split to train on", 0, 0, 0},
+        {"dataset_dir", FLAG_STRING, &o.dataset_dir, "folder of the dataset files", 0, 0, 0},
+        {"labels_offset", FLAG_INT, &o.labels_offset, "subtracted from every label", 0, 0, "[0,)"},
+        {"model_name", FLAG_STRING, &o.model_name, "network to train", 0, 0, 0},
         {"preprocessing_name", FLAG_STRING, &o.preprocessing_name,
-         "lenet, cifarnet, vgg or inception; None = from model_name", 0, 0},
-        {"batch_size", FLAG_INT, &o.batch_size, "images per clone per step", 0, 0},
+         "lenet, cifarnet, vgg or inception; None = from model_name", 0, 0, 0},
+        {"batch_size", FLAG_INT, &o.batch_size, "images per clone per step", 0, 0, "[1,65536]"},
         {"train_image_size", FLAG_INT, &o.train_image_size,
-         "image size; 0 = the model's default", 0, 0},
+         "image size; 0 = the model's default", 0, 0, "[0,8192]"},
         {"max_number_of_steps", FLAG_INT64, &o.max_number_of_steps,
-         "stop at this global step; 0 = None (until interrupted)", 0, 0},
-        {"use_grayscale", FLAG_BOOL, &o.use_grayscale, "convert images to grayscale", 0, 0},
+         "stop at this global step; 0 = None (until interrupted)", 0, 0, "[0,)"},
+        {"use_grayscale", FLAG_BOOL, &o.use_grayscale, "convert images to grayscale", 0, 0, 0},
         {"checkpoint_path", FLAG_STRING, &o.checkpoint_path,
-         "warm-start checkpoint (file prefix or folder)", 0, 0},
+         "warm-start checkpoint (file prefix or folder)", 0, 0, 0},
         {"checkpoint_exclude_scopes", FLAG_STRING, &o.checkpoint_exclude_scopes,
-         "comma-separated scopes not restored from checkpoint_path", 0, 0},
+         "comma-separated scopes not restored from checkpoint_path", 0, 0, 0},
         {"trainable_scopes", FLAG_STRING, &o.trainable_scopes,
-         "comma-separated scopes to train; None = all", 0, 0},
+         "comma-separated scopes to train; None = all", 0, 0, 0},
         {"ignore_missing_vars", FLAG_BOOL, &o.ignore_missing_vars,
-         "keep initial values of variables missing from checkpoint_path", 0, 0},
-        {"work_dir", FLAG_STRING, &o.work_dir, "vendor flag (unused)", 0, 0},
-        {"data_dir", FLAG_STRING, &o.data_dir, "vendor: sets --dataset_dir when given", 0, 0},
-        {"output_dir", FLAG_STRING, &o.output_dir, "vendor: sets --train_dir when given", 0, 0},
-        {"log_dir", FLAG_STRING, &o.log_dir, "vendor flag (unused)", 0, 0},
-        {"num_gpus", FLAG_INT, &o.num_gpus, "vendor: sets --num_clones when given", 0, 0},
-        {"max_step", FLAG_INT64, &o.max_step, "vendor flag (never read, as theirs)", 0, 0},
-        {"device", FLAG_STRING, &o.device, "auto (CUDA when present), cpu or cuda", 0, 0},
-        {"threads", FLAG_INT, &o.threads, "CPU threads; 0 = all cores", 0, 0},
+         "keep initial values of variables missing from checkpoint_path", 0, 0, 0},
+        {"work_dir", FLAG_STRING, &o.work_dir, "vendor flag (unused)", 0, 0, 0},
+        {"data_dir", FLAG_STRING, &o.data_dir, "vendor: sets --dataset_dir when given", 0, 0, 0},
+        {"output_dir", FLAG_STRING, &o.output_dir, "vendor: sets --train_dir when given", 0, 0, 0},
+        {"log_dir", FLAG_STRING, &o.log_dir, "vendor flag (unused)", 0, 0, 0},
+        {"num_gpus", FLAG_INT, &o.num_gpus, "vendor: sets --num_clones when given; 0 = "
+         "train on the CPU", 0, 0, "[0,64]"},
+        {"max_step", FLAG_INT64, &o.max_step, "vendor flag (never read, as theirs)", 0, 0, 0},
+        {"device", FLAG_STRING, &o.device, "auto (CUDA when present), cpu or cuda", 0, 0, 0},
+        {"threads", FLAG_INT, &o.threads, "CPU threads; 0 = all cores", 0, 0, "[0,4096]"},
         {"allow_tf32", FLAG_BOOL, &o.allow_tf32,
-         "CUDA: TF32 tensor cores for float32 convolutions and matmuls (as TensorFlow)", 0, 0},
+         "CUDA: TF32 tensor cores for float32 convolutions and matmuls (as TensorFlow)", 0, 0, 0},
         {"precision", FLAG_STRING, &o.precision,
          "fp32, or bf16: activations and their gradients in bfloat16, float32 weights, "
-         "optimizer state and losses (mixed precision; fastest on CUDA)", 0, 0},
+         "optimizer state and losses (mixed precision; fastest on CUDA)", 0, 0, 0},
         {"deterministic", FLAG_BOOL, &o.deterministic,
-         "CUDA: only deterministic cuDNN algorithms, chosen without timing runs", 0, 0},
-        {"seed", FLAG_INT64, &o.seed, "initialization, shuffling and augmentation seed", 0, 0},
-        {"max_to_keep", FLAG_INT, &o.max_to_keep, "checkpoints kept; 0 = all", 0, 0},
+         "CUDA: only deterministic cuDNN algorithms, chosen without timing runs", 0, 0, 0},
+        {"seed", FLAG_INT64, &o.seed, "initialization, shuffling and augmentation seed", 0, 0, 0},
+        {"max_to_keep", FLAG_INT, &o.max_to_keep, "checkpoints kept; 0 = all", 0, 0, "[0,)"},
         {"fer_extra_class", FLAG_BOOL, &o.fer_extra_class,
-         "fer: the vendor's num_class + 1 logits (to load their checkpoints)", 0, 0},
+         "fer: the vendor's num_class + 1 logits (to load their checkpoints)", 0, 0, 0},
         {"shuffle_buffer", FLAG_INT, &o.shuffle_buffer,
-         "records in the shuffle buffer; 0 = 20 * batch_size", 0, 0},
+         "records in the shuffle buffer; 0 = 20 * batch_size", 0, 0, "[0,)"},
     };
     int nfl = (int)(sizeof fl / sizeof fl[0]);
     int rc = flags_parse(TOOL, usage_text, fl, nfl, argc, argv, NULL, 0, NULL);

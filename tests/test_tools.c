@@ -504,6 +504,83 @@ START_TEST(resume_copied_and_damaged) {
 }
 END_TEST
 
+/* Command lines that used to be accepted and then waste the user's time, or that fail
+ * differently in each tool: each is refused at once, exit status 2, the flag named. */
+START_TEST(bad_command_lines) {
+    char file[PATH_MAX + 16], out[16384];
+    snprintf(file, sizeof file, "%s/a_file", g_root);
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    char train_dir_file[PATH_MAX + 32];
+    snprintf(train_dir_file, sizeof train_dir_file, "--train_dir=%s", file);
+    static const char *unknown_model = "unknown model; one of: lenet, cifarnet, alexnet_v2";
+    struct {
+        const char *tool, *needle, *args[6];
+    } rows[] = {
+        {"slimnet-train", "--max_number_of_steps=-3: must be in [0,)",
+         {"--dataset_dir=/x", "--max_number_of_steps=-3"}},
+        {"slimnet-train", "--learning_rate=-1: must be in [0,)",
+         {"--dataset_dir=/x", "--learning_rate=-1"}},
+        {"slimnet-train", "--num_clones=0: must be in [1,64]",
+         {"--dataset_dir=/x", "--num_clones=0"}},
+        {"slimnet-train", "--train_image_size=-28: must be in [0,8192]",
+         {"--dataset_dir=/x", "--train_image_size=-28"}},
+        {"slimnet-train", "--batch_size=0: must be in [1,65536]",
+         {"--dataset_dir=/x", "--batch_size=0"}},
+        {"slimnet-train", "--num_epochs_per_decay=0: must be in (0,)",
+         {"--dataset_dir=/x", "--num_epochs_per_decay=0"}},
+        {"slimnet-train", "--label_smoothing=1.5: must be in [0,1]",
+         {"--dataset_dir=/x", "--label_smoothing=1.5"}},
+        {"slimnet-train", "--threads=-2: must be in [0,4096]",
+         {"--dataset_dir=/x", "--threads=-2"}},
+        {"slimnet-train", "--rmsprop_decay=1.1: must be in [0,1]",
+         {"--dataset_dir=/x", "--rmsprop_decay=1.1"}},
+        {"slimnet-train", "exists and is not a folder", {"--dataset_dir=/x", train_dir_file}},
+        {"slimnet-train", "--learning_rate_decay_type=cosine",
+         {"--dataset_dir=/x", "--learning_rate_decay_type=cosine"}},
+        {"slimnet-train", unknown_model, {"--dataset_dir=/x", "--model_name=resnet_v9"}},
+        {"slimnet-eval", unknown_model, {"--dataset_dir=/x", "--model_name=resnet_v9"}},
+        {"slimnet-eval", "--batch_size=0: must be in [1,65536]",
+         {"--dataset_dir=/x", "--batch_size=0"}},
+        {"slimnet-eval", "--top_k=0: must be in [1,)", {"--dataset_dir=/x", "--top_k=0"}},
+        {"slimnet-classify", unknown_model,
+         {"--model_name=resnet_v9", "--checkpoint_path=/x", "a.jpg"}},
+        {"slimnet-classify", "--channels=2: must be 1 or 3",
+         {"--model_name=lenet", "--checkpoint_path=/x", "--channels=2", "a.jpg"}},
+        {"slimnet-classify", "--top_k=0: must be in [1,)",
+         {"--model_name=lenet", "--checkpoint_path=/x", "--top_k=0", "a.jpg"}},
+        {"slimnet-ckpt", unknown_model, {"--model_name", "resnet_v9"}},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int rc = run_tool(out, sizeof out, rows[i].tool, rows[i].args);
+        ck_assert_msg(rc == 2 && strstr(out, rows[i].needle), "%s %s %s: exit %d, wanted 2 "
+                      "and '%s':\n%s", rows[i].tool, rows[i].args[0], rows[i].args[1], rc,
+                      rows[i].needle, out);
+    }
+    ck_assert_msg(!file_exists(g_root, "a_file/checkpoint"), "trained into a file");
+    /* --help shows the ranges */
+    const char *help[] = {"--help", NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-train", help), 0);
+    ck_assert_ptr_nonnull(strstr(out, "(default: 32; in [1,65536])"));
+}
+END_TEST
+
+/* An empty class folder keeps its class id (the others keep theirs) and is reported. */
+START_TEST(convert_empty_class) {
+    char tree[PATH_MAX + 16], data[PATH_MAX + 16], empty[PATH_MAX + 32], out[16384];
+    snprintf(tree, sizeof tree, "%s/tree_empty", g_root);
+    snprintf(data, sizeof data, "%s/data_empty", g_root);
+    make_tree(tree, 4);
+    snprintf(empty, sizeof empty, "%s/nothing_here", tree);
+    ck_assert_int_eq(mkdir(empty, 0755), 0);
+    const char *args[] = {"--dataset_name=fer", "--pic_path", tree, "--dataset_dir", data,
+                          NULL};
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-convert", args), 0);
+    ck_assert_msg(strstr(out, "warning: class 1 'nothing_here' has no records"), "%s", out);
+}
+END_TEST
+
 Suite *suite_tools(void) {
     Suite *s = suite_create("tools");
     TCase *tc = tcase_create("tools");
@@ -516,7 +593,9 @@ Suite *suite_tools(void) {
     tcase_add_test(tc, nan_stops_without_checkpoint);
     tcase_add_test(tc, sigint_saves);
     tcase_add_test(tc, bad_flags);
+    tcase_add_test(tc, bad_command_lines);
     tcase_add_test(tc, resume_copied_and_damaged);
+    tcase_add_test(tc, convert_empty_class);
     suite_add_tcase(s, tc);
     return s;
 }

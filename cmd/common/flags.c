@@ -41,9 +41,43 @@ static void print_help(const char *usage, const flag *flags, int n) {
         }
         printf("  --%s: %s\n    (default: ", f->name, f->help);
         print_default(f);
+        if (f->range) printf("; in %s", f->range);
         printf(")\n");
     }
     printf("  --help, --version\n");
+}
+
+/* Whether x lies in the interval r ("[lo,hi]", "(lo,)", ...; an empty end is unbounded).
+ * A malformed r is the tool's bug: it accepts nothing, so every test of the flag fails. */
+static int in_range(const char *r, double x) {
+    const char *comma = strchr(r, ','), *end = r + strlen(r);
+    if (!comma || end - r < 3) return 0;
+    char open_c = r[0], close_c = end[-1];
+    char *stop;
+    if (comma > r + 1) {
+        double lo = strtod(r + 1, &stop);
+        if (stop != comma || (open_c == '[' ? x < lo : open_c == '(' ? x <= lo : 1)) return 0;
+    }
+    if (end - 1 > comma + 1) {
+        double hi = strtod(comma + 1, &stop);
+        if (stop != end - 1 || (close_c == ']' ? x > hi : close_c == ')' ? x >= hi : 1))
+            return 0;
+    }
+    return 1;
+}
+
+static int check_range(const char *tool, const flag *f, const char *shown, const char *v) {
+    double x;
+    switch (f->type) {
+    case FLAG_INT: x = *(int *)f->dst; break;
+    case FLAG_INT64: x = (double)*(int64_t *)f->dst; break;
+    case FLAG_FLOAT: x = *(float *)f->dst; break;
+    case FLAG_DOUBLE: x = *(double *)f->dst; break;
+    default: return 0;
+    }
+    if (!f->range || in_range(f->range, x)) return 0;
+    fprintf(stderr, "%s: --%s=%s: must be in %s\n", tool, shown, v, f->range);
+    return 2;
 }
 
 static int set_value(const char *tool, flag *f, const char *shown, const char *v) {
@@ -82,7 +116,7 @@ static int set_value(const char *tool, flag *f, const char *shown, const char *v
         break;
     }
     f->set = 1;
-    return 0;
+    return check_range(tool, f, shown, v);
 bad:
     fprintf(stderr, "%s: --%s=%s: not a valid %s\n", tool, shown, v,
             f->type == FLAG_BOOL ? "boolean (true/false)"

@@ -2,8 +2,9 @@
  *
  * A tool declares a table of flags (name, type, destination, help) and calls flags_parse.
  * Accepted forms: --name=value, --name value, and for booleans --name, --noname,
- * --name=true/false/1/0.  --help prints every flag with its default; --version prints the
- * library version.  Every error names the flag; the tools exit with status 2 on them. */
+ * --name=true/false/1/0.  --help prints every flag with its default (and range); --version
+ * prints the library version.  Every error names the flag; the tools exit with status 2 on
+ * them. */
 #ifndef SN_CMD_FLAGS_H
 #define SN_CMD_FLAGS_H
 
@@ -20,6 +21,9 @@ typedef struct flag {
     const char *help;
     int set;              /* filled by flags_parse: 1 when given on the command line */
     const char *alias_of; /* non-NULL: this name is another spelling of that flag */
+    /* The values a number may take, as an interval: "[1,65536]", "[0,)" (>= 0), "(0,1]";
+     * NULL: any.  A value given outside it is an error naming the flag. */
+    const char *range;
 } flag;
 
 /* Parses argv[1..] into the table (n entries).  Positional arguments (not starting with

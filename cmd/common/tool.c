@@ -86,6 +86,15 @@ void tool_print_restore(FILE *f, const char *tool, const sn_restore_report *r, i
     print_list(f, "unused", r->unused, r->n_unused, show);
 }
 
+int tool_check_model(const char *tool, const char *name) {
+    if (name && sn_model_default_image_size(name) > 0) return 0;
+    fprintf(stderr, "%s: --model_name=%s: unknown model; one of:", tool, name ? name : "None");
+    for (int i = 0; i < sn_model_count(); i++)
+        fprintf(stderr, "%s %s", i ? "," : "", sn_model_name(i));
+    fprintf(stderr, "\n");
+    return 2;
+}
+
 int tool_image_size(const char *model_name, int flag_value) {
     return flag_value > 0 ? flag_value : sn_model_default_image_size(model_name);
 }

@@ -32,6 +32,10 @@ void tool_print_restore(FILE *f, const char *tool, const sn_restore_report *r, i
  * has none.  SN_OK, or the status of opening or reading it (message in ctx). */
 sn_status tool_global_step(sn_ctx *ctx, const char *prefix, int64_t *step);
 
+/* 0 when name is a network of the zoo; else prints "tool: --model_name=NAME: unknown model;
+ * one of: ..." with every name, and returns 2 (the tools' status for a bad flag). */
+int tool_check_model(const char *tool, const char *name);
+
 /* The image size to use: flag value if > 0, else the model's default. */
 int tool_image_size(const char *model_name, int flag_value);
 
