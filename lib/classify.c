@@ -71,8 +71,8 @@ sn_status sn_classifier_new(sn_ctx *ctx, const sn_classifier_params *p, sn_class
     char dir[PATH_MAX];
     if (p->labels_dir) snprintf(dir, sizeof dir, "%s", p->labels_dir);
     else {
-        char probe[PATH_MAX];
-        if (sn_ckpt_latest(ctx, p->checkpoint_path, probe, sizeof probe) == SN_OK)
+        struct stat sb;
+        if (stat(p->checkpoint_path, &sb) == 0 && S_ISDIR(sb.st_mode))
             snprintf(dir, sizeof dir, "%s", p->checkpoint_path);
         else folder_of(p->checkpoint_path, dir, sizeof dir);
     }

@@ -1195,7 +1195,8 @@ typedef struct sn_ckpt_info {
 
 /* Opens a checkpoint.  path is, in this order of tries:
  *   a folder: its latest checkpoint, from the `checkpoint` state file (sn_ckpt_latest);
- *   a V2 prefix: "<path>.index" exists ("train/model.ckpt-1000");
+ *   a V2 prefix: "<path>.index" exists ("train/model.ckpt-1000"); a bundle's own file
+ *   ("train/model.ckpt-1000.index" or ".data-00000-of-00001") stands for its prefix;
  *   a V1 file: path itself is a table ("inception_v3.ckpt");
  *   a sharded V1 prefix: "<path>-00000-of-0000N" exists, or the glob pattern TF's state
  *   file names for one ("model.ckpt-7-?????-of-00002").

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cjson/cJSON.h>
 #include "testutil.h"
 
 static char g_root[PATH_MAX];     /* mkdtemp folder shared by the suite */
@@ -283,6 +284,41 @@ START_TEST(train_eval_classify) {
                              "--fer_extra_class", "--eval_image_size=28", g_device, img, NULL};
     ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-classify", cls_fer), 1);
     ck_assert_msg(strstr(out, "net [1024,4] float32, checkpoint [1024,3]"), "%s", out);
+
+    /* JSON lines for a folder given with a trailing slash (no "//" in the names), the
+     * checkpoint given as its .index file, class ids beside the names in text */
+    char folder[PATH_MAX + 32], index[PATH_MAX + 64], ckflag[PATH_MAX + 96];
+    snprintf(folder, sizeof folder, "%s/pics/square/", g_root);
+    snprintf(index, sizeof index, "%s/model.ckpt-60.index", dir);
+    snprintf(ckflag, sizeof ckflag, "--checkpoint_path=%s", index);
+    const char *js[] = {"--model_name=lenet", ckflag, "--eval_image_size=28", "--top_k=3",
+                        "--output_format=json", g_device, folder, NULL};
+    rc = run_tool(out, sizeof out, "slimnet-classify", js);
+    ck_assert_msg(rc == 0, "slimnet-classify --output_format=json failed:\n%s", out);
+    ck_assert_msg(!strstr(out, "//"), "%s", out);
+    int lines = 0, square_first = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] != '{') continue;   /* the restore report (stderr) */
+        cJSON *o = cJSON_Parse(line);
+        ck_assert_msg(o != NULL, "not JSON: %s", line);
+        const cJSON *p = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "predictions"), 0);
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "predictions")), 3);
+        ck_assert_ptr_nonnull(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(o, "image")),
+                                     "/pics/square/0"));
+        double prob = cJSON_GetNumberValue(cJSON_GetObjectItem(p, "probability"));
+        ck_assert(prob > 0 && prob <= 1);
+        square_first += !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(p, "label")),
+                                "square") &&
+                        cJSON_GetNumberValue(cJSON_GetObjectItem(p, "id")) == 1;
+        lines++;
+        cJSON_Delete(o);
+    }
+    ck_assert_int_eq(lines, 40);
+    ck_assert_int_ge(square_first, 36);
+    cls[2] = index;
+    ck_assert_int_eq(run_tool(out, sizeof out, "slimnet-classify", cls), 0);
+    snprintf(want, sizeof want, "%s: square (1) ", img);
+    ck_assert_msg(strstr(out, want) != NULL, "expected '%s' in:\n%s", want, out);
 }
 END_TEST
 

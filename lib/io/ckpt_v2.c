@@ -449,6 +449,22 @@ static int cmp_tensor_name(const void *a, const void *b) {
     return strcmp(((const sn__ck_tensor *)a)->name, ((const sn__ck_tensor *)b)->name);
 }
 
+/* A V2 bundle's own file given for the bundle ("model.ckpt-10.index",
+ * "model.ckpt-10.data-00000-of-00001"): cut path to the prefix when that bundle exists. */
+static void v2_prefix_of_file(char *path) {
+    size_t n = strlen(path), cut = 0;
+    unsigned a, b;
+    int used = 0;
+    if (n > 6 && strcmp(path + n - 6, ".index") == 0) cut = n - 6;
+    else if (n > 22 && sscanf(path + n - 22, ".data-%5u-of-%5u%n", &a, &b, &used) == 2 &&
+             used == 22)
+        cut = n - 22;
+    if (!cut) return;
+    char index[PATH_MAX + 8];
+    snprintf(index, sizeof index, "%.*s.index", (int)cut, path);
+    if (file_exists(index)) path[cut] = '\0';
+}
+
 sn_status sn_ckpt_open(sn_ctx *ctx, const char *path, sn_ckpt **out) {
     if (!out || !path) return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_ckpt_open: NULL argument");
     *out = NULL;
@@ -458,6 +474,8 @@ sn_status sn_ckpt_open(sn_ctx *ctx, const char *path, sn_ckpt **out) {
         SN_TRY(sn_ckpt_latest(ctx, path, resolved, sizeof resolved));
     } else if (snprintf(resolved, sizeof resolved, "%s", path) >= (int)sizeof resolved) {
         return sn__fail(ctx, SN_ERR_INVALID_ARG, "checkpoint path too long: '%s'", path);
+    } else {
+        v2_prefix_of_file(resolved);
     }
     sn_ckpt *ck = calloc(1, sizeof *ck);
     if (!ck || !(ck->path = strdup(resolved))) {
