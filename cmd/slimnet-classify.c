@@ -164,6 +164,7 @@ too_many:
 }
 
 int main(int argc, char **argv) {
+    tool_init(argv);
     const char *model_name = NULL, *checkpoint_path = NULL, *labels_dir = NULL;
     const char *preprocessing_name = NULL, *device = "auto", *output_format = "text";
     int num_classes = 0, labels_offset = 0, image_size = 0, top_k = 5, fer_extra = 0;

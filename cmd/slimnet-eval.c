@@ -41,6 +41,7 @@ static const char usage_text[] =
     "Evaluates a checkpoint as eval_image_classifier.py does, plus per-class metrics.";
 
 int main(int argc, char **argv) {
+    tool_init(argv);
     opts o = {0};
     o.batch_size = 100;
     o.checkpoint_path = "/tmp/tfmodel/";

@@ -695,6 +695,7 @@ static void trainer_free(trainer *t) {
 }
 
 int main(int argc, char **argv) {
+    tool_init(argv);
     opts o = {0};
     o.train_dir = "/tmp/tfmodel/";
     o.num_clones = 1;

@@ -7,6 +7,13 @@
 #include <stdio.h>
 #include "../../lib/slimnet.h"
 
+/* First thing in main of the tools that compute: with OpenMP, unless the user set
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT, sets GOMP_SPINCOUNT to a short spin and runs the tool
+ * again (libgomp reads it when it loads, before main), so that its threads give up their
+ * cores at once when they wait instead of spinning (see tool.c).  Returns when it did
+ * nothing or the re-run could not start. */
+void tool_init(char **argv);
+
 /* Seconds on the monotonic clock. */
 double tool_now(void);
 
