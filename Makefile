@@ -15,7 +15,8 @@ PREFIX    ?= /usr/local
 DESTDIR   ?=
 NVCC_ARCH ?= sm_90
 CUDA_HOME ?= /usr/local/cuda
-BUILD     ?= build
+# A sanitizer build lives apart, so that its objects never mix with the plain build's.
+BUILD     ?= $(if $(filter 1,$(SANITIZE)),build/san,build)
 
 VERSION   := 0.1.0
 SOMAJOR   := 0
@@ -49,8 +50,9 @@ endif
 ifeq ($(WERROR),1)
   CFLAGS += -Werror
 endif
+# Under SANITIZE=1 undefined behaviour stops the program, as a memory error does.
 ifeq ($(SANITIZE),1)
-  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
+  CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
 endif
 ifeq ($(OPENMP),1)
@@ -98,13 +100,17 @@ CMD_SRC  := $(wildcard cmd/*.c)
 TOOLS    := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
 # cmd/common: flag parsing and the pieces the tools share, linked into every tool.
 CMD_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cmd/common/*.c))
-TEST_SRC := $(wildcard tests/*.c)
+# The fuzz targets (tests/fuzz/) are built into the test binary too: the fuzz_corpus suite
+# replays their corpus.  seeds.c is make fuzz's seed writer.
+FUZZ_SRC := $(filter-out tests/fuzz/seeds.c,$(wildcard tests/fuzz/*.c))
+TEST_SRC := $(wildcard tests/*.c) $(FUZZ_SRC)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(BUILD)/tests/run_tests
 BENCH_SRC := $(wildcard benchmarks/*.c)
 BENCH_BIN := $(BENCH_SRC:benchmarks/%.c=$(BUILD)/bin/%)
 
-.PHONY: all lib tools test bench demo parity install uninstall clean deps check-deps
+.PHONY: all lib tools test bench demo parity fuzz fuzz-build install uninstall clean deps \
+        check-deps
 all: lib tools
 
 lib: $(SO_FILE) $(A_FILE)
@@ -144,13 +150,14 @@ $(BUILD)/bin/%: $(BUILD)/benchmarks/%.o $(A_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(A_FILE) $(LDLIBS)
 
-$(TEST_BIN): $(TEST_OBJ) $(A_FILE)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
+$(TEST_BIN): $(TEST_OBJ) $(CMD_COMMON) $(A_FILE)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(A_FILE) $(LDLIBS) \
-	    $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(CMD_COMMON) $(A_FILE) $(LDLIBS) $(CHECK_LIBS)
 
+# SN_SUITES="data ckpt": only those suites (tests/suites.def names).
 test: $(TEST_BIN) tools
-	CK_DEFAULT_TIMEOUT=600 $(TEST_BIN)
+	SN_SUITES="$(SN_SUITES)" CK_DEFAULT_TIMEOUT=600 $(TEST_BIN)
 
 # TensorFlow parity: a pinned tensorflow-cpu + tf-slim virtualenv (tests/reference/setup.sh)
 # writes golden fixtures into tests/reference/out (both ignored); the ckpt_parity and
@@ -201,11 +208,46 @@ demo: $(DEMO_BIN)
 	$(BUILD)/bin/slimnet-classify --model_name=$(DEMO_MODEL) --checkpoint_path=$(DEMO_DIR)/train --top_k=3 \
 	    $(if $(findstring use_grayscale,$(DEMO_FLAGS)),--use_grayscale) $(DEMO_DIR)/samples
 
+# ---- fuzzing -------------------------------------------------------------------------------
+# make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="image example"] [FUZZ_JOBS=2]: every libFuzzer
+# target of tests/fuzz/targets.def for FUZZ_SECONDS seconds, FUZZ_JOBS at a time, built with
+# clang -fsanitize=fuzzer,address,undefined in $(BUILD)/fuzz (CPU only, no OpenMP).  Each
+# starts from the committed regressions (tests/fuzz/corpus/<t>, read only) and seeds written
+# by slimnet's own writers ($(BUILD)/fuzz/seeds/<t>); what it finds goes to
+# $(BUILD)/fuzz/corpus/<t>, a crash's input to $(BUILD)/fuzz/crashes/ (fix it, then add the
+# input to tests/fuzz/corpus/<t>/ so that make test replays it).  tests/fuzz/run.sh prints a
+# table of executions and findings per target.
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
+FUZZ_TARGETS ?= $(shell sed -n 's/^SN_FUZZ(\([a-z0-9_]*\)).*/\1/p' tests/fuzz/targets.def)
+fuzz:
+	@command -v clang >/dev/null || $(MAKE) --no-print-directory deps DEB_PKGS=clang
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang CUDA=0 OPENMP=0 SN_FUZZ=1 \
+	    FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz-build
+	bash tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
+
+ifeq ($(SN_FUZZ),1)   # (without OpenMP the kernels' thread counts go unused)
+  CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+             -Wno-unused-parameter
+  LDFLAGS += -fsanitize=address,undefined
+endif
+FUZZ_UTIL := $(BUILD)/tests/fuzz/fuzz_util.o
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/bin/fuzz_%) $(BUILD)/bin/fuzz_seeds
+
+$(BUILD)/bin/fuzz_seeds: $(BUILD)/tests/fuzz/seeds.o $(A_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(A_FILE) $(LDLIBS) $(CHECK_LIBS)
+
+$(BUILD)/bin/fuzz_%: tests/fuzz/%.c $(FUZZ_UTIL) $(CMD_COMMON) $(A_FILE) | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DSN_FUZZ_MAIN -fsanitize=fuzzer -o $@ $< $(FUZZ_UTIL) $(CMD_COMMON) \
+	    $(A_FILE) $(LDLIBS)
+
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 
 # Every object may include a generated header: generate them first.
-$(LIB_SRC:%.c=$(BUILD)/%.o) $(TEST_OBJ): | $(PROTO_H)
+$(LIB_SRC:%.c=$(BUILD)/%.o) $(TEST_OBJ) $(BUILD)/tests/fuzz/seeds.o: | $(PROTO_H)
 
 # ---- install -----------------------------------------------------------------------------
 install: all
