@@ -248,6 +248,42 @@ static void datasets(void) {
     FZ_CHECK(system(cmd) == 0);
 }
 
+/* The converters' sources, which slimnet reads but never writes: mnist's idx files (big
+ * endian header: magic, count, rows, columns) and cifar10's 3073-byte records (a label, then
+ * 32x32 red, green, blue planes), one record per file. */
+static void sources(void) {
+    sn__buf b = {0};
+    sn__buf_put_u8(&b, 0);   /* mnist */
+    static const uint8_t img_magic[4] = {0, 0, 8, 3}, lab_magic[4] = {0, 0, 8, 1};
+    for (int split = 0; split < 2; split++) {
+        uint32_t count = split ? 1 : 2, side = 3;
+        uint8_t hdr[16];
+        memcpy(hdr, img_magic, 4);
+        for (int k = 0; k < 3; k++) {
+            uint32_t v = k == 0 ? count : side;
+            hdr[4 + 4 * k] = (uint8_t)(v >> 24), hdr[5 + 4 * k] = (uint8_t)(v >> 16);
+            hdr[6 + 4 * k] = (uint8_t)(v >> 8), hdr[7 + 4 * k] = (uint8_t)v;
+        }
+        if (split) sn__buf_put(&b, FZ_SEP, sizeof FZ_SEP - 1);
+        sn__buf_put(&b, hdr, 16);
+        for (uint32_t i = 0; i < count * side * side; i++) sn__buf_put_u8(&b, (uint8_t)(i * 29));
+        sn__buf_put(&b, FZ_SEP, sizeof FZ_SEP - 1);
+        memcpy(hdr, lab_magic, 4);
+        sn__buf_put(&b, hdr, 8);
+        for (uint32_t i = 0; i < count; i++) sn__buf_put_u8(&b, (uint8_t)(i + 3));
+    }
+    seed("convert", "mnist.bin", b.p, b.n);
+    b.n = 0;
+    sn__buf_put_u8(&b, 1);   /* cifar10 */
+    for (int f = 0; f < 6; f++) {
+        if (f) sn__buf_put(&b, FZ_SEP, sizeof FZ_SEP - 1);
+        sn__buf_put_u8(&b, (uint8_t)f);
+        for (int i = 0; i < 3072; i++) sn__buf_put_u8(&b, (uint8_t)(i * 7 + f));
+    }
+    seed("convert", "cifar10.bin", b.p, b.n);
+    sn__buf_free(&b);
+}
+
 static void flag_lines(void) {
     static const char a[] = "--count=5\0--steps\0" "100\0--rate=0.25\0--noon\0image.jpg";
     static const char b[] = "--alias=9\0--decay=-1e-3\0--on\0--name=None\0--help";
@@ -273,6 +309,7 @@ START_TEST(write_seeds) {
     checkpoints();
     v1();
     datasets();
+    sources();
     flag_lines();
     sn_ctx_free(g_ctx);
 }
