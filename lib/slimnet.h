@@ -718,7 +718,8 @@ SN_API sn_status sn_example_get_int64(const sn_example *ex, const char *key,
 SN_API sn_status sn_example_get_float(const sn_example *ex, const char *key,
                                       const float **values, size_t *n);
 /* The i-th value of a bytes feature (not NUL-terminated).  SN_ERR_NOT_FOUND also when i is
- * past the end of the list. */
+ * past the end of the list.  The getters give a valid pointer also for an empty list or
+ * value (n or len 0). */
 SN_API sn_status sn_example_get_bytes(const sn_example *ex, const char *key, size_t i,
                                       const uint8_t **data, size_t *len);
 

@@ -679,6 +679,38 @@ START_TEST(test_example_field0) {
 }
 END_TEST
 
+/* Empty values and lists come back as valid pointers (protobuf-c leaves their data NULL,
+ * and sn_example_get_image once passed that NULL to memchr: found by fuzzing). */
+START_TEST(test_example_empty_values) {
+    sn_example *ex;
+    ck_assert_int_eq(sn_example_new(ctx, &ex), SN_OK);
+    uint8_t enc[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    sn_image_example img = {enc, sizeof enc, "", 2, 4, 4};
+    ck_assert_int_eq(sn_example_set_image(ex, &img), SN_OK);
+    ck_assert_int_eq(sn_example_set_int64(ex, "i", NULL, 0), SN_OK);
+    ck_assert_int_eq(sn_example_set_float(ex, "f", NULL, 0), SN_OK);
+    const uint8_t *d;
+    size_t n;
+    ck_assert_int_eq(sn_example_serialize(ex, &d, &n), SN_OK);
+    ck_assert_int_eq(sn_example_parse(ex, d, n), SN_OK);
+    sn_image_example back;
+    ck_assert_int_eq(sn_example_get_image(ex, &back), SN_OK);
+    ck_assert_str_eq(back.format, "");
+    ck_assert_int_eq(back.label, 2);
+    const uint8_t *b;
+    ck_assert_int_eq(sn_example_get_bytes(ex, "image/format", 0, &b, &n), SN_OK);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(n, 0);
+    const int64_t *iv;
+    const float *fv;
+    ck_assert_int_eq(sn_example_get_int64(ex, "i", &iv, &n), SN_OK);
+    ck_assert(iv != NULL && n == 0);
+    ck_assert_int_eq(sn_example_get_float(ex, "f", &fv, &n), SN_OK);
+    ck_assert(fv != NULL && n == 0);
+    sn_example_free(ex);
+}
+END_TEST
+
 START_TEST(test_example_image) {
     sn_example *ex;
     ck_assert_int_eq(sn_example_new(ctx, &ex), SN_OK);
@@ -1034,6 +1066,7 @@ Suite *suite_data(void) {
     tcase_add_test(tc, test_example_wire_variants);
     tcase_add_test(tc, test_example_image);
     tcase_add_test(tc, test_example_field0);
+    tcase_add_test(tc, test_example_empty_values);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("image");

@@ -369,8 +369,9 @@ sn_status sn_example_get_int64(const sn_example *ex, const char *key, const int6
                                size_t *n) {
     const Snex__Feature *f;
     SN_TRY(lookup(ex, key, SN_FEATURE_INT64, &f));
-    *values = f ? f->int64_list->value : NULL;
+    static const int64_t none[1];   /* an empty list still gives a valid pointer */
     *n = f ? f->int64_list->n_value : 0;
+    *values = *n ? f->int64_list->value : none;
     return SN_OK;
 }
 
@@ -378,8 +379,9 @@ sn_status sn_example_get_float(const sn_example *ex, const char *key, const floa
                                size_t *n) {
     const Snex__Feature *f;
     SN_TRY(lookup(ex, key, SN_FEATURE_FLOAT, &f));
-    *values = f ? f->float_list->value : NULL;
+    static const float none[1];
     *n = f ? f->float_list->n_value : 0;
+    *values = *n ? f->float_list->value : none;
     return SN_OK;
 }
 
@@ -391,8 +393,11 @@ sn_status sn_example_get_bytes(const sn_example *ex, const char *key, size_t i,
     if (i >= n)
         return sn__fail(ex->ctx, SN_ERR_NOT_FOUND, "example: feature '%s' has %zu values, "
                         "no value %zu", key, n, i);
-    *data = f->bytes_list->value[i].data;
+    /* protobuf-c leaves an empty value's data NULL; callers get a valid pointer either way
+     * (memchr or memcpy of 0 bytes from NULL is undefined) */
+    static const uint8_t empty[1];
     *len = f->bytes_list->value[i].len;
+    *data = *len ? f->bytes_list->value[i].data : empty;
     return SN_OK;
 }
 
