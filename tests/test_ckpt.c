@@ -414,6 +414,22 @@ static int ckpt_file(const char *dir, int step) {
     return stat(p, &sb) == 0;
 }
 
+/* A bundle of no tensors (its index holds the header alone, under the empty key): written
+ * and read back.  It once added 0 to a NULL key (UB) and sorted a NULL array. */
+START_TEST(test_v2_empty) {
+    sn_ctx *ctx = tu_ctx();
+    char *dir = ct_tmpdir(), prefix[PATH_MAX];
+    snprintf(prefix, sizeof prefix, "%s/empty", dir);
+    ck_assert_int_eq(sn_ckpt_write(ctx, prefix, 0, NULL), SN_OK);
+    sn_ckpt *ck = NULL;
+    ck_assert_int_eq(sn_ckpt_open(ctx, prefix, &ck), SN_OK);
+    ck_assert_int_eq(sn_ckpt_count(ck), 0);
+    ck_assert_int_eq(sn_ckpt_find(ck, "x"), -1);
+    sn_ckpt_close(ck);
+    ct_rmdir(dir);
+    sn_ctx_free(ctx);
+} END_TEST
+
 /* A copied train folder whose state names the original's files by absolute paths (TF1):
  * the copy is resumed from its own files, and its saves never delete the original's. */
 START_TEST(test_state_outside_folder) {
@@ -459,6 +475,18 @@ START_TEST(test_state_outside_folder) {
     save_steps(ctx, copy, 600, 600, 1);
     ck_assert(ckpt_file(orig, 100) && ckpt_file(orig, 200) && ckpt_file(orig, 300));
     ck_assert(!ckpt_file(copy, 500) && ckpt_file(copy, 600));
+
+    /* An entry that reads as a glob pattern deletes only what it names (fuzzing found
+     * "model.ckpt*6" deleting model.ckpt-600's data). */
+    snprintf(state, sizeof state, "model_checkpoint_path: \"model.ckpt-600\"\n"
+             "all_model_checkpoint_paths: \"model.ckpt*6??\"\n"
+             "all_model_checkpoint_paths: \"model.ckpt-600\"\n");
+    ct_write(path, state, strlen(state));
+    save_steps(ctx, copy, 700, 700, 2);
+    sn_ckpt *ck;
+    snprintf(buf, sizeof buf, "%s/model.ckpt-600", copy);
+    ck_assert_int_eq(sn_ckpt_open(ctx, buf, &ck), SN_OK);
+    sn_ckpt_close(ck);
 
     /* A state naming only the original's file, absent from the copy: used as TF would. */
     snprintf(state, sizeof state, "model_checkpoint_path: \"%s/model.ckpt-200\"\n", orig);
@@ -1074,6 +1102,7 @@ Suite *suite_ckpt(void) {
     tcase_add_test(tc, test_state_outside_folder);
     tcase_add_test(tc, test_state_damaged);
     tcase_add_test(tc, test_v1_duplicate_tensor);
+    tcase_add_test(tc, test_v2_empty);
     tcase_add_test(tc, test_restore_rules);
     tcase_add_test(tc, test_restore_moving_averages);
     tcase_add_test(tc, test_bad_v2_files);

@@ -370,13 +370,21 @@ sn_status sn_ckpt_newest(sn_ctx *ctx, const char *dir, char *buf, size_t len) {
 
 /* Deletes the files of V2 checkpoint `prefix` (index, data shards, meta graph). */
 static void delete_ckpt_files(const char *prefix) {
-    char p[PATH_MAX + 64];
+    char p[2 * PATH_MAX + 64];
     snprintf(p, sizeof p, "%s.index", prefix);
     unlink(p);
     snprintf(p, sizeof p, "%s.meta", prefix);
     unlink(p);
-    snprintf(p, sizeof p, "%s.data-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]",
-             prefix);
+    /* The shards by pattern, the prefix itself taken literally: a name with '*' or '?' in
+     * the state file must not delete other checkpoints' data (fuzzing found
+     * "model.ckpt*2" deleting model.ckpt-2's). */
+    size_t k = 0;
+    for (const char *c = prefix; *c && k + 2 < PATH_MAX * 2; c++) {
+        if (strchr("*?[]\\", *c)) p[k++] = '\\';
+        p[k++] = *c;
+    }
+    snprintf(p + k, sizeof p - k,
+             ".data-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]");
     glob_t g;
     if (glob(p, 0, NULL, &g) == 0)
         for (size_t i = 0; i < g.gl_pathc; i++) unlink(g.gl_pathv[i]);
