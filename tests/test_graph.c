@@ -1004,6 +1004,41 @@ START_TEST(test_many_nodes) {
     sn_ctx_free(ctx);
 } END_TEST
 
+/* A node with more inputs than the backward's set mask has bits (32): add_n of 40 L2 terms,
+ * the regularization loss of a deep net.  Each term's gradient comes back whole (the mask's
+ * shifts stay below 32: UBSan, in CI's sanitizer run, checks them). */
+START_TEST(test_add_n_many_inputs) {
+    sn_ctx *ctx = tu_ctx();
+    sn_graph *g = new_graph(ctx);
+    enum { N = 40 };
+    sn_node terms[N];
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "w%d", i);
+        int64_t d = 3;
+        sn_init init = sn_init_constant((float)(i + 1));
+        sn_node w = sn_variable(g, name, 1, &d, &init, SN_VAR_TRAINABLE);
+        terms[i] = sn_op_l2_loss(g, w, 0.5f);
+    }
+    sn_node loss = sn_op_add_n(g, N, terms);
+    ck_assert_int_eq(sn_graph_status(g), SN_OK);
+    sn_net *net = compile(g, 1, 1);
+    ck_assert_int_eq(sn_net_forward(net), SN_OK);
+    ck_assert_int_eq(sn_net_backward(net, loss), SN_OK);
+    for (int i = 0; i < N; i += 13) {   /* d/dw (0.5 * sum(w^2) / 2) = 0.5 w */
+        char name[16];
+        snprintf(name, sizeof name, "w%d", i);
+        sn_tensor *gr = NULL;
+        ck_assert_int_eq(sn_net_get_grad(net, name, &gr), SN_OK);
+        for (int k = 0; k < 3; k++)
+            ck_assert_float_eq(((float *)sn_tensor_data(gr))[k], 0.5f * (float)(i + 1));
+        sn_tensor_free(gr);
+    }
+    sn_net_free(net);
+    sn_graph_free(g);
+    sn_ctx_free(ctx);
+} END_TEST
+
 /* sn_net_flop_count against the sizes by hand: a 3x3 convolution on an input (no input
  * gradient: backward = the weight gradient only), a depthwise one and a matmul whose input
  * has a gradient (backward = both), a frozen matmul (backward = its input's gradient). */
@@ -1065,6 +1100,7 @@ Suite *suite_graph(void) {
     tcase_add_loop_test(tc, test_fusion_training_zoo, 0, 3);
     tcase_add_test(tc, test_dropout_steps);
     tcase_add_test(tc, test_many_nodes);
+    tcase_add_test(tc, test_add_n_many_inputs);
     tcase_add_test(tc, test_flop_count);
     suite_add_tcase(s, tc);
     return s;

@@ -4,7 +4,7 @@
 # target: executions, their rate, the corpus it grew, coverage, and crashes found.
 # Exit status 1 when any target crashed (the inputs are in BUILD/crashes/).
 set -u
-B=$1 SECONDS_EACH=$2 JOBS=$3
+B=$1 LIMIT=$2 JOBS=$3
 shift 3
 mkdir -p "$B/corpus" "$B/crashes" "$B/logs"
 rm -rf "$B/seeds"
@@ -13,15 +13,17 @@ rm -rf "$B/seeds"
 one() {   # target
     local t=$1
     mkdir -p "$B/corpus/$t" "$B/seeds/$t"
+    local t0=$SECONDS
     # -malloc_limit_mb: one allocation over 512 MB from an input of a few KB is a finding
     # (every length read from a file is bounded before allocating); -timeout: 10 s an input.
-    "$B/bin/fuzz_$t" -max_total_time="$SECONDS_EACH" -malloc_limit_mb=512 -rss_limit_mb=2048 \
+    "$B/bin/fuzz_$t" -max_total_time="$LIMIT" -malloc_limit_mb=512 -rss_limit_mb=2048 \
         -timeout=10 -print_final_stats=1 -artifact_prefix="$B/crashes/$t-" \
         "$B/corpus/$t" "$B/seeds/$t" "tests/fuzz/corpus/$t" > "$B/logs/$t.log" 2>&1
     echo "$?" > "$B/logs/$t.rc"
+    echo $((SECONDS - t0)) > "$B/logs/$t.seconds"
 }
 export -f one
-export B SECONDS_EACH
+export B LIMIT
 printf '%s\n' "$@" | xargs -P "$JOBS" -I{} bash -c 'one {}'
 
 failed=0
@@ -35,7 +37,7 @@ for t in "$@"; do
     corpus=$(find "$B/corpus/$t" -type f | wc -l)
     crashes=$(find "$B/crashes" -name "$t-*" -type f | wc -l)
     [ "$(cat "$B/logs/$t.rc")" = 0 ] || failed=1
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$SECONDS_EACH" "${execs:-?}" \
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$(cat "$B/logs/$t.seconds")" "${execs:-?}" \
         "${rate:-?}" "$corpus" "${cov:-?}" "$crashes"
 done
 [ $failed = 0 ] || echo "run.sh: a target failed; see $B/logs/ and $B/crashes/" >&2
