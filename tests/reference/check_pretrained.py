@@ -152,16 +152,21 @@ def tensorflow_side(tf, slim, importlib, zoo, pf, model, classes, ckpt, fmt, img
 
 
 def parse_classify(out, img_dir, id_of):
-    """{path: [(label id, probability)]} from slimnet-classify's stdout."""
+    """{path: [(label id, probability)]} from slimnet-classify's stdout: "name (id) p, ..."
+    (the id must be the one labels.txt gives the name)."""
     res = {}
     for line in out.splitlines():
         path, sep, rest = line.partition(": ")
         if not sep or not path.startswith(img_dir + "/"):
             continue
-        items = re.findall(r"(.+?) (\d+\.\d{4})(?:, |$)", rest)
-        if ", ".join("%s %s" % it for it in items) != rest:
+        items = re.findall(r"(.+?) \((\d+)\) (\d+\.\d{4})(?:, |$)", rest)
+        if ", ".join("%s (%s) %s" % it for it in items) != rest:
             sys.exit("check_pretrained: cannot parse slimnet-classify's line %r" % line)
-        res[path] = [(id_of.get(n, -1), float(p)) for n, p in items]
+        for name, i, _ in items:
+            if id_of.get(name, int(i)) != int(i):
+                sys.exit("check_pretrained: %r printed with id %s, labels.txt gives %d"
+                         % (name, i, id_of[name]))
+        res[path] = [(int(i), float(p)) for _, i, p in items]
     return res
 
 

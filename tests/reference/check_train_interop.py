@@ -20,6 +20,7 @@ Usage: .venv/bin/python check_train_interop.py BUILD_BIN_DIR   (run by `make par
    exactly TF-slim's _get_variables_to_train().
 Exits non-zero on any mismatch.
 """
+import json
 import os
 import re
 import subprocess
@@ -131,18 +132,20 @@ def main():
         # slimnet-classify on every image vs TensorFlow's softmax on the same files.
         out = run([os.path.join(bin_dir, "slimnet-classify"), "--model_name=lenet",
                    "--checkpoint_path", train, "--eval_image_size=28", "--top_k=3",
-                   "--device=cpu", tree + "/" + CLASSES[0], tree + "/" + CLASSES[1],
-                   tree + "/" + CLASSES[2]])
+                   "--output_format=json", "--device=cpu", tree + "/" + CLASSES[0],
+                   tree + "/" + CLASSES[1], tree + "/" + CLASSES[2]])
         ours = {}
         for line in out.splitlines():
-            if not line.startswith(tree + "/"):
+            if not line.startswith("{"):
                 continue   # the restore report (stderr)
-            path, _, rest = line.rpartition(": ")
+            rec = json.loads(line)
             probs = {}
-            for item in rest.split(", "):
-                name, p = item.rsplit(" ", 1)
-                probs[name] = float(p)
-            ours[path] = probs
+            for pred in rec["predictions"]:
+                if CLASSES[pred["id"]] != pred["label"]:
+                    sys.exit("check_train_interop: class %d printed as %r" % (pred["id"],
+                                                                            pred["label"]))
+                probs[pred["label"]] = pred["probability"]
+            ours[rec["image"]] = probs
         paths = sorted(ours)
         g = tf.Graph()
         with g.as_default():
