@@ -39,9 +39,11 @@ ifeq ($(filter $(DEBUG),0 1),)
 endif
 
 CC      ?= cc
+CXX     ?= c++
 NVCC    ?= $(if $(shell command -v nvcc 2>/dev/null),nvcc,$(CUDA_HOME)/bin/nvcc)
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -fPIC -fvisibility=hidden -MMD -MP
-LDLIBS  := -lopenblas -lprotobuf-c -lsnappy -lturbojpeg -ljpeg -lpng -lcjson -lz -lm -lpthread
+LDLIBS  := -lopenblas -lprotobuf-c -lsnappy -lturbojpeg -ljpeg -lpng -lcjson -lz -lgloo \
+           -lstdc++ -lm -lpthread
 ifeq ($(DEBUG),1)
   CFLAGS += -O0 -g -DSN_DEBUG
 else
@@ -63,6 +65,9 @@ else
 endif
 OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 CFLAGS += $(OPENBLAS_CFLAGS)
+# lib/dist/gloo.cc, the C++ shim over Gloo: the C flags but the language's (deferred, so that
+# what is added to CFLAGS below reaches it too).
+CXXFLAGS = $(filter-out -std=c11 -Wpedantic -fopenmp,$(CFLAGS)) -std=c++17
 
 # First pass: make sure the Debian packages are there, then run make again, so that every
 # $(shell pkg-config ...) below sees them on a fresh machine.
@@ -81,8 +86,9 @@ PROTO_SRC  := $(wildcard lib/io/*.proto)
 PROTO_C    := $(PROTO_SRC:%.proto=$(BUILD)/gen/%.pb-c.c)
 PROTO_H    := $(PROTO_C:.c=.h)
 CFLAGS     += -I$(BUILD)/gen
-LIB_SRC    := $(wildcard lib/*.c) $(wildcard lib/io/*.c) $(wildcard kernels/cpu/*.c) \
-              $(wildcard nets/*.c)
+LIB_SRC    := $(wildcard lib/*.c) $(wildcard lib/io/*.c) $(wildcard lib/dist/*.c) \
+              $(wildcard kernels/cpu/*.c) $(wildcard nets/*.c)
+CXX_SRC    := $(wildcard lib/dist/*.cc)
 CUDA_SRC   :=
 ifeq ($(CUDA),1)
   CFLAGS   += -DSN_WITH_CUDA -I$(CUDA_HOME)/include
@@ -92,7 +98,8 @@ ifeq ($(CUDA),1)
   LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++
 endif
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTO_C:%.c=%.o) $(CUDA_SRC:%.cu=$(BUILD)/%.cu.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTO_C:%.c=%.o) $(CXX_SRC:%.cc=$(BUILD)/%.cc.o) \
+            $(CUDA_SRC:%.cu=$(BUILD)/%.cu.o)
 SO_NAME  := libslimnet.so.$(SOMAJOR)
 SO_FILE  := $(BUILD)/lib/libslimnet.so.$(VERSION)
 A_FILE   := $(BUILD)/lib/libslimnet.a
@@ -126,6 +133,10 @@ $(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.cc.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
@@ -222,7 +233,7 @@ FUZZ_JOBS    ?= 1
 FUZZ_TARGETS ?= $(shell sed -n 's/^SN_FUZZ(\([a-z0-9_]*\)).*/\1/p' tests/fuzz/targets.def)
 fuzz:
 	@command -v clang >/dev/null || $(MAKE) --no-print-directory deps DEB_PKGS=clang
-	$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang CUDA=0 OPENMP=0 SN_FUZZ=1 \
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang CXX=clang++ CUDA=0 OPENMP=0 SN_FUZZ=1 \
 	    FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz-build
 	bash tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
 
@@ -270,7 +281,7 @@ endif
 # ---- dependencies ----------------------------------------------------------------------------
 DEB_PKGS := gcc make pkg-config libopenblas-dev check libsubunit-dev zlib1g-dev \
             libprotobuf-c-dev protobuf-c-compiler libsnappy-dev libturbojpeg0-dev \
-            libjpeg62-turbo-dev libpng-dev libcjson-dev
+            libjpeg62-turbo-dev libpng-dev libcjson-dev libgloo-dev
 # Wanted, not required: the demo's data and the dataset suite's full conversion test.
 OPT_PKGS := dataset-fashion-mnist
 deps:
@@ -288,12 +299,12 @@ deps:
 	else echo "deps: optional$$optional not installed (make demo and one dataset test use it):" \
 	  "sudo apt-get install -y$$optional"; fi
 
-# Cheap check on every build: only calls `make deps` when a header, tool or the test data
+# Cheap check on every build: only calls `make deps` when a header (Gloo has no .pc), tool or the test data
 # (Debian's Fashion-MNIST: the demo's data and the dataset suite's real conversion) is missing.
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 check-deps:
 	@if ! command -v pkg-config >/dev/null || ! command -v protoc-c >/dev/null || \
-	    [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] || \
+	    [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] || [ ! -f /usr/include/gloo/context.h ] || \
 	    ! pkg-config --exists openblas check zlib libprotobuf-c snappy libturbojpeg libjpeg libpng \
 	        libcjson; \
 	then $(MAKE) --no-print-directory deps; fi

@@ -124,6 +124,8 @@ struct sn_net {
     void *emu;                     /* scratch of the emulation and of native ops */
     size_t emu_bytes;
     void *params, *grads, *arena, *inputs, *ws;
+    sn_dist *dist;                 /* data-parallel group (sn_net_set_dist), or NULL */
+    void *dist_host;               /* host copy of params/grads for a device net's group */
     sn_net_memory mem;
     bool backward_ok;
     bool forward_done;

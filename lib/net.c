@@ -515,7 +515,50 @@ void sn_net_free(sn_net *net) {
     free(net->fuse);
     free(net->bf16);
     free(net->native16);
+    free(net->dist_host);
     free(net);
+}
+
+/* The block at dev (bytes long) in host memory: itself on the CPU, else staged through
+ * dist_host (to_host first when fetch). */
+static sn_status dist_host(sn_net *net, void *dev, size_t bytes, bool fetch, void **host) {
+    if (net->dev.backend == SN__BACKEND_CPU) {
+        *host = dev;
+        return SN_OK;
+    }
+    *host = net->dist_host;
+    return fetch ? SN__CALL(net, to_host, *host, dev, bytes) : SN_OK;
+}
+
+sn_status sn_net_set_dist(sn_net *net, sn_dist *d) {
+    net->dist = NULL;
+    free(net->dist_host);
+    net->dist_host = NULL;
+    if (!d || sn_dist_size(d) == 1) {
+        net->dist = d;
+        return SN_OK;
+    }
+    size_t big = net->mem.params > net->mem.grads ? net->mem.params : net->mem.grads;
+    if (net->dev.backend != SN__BACKEND_CPU && !(net->dist_host = malloc(big ? big : 1)))
+        return sn__fail(net->ctx, SN_ERR_NOMEM, "set_dist: out of memory (%zu bytes)", big);
+    /* every rank starts from the chief's variables */
+    void *host;
+    SN_TRY(dist_host(net, net->params, net->mem.params, true, &host));
+    SN_TRY(sn__dist_broadcast_bytes(d, host, net->mem.params));
+    if (host != net->params) SN_TRY(SN__CALL(net, to_dev, net->params, host, net->mem.params));
+    net->dist = d;
+    return SN_OK;
+}
+
+/* After a backward pass: every gradient becomes the mean over the group (the padding
+ * between variables is zero on every rank and stays so). */
+static sn_status dist_average(sn_net *net) {
+    if (!net->dist || !net->mem.grads) return SN_OK;
+    void *host;
+    SN_TRY(dist_host(net, net->grads, net->mem.grads, true, &host));
+    SN_TRY(sn__dist_mean_f32(net->dist, host, net->mem.grads / sizeof(float)));
+    if (host != net->grads) SN_TRY(SN__CALL(net, to_dev, net->grads, host, net->mem.grads));
+    return SN_OK;
 }
 
 const sn_graph *sn_net_graph(const sn_net *net) { return net->g; }
@@ -757,6 +800,7 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
         if (st != SN_OK) st = node_failed(net, j, "backward", st);
     }
     free(anc);
+    if (st == SN_OK) st = dist_average(net);
     return st;
 }
 

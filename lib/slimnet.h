@@ -74,7 +74,8 @@ SN_API const char *sn_version(void);
     X(SN_ERR_NO_DEVICE,   -8, "no CUDA device")                             \
     X(SN_ERR_NOT_FOUND,   -9, "not found")                                  \
     X(SN_ERR_STATE,      -10, "call not valid in this state")               \
-    X(SN_ERR_NUMERIC,    -11, "non-finite value")
+    X(SN_ERR_NUMERIC,    -11, "non-finite value")                           \
+    X(SN_ERR_TIMEOUT,    -12, "timed out")
 
 typedef enum sn_status {
 #define SN__STATUS_ENUM(name, value, text) name = value,
@@ -1552,6 +1553,86 @@ SN_API sn_status sn_ema_slot(const sn_ema *ema, int i, sn_slot_info *info);
 SN_API int sn_ema_find_slot(const sn_ema *ema, const char *name);
 SN_API sn_status sn_ema_get_slot(sn_ema *ema, const char *name, sn_tensor **out);
 SN_API sn_status sn_ema_set_slot(sn_ema *ema, const char *name, const sn_tensor *t);
+
+/* ---- distributed training: a process group (lib/dist/) ------------------------------------
+ *
+ * Data-parallel training over many processes and machines: every process (rank) runs the
+ * same net on its own share of the data, and the gradients are averaged over the group
+ * after each backward pass (sn_net_set_dist), as PyTorch's DDP and Horovod do.  The bytes
+ * move over Gloo's TCP transport with per-operation timeouts; the processes meet at a small
+ * rendezvous store that rank 0 (the chief) serves on its address, as PyTorch's TCPStore.
+ * A peer that dies or stops makes every collective fail within the timeout, the message
+ * naming it ("worker 2 (10.0.0.3:2222) ended"); nothing waits forever. */
+typedef struct sn_dist sn_dist;
+
+typedef struct sn_dist_params {
+    int rank;                  /* this process: 0 (the chief) .. size - 1 */
+    int size;                  /* processes in the group (default 1: no group) */
+    int local_rank;            /* among the group's processes on this machine */
+    char master_addr[256];     /* rank 0's address: it serves the rendezvous store there */
+    int master_port;           /* default 29500 */
+    char host[256];            /* this process's address for the others; "": 127.0.0.1 for a
+                                  loopback master, else the host name */
+    char name[256];            /* this process in messages ("worker 1 (10.0.0.2:2222)");
+                                  "": "rank R (host)" */
+    double timeout_secs;       /* the rendezvous and every collective (default 300) */
+    char roster[8192];         /* every rank's name, a line each in rank order, as the
+                                  environment knows them (TF_CONFIG), to name a rank that
+                                  never arrived; "": "rank R" */
+} sn_dist_params;
+SN_API sn_dist_params sn_dist_params_default(void);
+
+/* The group the environment describes. */
+typedef struct sn_dist_env {
+    int found;                 /* 1: TF_CONFIG, or a launcher with more than one process */
+    char source[32];           /* "TF_CONFIG", "torchrun", "Open MPI", "MPICH/PMI", "Slurm" */
+    char task_type[16];        /* TF_CONFIG's task type (chief, master, worker, ps,
+                                  evaluator); "worker" for the launchers */
+    int task_index;
+    int num_workers;           /* the group: chief/master and workers */
+    int num_ps;                /* TF_CONFIG's ps tasks (outside the group) */
+    sn_dist_params params;     /* rank -1 for a task outside the group (ps, evaluator) */
+} sn_dist_env;
+/* Reads TF_CONFIG, else torchrun's, Open MPI's, MPICH's or Slurm's variables (lib/dist/env.c
+ * says which and how); found = 0 and a one-process group when there are none.
+ * SN_ERR_FORMAT (a TF_CONFIG that is not what TensorFlow reads, naming what), and
+ * SN_ERR_INVALID_ARG (a launcher's variable out of range; processes on several machines
+ * without MASTER_ADDR). */
+SN_API sn_status sn_dist_env_read(sn_ctx *ctx, sn_dist_env *env);
+
+/* Joins the group: rank 0 starts the rendezvous store, every rank connects to it (retrying
+ * until the timeout: start order does not matter) and to every other rank.  A group of one
+ * needs no network and every collective returns at once.  SN_ERR_INVALID_ARG, SN_ERR_IO
+ * (cannot listen; the message names the address), SN_ERR_TIMEOUT (a rank never arrived,
+ * named), SN_ERR_NOMEM.  *out borrows ctx. */
+SN_API sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out);
+/* Leaves the group (the chief's store stops with it).  NULL is a no-op. */
+SN_API void sn_dist_free(sn_dist *d);
+SN_API int sn_dist_rank(const sn_dist *d);
+SN_API int sn_dist_size(const sn_dist *d);
+SN_API int sn_dist_local_rank(const sn_dist *d);
+
+typedef enum sn_dist_op { SN_DIST_SUM = 0, SN_DIST_MEAN = 1 } sn_dist_op;
+/* In place over the group: t (a host tensor of float32, int32 or int64; MEAN: float32 only)
+ * becomes the sum or the mean of every rank's t, the same bits on every rank.  Every rank
+ * calls the collectives in the same order with the same shapes.  A failure names the
+ * operation, its number and the peer that ended, never arrived or is behind:
+ * SN_ERR_IO (a peer ended or is unreachable), SN_ERR_TIMEOUT (no progress within
+ * timeout_secs), SN_ERR_INVALID_ARG, SN_ERR_NOMEM.  After a failure the group is broken:
+ * every later collective fails at once with the same message. */
+SN_API sn_status sn_dist_allreduce(sn_dist *d, sn_tensor *t, sn_dist_op op);
+/* t becomes root's t on every rank (any dtype). */
+SN_API sn_status sn_dist_broadcast(sn_dist *d, sn_tensor *t, int root);
+/* Returns when every rank has called it. */
+SN_API sn_status sn_dist_barrier(sn_dist *d);
+
+/* Data-parallel training of net over d: the variables are broadcast from rank 0 now (every
+ * rank starts from the chief's weights), and from then on each sn_net_backward averages
+ * the gradients over the group before it returns, so that each rank's optimizer applies the
+ * same update.  Batch-norm statistics stay per rank, as TF's sync replicas keep them.  NULL
+ * ends it.  The net borrows d.  Errors as sn_dist_broadcast; afterwards sn_net_backward
+ * returns sn_dist_allreduce's errors. */
+SN_API sn_status sn_net_set_dist(sn_net *net, sn_dist *d);
 
 /* Gradient clipping: train_image_classifier has none.  optimize_clones sums the clones'
  * gradients and the script passes them to apply_gradients as they are; TF-slim's

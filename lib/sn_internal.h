@@ -52,6 +52,11 @@ bool sn__numel(int rank, const int64_t *dims, size_t *out);
 /* "[3,3,64,128]" into buf. */
 const char *sn__dims_str(int rank, const int64_t *dims, char *buf, size_t len);
 
+/* lib/dist/dist.c, for the net's data parallelism: the mean over the group of n floats at
+ * host memory p; rank 0's n bytes at p on every rank. */
+sn_status sn__dist_mean_f32(sn_dist *d, float *p, size_t n);
+sn_status sn__dist_broadcast_bytes(sn_dist *d, void *p, size_t n);
+
 /* 64-bit FNV-1a of a string, for per-variable seeds. */
 uint64_t sn__hash_str(const char *s, uint64_t h);
 

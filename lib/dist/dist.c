@@ -1,0 +1,261 @@
+/* dist.c: the process group (slimnet.h, sn_dist_*): the rendezvous store (store.c), Gloo's
+ * mesh (gloo.cc), and the bookkeeping that names a failed peer.
+ *
+ * Every collective has a number.  A rank reports to the store when it enters, finishes or
+ * fails one; the store also sees a rank's connection close when its process ends.  When a
+ * collective fails here, the group waits a moment for the others' reports, asks the store,
+ * and names the ranks that stand out: one that ended, never arrived, has not reached the
+ * collective, or is stuck in it while the others finished or failed.  A failed group stays
+ * failed: the ranks' collectives no longer line up. */
+#include "dist_internal.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "../sn_internal.h"
+
+struct sn_dist {
+    sn_ctx *ctx;
+    int rank, size, local_rank;
+    int timeout_ms;
+    char where[300];               /* "127.0.0.1:29500": the chief's store */
+    sn__store_server *server;      /* rank 0 */
+    sn__store *store;
+    sn__gloo *gloo;
+    int64_t seq;                   /* collectives so far */
+    char roster[8192];             /* sn_dist_params.roster */
+    char name[256];                /* this rank in messages */
+    sn_status broken;              /* after a failure: every collective fails with it */
+    char why[SN_ERRMSG_LEN];
+};
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int sn_dist_rank(const sn_dist *d) { return d ? d->rank : 0; }
+int sn_dist_size(const sn_dist *d) { return d ? d->size : 1; }
+int sn_dist_local_rank(const sn_dist *d) { return d ? d->local_rank : 0; }
+
+/* Rank r's name from the roster (line r), else "rank r". */
+static void roster_name(const sn_dist *d, int r, char *buf, size_t cap) {
+    const char *p = d->roster;
+    for (int i = 0; i < r && p; i++) {
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    size_t n = p ? strcspn(p, "\n") : 0;
+    if (n == 0 || n >= cap) snprintf(buf, cap, "rank %d", r);
+    else memcpy(buf, p, n), buf[n] = '\0';
+}
+
+/* "worker 2 (10.0.0.3:2222) ended; worker 3 (...) never arrived" for the ranks that stand
+ * out in collective seq (0: the rendezvous), into buf.  Returns how many. */
+static int culprits(const sn_dist *d, const sn__rank_state *st, int64_t seq, char *buf,
+                    size_t cap) {
+    int n = 0;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int r = 0; r < d->size; r++) {
+        if (r == d->rank) continue;
+        const sn__rank_state *s = &st[r];
+        char what[96];
+        if (s->state == SN__RANK_GONE)
+            snprintf(what, sizeof what, "ended (its connection to the chief closed)");
+        else if (s->state == SN__RANK_ABSENT)
+            snprintf(what, sizeof what, "never arrived");
+        else if (seq > 0 && s->entered < seq)
+            snprintf(what, sizeof what, "has not reached it (its last was #%lld)",
+                     (long long)s->entered);
+        else if (seq > 0 && s->finished < seq && s->failed < seq)
+            snprintf(what, sizeof what, "is stuck in it");
+        else
+            continue;
+        if (++n <= 8 && used < cap) {
+            char name[256];
+            if (s->name[0]) snprintf(name, sizeof name, "%s", s->name);
+            else roster_name(d, r, name, sizeof name);
+            used += (size_t)snprintf(buf + used, cap - used, "%s%s %s", n > 1 ? "; " : "",
+                                     name, what);
+        }
+    }
+    if (n > 8 && used < cap) snprintf(buf + used, cap - used, "; and %d more", n - 8);
+    return n;
+}
+
+/* The store's view after a failure, into who; false when the store does not answer (the
+ * chief is gone). */
+static bool ask_store(sn_dist *d, int64_t seq, char *who, size_t cap) {
+    /* the others' reports of the same failure, and a closed connection, arrive first */
+    struct timespec pause = {0, 300 * 1000000};
+    nanosleep(&pause, NULL);
+    sn__rank_state *st = calloc((size_t)d->size, sizeof *st);
+    if (!st || sn__store_status(d->store, d->size, st) != 0) {
+        char chief[256];
+        roster_name(d, 0, chief, sizeof chief);
+        snprintf(who, cap, "the chief, %s, is gone (%s)", chief,
+                 st ? sn__store_error(d->store) : "out of memory");
+        free(st);
+        return false;
+    }
+    if (culprits(d, st, seq, who, cap) == 0) snprintf(who, cap, "no peer stands out");
+    free(st);
+    return true;
+}
+
+static sn_status broken(sn_dist *d, sn_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static sn_status broken(sn_dist *d, sn_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->why, sizeof d->why, fmt, ap);
+    va_end(ap);
+    d->broken = st;
+    return sn__fail(d->ctx, st, "%s", d->why);
+}
+
+sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out) {
+    if (!p || !out)
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_dist_new: NULL argument");
+    *out = NULL;
+    if (p->size < 1 || p->rank < 0 || p->rank >= p->size || p->local_rank < 0 ||
+        !(p->timeout_secs > 0) || (p->size > 1 && (!p->master_addr[0] || p->master_port < 1 ||
+                                                   p->master_port > 65535)))
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_dist_new: rank %d of %d, local rank %d, "
+                        "master '%s:%d', timeout %g s: need 0 <= rank < size, a master "
+                        "address and port, a positive timeout", p->rank, p->size,
+                        p->local_rank, p->master_addr, p->master_port, p->timeout_secs);
+    sn_dist *d = calloc(1, sizeof *d);
+    if (!d) return sn__fail(ctx, SN_ERR_NOMEM, "sn_dist_new: out of memory");
+    d->ctx = ctx;
+    d->rank = p->rank;
+    d->size = p->size;
+    d->local_rank = p->local_rank;
+    double ms = p->timeout_secs * 1000.0;
+    d->timeout_ms = ms > INT_MAX ? INT_MAX : ms < 1 ? 1 : (int)ms;
+    snprintf(d->where, sizeof d->where, "%s:%d", p->master_addr, p->master_port);
+    snprintf(d->roster, sizeof d->roster, "%s", p->roster);
+    if (d->size == 1) {
+        *out = d;
+        return SN_OK;
+    }
+    char err[1024], *name = d->name;
+    const char *host = p->host[0] ? p->host : "127.0.0.1";
+    if (p->name[0]) snprintf(name, sizeof d->name, "%s", p->name);
+    else snprintf(name, sizeof d->name, "rank %d (%.200s)", p->rank, host);
+    sn_status st = SN_OK;
+    if (d->rank == 0 &&
+        sn__store_server_start(NULL, p->master_port, d->size, &d->server, err, sizeof err))
+        st = sn__fail(ctx, SN_ERR_IO, "%s: cannot serve the group's rendezvous store: %s", name,
+                      err);
+    if (st == SN_OK && sn__store_connect(p->master_addr, p->master_port, d->rank, name,
+                                         d->timeout_ms, &d->store, err, sizeof err))
+        st = sn__fail(ctx, SN_ERR_TIMEOUT, "%s: joining the group of %d: %s", name, d->size,
+                      err);
+    if (st == SN_OK &&
+        sn__gloo_new(d->store, d->rank, d->size, host, d->timeout_ms, &d->gloo, err,
+                     sizeof err)) {
+        char who[768];
+        bool chief = ask_store(d, 0, who, sizeof who);
+        st = sn__fail(ctx, chief ? SN_ERR_TIMEOUT : SN_ERR_IO, "%s: the group of %d at %s did "
+                      "not come together within %.1f s: %s (Gloo: %.300s)", name, d->size,
+                      d->where, d->timeout_ms / 1000.0, who, err);
+    }
+    if (st != SN_OK) {
+        sn_dist_free(d);
+        return st;
+    }
+    *out = d;
+    return SN_OK;
+}
+
+void sn_dist_free(sn_dist *d) {
+    if (!d) return;
+    sn__gloo_free(d->gloo);
+    sn__store_close(d->store);
+    sn__store_server_stop(d->server);
+    free(d);
+}
+
+enum { ALLREDUCE, BROADCAST, BARRIER };
+
+static sn_status collective(sn_dist *d, int kind, void *buf, size_t n, int type, int root) {
+    if (d->broken) return sn__fail(d->ctx, d->broken, "%s", d->why);
+    if (d->size == 1) return SN_OK;
+    int64_t seq = ++d->seq;
+    /* reports are best effort: a chief that is gone shows up in the collective itself */
+    sn__store_progress(d->store, seq, 0);
+    double t0 = now_s();
+    char err[1024] = "";
+    uint32_t tag = (uint32_t)(seq & 0x7fffffff);
+    int r = kind == ALLREDUCE ? sn__gloo_allreduce_sum(d->gloo, buf, n, type, tag, err, sizeof err)
+          : kind == BROADCAST ? sn__gloo_broadcast(d->gloo, buf, n, root, tag, err, sizeof err)
+                              : sn__gloo_barrier(d->gloo, tag, err, sizeof err);
+    if (r == 0) {
+        sn__store_progress(d->store, seq, 1);
+        return SN_OK;
+    }
+    double took = now_s() - t0;
+    sn__store_progress(d->store, seq, -1);
+    char who[768];
+    ask_store(d, seq, who, sizeof who);
+    static const char *names[] = {"all-reduce", "broadcast", "barrier"};
+    char size[48] = "";
+    if (kind != BARRIER)
+        snprintf(size, sizeof size, " of %.3g MB", (double)n * (kind == ALLREDUCE ?
+                 (type == SN__GLOO_I64 ? 8.0 : 4.0) : 1.0) / 1e6);
+    bool timed_out = took * 1000.0 >= 0.9 * d->timeout_ms || strstr(err, "imed out");
+    return broken(d, timed_out ? SN_ERR_TIMEOUT : SN_ERR_IO, "%s: %s #%lld%s %s after "
+                  "%.1f s: %s (Gloo: %.300s)", d->name, names[kind], (long long)seq, size,
+                  timed_out ? "timed out" : "failed", took, who, err);
+}
+
+sn_status sn_dist_allreduce(sn_dist *d, sn_tensor *t, sn_dist_op op) {
+    if (!d || !t) return SN_ERR_INVALID_ARG;
+    sn_dtype dt = sn_tensor_dtype(t);
+    if ((dt != SN_DTYPE_F32 && dt != SN_DTYPE_I32 && dt != SN_DTYPE_I64) ||
+        (op == SN_DIST_MEAN && dt != SN_DTYPE_F32) || (op != SN_DIST_SUM && op != SN_DIST_MEAN))
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "all-reduce: %s of a %s tensor is not "
+                        "supported (sum of float32, int32, int64; mean of float32)",
+                        op == SN_DIST_MEAN ? "mean" : "sum", sn_dtype_name(dt));
+    size_t n = (size_t)sn_tensor_numel(t);
+    int type = dt == SN_DTYPE_F32 ? SN__GLOO_F32 : dt == SN_DTYPE_I32 ? SN__GLOO_I32
+                                                                       : SN__GLOO_I64;
+    SN_TRY(collective(d, ALLREDUCE, sn_tensor_data(t), n, type, 0));
+    if (op == SN_DIST_MEAN && d->size > 1) {
+        float *x = sn_tensor_data(t), k = (float)d->size;
+        for (size_t i = 0; i < n; i++) x[i] /= k;
+    }
+    return SN_OK;
+}
+
+sn_status sn_dist_broadcast(sn_dist *d, sn_tensor *t, int root) {
+    if (!d || !t) return SN_ERR_INVALID_ARG;
+    if (root < 0 || root >= d->size)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "broadcast: root %d outside the group of %d",
+                        root, d->size);
+    return collective(d, BROADCAST, sn_tensor_data(t), sn_tensor_nbytes(t), 0, root);
+}
+
+sn_status sn_dist_barrier(sn_dist *d) {
+    if (!d) return SN_ERR_INVALID_ARG;
+    return collective(d, BARRIER, NULL, 0, 0, 0);
+}
+
+/* For sn_net: the sum of n floats at host memory p, divided by the group's size. */
+sn_status sn__dist_mean_f32(sn_dist *d, float *p, size_t n) {
+    SN_TRY(collective(d, ALLREDUCE, p, n, SN__GLOO_F32, 0));
+    if (d->size > 1) {
+        float k = (float)d->size;
+        for (size_t i = 0; i < n; i++) p[i] /= k;
+    }
+    return SN_OK;
+}
+
+sn_status sn__dist_broadcast_bytes(sn_dist *d, void *p, size_t n) {
+    return collective(d, BROADCAST, p, n, 0, 0);
+}

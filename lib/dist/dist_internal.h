@@ -1,0 +1,81 @@
+/* dist_internal.h: the parts of the process group (lib/dist/): the rendezvous store
+ * (store.c), the Gloo shim (gloo.cc, the only C++ in lib/) and the group (dist.c).
+ * Not installed. */
+#ifndef SN_DIST_INTERNAL_H
+#define SN_DIST_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the rendezvous store (store.c) --------------------------------------------------------
+ * A small key-value server that rank 0 runs on the chief's address, and the client every
+ * rank (rank 0 too) keeps connected to it.  It is what PyTorch's TCPStore is to c10d: Gloo
+ * exchanges its addresses through it, and it knows who is there: a rank says hello with its
+ * name and keeps its connection, reports each collective it enters, finishes or fails, and
+ * the server sees a connection close when its process ends. */
+
+typedef struct sn__store_server sn__store_server;
+typedef struct sn__store sn__store;
+
+/* Where a rank stands, as the server saw it. */
+enum { SN__RANK_ABSENT = 0, SN__RANK_HERE = 1, SN__RANK_GONE = 2 };
+typedef struct sn__rank_state {
+    int state;              /* SN__RANK_* */
+    int64_t entered;        /* last collective entered (0: none) */
+    int64_t finished;       /* last collective finished */
+    int64_t failed;         /* last collective that failed (0: none) */
+    char name[160];         /* "worker 1 (10.0.0.2:2222)", from its hello */
+} sn__rank_state;
+
+/* Listens on host:port (host NULL or "": every address) for a group of size ranks.  The
+ * server runs in a thread of its own until sn__store_server_stop.  Errors into err. */
+int sn__store_server_start(const char *host, int port, int size, sn__store_server **out,
+                           char *err, size_t cap);
+void sn__store_server_stop(sn__store_server *s);
+
+/* Connects to the server at host:port, retrying until timeout_ms has passed (the server may
+ * start later), and says hello as rank with name.  0, or -1 with the reason in err. */
+int sn__store_connect(const char *host, int port, int rank, const char *name, int timeout_ms,
+                      sn__store **out, char *err, size_t cap);
+void sn__store_close(sn__store *s);
+/* Every call below: 0, or -1 with the reason in the store's error (sn__store_error). */
+int sn__store_set(sn__store *s, const char *key, const void *val, size_t n);
+/* Waits up to timeout_ms for key; *val (malloc'd, the caller frees) and *n.  1 when the key
+ * did not come in time (no error: the caller names who is missing). */
+int sn__store_get(sn__store *s, const char *key, int timeout_ms, void **val, size_t *n);
+/* What is known of collective seq: entered, finished (done = 1) or failed (done = -1). */
+int sn__store_progress(sn__store *s, int64_t seq, int done);
+/* The state of every rank (size entries, the caller's array). */
+int sn__store_status(sn__store *s, int size, sn__rank_state *out);
+const char *sn__store_error(const sn__store *s);
+
+/* ---- Gloo (gloo.cc) ---------------------------------------------------------------------- */
+
+typedef struct sn__gloo sn__gloo;
+
+/* A full mesh of TCP pairs between the size ranks, this one listening on host (an address
+ * or name of this machine the others can reach), the addresses exchanged through store.
+ * timeout_ms bounds the connection and every collective.  0, or -1 with the reason in err
+ * (the missing rank is not known here: the caller asks the store). */
+int sn__gloo_new(sn__store *store, int rank, int size, const char *host, int timeout_ms,
+                 sn__gloo **out, char *err, size_t cap);
+void sn__gloo_free(sn__gloo *g);
+
+enum { SN__GLOO_F32 = 0, SN__GLOO_I32 = 1, SN__GLOO_I64 = 2 };
+/* In-place sum of n elements over the ranks (ring all-reduce), broadcast from root,
+ * barrier.  tag tells concurrent collectives apart.  0, or -1 with Gloo's message in err. */
+int sn__gloo_allreduce_sum(sn__gloo *g, void *buf, size_t n, int type, uint32_t tag,
+                           char *err, size_t cap);
+int sn__gloo_broadcast(sn__gloo *g, void *buf, size_t bytes, int root, uint32_t tag,
+                       char *err, size_t cap);
+int sn__gloo_barrier(sn__gloo *g, uint32_t tag, char *err, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,171 @@
+// gloo.cc: the Gloo shim, the only C++ in lib/ (dist_internal.h declares it).  A full mesh
+// of TCP pairs whose addresses go through slimnet's rendezvous store (store.c), and the
+// three collectives the process group needs.  Gloo reports failures by exception; every one
+// is caught here and handed to C as a message.
+#include "dist_internal.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gloo/allreduce.h>
+#include <gloo/barrier.h>
+#include <gloo/broadcast.h>
+#include <gloo/math.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/prefix_store.h>
+#include <gloo/rendezvous/store.h>
+#include <gloo/transport/tcp/device.h>
+
+namespace {
+
+// Gloo's Store interface over slimnet's store: get waits (the key may not be there yet).
+class Store : public gloo::rendezvous::Store {
+ public:
+  Store(sn__store* s, int timeout_ms) : s_(s), timeout_ms_(timeout_ms) {}
+
+  void set(const std::string& key, const std::vector<char>& data) override {
+    if (sn__store_set(s_, key.c_str(), data.data(), data.size()) != 0)
+      throw gloo::IoException(sn__store_error(s_));
+  }
+
+  std::vector<char> get(const std::string& key) override {
+    void* val = nullptr;
+    size_t n = 0;
+    int r = sn__store_get(s_, key.c_str(), timeout_ms_, &val, &n);
+    if (r < 0) throw gloo::IoException(sn__store_error(s_));
+    if (r > 0) throw gloo::IoException("rendezvous: '" + key + "' did not come in time");
+    std::vector<char> out(static_cast<char*>(val), static_cast<char*>(val) + n);
+    free(val);
+    return out;
+  }
+
+  void wait(const std::vector<std::string>& keys) override {
+    wait(keys, std::chrono::milliseconds(timeout_ms_));
+  }
+
+  void wait(const std::vector<std::string>& keys,
+            const std::chrono::milliseconds& timeout) override {
+    for (const auto& key : keys) {
+      void* val = nullptr;
+      size_t n = 0;
+      int r = sn__store_get(s_, key.c_str(), static_cast<int>(timeout.count()), &val, &n);
+      free(val);
+      if (r < 0) throw gloo::IoException(sn__store_error(s_));
+      if (r > 0) throw gloo::IoException("rendezvous: '" + key + "' did not come in time");
+    }
+  }
+
+ private:
+  sn__store* s_;
+  int timeout_ms_;
+};
+
+void copy_error(const char* what, char* err, size_t cap) {
+  if (err && cap) std::snprintf(err, cap, "%s", what);
+}
+
+}  // namespace
+
+struct sn__gloo {
+  std::unique_ptr<Store> store;
+  std::shared_ptr<gloo::rendezvous::Context> context;
+  std::chrono::milliseconds timeout;
+};
+
+extern "C" int sn__gloo_new(sn__store* store, int rank, int size, const char* host,
+                            int timeout_ms, sn__gloo** out, char* err, size_t cap) {
+  *out = nullptr;
+  try {
+    auto g = std::unique_ptr<sn__gloo>(new sn__gloo);
+    g->timeout = std::chrono::milliseconds(timeout_ms);
+    g->store.reset(new Store(store, timeout_ms));
+    gloo::rendezvous::PrefixStore prefixed("gloo", *g->store);
+    gloo::transport::tcp::attr attr;
+    attr.hostname = host;
+    auto device = gloo::transport::tcp::CreateDevice(attr);
+    g->context = std::make_shared<gloo::rendezvous::Context>(rank, size);
+    g->context->setTimeout(g->timeout);
+    g->context->connectFullMesh(prefixed, device);
+    *out = g.release();
+    return 0;
+  } catch (const std::exception& e) {
+    copy_error(e.what(), err, cap);
+  } catch (...) {
+    copy_error("unknown exception from Gloo", err, cap);
+  }
+  return -1;
+}
+
+extern "C" void sn__gloo_free(sn__gloo* g) {
+  delete g;
+}
+
+extern "C" int sn__gloo_allreduce_sum(sn__gloo* g, void* buf, size_t n, int type, uint32_t tag,
+                                      char* err, size_t cap) {
+  try {
+    gloo::AllreduceOptions opts(g->context);
+    opts.setTag(tag);
+    opts.setTimeout(g->timeout);
+    switch (type) {
+      case SN__GLOO_F32:
+        opts.setOutput(static_cast<float*>(buf), n);
+        opts.setReduceFunction(
+            static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
+        break;
+      case SN__GLOO_I32:
+        opts.setOutput(static_cast<int32_t*>(buf), n);
+        opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(
+            &gloo::sum<int32_t>));
+        break;
+      default:
+        opts.setOutput(static_cast<int64_t*>(buf), n);
+        opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(
+            &gloo::sum<int64_t>));
+        break;
+    }
+    gloo::allreduce(opts);
+    return 0;
+  } catch (const std::exception& e) {
+    copy_error(e.what(), err, cap);
+  } catch (...) {
+    copy_error("unknown exception from Gloo", err, cap);
+  }
+  return -1;
+}
+
+extern "C" int sn__gloo_broadcast(sn__gloo* g, void* buf, size_t bytes, int root, uint32_t tag,
+                                  char* err, size_t cap) {
+  try {
+    gloo::BroadcastOptions opts(g->context);
+    opts.setTag(tag);
+    opts.setTimeout(g->timeout);
+    opts.setRoot(root);
+    opts.setOutput(static_cast<uint8_t*>(buf), bytes);
+    gloo::broadcast(opts);
+    return 0;
+  } catch (const std::exception& e) {
+    copy_error(e.what(), err, cap);
+  } catch (...) {
+    copy_error("unknown exception from Gloo", err, cap);
+  }
+  return -1;
+}
+
+extern "C" int sn__gloo_barrier(sn__gloo* g, uint32_t tag, char* err, size_t cap) {
+  try {
+    gloo::BarrierOptions opts(g->context);
+    opts.setTag(tag);
+    opts.setTimeout(g->timeout);
+    gloo::barrier(opts);
+    return 0;
+  } catch (const std::exception& e) {
+    copy_error(e.what(), err, cap);
+  } catch (...) {
+    copy_error("unknown exception from Gloo", err, cap);
+  }
+  return -1;
+}

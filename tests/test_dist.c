@@ -1,0 +1,409 @@
+/* test_dist.c: the process group (lib/dist/) with real processes on 127.0.0.1: the
+ * environment (TF_CONFIG and the launchers' variables), collectives of 2 and 3 processes
+ * (integer sums exact, float sums the same bits on every rank), start order, and faults: a
+ * worker that ends, one that stops, one that never arrives, a chief that ends; each named
+ * within the timeout.  A test forks the ranks; each rank reports through a pipe. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "testutil.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* A TCP port nobody listens on now. */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    ck_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    ck_assert(getsockname(fd, (struct sockaddr *)&a, &n) == 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* ---- the environment ----------------------------------------------------------------------- */
+
+static void clear_env(void) {
+    static const char *vars[] = {"TF_CONFIG", "RANK", "WORLD_SIZE", "LOCAL_RANK",
+                                 "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                                 "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                                 "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE",
+                                 "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
+                                 "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+                                 "SLURM_NNODES", "SN_DIST_HOST", "SN_DIST_LOCAL_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) unsetenv(vars[i]);
+}
+
+#define CLUSTER "\"cluster\": {\"chief\": [\"10.0.0.1:2222\"], \"worker\": [\"10.0.0.2:2222\", " \
+                "\"host-3:2223\"], \"ps\": [\"10.0.0.9:2222\", \"10.0.0.9:2223\"]}"
+
+START_TEST(test_env) {
+    sn_ctx *ctx = tu_ctx();
+    sn_dist_env e;
+    clear_env();
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert(!e.found && e.params.size == 1 && e.params.rank == 0);
+
+    setenv("TF_CONFIG", "{" CLUSTER ", \"task\": {\"type\": \"worker\", \"index\": 1}}", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert(e.found);
+    ck_assert_str_eq(e.source, "TF_CONFIG");
+    ck_assert_str_eq(e.task_type, "worker");
+    ck_assert_int_eq(e.task_index, 1);
+    ck_assert_int_eq(e.params.rank, 2);          /* the chief is 0, worker i is i + 1 */
+    ck_assert_int_eq(e.params.size, 3);
+    ck_assert_int_eq(e.num_ps, 2);
+    ck_assert_str_eq(e.params.master_addr, "10.0.0.1");
+    ck_assert_int_eq(e.params.master_port, 2222);
+    ck_assert_str_eq(e.params.host, "host-3");
+    ck_assert_str_eq(e.params.name, "worker 1 (host-3:2223)");
+    setenv("TF_CONFIG", "{" CLUSTER ", \"task\": {\"type\": \"ps\", \"index\": 1}}", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert_int_eq(e.params.rank, -1);          /* outside the group */
+    ck_assert_str_eq(e.task_type, "ps");
+    /* TF1's "master", no chief: worker 0 is rank 0 without one */
+    setenv("TF_CONFIG", "{\"cluster\": {\"worker\": [\"[::1]:5000\", \"b:5001\"]}, "
+                        "\"task\": {\"type\": \"worker\", \"index\": 0}}", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert_int_eq(e.params.rank, 0);
+    ck_assert_str_eq(e.params.master_addr, "::1");
+    ck_assert_int_eq(e.params.master_port, 5000);
+    static const struct { const char *json, *needle; } bad[] = {
+        {"not json", "not a JSON object"},
+        {"{\"cluster\": {}}", "needs \"cluster\""},
+        {"{\"cluster\": {\"ps\": [\"a:1\"]}, \"task\": {\"type\": \"ps\"}}", "no chief"},
+        {"{\"cluster\": {\"worker\": [\"a\"]}, \"task\": {\"type\": \"worker\"}}", "host:port"},
+        {"{\"cluster\": {\"worker\": [\"a:1\"]}, \"task\": {\"type\": \"worker\", \"index\": 3}}",
+         "task worker 3 is not in the cluster"},
+        {"{\"cluster\": {\"chief\": [\"a:1\"], \"master\": [\"b:1\"]}, \"task\": {\"type\": "
+         "\"chief\"}}", "both"},
+        {"{\"cluster\": {\"worker\": [\"a:1\"]}, \"task\": {\"type\": \"boss\"}}", "type must"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("TF_CONFIG", bad[i].json, 1);
+        ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_ERR_FORMAT);
+        ck_assert_msg(strstr(sn_ctx_errmsg(ctx), bad[i].needle), "%s: %s", bad[i].json,
+                      sn_ctx_errmsg(ctx));
+    }
+    clear_env();
+
+    /* the launchers: mpirun (Open MPI, MPICH), srun, torchrun */
+    setenv("OMPI_COMM_WORLD_RANK", "1", 1);
+    setenv("OMPI_COMM_WORLD_SIZE", "4", 1);
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
+    setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "4", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert(e.found && e.params.rank == 1 && e.params.size == 4 && e.params.local_rank == 1);
+    ck_assert_str_eq(e.source, "Open MPI");
+    ck_assert_str_eq(e.params.master_addr, "127.0.0.1");   /* one machine: loopback */
+    ck_assert_int_eq(e.params.master_port, 29500);
+    ck_assert_str_eq(e.params.host, "127.0.0.1");
+    setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2", 1);           /* two machines */
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(sn_ctx_errmsg(ctx), "MASTER_ADDR"));
+    setenv("MASTER_ADDR", "node7", 1);
+    setenv("MASTER_PORT", "6000", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert_str_eq(e.params.master_addr, "node7");
+    ck_assert_int_eq(e.params.master_port, 6000);
+    clear_env();
+    setenv("PMI_RANK", "2", 1);
+    setenv("PMI_SIZE", "3", 1);
+    setenv("MPI_LOCALNRANKS", "3", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert(e.params.rank == 2 && e.params.size == 3);
+    ck_assert_str_eq(e.source, "MPICH/PMI");
+    setenv("PMI_RANK", "3", 1);                              /* out of range */
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(sn_ctx_errmsg(ctx), "PMI_RANK"));
+    clear_env();
+    setenv("SLURM_PROCID", "0", 1);
+    setenv("SLURM_NTASKS", "2", 1);
+    setenv("SLURM_NNODES", "1", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert(e.found && e.params.size == 2);
+    ck_assert_str_eq(e.source, "Slurm");
+    setenv("RANK", "1", 1);                                  /* torchrun comes first */
+    setenv("WORLD_SIZE", "2", 1);
+    setenv("MASTER_ADDR", "127.0.0.1", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert_str_eq(e.source, "torchrun");
+    ck_assert_int_eq(e.params.rank, 1);
+    clear_env();
+    setenv("SLURM_PROCID", "0", 1);                          /* srun of one task */
+    setenv("SLURM_NTASKS", "1", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert(!e.found);
+    clear_env();
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* ---- ranks in processes ------------------------------------------------------------------- */
+
+typedef struct job {
+    int size, port, timeout_ms;
+    int use_tf_config;
+} job;
+
+typedef int (*rank_fn)(sn_ctx *ctx, sn_dist *d, int rank, char *msg, size_t cap);
+
+/* Forks one process per rank (rank 0 last, after a pause: start order must not matter),
+ * runs fn in each, and collects exit codes and messages.  A rank joins through TF_CONFIG
+ * or through explicit parameters.  skip: a rank that is never started; victim: a rank
+ * killed once the others have ended (a stopped one); -1: none. */
+static void run_ranks(const job *j, rank_fn fn, int skip, int victim, int *rc,
+                      char msgs[][1024], double *secs) {
+    pid_t pid[8];
+    int fd[8];
+    for (int k = j->size - 1; k >= 0; k--) {
+        int r = k;
+        pid[r] = -1;
+        if (r == skip) continue;
+        if (r == 0) usleep(300 * 1000);
+        int p[2];
+        ck_assert(pipe(p) == 0);
+        fflush(stdout);
+        fflush(stderr);
+        pid[r] = fork();
+        ck_assert(pid[r] >= 0);
+        if (pid[r] == 0) {
+            close(p[0]);
+            char msg[1024] = "";
+            sn_ctx_params cp = sn_ctx_params_default();
+            cp.threads = 1;
+            sn_ctx *ctx = NULL;
+            int code = 3;
+            if (sn_ctx_new(&cp, &ctx) == SN_OK) {
+                sn_dist_params dp = sn_dist_params_default();
+                dp.rank = r;
+                dp.size = j->size;
+                dp.master_port = j->port;
+                dp.timeout_secs = j->timeout_ms / 1000.0;
+                if (j->use_tf_config) {   /* the chief and workers of a TF_CONFIG */
+                    char tf[1024], list[512] = "";
+                    for (int w = 1; w < j->size; w++)
+                        snprintf(list + strlen(list), sizeof list - strlen(list),
+                                 "%s\"127.0.0.1:%d\"", w > 1 ? ", " : "", j->port + w);
+                    snprintf(tf, sizeof tf, "{\"cluster\": {\"chief\": [\"127.0.0.1:%d\"], "
+                             "\"worker\": [%s]}, \"task\": {\"type\": \"%s\", \"index\": %d}}",
+                             j->port, list, r ? "worker" : "chief", r ? r - 1 : 0);
+                    setenv("TF_CONFIG", tf, 1);
+                    sn_dist_env e;
+                    if (sn_dist_env_read(ctx, &e) != SN_OK) {
+                        snprintf(msg, sizeof msg, "env: %s", sn_ctx_errmsg(ctx));
+                        code = 4;
+                    }
+                    dp = e.params;
+                    dp.timeout_secs = j->timeout_ms / 1000.0;
+                }
+                sn_dist *d = NULL;
+                if (code == 4) {
+                } else if (sn_dist_new(ctx, &dp, &d) != SN_OK) {
+                    snprintf(msg, sizeof msg, "new: %s", sn_ctx_errmsg(ctx));
+                    code = 5;
+                } else {
+                    code = fn(ctx, d, r, msg, sizeof msg);
+                }
+                sn_dist_free(d);
+                sn_ctx_free(ctx);
+            }
+            if (write(p[1], msg, strlen(msg)) < 0) code = 6;
+            close(p[1]);
+            _exit(code);
+        }
+        close(p[1]);
+        fd[r] = p[0];
+    }
+    double t0 = now_s();
+    for (int k = 0; k < j->size; k++) {
+        int r = victim < 0 ? k : k < j->size - 1 ? (k < victim ? k : k + 1) : victim;
+        rc[r] = -1;
+        msgs[r][0] = '\0';
+        secs[r] = 0;
+        if (pid[r] < 0) continue;
+        if (r == victim) kill(pid[r], SIGKILL);
+        ssize_t n = 0, k;
+        while ((k = read(fd[r], msgs[r] + n, 1023 - (size_t)n)) > 0) n += k;
+        msgs[r][n > 0 ? n : 0] = '\0';
+        close(fd[r]);
+        int status;
+        waitpid(pid[r], &status, 0);
+        rc[r] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        secs[r] = now_s() - t0;
+    }
+}
+
+/* Sums of known values: int32 and int64 exact, float32 the same bits on every rank, the
+ * mean, a broadcast from rank 1, a barrier; 1 MB of floats in a second all-reduce. */
+static int collectives(sn_ctx *ctx, sn_dist *d, int rank, char *msg, size_t cap) {
+    int size = sn_dist_size(d);
+    int64_t n = 1000, big = 1 << 18;
+    sn_tensor *i32 = NULL, *i64 = NULL, *f32 = NULL, *fb = NULL, *bc = NULL;
+    int bad = sn_tensor_new(ctx, SN_DTYPE_I32, 1, &n, &i32) ||
+              sn_tensor_new(ctx, SN_DTYPE_I64, 1, &n, &i64) ||
+              sn_tensor_new(ctx, SN_DTYPE_F32, 1, &n, &f32) ||
+              sn_tensor_new(ctx, SN_DTYPE_F32, 1, &big, &fb) ||
+              sn_tensor_new(ctx, SN_DTYPE_I64, 1, &n, &bc);
+    if (bad) return 7;
+    int32_t *a = sn_tensor_data(i32);
+    int64_t *b = sn_tensor_data(i64), *c = sn_tensor_data(bc);
+    float *f = sn_tensor_data(f32), *g = sn_tensor_data(fb);
+    for (int64_t i = 0; i < n; i++) {
+        a[i] = (int32_t)(rank * 1000 + i);
+        b[i] = ((int64_t)1 << 40) * (rank + 1) + i;
+        f[i] = 0.1f * (float)(rank + 1) + 1e-3f * (float)i;
+        c[i] = rank == 1 ? 7 * i : -1;
+    }
+    for (int64_t i = 0; i < big; i++) g[i] = (float)rank + 0.5f;
+    int code = 0;
+    if (sn_dist_allreduce(d, i32, SN_DIST_SUM) || sn_dist_allreduce(d, i64, SN_DIST_SUM) ||
+        sn_dist_allreduce(d, f32, SN_DIST_SUM) || sn_dist_allreduce(d, fb, SN_DIST_MEAN) ||
+        sn_dist_broadcast(d, bc, 1) || sn_dist_barrier(d)) {
+        snprintf(msg, cap, "%s", sn_ctx_errmsg(ctx));
+        code = 8;
+    }
+    int64_t s = (int64_t)size * (size - 1) / 2;
+    for (int64_t i = 0; code == 0 && i < n; i++) {
+        if (a[i] != (int32_t)(s * 1000 + size * i) ||
+            b[i] != ((int64_t)1 << 40) * (s + size) + size * i || c[i] != 7 * i) {
+            snprintf(msg, cap, "element %lld: %d %lld %lld", (long long)i, a[i],
+                     (long long)b[i], (long long)c[i]);
+            code = 9;
+        }
+        double want = 0;
+        for (int r = 0; r < size; r++) want += 0.1f * (float)(r + 1) + 1e-3f * (float)i;
+        if (fabs(f[i] - want) > 1e-5 * want) code = 10;
+    }
+    if (code == 0) {   /* the float sums' bits, for the parent to compare across ranks */
+        uint64_t h = 1469598103934665603ull;
+        const uint8_t *p = (const uint8_t *)f;
+        for (size_t i = 0; i < (size_t)n * 4; i++) h = (h ^ p[i]) * 1099511628211ull;
+        snprintf(msg, cap, "%016llx mean %g", (unsigned long long)h, (double)g[12345]);
+    }
+    sn_tensor_free(i32);
+    sn_tensor_free(i64);
+    sn_tensor_free(f32);
+    sn_tensor_free(fb);
+    sn_tensor_free(bc);
+    return code;
+}
+
+START_TEST(test_collectives) {   /* _i: 0 two ranks by parameters, 1 three by TF_CONFIG */
+    job j = {_i ? 3 : 2, free_port(), 20000, _i};
+    int rc[8];
+    char msgs[8][1024];
+    double secs[8];
+    run_ranks(&j, collectives, -1, -1, rc, msgs, secs);
+    for (int r = 0; r < j.size; r++) {
+        ck_assert_msg(rc[r] == 0, "rank %d: exit %d: %s", r, rc[r], msgs[r]);
+        ck_assert_str_eq(msgs[r], msgs[0]);   /* the same bits everywhere */
+    }
+    char want[64];
+    snprintf(want, sizeof want, "mean %g", (j.size - 1) / 2.0 + 0.5);
+    ck_assert_msg(strstr(msgs[0], want), "%s", msgs[0]);
+} END_TEST
+
+/* A rank's loop of all-reduces; kind says how one rank drops out at the 3rd. */
+static int g_fault;   /* 1: rank 2 ends, 2: rank 2 stops, 3: rank 0 (the chief) ends */
+
+static int faulty(sn_ctx *ctx, sn_dist *d, int rank, char *msg, size_t cap) {
+    int64_t n = 4096;
+    sn_tensor *t = NULL;
+    if (sn_tensor_new(ctx, SN_DTYPE_F32, 1, &n, &t) != SN_OK) return 7;
+    int code = 0;
+    double t0 = 0;
+    for (int i = 0; i < 1000; i++) {
+        if (i == 3) {
+            if (g_fault == 1 && rank == 2) _exit(0);
+            if (g_fault == 2 && rank == 2) raise(SIGSTOP);
+            if (g_fault == 3 && rank == 0) _exit(0);
+            t0 = now_s();
+        }
+        if (sn_dist_allreduce(d, t, SN_DIST_SUM) != SN_OK) {
+            snprintf(msg, cap, "%.1f s: %s", i >= 3 ? now_s() - t0 : -1.0, sn_ctx_errmsg(ctx));
+            code = 20;
+            /* a broken group fails at once, with the same message */
+            if (sn_dist_allreduce(d, t, SN_DIST_SUM) == SN_OK) code = 21;
+            break;
+        }
+    }
+    sn_tensor_free(t);
+    return code;
+}
+
+START_TEST(test_faults) {   /* _i: g_fault - 1 */
+    g_fault = _i + 1;
+    job j = {3, free_port(), g_fault == 2 ? 3000 : 20000, 1};
+    int rc[8];
+    char msgs[8][1024];
+    double secs[8];
+    run_ranks(&j, faulty, -1, g_fault == 3 ? 0 : 2, rc, msgs, secs);
+    printf("[dist] %s: rank 1: %s\n", g_fault == 1 ? "a worker ends" : g_fault == 2 ?
+           "a worker stops" : "the chief ends", msgs[1]);
+    const char *who = g_fault == 3 ? "the chief, chief 0 (127.0.0.1:" : "worker 1 (127.0.0.1:";
+    const char *what = g_fault == 1 ? "ended" : g_fault == 2 ? "" : "is gone";
+    for (int r = 0; r < 3; r++) {
+        bool victim = (g_fault == 3 && r == 0) || (g_fault != 3 && r == 2);
+        if (victim) continue;
+        ck_assert_msg(rc[r] == 20, "rank %d: exit %d: %s", r, rc[r], msgs[r]);
+        ck_assert_msg(strstr(msgs[r], who) && strstr(msgs[r], what) &&
+                      strstr(msgs[r], "all-reduce #"), "rank %d: %s", r, msgs[r]);
+        double took = atof(msgs[r]);
+        if (g_fault == 2) {   /* within the 3 s timeout, and the message says which rank */
+            ck_assert_msg(took >= 2.5 && took < 5, "rank %d took %.1f s: %s", r, took, msgs[r]);
+            ck_assert_msg(strstr(msgs[r], "timed out") &&
+                          (strstr(msgs[r], "is stuck in it") ||
+                           strstr(msgs[r], "has not reached it")), "%s", msgs[r]);
+        } else {              /* an ended process: at once, not at the timeout */
+            ck_assert_msg(took < 2.0, "rank %d took %.1f s: %s", r, took, msgs[r]);
+        }
+    }
+} END_TEST
+
+/* A rank that never starts: the others give up at the timeout, naming it. */
+static int idle(sn_ctx *ctx, sn_dist *d, int rank, char *msg, size_t cap) {
+    (void)ctx, (void)d, (void)rank, (void)msg, (void)cap;
+    return 0;
+}
+
+START_TEST(test_missing_rank) {
+    job j = {3, free_port(), 2000, 1};
+    int rc[8];
+    char msgs[8][1024];
+    double secs[8];
+    run_ranks(&j, idle, 2, -1, rc, msgs, secs);
+    printf("[dist] a worker never starts: rank 1: %s\n", msgs[1]);
+    for (int r = 0; r < 2; r++) {
+        ck_assert_msg(rc[r] == 5, "rank %d: exit %d: %s", r, rc[r], msgs[r]);
+        ck_assert_msg(strstr(msgs[r], "worker 1 (127.0.0.1:") &&
+                      strstr(msgs[r], "never arrived") && strstr(msgs[r], "2.0 s"), "%s",
+                      msgs[r]);
+        ck_assert_msg(secs[r] < 8, "rank %d took %.1f s", r, secs[r]);
+    }
+} END_TEST
+
+Suite *suite_dist(void) {
+    Suite *s = suite_create("dist");
+    TCase *tc = tcase_create("dist");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_env);
+    tcase_add_loop_test(tc, test_collectives, 0, 2);
+    tcase_add_loop_test(tc, test_faults, 0, 3);
+    tcase_add_test(tc, test_missing_rank);
+    suite_add_tcase(s, tc);
+    return s;
+}
