@@ -102,6 +102,8 @@ struct sn_net {
     const sn__kernels *k;
     sn__dev dev;                   /* the context's device with this net's workspace */
     int64_t batch;
+    int64_t example_offset;        /* this net's batch starts at this example of the global
+                                    * batch of a data-parallel group (sn_net_set_dist) */
     int n;                         /* node count at compile time */
     int64_t (*dims)[SN_MAX_RANK];  /* resolved dims per node */
     size_t *numel;

@@ -532,12 +532,14 @@ static sn_status dist_host(sn_net *net, void *dev, size_t bytes, bool fetch, voi
 
 sn_status sn_net_set_dist(sn_net *net, sn_dist *d) {
     net->dist = NULL;
+    net->example_offset = 0;
     free(net->dist_host);
     net->dist_host = NULL;
     if (!d || sn_dist_size(d) == 1) {
         net->dist = d;
         return SN_OK;
     }
+    net->example_offset = (int64_t)sn_dist_rank(d) * net->batch;
     size_t big = net->mem.params > net->mem.grads ? net->mem.params : net->mem.grads;
     if (net->dev.backend != SN__BACKEND_CPU && !(net->dist_host = malloc(big ? big : 1)))
         return sn__fail(net->ctx, SN_ERR_NOMEM, "set_dist: out of memory (%zu bytes)", big);

@@ -138,8 +138,11 @@ sn_status sn__op_dropout_fwd(sn_net *net, int i) {
     int64_t cnt = (int64_t)net->numel[i];
     if (!n->p.dropout.training)
         return SN__CALL(net, copy, SN__Y(net, i), SN__X(net, i, 0), (size_t)cnt * sizeof(float));
+    /* a data-parallel rank's examples are examples offset.. of the global batch: the masks
+     * are theirs there */
+    uint64_t first = (uint64_t)net->example_offset * ((uint64_t)cnt / (uint64_t)net->batch);
     return SN__CALL(net, dropout_fwd, SN__Y(net, i), net->aux[i], SN__X(net, i, 0),
-                    n->p.dropout.keep, dropout_seed(net, i), cnt);
+                    n->p.dropout.keep, dropout_seed(net, i), first, cnt);
 }
 
 sn_status sn__op_dropout_bwd(sn_net *net, int i) {

@@ -1629,7 +1629,10 @@ SN_API sn_status sn_dist_barrier(sn_dist *d);
 /* Data-parallel training of net over d: the variables are broadcast from rank 0 now (every
  * rank starts from the chief's weights), and from then on each sn_net_backward averages
  * the gradients over the group before it returns, so that each rank's optimizer applies the
- * same update.  Batch-norm statistics stay per rank, as TF's sync replicas keep them.  NULL
+ * same update.  Rank r's batch is taken as examples r*B .. (r+1)*B-1 of one global batch of
+ * size*B (B: this net's batch): dropout draws the masks those examples would get there, so
+ * that size processes of batch B train as one of batch size*B would, up to the order of
+ * float sums.  Batch-norm statistics stay per rank, as TF's sync replicas keep them.  NULL
  * ends it.  The net borrows d.  Errors as sn_dist_broadcast; afterwards sn_net_backward
  * returns sn_dist_allreduce's errors. */
 SN_API sn_status sn_net_set_dist(sn_net *net, sn_dist *d);

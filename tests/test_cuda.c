@@ -954,8 +954,8 @@ START_TEST(test_cuda_eltwise) {
             CK(&e, e.kc->accum(&e.cpu, dx.h, dy.h, 0.61f, n));
             CK(&e, e.kg->accum(&e.gpu, dx.d, dy.d, 0.61f, n));
             cmp(&e, "accum", &dx, TOL);     /* the GPU fuses multiply and add */
-            CK(&e, e.kc->dropout_fwd(&e.cpu, y.h, mask.h, x.h, 0.7f, 12345 + s, n));
-            CK(&e, e.kg->dropout_fwd(&e.gpu, y.d, mask.d, x.d, 0.7f, 12345 + s, n));
+            CK(&e, e.kc->dropout_fwd(&e.cpu, y.h, mask.h, x.h, 0.7f, 12345 + s, 77 * s, n));
+            CK(&e, e.kg->dropout_fwd(&e.gpu, y.d, mask.d, x.d, 0.7f, 12345 + s, 77 * s, n));
             cmp(&e, "dropout_fwd mask", &mask, 0);
             cmp(&e, "dropout_fwd y", &y, 0);
             CK(&e, e.kc->dropout_bwd(&e.cpu, dx.h, dy.h, mask.h, n));

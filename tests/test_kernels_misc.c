@@ -986,7 +986,7 @@ START_TEST(test_dropout_fwd) {
     int64_t n = 100003;
     const float keep = 0.8f, inv = 1.0f / keep;
     float *x = frand(n, 170), *y = frand(n, 0), *m1 = frand(n, 0), *m2 = frand(n, 0);
-    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, m1, x, keep, 1234, n), SN_OK);
+    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, m1, x, keep, 1234, 0, n), SN_OK);
     int64_t kept = 0;
     for (int64_t i = 0; i < n; i++) {
         ck_assert(m1[i] == 0.0f || m1[i] == inv);
@@ -998,14 +998,21 @@ START_TEST(test_dropout_fwd) {
     ck_assert_double_eq_tol((double)kept / n, keep, 0.01);
     /* Same seed, same mask, whatever the thread count. */
     d.threads = 3;
-    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, m2, x, keep, 1234, n), SN_OK);
+    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, m2, x, keep, 1234, 0, n), SN_OK);
     ck_assert_mem_eq(m1, m2, (size_t)n * sizeof *m1);
-    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, m2, x, keep, 1235, n), SN_OK);
+    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, m2, x, keep, 1235, 0, n), SN_OK);
     int64_t differ = 0;
     for (int64_t i = 0; i < n; i++) differ += m1[i] != m2[i];
     ck_assert_int_gt(differ, n / 10);   /* independent masks differ in ~32% of places */
+    /* A tensor split in two (a batch shared by two processes): the second half drawn from
+     * first = its offset has the whole tensor's mask. */
+    int64_t half = n / 2;
+    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, m2, x, keep, 1234, 0, half), SN_OK);
+    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y + half, m2 + half, x + half, keep, 1234,
+                                         (uint64_t)half, n - half), SN_OK);
+    ck_assert_mem_eq(m1, m2, (size_t)n * sizeof *m1);
     /* keep = 1 keeps everything unscaled. */
-    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, m2, x, 1.0f, 7, n), SN_OK);
+    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, m2, x, 1.0f, 7, 0, n), SN_OK);
     for (int64_t i = 0; i < n; i++) ck_assert(m2[i] == 1.0f && y[i] == x[i]);
     free(x), free(y), free(m1), free(m2);
 }
@@ -1020,7 +1027,7 @@ struct dropout_obj {
 
 static double dropout_objective(void *arg) {
     struct dropout_obj *o = arg;
-    sn__dropout_fwd_cpu(o->d, o->y, o->mask, o->x, 0.6f, 99, o->n);
+    sn__dropout_fwd_cpu(o->d, o->y, o->mask, o->x, 0.6f, 99, 0, o->n);
     return dotw(o->y, o->w, (size_t)o->n);
 }
 
@@ -1029,7 +1036,7 @@ START_TEST(test_dropout_grad) {
     int64_t n = 203;
     float *x = frand(n, 180), *y = frand(n, 0), *mask = frand(n, 0), *dy = frand(n, 181);
     float *dx0 = frand(n, 182), *dx = fdup(dx0, n);
-    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, mask, x, 0.6f, 99, n), SN_OK);
+    ck_assert_int_eq(sn__dropout_fwd_cpu(&d, y, mask, x, 0.6f, 99, 0, n), SN_OK);
     ck_assert_int_eq(sn__dropout_bwd_cpu(&d, dx, dy, mask, n), SN_OK);
     struct dropout_obj o = {&d, y, mask, x, dy, n};
     gradcheck_input("dropout_bwd", x, n, dx, dx0, dropout_objective, &o, FD_TOL);
@@ -1424,7 +1431,7 @@ static size_t run_big(sn__dev *d, int k, struct big *b, float *out) {
     case 13: st = sn__relu6_bwd_cpu(d, out, b->dy, b->x2, n); break;
     case 14: st = sn__add_fwd_cpu(d, out, b->x, b->x2, n); break;
     case 15: st = sn__accum_cpu(d, out, b->dy, 0.3f, n); break;
-    case 16: st = sn__dropout_fwd_cpu(d, out, out + n, b->x, 0.7f, 5, n); written *= 2; break;
+    case 16: st = sn__dropout_fwd_cpu(d, out, out + n, b->x, 0.7f, 5, 0, n); written *= 2; break;
     case 17: st = sn__concat_fwd_cpu(d, out, b->x, rows / 2, C, 2 * C, C); break;
     case 18: st = sn__concat_bwd_cpu(d, out, b->dy, rows / 2, C, 2 * C, C); break;
     case 19: st = sn__pad_fwd_cpu(d, out, b->x, 2, 30, 30, C, 1, 0, 1, 0);

@@ -170,15 +170,15 @@ sn_status sn__accum_cpu(sn__dev *d, float *dx, const float *dy, float alpha, int
     return SN_OK;
 }
 
-/* Inverted dropout: u = sn__uniform01(seed, i); mask[i] = u < keep ? 1/keep : 0;
- * y = x * mask.  The generator is indexed by i, not drawn in sequence, so the mask does not
- * depend on the thread count or the backend. */
+/* Inverted dropout: u = sn__uniform01(seed, first + i); mask[i] = u < keep ? 1/keep : 0;
+ * y = x * mask.  The generator is indexed, not drawn in sequence, so the mask does not
+ * depend on the thread count, the backend, or how a batch is split between processes. */
 sn_status sn__dropout_fwd_cpu(sn__dev *d, float *y, float *mask, const float *x, float keep,
-                              uint64_t seed, int64_t n) {
+                              uint64_t seed, uint64_t first, int64_t n) {
     const float inv = 1.0f / keep;
 #pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
-        mask[i] = sn__uniform01(seed, (uint64_t)i) < keep ? inv : 0.0f;
+        mask[i] = sn__uniform01(seed, first + (uint64_t)i) < keep ? inv : 0.0f;
         y[i] = x[i] * mask[i];
     }
     return SN_OK;

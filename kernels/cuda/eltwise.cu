@@ -126,25 +126,28 @@ extern "C" sn_status sn__accum_cuda(sn__dev *d, float *dx, const float *dy, floa
 
 /* ---- dropout ------------------------------------------------------------------------------ */
 
-/* mask[i] = (u(seed,i) < keep) / keep, y[i] = x[i] * mask[i]: the same draw as the CPU's. */
+/* mask[i] = (u(seed, first + i) < keep) / keep, y[i] = x[i] * mask[i]: the same draw as the
+ * CPU's. */
 static __global__ void dropout_fwd_kernel(float *y, float *mask, const float *x, float keep,
-                                          float inv_keep, uint64_t seed, int64_t n) {
+                                          float inv_keep, uint64_t seed, uint64_t first,
+                                          int64_t n) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
-        float m = sn__uniform01(seed, (uint64_t)i) < keep ? inv_keep : 0.0f;
+        float m = sn__uniform01(seed, first + (uint64_t)i) < keep ? inv_keep : 0.0f;
         mask[i] = m;
         y[i] = x[i] * m;
     }
 }
 
 static __global__ void dropout_fwd4_kernel(float *y, float *mask, const float *x, float keep,
-                                           float inv_keep, uint64_t seed, int64_t n) {
+                                           float inv_keep, uint64_t seed, uint64_t first,
+                                           int64_t n) {
     int64_t tid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     int64_t stride = (int64_t)gridDim.x * blockDim.x;
     int64_t n4 = n >> 2;
     for (int64_t i = tid; i < n4; i += stride) {
         float4 v = ((const float4 *)x)[i], m;
-        uint64_t j = (uint64_t)i << 2;
+        uint64_t j = first + ((uint64_t)i << 2);
         m.x = sn__uniform01(seed, j) < keep ? inv_keep : 0.0f;
         m.y = sn__uniform01(seed, j + 1) < keep ? inv_keep : 0.0f;
         m.z = sn__uniform01(seed, j + 2) < keep ? inv_keep : 0.0f;
@@ -153,14 +156,14 @@ static __global__ void dropout_fwd4_kernel(float *y, float *mask, const float *x
         ((float4 *)y)[i] = make_float4(v.x * m.x, v.y * m.y, v.z * m.z, v.w * m.w);
     }
     for (int64_t i = (n4 << 2) + tid; i < n; i += stride) {
-        float m = sn__uniform01(seed, (uint64_t)i) < keep ? inv_keep : 0.0f;
+        float m = sn__uniform01(seed, first + (uint64_t)i) < keep ? inv_keep : 0.0f;
         mask[i] = m;
         y[i] = x[i] * m;
     }
 }
 
 extern "C" sn_status sn__dropout_fwd_cuda(sn__dev *d, float *y, float *mask, const float *x,
-                                          float keep, uint64_t seed, int64_t n) {
+                                          float keep, uint64_t seed, uint64_t first, int64_t n) {
     SN__CU_BEGIN(d, c);
     if (n < 0 || !(keep > 0.0f && keep <= 1.0f))
         return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "dropout_fwd: keep = %g, n = %lld",
@@ -169,10 +172,10 @@ extern "C" sn_status sn__dropout_fwd_cuda(sn__dev *d, float *y, float *mask, con
     float inv = 1.0f / keep;
     if (sn__aligned16(y) && sn__aligned16(mask) && sn__aligned16(x))
         dropout_fwd4_kernel<<<sn__grid(c, n / 4 + 1, SN__BLOCK), SN__BLOCK, 0, c->stream>>>(
-            y, mask, x, keep, inv, seed, n);
+            y, mask, x, keep, inv, seed, first, n);
     else
         dropout_fwd_kernel<<<sn__grid(c, n, SN__BLOCK), SN__BLOCK, 0, c->stream>>>(
-            y, mask, x, keep, inv, seed, n);
+            y, mask, x, keep, inv, seed, first, n);
     return sn__cuda_launched(d, "dropout_fwd");
 }
 

@@ -66,6 +66,10 @@ static int culprits(const sn_dist *d, const sn__rank_state *st, int64_t seq, cha
         char what[96];
         if (s->state == SN__RANK_GONE)
             snprintf(what, sizeof what, "ended (its connection to the chief closed)");
+        else if (s->state == SN__RANK_LEFT && seq > 0 && s->finished < seq && s->failed < seq)
+            snprintf(what, sizeof what, "left the group before it");
+        else if (s->state == SN__RANK_LEFT)
+            continue;   /* failed as this one did, or was done */
         else if (s->state == SN__RANK_ABSENT)
             snprintf(what, sizeof what, "never arrived");
         else if (seq > 0 && s->entered < seq)
@@ -166,6 +170,7 @@ sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out) {
                       d->where, d->timeout_ms / 1000.0, who, err);
     }
     if (st != SN_OK) {
+        d->broken = st;   /* the chief's store lingers for the others' questions */
         sn_dist_free(d);
         return st;
     }
@@ -177,7 +182,9 @@ void sn_dist_free(sn_dist *d) {
     if (!d) return;
     sn__gloo_free(d->gloo);
     sn__store_close(d->store);
-    sn__store_server_stop(d->server);
+    /* The chief's store outlives it a little: the others' last reports, and after a
+     * failure their question of who failed, still reach it. */
+    sn__store_server_stop(d->server, d->broken ? 5000 : 1000);
     free(d);
 }
 

@@ -21,8 +21,9 @@ extern "C" {
 typedef struct sn__store_server sn__store_server;
 typedef struct sn__store sn__store;
 
-/* Where a rank stands, as the server saw it. */
-enum { SN__RANK_ABSENT = 0, SN__RANK_HERE = 1, SN__RANK_GONE = 2 };
+/* Where a rank stands, as the server saw it: never said hello, here, its connection closed
+ * (its process ended), or it said goodbye (sn__store_close). */
+enum { SN__RANK_ABSENT = 0, SN__RANK_HERE = 1, SN__RANK_GONE = 2, SN__RANK_LEFT = 3 };
 typedef struct sn__rank_state {
     int state;              /* SN__RANK_* */
     int64_t entered;        /* last collective entered (0: none) */
@@ -35,7 +36,8 @@ typedef struct sn__rank_state {
  * server runs in a thread of its own until sn__store_server_stop.  Errors into err. */
 int sn__store_server_start(const char *host, int port, int size, sn__store_server **out,
                            char *err, size_t cap);
-void sn__store_server_stop(sn__store_server *s);
+/* Stops the server once every connection has closed, or linger_ms has passed. */
+void sn__store_server_stop(sn__store_server *s, int linger_ms);
 
 /* Connects to the server at host:port, retrying until timeout_ms has passed (the server may
  * start later), and says hello as rank with name.  0, or -1 with the reason in err. */

@@ -8,6 +8,7 @@
  *                                                           no reply
  *   STATUS    a = 0, b = 0                                  reply u32 size, then a rank each:
  *             u8 state, i64 entered, finished, failed, u32 n, n bytes of name
+ *   BYE       a = 0, b = 0: the rank leaves on purpose        no reply
  * A key has at most 1 KB, a value 16 MB; a connection that sends more, an unknown op or a
  * bad rank is closed.  The server is one thread polling every connection (non-blocking
  * reads into each one's buffer); it is only ever on a job's own network, like PyTorch's
@@ -21,6 +22,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { OP_HELLO = 1, OP_SET = 2, OP_GET = 3, OP_PROGRESS = 4, OP_STATUS = 5 };
+enum { OP_HELLO = 1, OP_SET = 2, OP_GET = 3, OP_PROGRESS = 4, OP_STATUS = 5, OP_BYE = 6 };
 #define MAX_KEY 1024u
 #define MAX_VAL (16u << 20)
 #define HEADER 9
@@ -107,6 +109,7 @@ typedef struct conn {
 
 struct sn__store_server {
     int lfd, wake[2], size;
+    _Atomic int open;          /* connections, for sn__store_server_stop's linger */
     pthread_t thread;
     kv *kv;
     int nkv, kcap;
@@ -204,6 +207,10 @@ static int handle(sn__store_server *s, conn *c) {
         }
         return 0;
     }
+    case OP_BYE:
+        if (c->rank >= 0) s->ranks[c->rank].state = SN__RANK_LEFT;
+        c->rank = -1;   /* its connection closing next is no news */
+        return 0;
     }
     return -1;
 }
@@ -246,6 +253,7 @@ static void drop(sn__store_server *s, int i) {
     close(c->fd);
     free(c->body);
     s->c[i] = s->c[--s->nc];
+    s->open--;
 }
 
 static void *serve(void *arg) {
@@ -287,6 +295,7 @@ static void *serve(void *arg) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             s->c[s->nc++] = (conn){.fd = fd, .rank = -1};
+            s->open++;
         }
     }
     free(pf);
@@ -353,8 +362,13 @@ int sn__store_server_start(const char *host, int port, int size, sn__store_serve
     return 0;
 }
 
-void sn__store_server_stop(sn__store_server *s) {
+void sn__store_server_stop(sn__store_server *s, int linger_ms) {
     if (!s) return;
+    /* the others may still ask who failed, or be saying goodbye: wait for them to go */
+    for (int64_t end = now_ms() + linger_ms; s->open > 0 && now_ms() < end;) {
+        struct timespec pause = {0, 10 * 1000000};
+        nanosleep(&pause, NULL);
+    }
     char b = 1;
     if (write(s->wake[1], &b, 1) == 1) pthread_join(s->thread, NULL);
     close(s->wake[0]);
@@ -482,7 +496,10 @@ int sn__store_connect(const char *host, int port, int rank, const char *name, in
 
 void sn__store_close(sn__store *s) {
     if (!s) return;
-    if (s->fd >= 0) close(s->fd);
+    if (s->fd >= 0) {
+        request(s, OP_BYE, NULL, 0, NULL, 0, now_ms() + 1000);   /* best effort */
+        close(s->fd);
+    }
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
