@@ -1006,7 +1006,8 @@ typedef struct sn_pipeline_params {
     int channels;               /* decode channels: 3 (default) or 1 */
     sn_preprocess_params preprocess;
     int shuffle;                /* 1 (default): files and records shuffled; 0: file order */
-    int shuffle_buffer;         /* records; 0 (default): 20 * batch_size as TF-slim */
+    int shuffle_buffer;         /* records; 0 (default): 20 * the global batch (batch_size *
+                                   num_shards) as TF-slim */
     int num_epochs;             /* 0 (default): endless; else the data ends after them */
     int num_threads;            /* decode + preprocess threads; 0 (default): 4 */
     int queue_batches;          /* ready batches kept; 0 (default): 4 */
@@ -1017,7 +1018,16 @@ typedef struct sn_pipeline_params {
     int skip_bad;               /* 0 (default): bad input stops with an error naming file and
                                    offset; 1: the record is skipped and counted (see below) */
     int64_t skip_batches;       /* start after this many batches (resuming a run: the same
-                                   batches follow as if it had never stopped) */
+                                   batches follow as if it had never stopped); global batches
+                                   when sharded */
+    int num_shards;             /* synchronous data parallelism: N > 1 pipelines with the same
+                                   params but shard_index, each batch_size, together give the
+                                   batches of one with batch_size * N (see below); 0 (default)
+                                   or 1: unsharded */
+    int shard_index;            /* this pipeline's shard, in [0, num_shards); 0 unsharded */
+    int64_t skip_records;       /* start this many stream records further, after skip_batches'
+                                   (resuming a run whose global batch was different, e.g. with
+                                   another number of workers); any number >= 0 */
 } sn_pipeline_params;
 SN_API sn_pipeline_params sn_pipeline_params_default(void);
 
@@ -1025,23 +1035,37 @@ SN_API sn_pipeline_params sn_pipeline_params_default(void);
  * sorted order) and read 4 at a time interleaved (shuffle = 0: one after the other); the
  * records pass a shuffle buffer of shuffle_buffer records that is drained at the end of each
  * epoch, so every record appears once per epoch and epoch e fills stream positions
- * [e*N, (e+1)*N).  Stream record k goes to batch k / batch_size, slot k % batch_size, and is
- * preprocessed with seed sn_pipeline_image_seed(seed, k).  skip_batches reads and checks the
- * first skip_batches * batch_size records without decoding them.
+ * [e*N, (e+1)*N).  Stream record k is preprocessed with seed sn_pipeline_image_seed(seed, k).
+ * With G = batch_size * max(num_shards, 1) (the global batch) and S = skip_batches * G +
+ * skip_records, the first S records are read and checked but not decoded, and global batch
+ * g is stream records [S + g*G, S + (g+1)*G) in order (unsharded: the batches returned).
+ * Sharded (num_shards > 1): every shard makes the stream of the unsharded pipeline with batch
+ * G (the same files, order, shuffle buffer, whose default is 20 * G, and image seeds) and
+ * returns, as its batch g, shard_index's part of global batch g: the batch_size records from
+ * S + g*G + shard_index * batch_size.  So the shards' batches g, shard 0 first, are that
+ * pipeline's batch g.  Every shard reads and checks every record (so a bad record below
+ * shifts every shard's stream alike) but decodes and preprocesses only its own.  The last
+ * global batch of a finite run is split the same way: a shard's part may be short or empty
+ * (n = 0: that shard's end one batch before the others).
  * Bad input, with skip_bad:
  *  - a record whose Example, label (kind, count, range) or image header (format, size over
  *    SN_IMAGE_DEFAULT_MAX_PIXELS) is bad takes no stream position: the next good record
- *    takes it, so batches stay full;
+ *    takes it, so batches stay full (sharded: on every shard, as they all check it);
  *  - a truncated or corrupt record (length or data CRC) ends its file: the rest of that file
  *    is not read, the break counts as one skipped record, the next file takes its place
  *    (a file that cannot be opened: the same);
  *  - an image whose header is good but whose data does not decode (found by a decode
  *    thread, after its position was given) is replaced in its batch by the nearest good
- *    image of the same batch (image and label copied); a batch in which every image failed
- *    is dropped.
- * Each counts in stats.skipped.  An epoch with no good record ends an endless run with
- * SN_ERR_NOT_FOUND.  The threads log nothing: ctx's log callback is only called from the
- * calling thread.
+ *    image of the same batch (image and label copied; sharded: of the same shard's batch, so
+ *    the shards' batches then differ from the unsharded one's in that slot where the nearest
+ *    good image lies in another shard's part); a batch in which every image failed is
+ *    dropped, but on a sharded pipeline, where dropping would put the shards out of step,
+ *    it is SN_ERR_FORMAT (as without skip_bad, below).
+ * Each counts in stats.skipped (the decode failures only on the shard that owns them).  An
+ * epoch with no good record ends an endless run with SN_ERR_NOT_FOUND.  Without skip_bad,
+ * sharded: a bad record found before decoding stops every shard at the batch that holds its
+ * position; an image that does not decode stops only the shard that owns it.  The threads
+ * log nothing: ctx's log callback is only called from the calling thread.
  * Starts the threads.  SN_ERR_NOT_FOUND (no file matches), SN_ERR_INVALID_ARG, SN_ERR_IO,
  * SN_ERR_NOMEM. */
 SN_API sn_status sn_pipeline_new(sn_ctx *ctx, const sn_pipeline_params *p,
@@ -1063,7 +1087,7 @@ SN_API sn_status sn_pipeline_next(sn_pipeline *pl, const float **images,
 SN_API uint64_t sn_pipeline_image_seed(uint64_t seed, int64_t k);
 
 typedef struct sn_pipeline_stats {
-    int64_t records;            /* records read */
+    int64_t records;            /* records read (sharded: every shard reads them all) */
     int64_t skipped;            /* bad records skipped (skip_bad) */
     int64_t batches;            /* batches returned */
     int64_t epoch;              /* the epoch the reader is in, from 0 */

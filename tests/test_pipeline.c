@@ -195,7 +195,8 @@ static run *collect(const sn_pipeline_params *p, int max_batches) {
     run *r = calloc(1, sizeof *r);
     size_t img = image_floats(p);
     sn_pipeline *pl;
-    ck_assert_int_eq(sn_pipeline_new(ctx, p, &pl), SN_OK);
+    sn_status st = sn_pipeline_new(ctx, p, &pl);
+    ck_assert_msg(st == SN_OK, "sn_pipeline_new: %s: %s", sn_status_name(st), sn_ctx_errmsg(ctx));
     while (r->nbatches < max_batches) {
         const float *x;
         const int32_t *y;
@@ -352,8 +353,8 @@ static void check_pixels(const sn_pipeline_params *p, const run *r) {
         int64_t dims[3] = {sn_tensor_dim(t, 0), sn_tensor_dim(t, 1), sn_tensor_dim(t, 2)};
         ck_assert_int_eq(sn_preprocess(ctx, &p->preprocess, px, (int)dims[0], (int)dims[1],
                                        (int)dims[2], NULL,
-                                       sn_pipeline_image_seed(p->seed, k + p->skip_batches *
-                                                                       p->batch_size),
+                                       sn_pipeline_image_seed(p->seed, k + p->skip_records +
+                                                              p->skip_batches * p->batch_size),
                                        want), SN_OK);
         ck_assert_mem_eq(r->images + (size_t)k * img, want, img * sizeof(float));
         sn_tensor_free(t);
@@ -472,6 +473,324 @@ START_TEST(test_labels_offset_and_range) {
     ck_assert_int_eq(r->n, 8);
     ck_assert_ptr_nonnull(strstr(r->msg, tpath("l.tfrecord")));
     ck_assert_ptr_nonnull(strstr(r->msg, "outside [0, 11)"));
+    run_free(r);
+}
+END_TEST
+
+/* ---- shards ------------------------------------------------------------------------------- */
+
+/* Checks that the runs sh[0..nsh) of shards 0..nsh-1, each of batch bs, partition ref's
+ * records from position `from` into global batches of nsh * bs: shard i's batch g is ref's
+ * records [from + g*G + i*bs, + bs) (short or absent at the end), bit for bit. */
+static void check_partition(const sn_pipeline_params *p, const run *ref, int64_t from,
+                            run *const *sh, int nsh, int bs) {
+    size_t img = image_floats(p);
+    int64_t g_bs = (int64_t)nsh * bs, used[8] = {0};
+    ck_assert_int_le(nsh, 8);
+    for (int64_t g = 0; from + g * g_bs < ref->n || g == 0; g++)
+        for (int i = 0; i < nsh; i++) {
+            int64_t k = from + g * g_bs + (int64_t)i * bs;
+            int64_t n = ref->n - k < bs ? ref->n - k : bs;
+            if (n <= 0) {   /* this shard's part of the last global batch is empty: its end */
+                ck_assert_int_eq(sh[i]->nbatches, g);
+                continue;
+            }
+            ck_assert_msg(sh[i]->nbatches > g, "shard %d of %d ends before batch %lld", i, nsh,
+                          (long long)g);
+            ck_assert_int_eq(sh[i]->sizes[g], n);
+            ck_assert_mem_eq(sh[i]->labels + used[i], ref->labels + k, (size_t)n * sizeof(int32_t));
+            ck_assert_mem_eq(sh[i]->images + (size_t)used[i] * img, ref->images + (size_t)k * img,
+                             (size_t)n * img * sizeof(float));
+            used[i] += n;
+        }
+    for (int i = 0; i < nsh; i++) {
+        ck_assert_int_eq(sh[i]->n, used[i]);
+        ck_assert_int_eq(sh[i]->st, SN_OK);
+    }
+}
+
+/* Runs shards 0..nsh-1 of p (batch_size per shard) to the end. */
+static void collect_shards(sn_pipeline_params p, int nsh, run **sh) {
+    p.num_shards = nsh;
+    for (int i = 0; i < nsh; i++) {
+        p.shard_index = i;
+        sh[i] = collect(&p, 1000);
+    }
+}
+
+START_TEST(test_shards_partition_global_batch) {
+    write_file("h0.tfrecord", 0, 12, -1, REC_GOOD, 18, 20, 3);
+    write_file("h1.tfrecord", 12, 9, -1, REC_GOOD, 18, 20, 3);
+    write_file("h2.tfrecord", 21, 8, -1, REC_GOOD, 18, 20, 3);
+    sn_pipeline_params p = params(tpath("h?.tfrecord"), 2);
+    p.channels = 3;
+    p.preprocess.kind = SN_PREPROCESS_INCEPTION;   /* random draws: the seeds must follow */
+    p.preprocess.is_training = 1;
+    p.preprocess.out_height = p.preprocess.out_width = 12;
+    p.num_epochs = 2;   /* 58 records: global batches straddle the epoch boundary at 29 */
+    /* {shards, per-shard batch, shuffle_buffer}: with 0 the default is 20 * the global batch,
+     * which only 20 * 2 and 20 * 3 > 29 tell apart from 20 * 1 < 29 */
+    static const int conf[][3] = {{2, 2, 10}, {3, 2, 10}, {3, 3, 7}, {2, 1, 0}, {3, 1, 0}};
+    for (size_t c = 0; c < sizeof conf / sizeof conf[0]; c++) {
+        int nsh = conf[c][0], bs = conf[c][1];
+        p.shuffle_buffer = conf[c][2];
+        p.batch_size = bs * nsh;
+        p.num_shards = 0;
+        p.shard_index = 0;
+        run *ref = collect(&p, 1000);   /* one process with the global batch */
+        ck_assert_int_eq(ref->n, 58);
+        for (int g = 0; g + 1 < ref->nbatches; g++) ck_assert_int_eq(ref->sizes[g], bs * nsh);
+        p.batch_size = bs;
+        run *sh[3];
+        collect_shards(p, nsh, sh);
+        check_partition(&p, ref, 0, sh, nsh, bs);
+        for (int i = 0; i < nsh; i++) {
+            ck_assert_int_eq(sh[i]->stats.records, 58);   /* every shard reads everything */
+            run_free(sh[i]);
+        }
+        run_free(ref);
+    }
+    /* an endless run: the shards stay in step across epochs, batch for batch */
+    p.num_epochs = 0;
+    p.shuffle_buffer = 0;
+    p.batch_size = 6;
+    p.num_shards = 0;
+    run *ref = collect(&p, 12);   /* 72 records: into the third epoch */
+    p.batch_size = 3;
+    p.num_shards = 2;
+    run *sh[2];
+    for (int i = 0; i < 2; i++) {
+        p.shard_index = i;
+        sh[i] = collect(&p, 12);
+    }
+    check_partition(&p, ref, 0, sh, 2, 3);
+    for (int i = 0; i < 2; i++) run_free(sh[i]);
+    run_free(ref);
+}
+END_TEST
+
+START_TEST(test_skip_records) {
+    write_file("r0.tfrecord", 0, 9, -1, REC_GOOD, 16, 16, 1);
+    write_file("r1.tfrecord", 9, 8, -1, REC_GOOD, 16, 16, 1);
+    sn_pipeline_params p = params(tpath("r*.tfrecord"), 5);
+    p.preprocess.kind = SN_PREPROCESS_INCEPTION;
+    p.preprocess.is_training = 1;
+    p.num_epochs = 3;   /* 51 records */
+    p.shuffle_buffer = 6;
+    run *full = collect(&p, 1000);
+    ck_assert_int_eq(full->n, 51);
+    size_t img = image_floats(&p);
+    /* any number of records, a multiple of the batch or not, within or past an epoch */
+    static const int skips[] = {1, 3, 5, 13, 29, 50, 51, 60};
+    for (size_t s = 0; s < sizeof skips / sizeof skips[0]; s++) {
+        int64_t R = skips[s];
+        p.skip_records = R;
+        run *r = collect(&p, 1000);
+        int64_t left = R < 51 ? 51 - R : 0;
+        ck_assert_int_eq(r->st, SN_OK);
+        ck_assert_int_eq(r->n, left);
+        ck_assert_int_eq(r->nbatches, (left + 4) / 5);
+        for (int b = 0; b + 1 < r->nbatches; b++) ck_assert_int_eq(r->sizes[b], 5);
+        if (left) {
+            ck_assert_mem_eq(r->labels, full->labels + R, (size_t)left * sizeof(int32_t));
+            ck_assert_mem_eq(r->images, full->images + (size_t)R * img,
+                             (size_t)left * img * sizeof(float));
+        }
+        ck_assert_int_eq(r->stats.records, 51);
+        run_free(r);
+    }
+    /* on top of skip_batches: 2 batches of 5, then 3 records */
+    p.skip_batches = 2;
+    p.skip_records = 3;
+    run *r = collect(&p, 1000);
+    ck_assert_int_eq(r->n, 51 - 13);
+    ck_assert_mem_eq(r->labels, full->labels + 13, (size_t)r->n * sizeof(int32_t));
+    check_pixels(&p, r);
+    run_free(r);
+
+    /* a run of 3 workers of batch 2 resumed as 2 workers of batch 2 after 4 steps: the
+     * records already seen are 4 * 6 = 24, the new global batch 4 does not divide them */
+    p.skip_batches = 0;
+    p.skip_records = 24;
+    p.batch_size = 2;
+    run *sh[2];
+    collect_shards(p, 2, sh);
+    check_partition(&p, full, 24, sh, 2, 2);
+    run_free(sh[0]);
+    run_free(sh[1]);
+    p.skip_batches = 3;   /* both: 3 global batches of 4 after the 24 */
+    collect_shards(p, 2, sh);
+    check_partition(&p, full, 36, sh, 2, 2);
+    run_free(sh[0]);
+    run_free(sh[1]);
+    run_free(full);
+}
+END_TEST
+
+START_TEST(test_shard_params) {
+    write_file("q.tfrecord", 0, 4, -1, REC_GOOD, 8, 8, 1);
+    sn_pipeline_params p = params(tpath("q.tfrecord"), 2);
+    static const struct {
+        int num_shards, shard_index;
+        int64_t skip_batches, skip_records;
+        int batch_size;
+        const char *field;
+    } bad[] = {
+        {2, 2, 0, 0, 2, "shard_index"},
+        {3, -1, 0, 0, 2, "shard_index"},
+        {0, 1, 0, 0, 2, "shard_index"},
+        {1, 1, 0, 0, 2, "shard_index"},
+        {-1, 0, 0, 0, 2, "num_shards"},
+        {3, 0, 0, 0, INT32_MAX / 2, "num_shards"},
+        {0, 0, 0, -1, 2, "skip_records"},
+        {2, 1, 1, INT64_MAX - 7, 2, "skip_records"},
+        {2, 0, INT64_MAX / 3, 0, 2, "skip_batches"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p.num_shards = bad[i].num_shards;
+        p.shard_index = bad[i].shard_index;
+        p.skip_batches = bad[i].skip_batches;
+        p.skip_records = bad[i].skip_records;
+        p.batch_size = bad[i].batch_size;
+        sn_pipeline *pl = (sn_pipeline *)&p;
+        ck_assert_int_eq(sn_pipeline_new(ctx, &p, &pl), SN_ERR_INVALID_ARG);
+        ck_assert_ptr_null(pl);
+        ck_assert_msg(strstr(sn_ctx_errmsg(ctx), bad[i].field) != NULL, "case %zu: '%s' lacks "
+                      "'%s'", i, sn_ctx_errmsg(ctx), bad[i].field);
+    }
+    /* the largest start that leaves room for one global batch is fine: nothing left */
+    p.num_shards = 2;
+    p.shard_index = 1;
+    p.batch_size = 2;
+    p.skip_batches = 1;
+    p.skip_records = INT64_MAX - 8;
+    run *r = collect(&p, 10);
+    ck_assert_int_eq(r->st, SN_OK);
+    ck_assert_int_eq(r->n, 0);
+    run_free(r);
+    ck_assert_int_eq(sn_pipeline_params_default().num_shards, 0);
+    ck_assert_int_eq(sn_pipeline_params_default().shard_index, 0);
+    ck_assert_int_eq(sn_pipeline_params_default().skip_records, 0);
+}
+END_TEST
+
+START_TEST(test_shards_bad_records) {
+    /* ids 0..11 in one file, no shuffle, global batch 4 = 2 shards of 2.  id 5 is not an
+     * image (found by every reader: no position anywhere), ids 8 and 10 are JPEGs cut short
+     * (found only by the decoding shard) */
+    sn_tfrecord_writer *wr;
+    ck_assert_int_eq(sn_tfrecord_writer_open(ctx, tpath("sb.tfrecord"), SN_COMPRESSION_NONE,
+                                             &wr), SN_OK);
+    for (int id = 0; id < 12; id++) {
+        encode_id(id, 12, 12, 1);
+        write_record(wr, id, id == 5 ? REC_NOT_IMAGE : id == 8 || id == 10 ? REC_TRUNC_DATA
+                                                                           : REC_GOOD);
+    }
+    ck_assert_int_eq(sn_tfrecord_writer_close(wr), SN_OK);
+    sn_pipeline_params p = params(tpath("sb.tfrecord"), 4);
+    p.shuffle = 0;
+    p.skip_bad = 1;
+    run *ref = collect(&p, 100);   /* 0 1 2 3 | 4 6 7 [8] | 9 [10] 11 */
+    static const int32_t want_ref[11] = {0, 1, 2, 3, 4, 6, 7, 7, 9, 9, 11};
+    ck_assert_int_eq(ref->n, 11);
+    ck_assert_mem_eq(ref->labels, want_ref, sizeof want_ref);
+    ck_assert_int_eq(ref->stats.skipped, 3);
+    p.batch_size = 2;
+    run *sh[2];
+    collect_shards(p, 2, sh);
+    /* shard 0: 0 1 | 4 6 | 9 [10]; shard 1: 2 3 | 7 [8] | 11: [8] and [10] take the same
+     * neighbour as in the unsharded batch, so the shards' batches are its parts exactly */
+    check_partition(&p, ref, 0, sh, 2, 2);
+    ck_assert_int_eq(sh[0]->stats.skipped, 2);   /* id 5, and its own id 10 */
+    ck_assert_int_eq(sh[1]->stats.skipped, 2);   /* id 5, and its own id 8 */
+    run_free(sh[0]);
+    run_free(sh[1]);
+    run_free(ref);
+
+    /* the nearest good image is the shard's own: from position 1, global batch 1 is
+     * 6 7 | [8] 9; unsharded [8] takes 7 (shard 0's part), shard 1 takes its own 9.  Batch 2
+     * is [10] 11, all shard 0's: shard 1's part is empty, its end */
+    p.num_shards = 0;
+    p.batch_size = 4;
+    p.skip_records = 1;
+    ref = collect(&p, 100);
+    static const int32_t want_ref1[10] = {1, 2, 3, 4, 6, 7, 7, 9, 11, 11};
+    ck_assert_int_eq(ref->n, 10);
+    ck_assert_mem_eq(ref->labels, want_ref1, sizeof want_ref1);
+    p.batch_size = 2;
+    collect_shards(p, 2, sh);
+    static const int32_t want_s0[6] = {1, 2, 6, 7, 11, 11}, want_s1[4] = {3, 4, 9, 9};
+    ck_assert_int_eq(sh[0]->n, 6);
+    ck_assert_int_eq(sh[1]->n, 4);
+    ck_assert_int_eq(sh[0]->nbatches, 3);
+    ck_assert_int_eq(sh[1]->nbatches, 2);
+    ck_assert_mem_eq(sh[0]->labels, want_s0, sizeof want_s0);
+    ck_assert_mem_eq(sh[1]->labels, want_s1, sizeof want_s1);
+    size_t img = image_floats(&p);
+    ck_assert_mem_eq(sh[1]->images + 2 * img, ref->images + 7 * img, img * sizeof(float));
+    ck_assert_mem_eq(sh[1]->images + 3 * img, ref->images + 7 * img, img * sizeof(float));
+    /* every other image is the unsharded one */
+    ck_assert_mem_eq(sh[0]->images, ref->images, 2 * img * sizeof(float));
+    ck_assert_mem_eq(sh[1]->images, ref->images + 2 * img, 2 * img * sizeof(float));
+    ck_assert_mem_eq(sh[0]->images + 2 * img, ref->images + 4 * img, 2 * img * sizeof(float));
+    ck_assert_mem_eq(sh[0]->images + 4 * img, ref->images + 8 * img, 2 * img * sizeof(float));
+    run_free(sh[0]);
+    run_free(sh[1]);
+    run_free(ref);
+
+    /* 3 shards of 1 from position 0: shard 1 owns positions 1, 4, 7, 10 = ids 1, 4, [8], 11;
+     * its batch 2 is [8] alone, every image failed: a sharded pipeline stops rather than
+     * drop it; shard 2 (positions 2, 5, 8 = ids 2, 6, 9) decodes nothing bad */
+    p.skip_records = 0;
+    p.num_shards = 3;
+    p.batch_size = 1;
+    p.shard_index = 1;
+    run *r = collect(&p, 100);
+    ck_assert_int_eq(r->st, SN_ERR_FORMAT);
+    ck_assert_int_eq(r->n, 2);
+    ck_assert_msg(strstr(r->msg, "shard 1 of 3") && strstr(r->msg, "stream records 7 to 7"),
+                  "%s", r->msg);
+    run_free(r);
+    p.shard_index = 2;
+    r = collect(&p, 100);
+    ck_assert_int_eq(r->st, SN_OK);
+    static const int32_t want2[3] = {2, 6, 9};
+    ck_assert_int_eq(r->n, 3);
+    ck_assert_mem_eq(r->labels, want2, sizeof want2);
+    ck_assert_int_eq(r->stats.skipped, 1);   /* id 5 only */
+    run_free(r);
+
+    /* without skip_bad: id 5 (position 5, global batch 1) stops both shards after batch 0,
+     * whichever part it falls in */
+    p.skip_bad = 0;
+    p.num_shards = 2;
+    p.batch_size = 2;
+    for (int i = 0; i < 2; i++) {
+        p.shard_index = i;
+        r = collect(&p, 100);
+        ck_assert_int_eq(r->st, SN_ERR_FORMAT);
+        ck_assert_int_eq(r->n, 2);
+        ck_assert_ptr_nonnull(strstr(r->msg, tpath("sb.tfrecord")));
+        ck_assert_ptr_nonnull(strstr(r->msg, "neither JPEG nor PNG"));
+        run_free(r);
+    }
+    /* ... and an image that does not decode stops only the shard that owns it: the others
+     * never decode it.  ids 0..7, id 4 cut short: position 4, shard 0's part of batch 1 */
+    write_file("sd.tfrecord", 0, 8, 4, REC_TRUNC_DATA, 12, 12, 1);
+    p.pattern = tpath("sd.tfrecord");
+    p.shard_index = 0;
+    r = collect(&p, 100);
+    ck_assert_int_eq(r->st, SN_ERR_FORMAT);
+    ck_assert_int_eq(r->n, 2);
+    ck_assert_ptr_nonnull(strstr(r->msg, tpath("sd.tfrecord")));
+    run_free(r);
+    p.shard_index = 1;
+    r = collect(&p, 100);
+    ck_assert_int_eq(r->st, SN_OK);
+    static const int32_t want_sd1[4] = {2, 3, 6, 7};
+    ck_assert_int_eq(r->n, 4);
+    ck_assert_mem_eq(r->labels, want_sd1, sizeof want_sd1);
+    ck_assert_int_eq(r->stats.skipped, 0);
     run_free(r);
 }
 END_TEST
@@ -702,6 +1021,15 @@ Suite *suite_pipeline(void) {
     tcase_add_test(tc, test_skip_batches_resumes);
     tcase_add_test(tc, test_labels_offset_and_range);
     tcase_add_test(tc, test_free_mid_stream);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("shards");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_shards_partition_global_batch);
+    tcase_add_test(tc, test_skip_records);
+    tcase_add_test(tc, test_shard_params);
+    tcase_add_test(tc, test_shards_bad_records);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bad_input");

@@ -4,13 +4,21 @@
  * order, a few interleaved, then a shuffle buffer; it parses each Example and checks its
  * label and image header, copies the encoded image into an item, gives it its stream
  * position k and queues it.  num_threads decode threads take items in any order, decode and
- * preprocess straight into slot k % bs of batch k / bs in a ring of queue_batches + 1
- * batches (the one the caller holds plus the ready ones).  The caller takes batches in
- * order.  Everything random is a pure function of (seed, epoch, counter) or (seed, k), so the
+ * preprocess straight into their slot of their batch in a ring of queue_batches + 1 batches
+ * (the one the caller holds plus the ready ones).  The caller takes batches in order.
+ * Everything random is a pure function of (seed, epoch, counter) or (seed, k), so the
  * batches do not depend on the thread count or on timing.
  *
- * Flow control: the reader gives out record k only when batch k / bs has a free ring slot,
- * so at most ring * bs items are ever queued and no decode thread ever waits for space.
+ * Positions and shards: the stream starts at position `start` (skip_batches * G +
+ * skip_records, G = batch_size * num_shards the global batch); batch b (counted from the
+ * start) is positions [start + b*G, start + (b+1)*G), of which this shard owns the
+ * batch_size from start + b*G + shard_index * batch_size.  The reader makes the whole
+ * stream, every shard alike, so that a record that takes no position (bad, see
+ * take_record) shifts every shard's stream the same way; only the owned positions are
+ * queued, the rest are dropped as soon as their position is known, undecoded.
+ *
+ * Flow control: the reader gives out record k only when its batch has a free ring slot, so
+ * at most ring * bs items are ever queued and no decode thread ever waits for space.
  * One mutex guards the queue, the ring and the error; three condition variables wake the
  * decode threads (work), the reader (space) and the caller (ready).
  *
@@ -20,6 +28,7 @@
  * The ring's images are in memory the caller's device copies from directly (its host_alloc
  * kernel: page-locked on CUDA), so a batch goes to the GPU by DMA with no host copy; plain
  * malloc where that is refused. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,7 +39,7 @@
 
 enum {
     INTERLEAVE_FILES = 4,       /* files read at once when shuffling (TF-slim's num_readers) */
-    SHUFFLE_PER_BATCH = 20,     /* default shuffle buffer: 20 * batch_size (TF-slim) */
+    SHUFFLE_PER_BATCH = 20,     /* default shuffle buffer: 20 * the global batch (TF-slim) */
     DEFAULT_THREADS = 4,
     DEFAULT_QUEUE = 4,
     MAX_THREADS = 256,
@@ -98,7 +107,10 @@ struct sn_pipeline {
     sn_pipeline_params p;
     char *pattern;              /* p.pattern points here */
     sn_file_list *files;
-    int64_t bs, skip_records;
+    int64_t bs;                 /* this shard's batch: batch_size */
+    int64_t gbs;                /* the global batch: batch_size * num_shards */
+    int64_t part;               /* this shard's first slot in a global batch */
+    int64_t start;              /* the first position given out (skip_batches, skip_records) */
     size_t img_floats;          /* out_height * out_width * C' */
     int nring;
     batch *ring;
@@ -119,9 +131,10 @@ struct sn_pipeline {
     bool failed;
     sn_status err;
     int64_t err_seq;
+    int64_t err_batch;          /* the batch holding err_seq (0 for one before the start) */
     char errmsg[SN_ERRMSG_LEN];
     /* under mu: the caller's side */
-    int64_t next_batch;         /* the next batch to return */
+    int64_t next_batch;         /* the next batch to return, from 0 at the start */
     int64_t base;               /* lowest batch whose slot is not free */
     bool holding;               /* the caller holds batch next_batch - 1 */
     int64_t batches;
@@ -156,37 +169,58 @@ sn_pipeline_params sn_pipeline_params_default(void) {
     return p;
 }
 
+/* The stream position of this shard's first record of batch b. */
+static int64_t part_begin(const sn_pipeline *pl, int64_t b) {
+    return pl->start + b * pl->gbs + pl->part;
+}
+
+/* Whether stream position k is this shard's, and if so its batch and slot.  The positions
+ * before the start and those of the other shards are read and checked but never decoded. */
+static bool locate(const sn_pipeline *pl, int64_t k, int64_t *b, int *slot) {
+    if (k < pl->start) return false;
+    int64_t j = (k - pl->start) % pl->gbs - pl->part;
+    if (j < 0 || j >= pl->bs) return false;
+    *b = (k - pl->start) / pl->gbs;
+    *slot = (int)j;
+    return true;
+}
+
 /* Records the first bad record in stream order; the caller of next() sees it when it
- * reaches that record's batch.  Call with mu held. */
+ * reaches that record's batch (every shard at the same batch for a record the reader
+ * found: the readers all see the same stream).  Call with mu held. */
 static void set_error_locked(sn_pipeline *pl, sn_status st, int64_t seq, const char *msg) {
     if (!pl->failed || seq < pl->err_seq) {
         pl->failed = true;
         pl->err = st;
         pl->err_seq = seq;
+        pl->err_batch = seq < pl->start ? 0 : (seq - pl->start) / pl->gbs;
         snprintf(pl->errmsg, sizeof pl->errmsg, "%s", msg);
     }
     pthread_cond_broadcast(&pl->space_cv);
     pthread_cond_broadcast(&pl->ready_cv);
 }
 
-/* Records in batch b the caller will get: batch_size except the last of a finite run. */
+/* Records in batch b the caller will get: batch_size except the last of a finite run, where
+ * this shard's part of the last global batch may be short or empty (0: the end). */
 static int64_t batch_size_of(const sn_pipeline *pl, int64_t b) {
-    if (pl->ended && pl->total < (b + 1) * pl->bs) return pl->total - b * pl->bs;
-    return pl->bs;
+    if (!pl->ended) return pl->bs;
+    int64_t left = pl->total - pl->start - b * pl->gbs - pl->part;   /* total may be < start */
+    return left <= 0 ? 0 : left < pl->bs ? left : pl->bs;
 }
 
 /* ---- reader ----------------------------------------------------------------------------- */
 
-/* Hands item it the next stream position and queues it (or drops it while fast-forwarding).
- * Returns false when the reader must stop (free, or an error somewhere). */
+/* Hands item it the next stream position and queues it (or drops it: a position before the
+ * start or another shard's).  Returns false when the reader must stop (free, or an error
+ * somewhere). */
 static bool emit(sn_pipeline *pl, item *it) {
-    int64_t k = pl->emitted++;
-    if (k < pl->skip_records) {
+    int64_t k = pl->emitted++, b;
+    int slot;
+    if (!locate(pl, k, &b, &slot)) {
         free(it);
         return !atomic_load(&pl->stop);
     }
     it->seq = k;
-    int64_t b = k / pl->bs;
     pthread_mutex_lock(&pl->mu);
     while (!atomic_load(&pl->stop) && !pl->failed && b >= pl->base + pl->nring)
         pthread_cond_wait(&pl->space_cv, &pl->mu);
@@ -436,8 +470,9 @@ static void *worker_main(void *arg) {
         pl->qlen--;
         pthread_mutex_unlock(&pl->mu);
 
-        int64_t b = it->seq / pl->bs;
-        int j = (int)(it->seq % pl->bs);
+        int64_t b = 0;
+        int j = 0;
+        (void)locate(pl, it->seq, &b, &j);   /* queued items are always this shard's */
         batch *s = &pl->ring[b % pl->nring];   /* ours until done: the caller waits for it */
         s->labels[j] = it->label;
         sn_status st = process(wk, it, s->images + (size_t)j * pl->img_floats, msg, sizeof msg);
@@ -467,9 +502,9 @@ static void *worker_main(void *arg) {
  * given out has been processed, so no earlier bad record can still turn up. */
 static bool error_ready(const sn_pipeline *pl) {
     if (!pl->reader_done) return false;
-    int64_t b = pl->err_seq / pl->bs;
-    int64_t lo = b * pl->bs > pl->skip_records ? b * pl->bs : pl->skip_records;
-    int64_t hi = pl->dispatched < (b + 1) * pl->bs ? pl->dispatched : (b + 1) * pl->bs;
+    int64_t b = pl->err_batch;
+    int64_t lo = part_begin(pl, b);   /* this shard's records of b: [lo, lo + bs) */
+    int64_t hi = pl->dispatched < lo + pl->bs ? pl->dispatched : lo + pl->bs;
     if (hi <= lo) return true;
     const batch *s = &pl->ring[b % pl->nring];
     return s->index == b && s->done == hi - lo;
@@ -509,7 +544,7 @@ sn_status sn_pipeline_next(sn_pipeline *pl, const float **images, const int32_t 
     int64_t size = 0;
     for (;;) {
         int64_t b = pl->next_batch;
-        bool at_error = pl->failed && b >= pl->err_seq / pl->bs;
+        bool at_error = pl->failed && b >= pl->err_batch;
         if (at_error && error_ready(pl)) {
             char msg[SN_ERRMSG_LEN];
             sn_status st = pl->err;
@@ -518,14 +553,28 @@ sn_status sn_pipeline_next(sn_pipeline *pl, const float **images, const int32_t 
             pthread_mutex_unlock(&pl->mu);
             return sn__fail(pl->ctx, st, "%s", msg);
         }
-        if (!at_error && pl->ended && b * pl->bs >= pl->total) break;   /* the end: n = 0 */
-        s = &pl->ring[b % pl->nring];
         size = batch_size_of(pl, b);
+        if (!at_error && size == 0) break;   /* the end: n = 0 */
+        s = &pl->ring[b % pl->nring];
         if (!at_error && s->index == b && s->done == size) {
             if (s->nbad < size) break;
-            pl->next_batch++;   /* every image failed: the batch is dropped */
-            pl->base = pl->next_batch;
-            pthread_cond_broadcast(&pl->space_cv);
+            if (pl->gbs == pl->bs) {
+                pl->next_batch++;   /* every image failed: the batch is dropped */
+                pl->base = pl->next_batch;
+                pthread_cond_broadcast(&pl->space_cv);
+            } else {
+                /* a shard that dropped a batch would be a step ahead of the others for the
+                 * rest of the run (a hang or a mismatch in synchronous training): stop */
+                int64_t k0 = part_begin(pl, b);
+                char msg[SN_ERRMSG_LEN];
+                snprintf(msg, sizeof msg, "pipeline: shard %d of %d: every image of its batch "
+                         "(stream records %lld to %lld) failed to decode; a sharded pipeline "
+                         "cannot drop a batch without putting the shards out of step",
+                         pl->p.shard_index, pl->p.num_shards, (long long)k0,
+                         (long long)(k0 + size - 1));
+                set_error_locked(pl, SN_ERR_FORMAT, k0, msg);
+                continue;
+            }
         }
         s = NULL;
         if (pl->next_batch == b) pthread_cond_wait(&pl->ready_cv, &pl->mu);
@@ -617,9 +666,24 @@ static sn_status check_params(sn_ctx *ctx, const sn_pipeline_params *p) {
     else if (p->queue_batches < 0 || p->queue_batches > MAX_QUEUE)
         bad = "queue_batches must be in [0, 1024]";
     else if (p->num_classes < 0) bad = "num_classes must be >= 0";
-    else if (p->skip_batches < 0 || p->skip_batches > INT64_MAX / p->batch_size)
-        bad = "skip_batches out of range";
+    else if (p->num_shards < 0) bad = "num_shards must be >= 0";
+    else if (p->num_shards > INT_MAX / p->batch_size)
+        bad = "num_shards too large: the global batch batch_size * num_shards must fit an int";
+    else if (p->skip_records < 0) bad = "skip_records must be >= 0";
     if (bad) return sn__fail(ctx, SN_ERR_INVALID_ARG, "pipeline: %s", bad);
+    int shards = p->num_shards > 1 ? p->num_shards : 1;
+    if (p->shard_index < 0 || p->shard_index >= shards)
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "pipeline: shard_index %d outside [0, %d) "
+                        "(num_shards %d)", p->shard_index, shards, p->num_shards);
+    /* the start plus one global batch must fit: positions up to there are computed */
+    int64_t global = (int64_t)p->batch_size * shards;
+    if (p->skip_batches < 0 || p->skip_batches > INT64_MAX / global - 1)
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "pipeline: skip_batches %lld out of range "
+                        "(global batch %lld)", (long long)p->skip_batches, (long long)global);
+    if (p->skip_records > INT64_MAX - global - p->skip_batches * global)
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "pipeline: skip_records %lld out of range "
+                        "(after skip_batches %lld of %lld records)", (long long)p->skip_records,
+                        (long long)p->skip_batches, (long long)global);
     return SN_OK;
 }
 
@@ -654,14 +718,16 @@ sn_status sn_pipeline_new(sn_ctx *ctx, const sn_pipeline_params *p, sn_pipeline 
     pl->p.pattern = pl->pattern = strdup(p->pattern);
     pl->files = files;
     pl->bs = p->batch_size;
-    pl->skip_records = p->skip_batches * pl->bs;
-    pl->next_batch = pl->base = p->skip_batches;
-    pl->dispatched = pl->skip_records;
+    pl->gbs = pl->bs * (p->num_shards > 1 ? p->num_shards : 1);
+    pl->part = (int64_t)p->shard_index * pl->bs;
+    pl->start = p->skip_batches * pl->gbs + p->skip_records;
+    pl->next_batch = pl->base = 0;
+    pl->dispatched = pl->start;
     pl->nworkers = p->num_threads ? p->num_threads : DEFAULT_THREADS;
     pl->nring = (p->queue_batches ? p->queue_batches : DEFAULT_QUEUE) + 1;
     pl->shuf_cap = !p->shuffle ? 0
                  : p->shuffle_buffer ? (size_t)p->shuffle_buffer
-                 : (size_t)SHUFFLE_PER_BATCH * (size_t)pl->bs;
+                 : (size_t)SHUFFLE_PER_BATCH * (size_t)pl->gbs;   /* the same on every shard */
     atomic_init(&pl->stop, 0);
     atomic_init(&pl->records, 0);
     atomic_init(&pl->skipped, 0);
