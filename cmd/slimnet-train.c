@@ -14,6 +14,7 @@
  * Exit status: 0 done (or interrupted and saved), 1 error, 2 bad flags. */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,7 @@ typedef struct opts {
     const char *device, *precision;
     int threads, max_to_keep, fer_extra_class, shuffle_buffer, allow_tf32, deterministic;
     int64_t seed;
+    double dist_timeout_secs;
     /* parsed from the string flags by check_flags */
     sn_optim_kind optim_kind;
     sn_lr_decay lr_decay;
@@ -90,19 +92,27 @@ typedef struct trainer {
     sn_events *ev;
     sn_node images, labels, total_loss, clone_loss, reg_loss;
     sn_tensor *yt;          /* labels (the images are fed from the pipeline's batch) */
-    int64_t batch;          /* examples per step: batch_size * clones */
+    int64_t batch;          /* examples per step on this process: batch_size * clones */
     int height, width, channels;
     char last_ckpt[1024];
+    /* distributed (TF_CONFIG, mpirun, srun, torchrun): rank 0, the chief, alone restores,
+     * saves and writes events; size == 1 without a group */
+    sn_dist *dist;
+    int rank, size;
+    int64_t records;        /* input records consumed before this run's first step */
 } trainer;
+
+#define INPUT_RECORDS "slimnet/input_records"   /* where a checkpoint keeps the position */
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
-/* Saves variables, optimizer slots and moving averages as model.ckpt-<step>. */
-static int save(trainer *t, int64_t step) {
+/* Saves variables, optimizer slots, moving averages and the input position (records read
+ * over the whole group) as model.ckpt-<step>.  The chief's work. */
+static int save(trainer *t, int64_t step, int64_t records) {
     int n_opt = sn_optim_num_slots(t->opt), n_ema = t->ema ? sn_ema_num_slots(t->ema) : 0;
     int n = n_opt + n_ema, rc = 0;
-    sn_ckpt_entry *e = calloc((size_t)(n ? n : 1), sizeof *e);
-    sn_tensor **held = calloc((size_t)(n ? n : 1), sizeof *held);
+    sn_ckpt_entry *e = calloc((size_t)n + 1, sizeof *e);
+    sn_tensor **held = calloc((size_t)n + 1, sizeof *held);
     if (!e || !held) {
         free(e);
         free(held);
@@ -120,16 +130,21 @@ static int save(trainer *t, int64_t step) {
         e[i].name = si.name;
         e[i].tensor = held[i];
     }
+    if (!rc && sn_tensor_wrap(t->ctx, &records, SN_DTYPE_I64, 0, NULL, SN_COPY, &held[n]) !=
+                   SN_OK)
+        rc = tool_fail(TOOL, t->ctx, "saving the input position");
+    e[n].name = INPUT_RECORDS;
+    e[n].tensor = held[n];
     if (!rc) {
         sn_save_params sp = sn_save_params_default();
         sp.max_to_keep = t->o->max_to_keep;
-        sp.n_extra = n;
+        sp.n_extra = n + 1;
         sp.extra = e;
         if (sn_net_save(t->net, t->o->train_dir, step, &sp, t->last_ckpt,
                         sizeof t->last_ckpt) != SN_OK)
             rc = tool_fail(TOOL, t->ctx, "saving a checkpoint");
     }
-    for (int i = 0; i < n; i++) sn_tensor_free(held[i]);
+    for (int i = 0; i <= n; i++) sn_tensor_free(held[i]);
     free(held);
     free(e);
     return rc;
@@ -189,8 +204,12 @@ static int resume(trainer *t, int *resumed) {
     sn_ckpt_close(ck);
     if (rc) return rc;
     int64_t step = 0;
-    if (tool_global_step(t->ctx, path, &step) != SN_OK)
-        return tool_fail(TOOL, t->ctx, "reading global_step");
+    int has_records = 0;
+    if (tool_global_step(t->ctx, path, &step) != SN_OK ||
+        tool_ckpt_int64(t->ctx, path, INPUT_RECORDS, &t->records, &has_records) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "reading global_step and the input position");
+    /* an older checkpoint: the position of as many steps of today's global batch */
+    if (!has_records) t->records = step * t->batch * t->size;
     sn_optim_set_global_step(t->opt, step);
     snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
     printf(TOOL ": resuming from %s at global step %lld", path, (long long)step);
@@ -468,17 +487,60 @@ static int check_flags(opts *o, flag *fl, int nfl) {
                 o->preprocessing_name ? "preprocessing_name" : "model_name", prep);
         return 2;
     }
-    if (o->sync_replicas || o->worker_replicas > 1 || o->num_ps_tasks > 0 ||
-        (o->master && *o->master)) {
-        fprintf(stderr, TOOL ": --master/--sync_replicas/--worker_replicas/--num_ps_tasks: "
-                        "distributed training is not available in this version\n");
-        return 2;
-    }
     return 0;
+}
+
+/* Rank 0's state on every rank: the variables (sn_net_set_dist, which also starts the
+ * averaging of gradients), the optimizer's slots, the moving averages, global_step and the
+ * input position.  Only the chief reads checkpoints: the others need no shared folder. */
+static int share_state(trainer *t) {
+    if (sn_net_set_dist(t->net, t->dist) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "sharing the chief's variables");
+    int n_opt = sn_optim_num_slots(t->opt), n_ema = t->ema ? sn_ema_num_slots(t->ema) : 0;
+    for (int i = 0; i < n_opt + n_ema; i++) {
+        sn_slot_info si;
+        sn_tensor *v = NULL;
+        sn_status st = i < n_opt ? sn_optim_slot(t->opt, i, &si)
+                                 : sn_ema_slot(t->ema, i - n_opt, &si);
+        if (st == SN_OK)
+            st = i < n_opt ? sn_optim_get_slot(t->opt, si.name, &v)
+                           : sn_ema_get_slot(t->ema, si.name, &v);
+        if (st == SN_OK) st = sn_dist_broadcast(t->dist, v, 0);
+        if (st == SN_OK)
+            st = i < n_opt ? sn_optim_set_slot(t->opt, si.name, v)
+                           : sn_ema_set_slot(t->ema, si.name, v);
+        sn_tensor_free(v);
+        if (st != SN_OK) return tool_fail(TOOL, t->ctx, "sharing the chief's optimizer state");
+    }
+    int64_t pos[2] = {sn_optim_global_step(t->opt), t->records}, two = 2;
+    sn_tensor *pt = NULL;
+    sn_status st = sn_tensor_wrap(t->ctx, pos, SN_DTYPE_I64, 1, &two, SN_BORROW, &pt);
+    if (st == SN_OK) st = sn_dist_broadcast(t->dist, pt, 0);
+    sn_tensor_free(pt);
+    if (st != SN_OK) return tool_fail(TOOL, t->ctx, "sharing the chief's global step");
+    sn_optim_set_global_step(t->opt, pos[0]);
+    t->records = pos[1];
+    return 0;
+}
+
+/* Why the loop stops. */
+enum stop { RUNNING, STOP_STEPS, STOP_SIGNAL, STOP_DATA, STOP_ERROR, STOP_NONFINITE };
+
+/* Whether any rank was interrupted (flags[0]) or saw a non-finite loss (flags[1]): every
+ * rank stops at the same step.  A group of one is itself. */
+static int agree(trainer *t, int32_t flags[2]) {
+    if (!t->dist || t->size == 1) return 0;
+    int64_t two = 2;
+    sn_tensor *f = NULL;
+    sn_status st = sn_tensor_wrap(t->ctx, flags, SN_DTYPE_I32, 1, &two, SN_BORROW, &f);
+    if (st == SN_OK) st = sn_dist_allreduce(t->dist, f, SN_DIST_SUM);
+    sn_tensor_free(f);
+    return st == SN_OK ? 0 : tool_fail(TOOL, t->ctx, "agreeing on the step");
 }
 
 static int train(trainer *t) {
     opts *o = t->o;
+    bool chief = t->rank == 0;
     sn_lr_params lp = sn_lr_params_default();
     lp.type = o->lr_decay;
     const char *pattern = NULL;
@@ -500,12 +562,15 @@ static int train(trainer *t) {
     pp.out_height = t->height;
     pp.out_width = t->width;
     t->batch = (int64_t)o->batch_size * (o->num_clones > 1 ? o->num_clones : 1);
-    /* TF-slim: int(num_samples / batch_size * num_epochs_per_decay), per-clone batch. */
-    lp.decay_steps = sn_lr_decay_steps(num_samples, o->num_epochs_per_decay, o->batch_size, 1);
+    int64_t global_batch = t->batch * t->size;
+    /* TF-slim: int(num_samples / batch_size * num_epochs_per_decay), per-clone batch; with
+     * sync replicas divided by the replicas each step aggregates (all of them, here). */
+    lp.decay_steps =
+        sn_lr_decay_steps(num_samples, o->num_epochs_per_decay, o->batch_size, t->size);
     /* The folder before the work: a train_dir that cannot be written fails now, not at the
-     * first save. */
-    if (make_dirs(o->train_dir)) return 1;
-    if (access(o->train_dir, W_OK | X_OK) != 0) {
+     * first save.  Only the chief writes there. */
+    if (chief && make_dirs(o->train_dir)) return 1;
+    if (chief && access(o->train_dir, W_OK | X_OK) != 0) {
         fprintf(stderr, TOOL ": --train_dir=%s: cannot write into it: %s\n", o->train_dir,
                 strerror(errno));
         return 1;
@@ -517,10 +582,11 @@ static int train(trainer *t) {
         sn_ema_new(t->net, (float)o->moving_average_decay, SN_VAR_MODEL, &t->ema) != SN_OK)
         return tool_fail(TOOL, t->ctx, "--moving_average_decay");
 
-    /* Resume, else warm start (only at the first initialization, as TF-slim). */
+    /* Resume, else warm start (only at the first initialization, as TF-slim): the chief
+     * reads, the group takes its state. */
     int resumed = 0;
-    if ((rc = resume(t, &resumed))) return rc;
-    if (!resumed && o->checkpoint_path) {
+    if (chief && (rc = resume(t, &resumed))) return rc;
+    if (chief && !resumed && o->checkpoint_path) {
         if ((rc = warm_start(t))) return rc;
         if (t->ema) {   /* the shadows start from the restored values */
             sn_ema_free(t->ema);
@@ -533,6 +599,7 @@ static int train(trainer *t) {
         printf(TOOL ": ignoring --checkpoint_path because %s holds a checkpoint\n",
                o->train_dir);
     }
+    if (t->size > 1 && (rc = share_state(t))) return rc;
     int64_t step = sn_optim_global_step(t->opt);
 
     sn_pipeline_params pl = sn_pipeline_params_default();
@@ -546,54 +613,68 @@ static int train(trainer *t) {
     pl.seed = (uint64_t)o->seed;
     pl.labels_offset = o->labels_offset;
     pl.num_classes = sn_dataset_num_classes(t->ds) - o->labels_offset;
-    pl.skip_batches = step;   /* a resumed run sees the batches it would have seen */
+    /* Each rank reads its share of the group's stream, from where the run left it: the
+     * records read so far count, not the steps, so the group's size may have changed. */
+    pl.num_shards = t->size;
+    pl.shard_index = t->rank;
+    pl.skip_records = t->records;
     sn_pipeline *in = NULL;
     if (sn_pipeline_new(t->ctx, &pl, &in) != SN_OK)
         return tool_fail(TOOL, t->ctx, "starting the input pipeline");
 
-    copy_label_files(o->dataset_dir, o->train_dir);
-    if (sn_events_open(t->ctx, o->train_dir, &t->ev) != SN_OK) {
-        fprintf(stderr, TOOL ": warning: no TensorBoard events: %s\n", sn_ctx_errmsg(t->ctx));
-        t->ev = NULL;
+    if (chief) {
+        copy_label_files(o->dataset_dir, o->train_dir);
+        if (sn_events_open(t->ctx, o->train_dir, &t->ev) != SN_OK) {
+            fprintf(stderr, TOOL ": warning: no TensorBoard events: %s\n",
+                    sn_ctx_errmsg(t->ctx));
+            t->ev = NULL;
+        }
     }
     char dev[256] = "";
     sn_ctx_device_info(t->ctx, dev, sizeof dev);
     int n_train = sn_optim_num_vars(t->opt), n_vars = sn_graph_num_vars(t->g);
-    printf(TOOL ": %s on %s/%s (%lld images, %d classes), %dx%dx%d, preprocessing %s; "
-           "batch %lld; %s, learning rate %g (%s); training %d of %d variables; %s\n",
-           o->model_name, sn_dataset_name(t->ds), o->dataset_split_name,
-           (long long)num_samples, pl.num_classes, t->height, t->width, t->channels,
-           sn_preprocess_kind_name(pp.kind), (long long)t->batch, o->optimizer,
-           (double)o->learning_rate, o->learning_rate_decay_type, n_train, n_vars, dev);
-    if (o->num_clones > 1)
+    if (chief)
+        printf(TOOL ": %s on %s/%s (%lld images, %d classes), %dx%dx%d, preprocessing %s; "
+               "batch %lld; %s, learning rate %g (%s); training %d of %d variables; %s\n",
+               o->model_name, sn_dataset_name(t->ds), o->dataset_split_name,
+               (long long)num_samples, pl.num_classes, t->height, t->width, t->channels,
+               sn_preprocess_kind_name(pp.kind), (long long)global_batch, o->optimizer,
+               (double)o->learning_rate, o->learning_rate_decay_type, n_train, n_vars, dev);
+    if (chief && o->num_clones > 1)
         printf(TOOL ": %d clones run as one batch of %lld on one device (the same gradient "
                     "as TF-slim's summed clone gradients)\n", o->num_clones, (long long)t->batch);
+    if (t->size > 1)
+        printf(TOOL ": rank %d of %d, batch %lld of the group's %lld; %s\n", t->rank, t->size,
+               (long long)t->batch, (long long)global_batch,
+               chief ? "the chief: it saves checkpoints and events and prints the progress"
+                     : "the chief prints the progress");
     fflush(stdout);
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     double t0 = tool_now(), last_save = t0, last_summary = t0, last_log = t0;
+    double waited0 = sn_dist_wait_seconds(t->dist), waited_log = waited0;
     int64_t first_step = step, log_step = step;
     const float *x;
     const int32_t *y;
     int n = 0;
-    int stop_reason = 0;    /* 1 max steps, 2 signal, 3 data ended, 4 error, 5 non-finite */
-    while (!stop_reason) {
+    enum stop stop = RUNNING;
+    while (stop == RUNNING) {
         if (o->max_number_of_steps > 0 && step >= o->max_number_of_steps) {
-            stop_reason = 1;
+            stop = STOP_STEPS;
             break;
         }
-        if (g_stop_signal) {
-            stop_reason = 2;
+        if (t->size == 1 && g_stop_signal) {   /* a group agrees on it below, each step */
+            stop = STOP_SIGNAL;
             break;
         }
         if (sn_pipeline_next(in, &x, &y, &n) != SN_OK) {
             tool_fail(TOOL, t->ctx, "reading training data");
-            stop_reason = 4;
+            stop = STOP_ERROR;
             break;
         }
         if (n < t->batch) {   /* only a finite pipeline ends; ours is endless */
-            stop_reason = 3;
+            stop = STOP_DATA;
             break;
         }
         /* The pipeline's batch is in memory the device reads directly (page-locked on
@@ -610,78 +691,163 @@ static int train(trainer *t) {
             sn_net_set_input(t->net, t->labels, t->yt) != SN_OK ||
             sn_net_forward(t->net) != SN_OK) {
             tool_fail(TOOL, t->ctx, "forward pass");
-            stop_reason = 4;
+            stop = STOP_ERROR;
             break;
         }
         float loss = read_scalar(t, t->total_loss);
-        if (!isfinite(loss)) {
+        int32_t flags[2] = {g_stop_signal != 0, !isfinite(loss)};
+        if (!isfinite(loss))
             fprintf(stderr, TOOL ": global step %lld: the loss is %s (cross-entropy %g); "
                             "stopping without writing a checkpoint%s%s\n",
                     (long long)step, isnan(loss) ? "NaN" : "infinite",
                     (double)read_scalar(t, t->clone_loss),
                     t->last_ckpt[0] ? "; the newest checkpoint is " : "", t->last_ckpt);
-            fprintf(stderr, TOOL ": (try a lower --learning_rate)\n");
-            stop_reason = 5;
+        if (agree(t, flags)) {
+            stop = STOP_ERROR;
+            break;
+        }
+        if (flags[1]) {
+            if (!isfinite(loss)) fprintf(stderr, TOOL ": (try a lower --learning_rate)\n");
+            else fprintf(stderr, TOOL ": another rank's loss is not finite: stopping without "
+                                 "writing a checkpoint\n");
+            stop = STOP_NONFINITE;
+            break;
+        }
+        if (flags[0]) {
+            stop = STOP_SIGNAL;
             break;
         }
         if (sn_net_backward(t->net, t->total_loss) != SN_OK ||
             sn_optim_step(t->opt, lr) != SN_OK ||
             (t->ema && sn_ema_update(t->ema, sn_optim_global_step(t->opt)) != SN_OK)) {
             tool_fail(TOOL, t->ctx, "training step");
-            stop_reason = 4;
+            stop = STOP_ERROR;
             break;
         }
         step = sn_optim_global_step(t->opt);
         double now = tool_now();
-        if (step % o->log_every_n_steps == 0) {
-            double dt = now - last_log, ips = dt > 0 ? (double)((step - log_step) * t->batch) / dt
-                                                      : 0;
-            char eta[64] = "";
+        if (chief && step % o->log_every_n_steps == 0) {
+            double dt = now - last_log;
+            double ips = dt > 0 ? (double)((step - log_step) * global_batch) / dt : 0;
+            char eta[64] = "", comm[64] = "";
             if (o->max_number_of_steps > 0 && step > first_step) {
                 char d[32];
                 tool_duration((now - t0) / (double)(step - first_step) *
                                   (double)(o->max_number_of_steps - step), d, sizeof d);
                 snprintf(eta, sizeof eta, ", ETA %s", d);
             }
-            printf("global step %lld: loss = %.4f (%.3f sec/step), lr %.6g, %.1f images/s, "
+            if (t->size > 1) {   /* the time the chief spent in the group's collectives */
+                double w = sn_dist_wait_seconds(t->dist);
+                snprintf(comm, sizeof comm, ", %.0f%% in all-reduce",
+                         dt > 0 ? 100.0 * (w - waited_log) / dt : 0.0);
+                waited_log = w;
+            }
+            printf("global step %lld: loss = %.4f (%.3f sec/step), lr %.6g, %.1f images/s%s, "
                    "epoch %.2f%s\n", (long long)step, (double)loss,
                    step > log_step ? dt / (double)(step - log_step) : 0.0, (double)lr, ips,
-                   (double)(step * t->batch) / (double)num_samples, eta);
+                   comm, (double)(t->records + (step - first_step) * global_batch) /
+                             (double)num_samples, eta);
             fflush(stdout);
             last_log = now;
             log_step = step;
         }
-        if (o->save_summaries_secs > 0 && now - last_summary >= o->save_summaries_secs) {
+        if (chief && o->save_summaries_secs > 0 && now - last_summary >= o->save_summaries_secs) {
             write_summaries(t, step, lr, (double)(step - first_step) / (now - t0));
             last_summary = now;
         }
-        if (o->save_interval_secs > 0 && now - last_save >= o->save_interval_secs) {
-            if (save(t, step)) {
-                stop_reason = 4;
+        if (chief && o->save_interval_secs > 0 && now - last_save >= o->save_interval_secs) {
+            if (save(t, step, t->records + (step - first_step) * global_batch)) {
+                stop = STOP_ERROR;
                 break;
             }
             last_save = tool_now();
         }
     }
     sn_pipeline_free(in);
-    rc = stop_reason >= 4 ? 1 : 0;
-    if (stop_reason == 3)
+    rc = stop >= STOP_ERROR ? 1 : 0;
+    bool done = stop == STOP_STEPS || stop == STOP_SIGNAL || stop == STOP_DATA;
+    if (stop == STOP_DATA)
         fprintf(stderr, TOOL ": the training data ended unexpectedly\n");
-    if (stop_reason <= 3 && step > first_step) {
-        if (save(t, step)) rc = 1;
+    if (chief && done && step > first_step) {
+        if (save(t, step, t->records + (step - first_step) * global_batch)) rc = 1;
     }
-    if (stop_reason <= 3) {
+    if (chief && done) {
         double el = tool_now() - t0;
-        char d[32];
+        char d[32], comm[64] = "";
         tool_duration(el, d, sizeof d);
-        printf(TOOL ": %s at global step %lld after %s (%.1f images/s)%s%s\n",
-               stop_reason == 2 ? "interrupted" : "finished", (long long)step, d,
-               el > 0 ? (double)((step - first_step) * t->batch) / el : 0.0,
+        if (t->size > 1)
+            snprintf(comm, sizeof comm, ", %.0f%% in all-reduce",
+                     el > 0 ? 100.0 * (sn_dist_wait_seconds(t->dist) - waited0) / el : 0.0);
+        printf(TOOL ": %s at global step %lld after %s (%.1f images/s%s)%s%s\n",
+               stop == STOP_SIGNAL ? "interrupted" : "finished", (long long)step, d,
+               el > 0 ? (double)((step - first_step) * global_batch) / el : 0.0, comm,
                t->last_ckpt[0] ? "; checkpoint " : "", t->last_ckpt);
         if (t->ev) write_summaries(t, step, sn_learning_rate(&lp, step),
                                    el > 0 ? (double)(step - first_step) / el : 0);
     }
     return rc;
+}
+
+/* The group the environment describes (TF_CONFIG, mpirun, srun, torchrun), checked against
+ * TF-slim's cluster flags, joined.  Returns 0 to train, 1 or 2 on an error, -1 when this
+ * process has nothing to do (a ps task of a synchronous job). */
+static int join_group(trainer *t, flag *fl, int nfl) {
+    opts *o = t->o;
+    sn_dist_env env;
+    t->rank = 0;
+    t->size = 1;
+    if (sn_dist_env_read(t->ctx, &env) != SN_OK) {
+        fprintf(stderr, TOOL ": %s\n", sn_ctx_errmsg(t->ctx));
+        return 2;
+    }
+    bool ps = env.num_ps > 0 || o->num_ps_tasks > 0;
+    if (!env.found) {
+        if ((o->master && *o->master) || o->num_ps_tasks > 0 || o->worker_replicas > 1) {
+            fprintf(stderr, TOOL ": --master/--num_ps_tasks/--worker_replicas: no cluster in "
+                            "the environment: set TF_CONFIG on every task, or start the "
+                            "workers with mpirun, srun or torchrun\n");
+            return 2;
+        }
+        return 0;
+    }
+    if (ps && !o->sync_replicas) {
+        fprintf(stderr, TOOL ": %s names %d ps tasks and --sync_replicas is off: asynchronous "
+                        "training on parameter servers is not available yet; add "
+                        "--sync_replicas to train the chief and workers synchronously\n",
+                env.source, env.num_ps ? env.num_ps : o->num_ps_tasks);
+        return 2;
+    }
+    if (!strcmp(env.task_type, "ps")) {
+        printf(TOOL ": ps %d: nothing to serve: with --sync_replicas the chief and the workers "
+                    "average their gradients among themselves\n", env.task_index);
+        return -1;
+    }
+    if (!strcmp(env.task_type, "evaluator")) {
+        fprintf(stderr, TOOL ": TF_CONFIG: task evaluator %d: run slimnet-eval there\n",
+                env.task_index);
+        return 2;
+    }
+    struct { const char *flag; int value, want; } same[] = {
+        {"worker_replicas", o->worker_replicas, env.num_workers},
+        {"replicas_to_aggregate", o->replicas_to_aggregate, env.num_workers},
+        {"task", o->task, env.task_index},
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
+        if (flags_find(fl, nfl, same[i].flag)->set && same[i].value != same[i].want) {
+            fprintf(stderr, TOOL ": --%s=%d, but %s says %d (every step aggregates all %d "
+                            "workers)\n", same[i].flag, same[i].value, env.source, same[i].want,
+                    env.num_workers);
+            return 2;
+        }
+    sn_dist_params p = env.params;
+    p.timeout_secs = o->dist_timeout_secs;
+    printf(TOOL ": %s, rank %d of %d: joining the group at %s:%d\n", p.name, p.rank, p.size,
+           p.master_addr, p.master_port);
+    fflush(stdout);
+    if (sn_dist_new(t->ctx, &p, &t->dist) != SN_OK) return tool_fail(TOOL, t->ctx, "group");
+    t->rank = sn_dist_rank(t->dist);
+    t->size = sn_dist_size(t->dist);
+    return 0;
 }
 
 static void trainer_free(trainer *t) {
@@ -692,6 +858,7 @@ static void trainer_free(trainer *t) {
     sn_net_free(t->net);
     sn_graph_free(t->g);
     sn_dataset_free(t->ds);
+    sn_dist_free(t->dist);
 }
 
 int main(int argc, char **argv) {
@@ -737,15 +904,20 @@ int main(int argc, char **argv) {
     o.allow_tf32 = 1;
     o.max_to_keep = 5;
     o.seed = 0;
+    o.dist_timeout_secs = 300;
     flag fl[] = {
-        {"master", FLAG_STRING, &o.master, "distributed master address (not supported)", 0, 0, 0},
+        {"master", FLAG_STRING, &o.master, "TF-slim's master address: the cluster comes from "
+         "TF_CONFIG (or mpirun, srun, torchrun)", 0, 0, 0},
         {"train_dir", FLAG_STRING, &o.train_dir, "where checkpoints and event files go", 0, 0, 0},
         {"num_clones", FLAG_INT, &o.num_clones, "model clones; their batches run on one "
          "device as one batch of batch_size * num_clones", 0, 0, "[1,64]"},
         {"clone_on_cpu", FLAG_BOOL, &o.clone_on_cpu, "train on the CPU", 0, 0, 0},
-        {"worker_replicas", FLAG_INT, &o.worker_replicas, "workers (must be 1)", 0, 0, "[1,)"},
-        {"num_ps_tasks", FLAG_INT, &o.num_ps_tasks, "parameter servers (must be 0)", 0, 0, "[0,)"},
-        {"task", FLAG_INT, &o.task, "task id (accepted, unused)", 0, 0, "[0,)"},
+        {"worker_replicas", FLAG_INT, &o.worker_replicas, "workers; when given, the "
+         "environment's chief and workers must number as many", 0, 0, "[1,)"},
+        {"num_ps_tasks", FLAG_INT, &o.num_ps_tasks, "parameter servers (with --sync_replicas "
+         "they have nothing to do)", 0, 0, "[0,)"},
+        {"task", FLAG_INT, &o.task, "task index; when given, it must be the environment's",
+         0, 0, "[0,)"},
         {"num_readers", FLAG_INT, &o.num_readers, "parallel readers (accepted; files are "
          "interleaved by the pipeline)", 0, 0, "[1,)"},
         {"num_preprocessing_threads", FLAG_INT, &o.num_preprocessing_threads,
@@ -785,8 +957,14 @@ int main(int argc, char **argv) {
          "exponential decay factor", 0, 0, "(0,)"},
         {"num_epochs_per_decay", FLAG_DOUBLE, &o.num_epochs_per_decay,
          "epochs between decays", 0, 0, "(0,)"},
-        {"sync_replicas", FLAG_BOOL, &o.sync_replicas, "(not supported)", 0, 0, 0},
-        {"replicas_to_aggregate", FLAG_INT, &o.replicas_to_aggregate, "(unused)", 0, 0, "[1,)"},
+        {"sync_replicas", FLAG_BOOL, &o.sync_replicas, "synchronous training: the gradients "
+         "of all workers averaged each step (also without the flag when there are no ps "
+         "tasks)", 0, 0, 0},
+        {"replicas_to_aggregate", FLAG_INT, &o.replicas_to_aggregate, "when given, the "
+         "number of workers (every step aggregates all of them)", 0, 0, "[1,)"},
+        {"dist_timeout_secs", FLAG_DOUBLE, &o.dist_timeout_secs, "distributed: a rank that "
+         "ended or stopped fails the others after at most this long, naming it", 0, 0,
+         "(0,)"},
         {"moving_average_decay", FLAG_DOUBLE, &o.moving_average_decay,
          "decay of moving averages of the model variables; 0 = None", 0, 0, "[0,1]"},
         {"dataset_name", FLAG_STRING, &o.dataset_name,
@@ -846,6 +1024,11 @@ int main(int argc, char **argv) {
     t.ctx = tool_ctx_cuda(TOOL, o.clone_on_cpu ? "cpu" : o.device, want_gpu, o.threads,
                           (uint64_t)o.seed, o.allow_tf32, o.deterministic);
     if (!t.ctx) return 1;
+    if ((rc = join_group(&t, fl, nfl))) {
+        trainer_free(&t);
+        sn_ctx_free(t.ctx);
+        return rc < 0 ? 0 : rc;
+    }
     sn_dataset_params dp = sn_dataset_params_default();
     dp.fer_extra_class = o.fer_extra_class;
     if (sn_dataset_open(t.ctx, o.dataset_name, o.dataset_dir, &dp, &t.ds) != SN_OK) {

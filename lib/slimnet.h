@@ -1635,6 +1635,9 @@ SN_API void sn_dist_free(sn_dist *d);
 SN_API int sn_dist_rank(const sn_dist *d);
 SN_API int sn_dist_size(const sn_dist *d);
 SN_API int sn_dist_local_rank(const sn_dist *d);
+/* Seconds this rank has spent in collectives so far: moving bytes and waiting for the
+ * slowest rank (a trainer shows it beside the step time). */
+SN_API double sn_dist_wait_seconds(const sn_dist *d);
 
 typedef enum sn_dist_op { SN_DIST_SUM = 0, SN_DIST_MEAN = 1 } sn_dist_op;
 /* In place over the group: t (a host tensor of float32, int32 or int64; MEAN: float32 only)

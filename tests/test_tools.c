@@ -2,16 +2,21 @@
  * a class-folder tree, slimnet-train (progress, checkpoints, resume, determinism, warm start
  * and trainable scopes, NaN stop, SIGINT), slimnet-eval and slimnet-classify, and their
  * flag errors.  The tools are run as processes from the build's bin folder. */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "testutil.h"
@@ -252,9 +257,10 @@ START_TEST(train_eval_classify) {
     char want[PATH_MAX + 96];
     snprintf(want, sizeof want, "%s: square ", img);
     ck_assert_msg(strstr(out, want) != NULL, "expected '%s' in:\n%s", want, out);
-    /* its restore report (stderr): lenet's 8 variables; global_step and slots unused */
+    /* its restore report (stderr): lenet's 8 variables; global_step, the input position
+     * and the slots unused */
     ck_assert_msg(strstr(out, "slimnet-classify: restored 8 variables from ") &&
-                  strstr(out, "(excluded 0, missing 0, unused checkpoint tensors 9, "
+                  strstr(out, "(excluded 0, missing 0, unused checkpoint tensors 10, "
                               "mismatched 0)"), "%s", out);
 
     /* A labels.txt alone, background first as TF-slim's imagenet one: --labels_offset=1
@@ -617,6 +623,231 @@ START_TEST(convert_empty_class) {
 }
 END_TEST
 
+/* ---- distributed training: processes of one machine, TF_CONFIG -------------------------- */
+
+/* A free TCP port on 127.0.0.1, and the next one (each task of a TF_CONFIG has its own). */
+static int free_ports(void) {
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0), fd2 = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t n = sizeof a;
+        ck_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+        ck_assert(getsockname(fd, (struct sockaddr *)&a, &n) == 0);
+        int port = ntohs(a.sin_port);
+        a.sin_port = htons((uint16_t)(port + 1));
+        int ok = port < 65000 && bind(fd2, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        close(fd2);
+        if (ok) return port;
+    }
+}
+
+/* A slimnet-train process with TF_CONFIG set, its output (stdout and stderr) on *fd. */
+static pid_t spawn_train(const char *tf_config, const char *const *args, int *fd) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/slimnet-train", g_bin);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        if (tf_config) setenv("TF_CONFIG", tf_config, 1);
+        const char *argv[64];
+        int n = 0;
+        argv[n++] = path;
+        for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(path, (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    *fd = p[0];
+    return pid;
+}
+
+/* Reads fd to its end into out; the exit status of pid (128 + signal). */
+static int finish(pid_t pid, int fd, char *out, size_t cap) {
+    size_t used = 0;
+    ssize_t r;
+    char buf[4096];
+    while ((r = read(fd, buf, sizeof buf)) > 0) {
+        size_t k = (size_t)r < cap - 1 - used ? (size_t)r : cap - 1 - used;
+        memcpy(out + used, buf, k);
+        used += k;
+    }
+    out[used] = 0;
+    close(fd);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void tf_config(char *buf, size_t cap, int port, const char *type, int index) {
+    snprintf(buf, cap, "{\"cluster\": {\"chief\": [\"127.0.0.1:%d\"], \"worker\": "
+             "[\"127.0.0.1:%d\"]}, \"task\": {\"type\": \"%s\", \"index\": %d}}", port,
+             port + 1, type, index);
+}
+
+/* Every float32 tensor of two checkpoints within tol of the larger magnitude. */
+static void assert_close_ckpt(const char *a, const char *b, double tol) {
+    sn_ctx *ctx = tu_ctx();
+    sn_ckpt *ca = NULL, *cb = NULL;
+    ck_assert_int_eq(sn_ckpt_open(ctx, a, &ca), SN_OK);
+    ck_assert_int_eq(sn_ckpt_open(ctx, b, &cb), SN_OK);
+    ck_assert_int_eq(sn_ckpt_count(ca), sn_ckpt_count(cb));
+    double worst = 0;
+    for (int i = 0; i < sn_ckpt_count(ca); i++) {
+        sn_ckpt_info ia;
+        ck_assert_int_eq(sn_ckpt_info_at(ca, i, &ia), SN_OK);
+        sn_tensor *ta = NULL, *tb = NULL;
+        ck_assert_int_eq(sn_ckpt_read(ca, ia.name, &ta), SN_OK);
+        ck_assert_msg(sn_ckpt_read(cb, ia.name, &tb) == SN_OK, "%s missing in %s", ia.name, b);
+        if (sn_tensor_dtype(ta) == SN_DTYPE_F32) {
+            const float *x = sn_tensor_data(ta), *y = sn_tensor_data(tb);
+            double m = 0, d = 0;
+            for (int64_t k = 0; k < sn_tensor_numel(ta); k++) {
+                m = fmax(m, fmax(fabs(x[k]), fabs(y[k])));
+                d = fmax(d, fabs((double)x[k] - y[k]));
+            }
+            worst = fmax(worst, m > 0 ? d / m : 0);
+            ck_assert_msg(d <= tol * m, "%s: %g apart (of %g)", ia.name, d, m);
+        } else {
+            ck_assert_mem_eq(sn_tensor_data(ta), sn_tensor_data(tb), sn_tensor_nbytes(ta));
+        }
+        sn_tensor_free(ta);
+        sn_tensor_free(tb);
+    }
+    printf("[tools] %s vs %s: largest difference %.1e of a tensor's magnitude\n", a, b, worst);
+    sn_ckpt_close(ca);
+    sn_ckpt_close(cb);
+    sn_ctx_free(ctx);
+}
+
+/* A chief and a worker (TF_CONFIG) of batch 4 train lenet as one process of batch 8 does:
+ * the same input records (each reads its half of every global batch), dropout masks and
+ * averaged gradients, so the checkpoints agree to float32's order of summation.  Only the
+ * chief writes; the worker's --train_dir stays untouched. */
+START_TEST(distributed_equals_one) {
+    char one[PATH_MAX + 16], two[PATH_MAX + 16], other[PATH_MAX + 16], out[65536], out2[65536];
+    snprintf(one, sizeof one, "%s/dist_one", g_root);
+    snprintf(two, sizeof two, "%s/dist_two", g_root);
+    snprintf(other, sizeof other, "%s/dist_worker_dir", g_root);
+    const char *single[] = {TRAIN_FLAGS(one, "12"), "--threads=1", NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", single) == 0, "%s", out);
+    int port = free_ports();
+    char tc[512], tw[512];
+    tf_config(tc, sizeof tc, port, "chief", 0);
+    tf_config(tw, sizeof tw, port, "worker", 0);
+    const char *chief[] = {TRAIN_FLAGS(two, "12"), "--batch_size=4", "--threads=1", NULL};
+    const char *worker[] = {TRAIN_FLAGS(other, "12"), "--batch_size=4", "--threads=1", NULL};
+    int fw, fc;
+    pid_t pw = spawn_train(tw, worker, &fw);   /* the worker first: order does not matter */
+    pid_t pc = spawn_train(tc, chief, &fc);
+    int rc = finish(pc, fc, out, sizeof out), rw = finish(pw, fw, out2, sizeof out2);
+    ck_assert_msg(rc == 0 && rw == 0, "chief %d:\n%s\nworker %d:\n%s", rc, out, rw, out2);
+    ck_assert_msg(strstr(out, "rank 0 of 2") && strstr(out, "% in all-reduce") &&
+                  strstr(out, "batch 8;"), "%s", out);
+    ck_assert_msg(strstr(out2, "rank 1 of 2") && !strstr(out2, "global step"), "%s", out2);
+    struct stat sb;
+    ck_assert_msg(stat(other, &sb) != 0, "the worker created %s", other);
+    char a[PATH_MAX + 32], b[PATH_MAX + 32];
+    snprintf(a, sizeof a, "%s/model.ckpt-12", one);
+    snprintf(b, sizeof b, "%s/model.ckpt-12", two);
+    assert_close_ckpt(a, b, 1e-4);
+}
+END_TEST
+
+/* A worker killed mid-run fails the chief at once, by name; the chief's last checkpoint
+ * stays, and the restarted job resumes from it (its input position included).  A worker
+ * that never arrives is named at the timeout; ps tasks need --sync_replicas. */
+START_TEST(distributed_faults) {
+    char dir[PATH_MAX + 16], out[65536], out2[65536];
+    snprintf(dir, sizeof dir, "%s/dist_fault", g_root);
+    int port = free_ports();
+    char tc[512], tw[512];
+    tf_config(tc, sizeof tc, port, "chief", 0);
+    tf_config(tw, sizeof tw, port, "worker", 0);
+    const char *forever[] = {TRAIN_FLAGS(dir, "0"), "--threads=1", "--save_interval_secs=1",
+                             "--log_every_n_steps=1", "--dist_timeout_secs=20", NULL};
+    int fw, fc;
+    pid_t pc = spawn_train(tc, forever, &fc);
+    pid_t pw = spawn_train(tw, forever, &fw);
+    /* wait for a checkpoint and step 40, then kill the worker */
+    char buf[65536];
+    size_t used = 0;
+    ssize_t r;
+    double killed = 0;
+    while ((r = read(fc, buf + used, sizeof buf - 1 - used)) > 0) {
+        used += (size_t)r;
+        buf[used] = 0;
+        if (!killed && strstr(buf, "global step 40:") && file_exists(dir, "checkpoint")) {
+            kill(pw, SIGKILL);
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            killed = (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+        }
+        if (used > sizeof buf - 4096) {   /* keep the tail */
+            memmove(buf, buf + used - 2048, 2048);
+            used = 2048;
+        }
+    }
+    close(fc);
+    int status;
+    waitpid(pc, &status, 0);
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    double took = (double)t.tv_sec + 1e-9 * (double)t.tv_nsec - killed;
+    finish(pw, fw, out2, sizeof out2);
+    ck_assert_msg(killed > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s", buf);
+    char name[64];
+    snprintf(name, sizeof name, "worker 0 (127.0.0.1:%d) ended", port + 1);
+    ck_assert_msg(strstr(buf, name), "%s", buf);
+    ck_assert_msg(took < 5, "named after %.1f s", took);
+    const char *line = strstr(buf, "slimnet-train: training step");
+    printf("[tools] a killed worker, named by the chief after %.2f s: %.*s\n", took,
+           line ? (int)strcspn(line, "\n") : 0, line ? line : "");
+
+    /* the whole job again: it resumes from the chief's newest checkpoint */
+    port = free_ports();
+    tf_config(tc, sizeof tc, port, "chief", 0);
+    tf_config(tw, sizeof tw, port, "worker", 0);
+    const char *more[] = {TRAIN_FLAGS(dir, "60"), "--threads=1", NULL};
+    pc = spawn_train(tc, more, &fc);
+    pw = spawn_train(tw, more, &fw);
+    int rc = finish(pc, fc, out, sizeof out), rw = finish(pw, fw, out2, sizeof out2);
+    ck_assert_msg(rc == 0 && rw == 0, "chief %d:\n%s\nworker %d:\n%s", rc, out, rw, out2);
+    ck_assert_msg(strstr(out, "resuming from") && strstr(out, "finished at global step 60"),
+                  "%s", out);
+
+    /* a worker that never comes: named at the timeout */
+    port = free_ports();
+    tf_config(tc, sizeof tc, port, "chief", 0);
+    const char *alone[] = {TRAIN_FLAGS(dir, "70"), "--threads=1", "--dist_timeout_secs=2",
+                           NULL};
+    pc = spawn_train(tc, alone, &fc);
+    rc = finish(pc, fc, out, sizeof out);
+    snprintf(name, sizeof name, "worker 0 (127.0.0.1:%d) never arrived", port + 1);
+    ck_assert_msg(rc == 1 && strstr(out, name), "%d: %s", rc, out);
+
+    /* ps tasks: asynchronous training is not there yet; with --sync_replicas they rest */
+    char tps[512];
+    snprintf(tps, sizeof tps, "{\"cluster\": {\"chief\": [\"127.0.0.1:%d\"], \"ps\": "
+             "[\"127.0.0.1:%d\"]}, \"task\": {\"type\": \"ps\", \"index\": 0}}", port, port + 1);
+    const char *async[] = {TRAIN_FLAGS(dir, "70"), NULL};
+    pc = spawn_train(tps, async, &fc);
+    rc = finish(pc, fc, out, sizeof out);
+    ck_assert_msg(rc == 2 && strstr(out, "--sync_replicas"), "%d: %s", rc, out);
+    const char *sync[] = {TRAIN_FLAGS(dir, "70"), "--sync_replicas", NULL};
+    pc = spawn_train(tps, sync, &fc);
+    rc = finish(pc, fc, out, sizeof out);
+    ck_assert_msg(rc == 0 && strstr(out, "ps 0: nothing to serve"), "%d: %s", rc, out);
+}
+END_TEST
+
 Suite *suite_tools(void) {
     Suite *s = suite_create("tools");
     TCase *tc = tcase_create("tools");
@@ -632,6 +863,8 @@ Suite *suite_tools(void) {
     tcase_add_test(tc, bad_command_lines);
     tcase_add_test(tc, resume_copied_and_damaged);
     tcase_add_test(tc, convert_empty_class);
+    tcase_add_test(tc, distributed_equals_one);
+    tcase_add_test(tc, distributed_faults);
     suite_add_tcase(s, tc);
     return s;
 }

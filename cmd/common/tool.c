@@ -119,17 +119,28 @@ int tool_image_size(const char *model_name, int flag_value) {
     return flag_value > 0 ? flag_value : sn_model_default_image_size(model_name);
 }
 
-sn_status tool_global_step(sn_ctx *ctx, const char *prefix, int64_t *step) {
+sn_status tool_ckpt_int64(sn_ctx *ctx, const char *prefix, const char *name, int64_t *v,
+                          int *found) {
     sn_ckpt *ck = NULL;
     sn_tensor *t = NULL;
-    *step = 0;
+    *v = 0;
+    if (found) *found = 0;
     sn_status st = sn_ckpt_open(ctx, prefix, &ck);
-    if (st == SN_OK && sn_ckpt_find(ck, "global_step") >= 0 &&
-        (st = sn_ckpt_read(ck, "global_step", &t)) == SN_OK && sn_tensor_numel(t) == 1) {
-        if (sn_tensor_dtype(t) == SN_DTYPE_I64) *step = *(const int64_t *)sn_tensor_data(t);
-        else if (sn_tensor_dtype(t) == SN_DTYPE_I32) *step = *(const int32_t *)sn_tensor_data(t);
+    if (st == SN_OK && sn_ckpt_find(ck, name) >= 0 &&
+        (st = sn_ckpt_read(ck, name, &t)) == SN_OK && sn_tensor_numel(t) == 1) {
+        int64_t x = 0;
+        int ok = 1;
+        if (sn_tensor_dtype(t) == SN_DTYPE_I64) x = *(const int64_t *)sn_tensor_data(t);
+        else if (sn_tensor_dtype(t) == SN_DTYPE_I32) x = *(const int32_t *)sn_tensor_data(t);
+        else ok = 0;
+        if (ok) *v = x;
+        if (found) *found = ok;
     }
     sn_tensor_free(t);
     sn_ckpt_close(ck);
     return st;
+}
+
+sn_status tool_global_step(sn_ctx *ctx, const char *prefix, int64_t *step) {
+    return tool_ckpt_int64(ctx, prefix, "global_step", step, NULL);
 }

@@ -35,8 +35,12 @@ int tool_fail(const char *tool, sn_ctx *ctx, const char *what);
 /* Prints a restore report to f: counts, and up to `show` names of each non-empty list. */
 void tool_print_restore(FILE *f, const char *tool, const sn_restore_report *r, int show);
 
-/* *step = the int64 (or int32) scalar "global_step" of the checkpoint at prefix, 0 when it
- * has none.  SN_OK, or the status of opening or reading it (message in ctx). */
+/* *v = the int64 (or int32) scalar `name` of the checkpoint at prefix; *found (may be NULL)
+ * 0 and *v 0 when it has none.  SN_OK, or the status of opening or reading it (message in
+ * ctx). */
+sn_status tool_ckpt_int64(sn_ctx *ctx, const char *prefix, const char *name, int64_t *v,
+                          int *found);
+/* tool_ckpt_int64 of "global_step". */
 sn_status tool_global_step(sn_ctx *ctx, const char *prefix, int64_t *step);
 
 /* 0 when name is a network of the zoo; else prints "tool: --model_name=NAME: unknown model;

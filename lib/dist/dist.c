@@ -25,6 +25,7 @@ struct sn_dist {
     sn__store *store;
     sn__gloo *gloo;
     int64_t seq;                   /* collectives so far */
+    double waited;                 /* seconds in collectives so far */
     char roster[8192];             /* sn_dist_params.roster */
     char name[256];                /* this rank in messages */
     sn_status broken;              /* after a failure: every collective fails with it */
@@ -40,6 +41,7 @@ static double now_s(void) {
 int sn_dist_rank(const sn_dist *d) { return d ? d->rank : 0; }
 int sn_dist_size(const sn_dist *d) { return d ? d->size : 1; }
 int sn_dist_local_rank(const sn_dist *d) { return d ? d->local_rank : 0; }
+double sn_dist_wait_seconds(const sn_dist *d) { return d ? d->waited : 0.0; }
 
 /* Rank r's name from the roster (line r), else "rank r". */
 static void roster_name(const sn_dist *d, int r, char *buf, size_t cap) {
@@ -202,11 +204,12 @@ static sn_status collective(sn_dist *d, int kind, void *buf, size_t n, int type,
     int r = kind == ALLREDUCE ? sn__gloo_allreduce_sum(d->gloo, buf, n, type, tag, err, sizeof err)
           : kind == BROADCAST ? sn__gloo_broadcast(d->gloo, buf, n, root, tag, err, sizeof err)
                               : sn__gloo_barrier(d->gloo, tag, err, sizeof err);
+    double took = now_s() - t0;
+    d->waited += took;
     if (r == 0) {
         sn__store_progress(d->store, seq, 1);
         return SN_OK;
     }
-    double took = now_s() - t0;
     sn__store_progress(d->store, seq, -1);
     char who[768];
     ask_store(d, seq, who, sizeof who);
