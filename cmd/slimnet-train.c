@@ -742,9 +742,10 @@ static int train(trainer *t) {
                          dt > 0 ? 100.0 * (w - waited_log) / dt : 0.0);
                 waited_log = w;
             }
-            printf("global step %lld: loss = %.4f (%.3f sec/step), lr %.6g, %.1f images/s%s, "
+            printf("global step %lld: loss = %.4f (%.3f sec/step), lr %.6g, %.*f images/s%s, "
                    "epoch %.2f%s\n", (long long)step, (double)loss,
-                   step > log_step ? dt / (double)(step - log_step) : 0.0, (double)lr, ips,
+                   step > log_step ? dt / (double)(step - log_step) : 0.0, (double)lr,
+                   ips < 10 ? 3 : 1, ips,
                    comm, (double)(t->records + (step - first_step) * global_batch) /
                              (double)num_samples, eta);
             fflush(stdout);
@@ -778,9 +779,10 @@ static int train(trainer *t) {
         if (t->size > 1)
             snprintf(comm, sizeof comm, ", %.0f%% in all-reduce",
                      el > 0 ? 100.0 * (sn_dist_wait_seconds(t->dist) - waited0) / el : 0.0);
-        printf(TOOL ": %s at global step %lld after %s (%.1f images/s%s)%s%s\n",
+        double ips = el > 0 ? (double)((step - first_step) * global_batch) / el : 0.0;
+        printf(TOOL ": %s at global step %lld after %s (%.*f images/s%s)%s%s\n",
                stop == STOP_SIGNAL ? "interrupted" : "finished", (long long)step, d,
-               el > 0 ? (double)((step - first_step) * global_batch) / el : 0.0, comm,
+               ips < 10 ? 3 : 1, ips, comm,
                t->last_ckpt[0] ? "; checkpoint " : "", t->last_ckpt);
         if (t->ev) write_summaries(t, step, sn_learning_rate(&lp, step),
                                    el > 0 ? (double)(step - first_step) / el : 0);

@@ -127,6 +127,8 @@ struct sn_net {
     size_t emu_bytes;
     void *params, *grads, *arena, *inputs, *ws;
     sn_dist *dist;                 /* data-parallel group (sn_net_set_dist), or NULL */
+    struct sn__bucket *buckets;    /* its gradient buckets in launch order (CPU nets) */
+    int n_buckets;
     void *dist_host;               /* host copy of params/grads for a device net's group */
     sn_net_memory mem;
     bool backward_ok;

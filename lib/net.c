@@ -516,7 +516,78 @@ void sn_net_free(sn_net *net) {
     free(net->bf16);
     free(net->native16);
     free(net->dist_host);
+    free(net->buckets);
     free(net);
+}
+
+/* ---- data parallelism -------------------------------------------------------------------------
+ * The gradient block in buckets of about DIST_BUCKET bytes (a variable larger than that is a
+ * bucket of its own).  A bucket is whole once the backward has run every node that reads
+ * its variables: its slot is the smallest (the last run) of those nodes' slots (a folded
+ * node's backward runs at its head's).  The buckets are cut from the end of the block,
+ * where the last variables are, whose gradients the backward finishes first; they go to
+ * the group's background thread in slot order, the same order on every rank. */
+#define DIST_BUCKET ((size_t)4 << 20)
+
+typedef struct sn__bucket {
+    size_t lo, hi;      /* bytes of the gradient block */
+    int slot;           /* launched once the backward has passed this node */
+} sn__bucket;
+
+static int by_slot_desc(const void *a, const void *b) {
+    const sn__bucket *x = a, *y = b;
+    return x->slot != y->slot ? (x->slot < y->slot) - (x->slot > y->slot)
+                              : (x->lo < y->lo) - (x->lo > y->lo);
+}
+
+static sn_status plan_buckets(sn_net *net) {
+    const sn_graph *g = net->g;
+    int *whole = malloc((size_t)net->n * sizeof *whole);   /* per variable: its slot */
+    sn__bucket *b = calloc((size_t)net->n + 1, sizeof *b);
+    if (!whole || !b) {
+        free(whole);
+        free(b);
+        return sn__fail(net->ctx, SN_ERR_NOMEM, "set_dist: out of memory");
+    }
+    for (int i = 0; i < net->n; i++) whole[i] = net->n;   /* no reader: whole at once */
+    for (int j = 0; j < net->n; j++) {
+        int slot = net->fuse && net->fuse[j].head >= 0 ? net->fuse[j].head : j;
+        for (int k = 0; k < g->nodes[j].n_in; k++) {
+            int x = g->nodes[j].in[k];
+            if (slot < whole[x]) whole[x] = slot;
+        }
+    }
+    int nb = 0;
+    size_t hi = net->mem.grads;
+    for (int i = net->n - 1; i >= 0; i--) {
+        if (g->nodes[i].op != SN__OP_variable || !net->grad[i]) continue;
+        size_t lo = (size_t)((char *)net->grad[i] - (char *)net->grads);
+        if (nb == 0 || b[nb - 1].hi - b[nb - 1].lo >= DIST_BUCKET) {
+            b[nb++] = (sn__bucket){lo, hi, whole[i] < net->n ? whole[i] : net->n};
+        } else {
+            b[nb - 1].lo = lo;
+            if (whole[i] < b[nb - 1].slot) b[nb - 1].slot = whole[i];
+        }
+        hi = lo;
+    }
+    if (nb) b[nb - 1].lo = 0;   /* the padding before the first variable, if any */
+    qsort(b, (size_t)nb, sizeof *b, by_slot_desc);
+    free(whole);
+    free(net->buckets);
+    net->buckets = b;
+    net->n_buckets = nb;
+    return SN_OK;
+}
+
+/* Hands the buckets whose slot is at least `slot` to the group, from *next on. */
+static sn_status launch_buckets(sn_net *net, int slot, int *next) {
+    sn_status st = SN_OK;
+    for (; st == SN_OK && *next < net->n_buckets && net->buckets[*next].slot >= slot; (*next)++) {
+        const sn__bucket *b = &net->buckets[*next];
+        st = sn__dist_mean_f32_async(net->dist, (float *)((char *)net->grads + b->lo),
+                                     (b->hi - b->lo) / sizeof(float));
+    }
+    return st;
 }
 
 /* The block at dev (bytes long) in host memory: itself on the CPU, else staged through
@@ -535,11 +606,15 @@ sn_status sn_net_set_dist(sn_net *net, sn_dist *d) {
     net->example_offset = 0;
     free(net->dist_host);
     net->dist_host = NULL;
+    free(net->buckets);
+    net->buckets = NULL;
+    net->n_buckets = 0;
     if (!d || sn_dist_size(d) == 1) {
         net->dist = d;
         return SN_OK;
     }
     net->example_offset = (int64_t)sn_dist_rank(d) * net->batch;
+    if (net->dev.backend == SN__BACKEND_CPU) SN_TRY(plan_buckets(net));
     size_t big = net->mem.params > net->mem.grads ? net->mem.params : net->mem.grads;
     if (net->dev.backend != SN__BACKEND_CPU && !(net->dist_host = malloc(big ? big : 1)))
         return sn__fail(net->ctx, SN_ERR_NOMEM, "set_dist: out of memory (%zu bytes)", big);
@@ -552,10 +627,10 @@ sn_status sn_net_set_dist(sn_net *net, sn_dist *d) {
     return SN_OK;
 }
 
-/* After a backward pass: every gradient becomes the mean over the group (the padding
- * between variables is zero on every rank and stays so). */
+/* After a device net's backward pass: every gradient becomes the mean over the group (the
+ * padding between variables is zero on every rank and stays so). */
 static sn_status dist_average(sn_net *net) {
-    if (!net->dist || !net->mem.grads) return SN_OK;
+    if (!net->dist || !net->mem.grads || net->buckets) return SN_OK;
     void *host;
     SN_TRY(dist_host(net, net->grads, net->mem.grads, true, &host));
     SN_TRY(sn__dist_mean_f32(net->dist, host, net->mem.grads / sizeof(float)));
@@ -767,7 +842,13 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
         st = i == loss ? SN__CALL(net, to_dev, net->grad[i], &one, sizeof one)
                        : SN__CALL(net, zero, net->grad[i], net->numel[i] * sn__esize(net, i));
     }
+    int next_bucket = 0;   /* data parallel: the buckets the group has */
+    if (net->buckets && st == SN_OK) st = launch_buckets(net, net->n, &next_bucket);
     for (int j = net->n - 1; j >= 0 && st == SN_OK; j--) {
+        if (net->buckets) {   /* nodes after j are done: their whole buckets can go */
+            st = launch_buckets(net, j + 1, &next_bucket);
+            if (st != SN_OK) break;
+        }
         const sn__node *nd = &g->nodes[j];
         /* A folded node's backward is its head's (which runs at the head's slot). */
         bool runs = anc[j] && net->needs_grad[j] && !is_leaf(nd) && j <= loss &&
@@ -802,6 +883,11 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
         if (st != SN_OK) st = node_failed(net, j, "backward", st);
     }
     free(anc);
+    if (net->buckets) {   /* the rest, then every bucket back */
+        if (st == SN_OK) st = launch_buckets(net, 0, &next_bucket);
+        sn_status w = next_bucket > 0 ? sn__dist_wait(net->dist) : SN_OK;
+        if (st == SN_OK) st = w;
+    }
     if (st == SN_OK) st = dist_average(net);
     return st;
 }

@@ -1635,8 +1635,9 @@ SN_API void sn_dist_free(sn_dist *d);
 SN_API int sn_dist_rank(const sn_dist *d);
 SN_API int sn_dist_size(const sn_dist *d);
 SN_API int sn_dist_local_rank(const sn_dist *d);
-/* Seconds this rank has spent in collectives so far: moving bytes and waiting for the
- * slowest rank (a trainer shows it beside the step time). */
+/* Seconds this rank's calling thread has spent in collectives so far, or waiting for the
+ * all-reduces a net's backward runs in the background (sn_net_set_dist): the time
+ * communication cost the step (a trainer shows it beside the step time). */
 SN_API double sn_dist_wait_seconds(const sn_dist *d);
 
 typedef enum sn_dist_op { SN_DIST_SUM = 0, SN_DIST_MEAN = 1 } sn_dist_op;
@@ -1656,7 +1657,10 @@ SN_API sn_status sn_dist_barrier(sn_dist *d);
 /* Data-parallel training of net over d: the variables are broadcast from rank 0 now (every
  * rank starts from the chief's weights), and from then on each sn_net_backward averages
  * the gradients over the group before it returns, so that each rank's optimizer applies the
- * same update.  Rank r's batch is taken as examples r*B .. (r+1)*B-1 of one global batch of
+ * same update.  On the CPU the gradients go in buckets of about 4 MB, each all-reduced in
+ * the group's background thread as soon as the backward pass has produced it, while the
+ * rest of the backward runs (as PyTorch's DDP does); on a GPU the block is all-reduced
+ * after the backward, staged through host memory.  Rank r's batch is taken as examples r*B .. (r+1)*B-1 of one global batch of
  * size*B (B: this net's batch): dropout draws the masks those examples would get there, so
  * that size processes of batch B train as one of batch size*B would, up to the order of
  * float sums.  Batch-norm statistics stay per rank, as TF's sync replicas keep them.  NULL

@@ -56,6 +56,10 @@ const char *sn__dims_str(int rank, const int64_t *dims, char *buf, size_t len);
  * host memory p; rank 0's n bytes at p on every rank. */
 sn_status sn__dist_mean_f32(sn_dist *d, float *p, size_t n);
 sn_status sn__dist_broadcast_bytes(sn_dist *d, void *p, size_t n);
+/* sn__dist_mean_f32 in the group's background thread, in the order given: p must stay
+ * untouched until sn__dist_wait has returned, which reports the first failure. */
+sn_status sn__dist_mean_f32_async(sn_dist *d, float *p, size_t n);
+sn_status sn__dist_wait(sn_dist *d);
 
 /* 64-bit FNV-1a of a string, for per-variable seeds. */
 uint64_t sn__hash_str(const char *s, uint64_t h);

@@ -10,6 +10,7 @@
 #include "dist_internal.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,19 @@ struct sn_dist {
     sn__store *store;
     sn__gloo *gloo;
     int64_t seq;                   /* collectives so far */
-    double waited;                 /* seconds in collectives so far */
+    double waited;                 /* seconds the calling thread spent in collectives, or
+                                    * waiting for the background ones */
     char roster[8192];             /* sn_dist_params.roster */
     char name[256];                /* this rank in messages */
+    /* The background all-reduces of a net's gradient buckets (sn__dist_mean_f32_async): a
+     * thread of the group runs them in the order given, which is the same on every rank. */
+    pthread_t thread;
+    bool thread_up, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    struct { float *p; size_t n; } queue[256];
+    unsigned head, tail;           /* jobs [head, tail) are waiting or running */
+    sn_status async_st;            /* the first failure of a background all-reduce */
     sn_status broken;              /* after a failure: every collective fails with it */
     char why[SN_ERRMSG_LEN];
 };
@@ -42,6 +53,7 @@ int sn_dist_rank(const sn_dist *d) { return d ? d->rank : 0; }
 int sn_dist_size(const sn_dist *d) { return d ? d->size : 1; }
 int sn_dist_local_rank(const sn_dist *d) { return d ? d->local_rank : 0; }
 double sn_dist_wait_seconds(const sn_dist *d) { return d ? d->waited : 0.0; }
+sn__gloo *sn__dist_gloo(sn_dist *d) { return d ? d->gloo : NULL; }
 
 /* Rank r's name from the roster (line r), else "rank r". */
 static void roster_name(const sn_dist *d, int r, char *buf, size_t cap) {
@@ -113,6 +125,8 @@ static bool ask_store(sn_dist *d, int64_t seq, char *who, size_t cap) {
     return true;
 }
 
+/* Marks the group failed with the message; the context's message is the caller's to set
+ * (the background thread must not touch it). */
 static sn_status broken(sn_dist *d, sn_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static sn_status broken(sn_dist *d, sn_status st, const char *fmt, ...) {
@@ -121,7 +135,7 @@ static sn_status broken(sn_dist *d, sn_status st, const char *fmt, ...) {
     vsnprintf(d->why, sizeof d->why, fmt, ap);
     va_end(ap);
     d->broken = st;
-    return sn__fail(d->ctx, st, "%s", d->why);
+    return st;
 }
 
 sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out) {
@@ -182,6 +196,16 @@ sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out) {
 
 void sn_dist_free(sn_dist *d) {
     if (!d) return;
+    if (d->thread_up) {
+        pthread_mutex_lock(&d->mu);
+        d->stop = true;
+        pthread_cond_broadcast(&d->work);
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(d->thread, NULL);
+        pthread_mutex_destroy(&d->mu);
+        pthread_cond_destroy(&d->work);
+        pthread_cond_destroy(&d->done);
+    }
     sn__gloo_free(d->gloo);
     sn__store_close(d->store);
     /* The chief's store outlives it a little: the others' last reports, and after a
@@ -192,8 +216,10 @@ void sn_dist_free(sn_dist *d) {
 
 enum { ALLREDUCE, BROADCAST, BARRIER };
 
-static sn_status collective(sn_dist *d, int kind, void *buf, size_t n, int type, int root) {
-    if (d->broken) return sn__fail(d->ctx, d->broken, "%s", d->why);
+/* One collective; on a failure the group is broken (d->why says why).  Either thread. */
+static sn_status run_collective(sn_dist *d, int kind, void *buf, size_t n, int type, int root,
+                                double *took_out) {
+    if (d->broken) return d->broken;
     if (d->size == 1) return SN_OK;
     int64_t seq = ++d->seq;
     /* reports are best effort: a chief that is gone shows up in the collective itself */
@@ -205,7 +231,7 @@ static sn_status collective(sn_dist *d, int kind, void *buf, size_t n, int type,
           : kind == BROADCAST ? sn__gloo_broadcast(d->gloo, buf, n, root, tag, err, sizeof err)
                               : sn__gloo_barrier(d->gloo, tag, err, sizeof err);
     double took = now_s() - t0;
-    d->waited += took;
+    *took_out = took;
     if (r == 0) {
         sn__store_progress(d->store, seq, 1);
         return SN_OK;
@@ -222,6 +248,14 @@ static sn_status collective(sn_dist *d, int kind, void *buf, size_t n, int type,
     return broken(d, timed_out ? SN_ERR_TIMEOUT : SN_ERR_IO, "%s: %s #%lld%s %s after "
                   "%.1f s: %s (Gloo: %.300s)", d->name, names[kind], (long long)seq, size,
                   timed_out ? "timed out" : "failed", took, who, err);
+}
+
+/* A collective of the calling (training) thread: its time counts as waiting. */
+static sn_status collective(sn_dist *d, int kind, void *buf, size_t n, int type, int root) {
+    double took = 0;
+    sn_status st = run_collective(d, kind, buf, n, type, root, &took);
+    d->waited += took;
+    return st == SN_OK ? SN_OK : sn__fail(d->ctx, st, "%s", d->why);
 }
 
 sn_status sn_dist_allreduce(sn_dist *d, sn_tensor *t, sn_dist_op op) {
@@ -268,4 +302,70 @@ sn_status sn__dist_mean_f32(sn_dist *d, float *p, size_t n) {
 
 sn_status sn__dist_broadcast_bytes(sn_dist *d, void *p, size_t n) {
     return collective(d, BROADCAST, p, n, 0, 0);
+}
+
+/* ---- background all-reduces ------------------------------------------------------------------ */
+
+enum { QUEUE = sizeof ((sn_dist *)0)->queue / sizeof ((sn_dist *)0)->queue[0] };
+
+static void *background(void *arg) {
+    sn_dist *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (d->head == d->tail && !d->stop) pthread_cond_wait(&d->work, &d->mu);
+        if (d->head == d->tail) break;   /* stopping, nothing left */
+        float *p = d->queue[d->head % QUEUE].p;
+        size_t n = d->queue[d->head % QUEUE].n;
+        pthread_mutex_unlock(&d->mu);
+        double took = 0;
+        sn_status st = run_collective(d, ALLREDUCE, p, n, SN__GLOO_F32, 0, &took);
+        if (st == SN_OK) {
+            float k = (float)d->size;
+            for (size_t i = 0; i < n; i++) p[i] /= k;
+        }
+        pthread_mutex_lock(&d->mu);
+        if (st != SN_OK && d->async_st == SN_OK) d->async_st = st;
+        d->head++;
+        pthread_cond_broadcast(&d->done);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+sn_status sn__dist_mean_f32_async(sn_dist *d, float *p, size_t n) {
+    if (d->size == 1) return SN_OK;
+    if (!d->thread_up) {
+        pthread_mutex_init(&d->mu, NULL);
+        pthread_cond_init(&d->work, NULL);
+        pthread_cond_init(&d->done, NULL);
+        if (pthread_create(&d->thread, NULL, background, d) != 0) {
+            pthread_mutex_destroy(&d->mu);
+            pthread_cond_destroy(&d->work);
+            pthread_cond_destroy(&d->done);
+            return sn__fail(d->ctx, SN_ERR_NOMEM, "%s: cannot start the all-reduce thread",
+                            d->name);
+        }
+        d->thread_up = true;
+    }
+    double t0 = now_s();
+    pthread_mutex_lock(&d->mu);
+    while (d->tail - d->head >= QUEUE) pthread_cond_wait(&d->done, &d->mu);
+    d->queue[d->tail % QUEUE].p = p;
+    d->queue[d->tail % QUEUE].n = n;
+    d->tail++;
+    pthread_cond_signal(&d->work);
+    pthread_mutex_unlock(&d->mu);
+    d->waited += now_s() - t0;
+    return SN_OK;
+}
+
+sn_status sn__dist_wait(sn_dist *d) {
+    if (!d->thread_up) return SN_OK;
+    double t0 = now_s();
+    pthread_mutex_lock(&d->mu);
+    while (d->head != d->tail) pthread_cond_wait(&d->done, &d->mu);
+    sn_status st = d->async_st;
+    pthread_mutex_unlock(&d->mu);
+    d->waited += now_s() - t0;
+    return st == SN_OK ? SN_OK : sn__fail(d->ctx, st, "%s", d->why);
 }

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "../slimnet.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -75,6 +76,10 @@ int sn__gloo_allreduce_sum(sn__gloo *g, void *buf, size_t n, int type, uint32_t 
 int sn__gloo_broadcast(sn__gloo *g, void *buf, size_t bytes, int root, uint32_t tag,
                        char *err, size_t cap);
 int sn__gloo_barrier(sn__gloo *g, uint32_t tag, char *err, size_t cap);
+
+/* The group's Gloo mesh (NULL for a group of one), for benchmarks/bench_allreduce.c's
+ * comparison of the engine alone. */
+sn__gloo *sn__dist_gloo(sn_dist *d);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# bench_dist.sh: synchronous data-parallel training on one machine (issue 14): slimnet-train
+# as 1 process x 1 thread, as 2 processes x 1 thread (a chief and a worker through
+# TF_CONFIG, each with the batch: twice the images a step), and, as the machine's own
+# ceiling for two processes, two independent 1-process runs side by side (no communication).
+#   make && bash benchmarks/bench_dist.sh [model ...]     (default: lenet cifarnet resnet_v1_50)
+# Throughput is the steady state: the mean images/s of the progress lines after the first.
+# Every cell is the best of REPEATS runs (default 2); the data is make demo's FER tree of
+# Fashion-MNIST (written to $LOG/data on first use).  Run it on an otherwise quiet machine.
+set -u
+cd "$(dirname "$0")/.."
+REPEATS=${REPEATS:-2}
+LOG=${LOG:-build/bench_dist}
+BIN=build/bin
+FMNIST=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+MODELS=("$@")
+[ ${#MODELS[@]} -gt 0 ] || MODELS=(lenet cifarnet resnet_v1_50)
+mkdir -p "$LOG"
+for t in slimnet-demo slimnet-convert slimnet-train; do
+    [ -x "$BIN/$t" ] || { echo "bench_dist: $BIN/$t missing (make)" >&2; exit 2; }
+done
+if [ ! -f "$LOG/data/info.json" ]; then
+    rm -rf "$LOG/pics" "$LOG/data"
+    "$BIN/slimnet-demo" --data_dir="$FMNIST" --fer_tree="$LOG/pics" --samples="$LOG/samples" \
+        > "$LOG/demo.log" 2>&1 &&
+    "$BIN/slimnet-convert" --dataset_name=fer --pic_path="$LOG/pics" --dataset_dir="$LOG/data" \
+        > "$LOG/convert.log" 2>&1 || { echo "bench_dist: making the data failed" >&2; exit 1; }
+fi
+
+# model -> batch, steps, progress interval, extra flags
+setup() {
+    case "$1" in
+        lenet) echo "32 900 100 --use_grayscale" ;;
+        cifarnet) echo "32 300 50" ;;
+        resnet_v1_50) echo "8 14 3" ;;
+        *) echo "8 20 4" ;;
+    esac
+}
+
+# steady images/s of a log: the mean of the progress lines after the first
+rate() { sed -n 's/.*, \([0-9.]*\) images\/s.*/\1/p' "$1" | tail -n +2 |
+         awk '{s += $1; n++} END {if (n) printf "%.3f", s / n; else print "0"}'; }
+best() { printf '%s\n' "$@" | sort -g | tail -1; }
+
+train() {   # name model tf_config(or "") train_dir -> runs slimnet-train
+    local name=$1 model=$2 tf=$3 dir=$4
+    read -r batch steps every extra < <(setup "$model")
+    rm -rf "$dir"
+    env ${tf:+TF_CONFIG="$tf"} "$BIN/slimnet-train" --dataset_name=fer --dataset_dir="$LOG/data" \
+        --train_dir="$dir" --model_name="$model" --batch_size="$batch" --threads=1 \
+        --num_preprocessing_threads=1 --optimizer=sgd --max_number_of_steps="$steps" \
+        --log_every_n_steps="$every" --save_interval_secs=0 --save_summaries_secs=0 \
+        $extra > "$LOG/$name.log" 2>&1
+}
+
+echo "bench_dist: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), best of $REPEATS"
+printf '| model (batch a process) | 1 process x 1 thread | 2 processes x 1 thread | speed-up | two independent processes (ceiling) | of the ceiling | all-reduce share |\n'
+printf '|---|---|---|---|---|---|---|\n'
+for m in "${MODELS[@]}"; do
+    one=() two=() ind=() share=()
+    for r in $(seq "$REPEATS"); do
+        train "$m.one.$r" "$m" "" "$LOG/run_one"
+        one+=("$(rate "$LOG/$m.one.$r.log")")
+        port=$((20000 + RANDOM % 20000))
+        cl="\"cluster\": {\"chief\": [\"127.0.0.1:$port\"], \"worker\": [\"127.0.0.1:$((port + 1))\"]}"
+        train "$m.worker.$r" "$m" "{$cl, \"task\": {\"type\": \"worker\", \"index\": 0}}" \
+            "$LOG/run_worker" &
+        train "$m.two.$r" "$m" "{$cl, \"task\": {\"type\": \"chief\", \"index\": 0}}" "$LOG/run_two"
+        wait
+        two+=("$(rate "$LOG/$m.two.$r.log")")
+        share+=("$(sed -n 's/.*images\/s, \([0-9]*\)% in all-reduce.*/\1/p' "$LOG/$m.two.$r.log" |
+                   tail -n +2 | awk '{s += $1; n++} END {if (n) printf "%.0f", s / n}')")
+        train "$m.ind_a.$r" "$m" "" "$LOG/run_a" &
+        train "$m.ind_b.$r" "$m" "" "$LOG/run_b"
+        wait
+        ind+=("$(awk -v a="$(rate "$LOG/$m.ind_a.$r.log")" -v b="$(rate "$LOG/$m.ind_b.$r.log")" \
+                 'BEGIN {printf "%.3f", a + b}')")
+    done
+    o=$(best "${one[@]}") t=$(best "${two[@]}") c=$(best "${ind[@]}")
+    read -r batch _ < <(setup "$m")
+    printf '| %s (%s) | %s | %s | %s | %s | %s | %s%% |\n' "$m" "$batch" "$o" "$t" \
+        "$(awk -v a="$t" -v b="$o" 'BEGIN {printf "%.2fx", a / b}')" "$c" \
+        "$(awk -v a="$t" -v b="$c" 'BEGIN {printf "%.0f%%", 100 * a / b}')" \
+        "$(printf '%s\n' "${share[@]}" | sort -g | head -1)"
+done
