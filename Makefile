@@ -240,7 +240,8 @@ fuzz:
 ifeq ($(SN_FUZZ),1)   # (without OpenMP the kernels' thread counts go unused)
   CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
              -Wno-unused-parameter
-  LDFLAGS += -fsanitize=address,undefined
+  # (clang links as C: the Gloo shim's C++ checks need UBSan's C++ runtime too)
+  LDFLAGS += -fsanitize=address,undefined -fsanitize-link-c++-runtime
 endif
 FUZZ_UTIL := $(BUILD)/tests/fuzz/fuzz_util.o
 fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/bin/fuzz_%) $(BUILD)/bin/fuzz_seeds
@@ -251,7 +252,7 @@ $(BUILD)/bin/fuzz_seeds: $(BUILD)/tests/fuzz/seeds.o $(A_FILE)
 
 $(BUILD)/bin/fuzz_%: tests/fuzz/%.c $(FUZZ_UTIL) $(CMD_COMMON) $(A_FILE) | $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DSN_FUZZ_MAIN -fsanitize=fuzzer -o $@ $< $(FUZZ_UTIL) $(CMD_COMMON) \
+	$(CC) $(CFLAGS) $(LDFLAGS) -DSN_FUZZ_MAIN -fsanitize=fuzzer -o $@ $< $(FUZZ_UTIL) $(CMD_COMMON) \
 	    $(A_FILE) $(LDLIBS)
 
 bench: $(BENCH_BIN)

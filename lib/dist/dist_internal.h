@@ -37,6 +37,8 @@ typedef struct sn__rank_state {
  * server runs in a thread of its own until sn__store_server_stop.  Errors into err. */
 int sn__store_server_start(const char *host, int port, int size, sn__store_server **out,
                            char *err, size_t cap);
+/* The port it listens on (port 0 asks the system for a free one). */
+int sn__store_server_port(const sn__store_server *s);
 /* Stops the server once every connection has closed, or linger_ms has passed. */
 void sn__store_server_stop(sn__store_server *s, int linger_ms);
 

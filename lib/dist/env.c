@@ -142,14 +142,16 @@ static sn_status from_tf_config(sn_ctx *ctx, const char *text, sn_dist_env *env)
         return st;
     }
     const char *t = type->valuestring;
-    long idx = cJSON_IsNumber(index) ? (long)index->valuedouble : 0;
+    /* (a double out of long's range must not reach the cast) */
+    double di = cJSON_IsNumber(index) ? index->valuedouble : 0;
+    long idx = di >= 0 && di < (double)INT_MAX ? (long)di : -1;
     const cJSON *mine = !strcmp(t, "chief") ? chief : !strcmp(t, "master") ? master
                       : !strcmp(t, "worker") ? worker : !strcmp(t, "ps") ? ps
                       : !strcmp(t, "evaluator") ? evaluator : NULL;
     if (!mine || idx < 0 || idx >= cJSON_GetArraySize(mine) ||
         (index && (!cJSON_IsNumber(index) || index->valuedouble != (double)idx))) {
-        st = sn__fail(ctx, SN_ERR_FORMAT, "TF_CONFIG: task %s %ld is not in the cluster (%s)",
-                      t, idx, mine ? "index out of range"
+        st = sn__fail(ctx, SN_ERR_FORMAT, "TF_CONFIG: task %s %g is not in the cluster (%s)",
+                      t, di, mine ? "index out of range"
                       : "type must be chief, master, worker, ps or evaluator");
         cJSON_Delete(root);
         return st;
@@ -163,7 +165,8 @@ static sn_status from_tf_config(sn_ctx *ctx, const char *text, sn_dist_env *env)
     p->size = heads + workers;
     bool in_group = mine == head || mine == worker;
     p->rank = !in_group ? -1 : mine == head ? 0 : (int)idx + heads;
-    const char *first = cJSON_GetArrayItem(head ? head : worker, 0)->valuestring;
+    /* rank 0: the chief, else the first worker ("chief": [] is no chief) */
+    const char *first = cJSON_GetArrayItem(heads ? head : worker, 0)->valuestring;
     split_hostport(first, p->master_addr, sizeof p->master_addr, &p->master_port);
     const char *me = cJSON_GetArrayItem(mine, (int)idx)->valuestring;
     char my_host[256];

@@ -9,8 +9,8 @@
  *   STATUS    a = 0, b = 0                                  reply u32 size, then a rank each:
  *             u8 state, i64 entered, finished, failed, u32 n, n bytes of name
  *   BYE       a = 0, b = 0: the rank leaves on purpose        no reply
- * A key has at most 1 KB, a value 16 MB; a connection that sends more, an unknown op or a
- * bad rank is closed.  The server is one thread polling every connection (non-blocking
+ * A key has at most 1 KB, a value 16 MB, the store 64K keys and 256 MB; a connection that
+ * sends more, an unknown op or a bad rank is closed.  The server is one thread polling every connection (non-blocking
  * reads into each one's buffer); it is only ever on a job's own network, like PyTorch's
  * TCPStore, and has no authentication. */
 #include "dist_internal.h"
@@ -35,6 +35,8 @@
 enum { OP_HELLO = 1, OP_SET = 2, OP_GET = 3, OP_PROGRESS = 4, OP_STATUS = 5, OP_BYE = 6 };
 #define MAX_KEY 1024u
 #define MAX_VAL (16u << 20)
+#define MAX_KEYS 65536          /* and at most MAX_BYTES of keys and values in all */
+#define MAX_BYTES ((size_t)256 << 20)
 #define HEADER 9
 
 static int64_t now_ms(void) {
@@ -113,6 +115,7 @@ struct sn__store_server {
     pthread_t thread;
     kv *kv;
     int nkv, kcap;
+    size_t bytes;              /* keys and values held */
     conn *c;
     int nc, ccap;
     sn__rank_state *ranks;
@@ -127,6 +130,8 @@ static kv *find(sn__store_server *s, const uint8_t *key, uint32_t n) {
 static int set(sn__store_server *s, const uint8_t *key, uint32_t klen, const uint8_t *val,
                uint32_t vlen) {
     kv *e = find(s, key, klen);
+    size_t held = s->bytes - (e ? e->vlen : 0) + (e ? 0 : klen) + vlen;
+    if (held > MAX_BYTES || (!e && s->nkv >= MAX_KEYS)) return -1;
     if (!e) {
         if (s->nkv == s->kcap) {
             int cap = s->kcap ? 2 * s->kcap : 64;
@@ -148,6 +153,7 @@ static int set(sn__store_server *s, const uint8_t *key, uint32_t klen, const uin
     free(e->val);
     e->val = v;
     e->vlen = vlen;
+    s->bytes = held;
     return 0;
 }
 
@@ -362,6 +368,14 @@ int sn__store_server_start(const char *host, int port, int size, sn__store_serve
     return 0;
 }
 
+int sn__store_server_port(const sn__store_server *s) {
+    struct sockaddr_storage a;
+    socklen_t n = sizeof a;
+    if (getsockname(s->lfd, (struct sockaddr *)&a, &n) != 0) return -1;
+    return ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+                                         : ((struct sockaddr_in *)&a)->sin_port);
+}
+
 void sn__store_server_stop(sn__store_server *s, int linger_ms) {
     if (!s) return;
     /* the others may still ask who failed, or be saying goodbye: wait for them to go */
@@ -528,6 +542,10 @@ int sn__store_get(sn__store *s, const char *key, int timeout_ms, void **val, siz
         if (!r) r = io_all(s->fd, head, 5, false, now_ms() + 30000);
         uint32_t len = r ? 0 : get_u32(head + 1);
         uint8_t *buf = NULL;
+        if (!r && len > MAX_VAL) {   /* not a store of ours */
+            errno = EPROTO;
+            r = -1;
+        }
         if (!r && head[0]) {
             buf = malloc(len ? len : 1);
             if (!buf) errno = ENOMEM;
@@ -568,6 +586,10 @@ int sn__store_status(sn__store *s, int size, sn__rank_state *out) {
     int r = request(s, OP_STATUS, NULL, 0, NULL, 0, deadline);
     if (!r) r = io_all(s->fd, head, 4, false, deadline);
     uint32_t n = r ? 0 : get_u32(head);
+    if (!r && n > (1u << 20)) {
+        errno = EPROTO;
+        r = -1;
+    }
     for (uint32_t i = 0; !r && i < n; i++) {
         uint8_t rec[29];
         char name[sizeof out->name];

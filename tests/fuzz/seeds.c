@@ -293,6 +293,70 @@ static void flag_lines(void) {
     seed("flags", "bad.bin", c, sizeof c - 1);
 }
 
+/* The environments of the process group: TF_CONFIGs as TensorFlow's docs write them, and
+ * the launchers' variables (parts in dist_env.c's order). */
+static void dist_envs(void) {
+    static const char *tf[] = {
+        ("{\"cluster\": {\"chief\": [\"10.0.0.1:2222\"], \"worker\": [\"10.0.0.2:2222\", "
+         "\"10.0.0.3:2222\"], \"ps\": [\"10.0.0.4:2222\"]}, \"task\": {\"type\": \"worker\", "
+         "\"index\": 1}}"),
+        ("{\"cluster\": {\"master\": [\"[::1]:2222\"], \"evaluator\": [\"host:1\"]}, "
+         "\"task\": {\"type\": \"evaluator\", \"index\": 0}}"),
+        "{\"cluster\": {\"worker\": [\"a:1\", \"b:2\"]}, \"task\": {\"type\": \"ps\"}}",
+    };
+    char name[32];
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "tf_config%d.json", i);
+        seed("dist_env", name, tf[i], strlen(tf[i]));
+    }
+    /* RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, SLURM_* */
+    const uint8_t *part[9];
+    size_t len[9];
+    static const char *torchrun[] = {"1", "4", "1", "2", "node1", "29400"};
+    static const char *slurm[] = {"", "", "", "", "", "", "3", "8", "1"};
+    for (int i = 0; i < 6; i++) part[i] = (const uint8_t *)torchrun[i], len[i] = strlen(torchrun[i]);
+    seed_parts("dist_env", "torchrun.bin", 6, part, len);
+    for (int i = 0; i < 9; i++) part[i] = (const uint8_t *)slurm[i], len[i] = strlen(slurm[i]);
+    seed_parts("dist_env", "slurm.bin", 9, part, len);
+}
+
+/* A request to the rendezvous store (store.c's protocol): op, a, b, then the bytes. */
+static void store_request(sn__buf *b, uint8_t op, const void *x, uint32_t a, const void *y,
+                          uint32_t n) {
+    uint8_t head[9] = {op};
+    for (int i = 0; i < 4; i++) {
+        head[1 + i] = (uint8_t)(a >> (8 * i));
+        head[5 + i] = (uint8_t)(n >> (8 * i));
+    }
+    sn__buf_put(b, head, 9);
+    sn__buf_put(b, x, a);
+    sn__buf_put(b, y, n);
+}
+
+/* Conversations with the store as the ranks have them: a group of 3, rank 1 says hello,
+ * sets and gets keys, reports a collective, asks who is there and leaves; a second
+ * connection of rank 2 that sends half a request. */
+static void store_sessions(void) {
+    sn__buf b = {0};
+    uint8_t size = 2;   /* 1 + 2 % 8 ranks */
+    sn__buf_put(&b, &size, 1);
+    static const uint8_t rank1[4] = {1, 0, 0, 0}, rank2[4] = {2, 0, 0, 0};
+    static const uint8_t progress[9] = {7, 0, 0, 0, 0, 0, 0, 0, 1};
+    store_request(&b, 1, "worker 0 (127.0.0.1:2223)", 25, rank1, 4);
+    store_request(&b, 2, "gloo/1", 6, "127.0.0.1:40000", 15);
+    store_request(&b, 3, "gloo/1", 6, NULL, 0);
+    store_request(&b, 3, "gloo/0", 6, NULL, 0);
+    store_request(&b, 4, NULL, 0, progress, 9);
+    store_request(&b, 5, NULL, 0, NULL, 0);
+    store_request(&b, 6, NULL, 0, NULL, 0);
+    sn__buf_put(&b, FZ_SEP, sizeof FZ_SEP - 1);
+    store_request(&b, 1, "worker 1", 8, rank2, 4);
+    store_request(&b, 2, "nccl/id", 7, NULL, 0);
+    sn__buf_put(&b, "\x02\x05\x00\x00\x00", 5);
+    seed("dist_store", "session.bin", b.p, b.n);
+    sn__buf_free(&b);
+}
+
 /* Check's assertions (which ckpt_testutil.h's helpers use) report to a test runner: the
  * writing runs as the one test of a suite, in this process. */
 START_TEST(write_seeds) {
@@ -311,6 +375,8 @@ START_TEST(write_seeds) {
     datasets();
     sources();
     flag_lines();
+    dist_envs();
+    store_sessions();
     sn_ctx_free(g_ctx);
 }
 END_TEST
