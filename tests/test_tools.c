@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -807,7 +808,8 @@ START_TEST(distributed_faults) {
     snprintf(name, sizeof name, "worker 0 (127.0.0.1:%d) ended", port + 1);
     ck_assert_msg(strstr(buf, name), "%s", buf);
     ck_assert_msg(took < 5, "named after %.1f s", took);
-    const char *line = strstr(buf, "slimnet-train: training step");
+    const char *line = strstr(buf, name);   /* the whole line that names it */
+    while (line && line > buf && line[-1] != '\n') line--;
     printf("[tools] a killed worker, named by the chief after %.2f s: %.*s\n", took,
            line ? (int)strcspn(line, "\n") : 0, line ? line : "");
 
@@ -848,6 +850,73 @@ START_TEST(distributed_faults) {
 }
 END_TEST
 
+/* mpirun -np 2 slimnet-train, where an MPI is installed (Open MPI or MPICH; skipped
+ * otherwise): the ranks come from the launcher's variables, the rendezvous from
+ * MASTER_PORT on 127.0.0.1, and the two processes of batch 4 train as one of batch 8. */
+START_TEST(distributed_mpirun) {
+    char mpirun[PATH_MAX] = "", out[65536];
+    FILE *w = popen("command -v mpirun 2>/dev/null", "r");
+    if (w && fgets(mpirun, sizeof mpirun, w)) mpirun[strcspn(mpirun, "\n")] = 0;
+    if (w) pclose(w);
+    if (!mpirun[0]) {
+        printf("[tools] mpirun is not installed: the mpirun variant is skipped\n");
+        return;
+    }
+    char version[256] = "";
+    FILE *v = popen("mpirun --version 2>&1", "r");
+    if (v && !fgets(version, sizeof version, v)) version[0] = 0;
+    if (v) pclose(v);
+    bool open_mpi = strstr(version, "Open MPI") || strstr(version, "OpenRTE");
+    char one[PATH_MAX + 16], two[PATH_MAX + 16];
+    snprintf(one, sizeof one, "%s/mpi_one", g_root);
+    snprintf(two, sizeof two, "%s/mpi_two", g_root);
+    const char *single[] = {TRAIN_FLAGS(one, "12"), "--threads=1", NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", single) == 0, "%s", out);
+
+    char train[PATH_MAX + 64], port[16];
+    snprintf(train, sizeof train, "%s/slimnet-train", g_bin);
+    snprintf(port, sizeof port, "%d", free_ports());
+    const char *flags[] = {TRAIN_FLAGS(two, "12"), "--batch_size=4", "--threads=1", NULL};
+    const char *argv[80];
+    int n = 0;
+    argv[n++] = mpirun;
+    if (open_mpi) {   /* two slots on a machine of any size; CI runs as root */
+        argv[n++] = "--oversubscribe";
+        if (geteuid() == 0) argv[n++] = "--allow-run-as-root";
+    }
+    argv[n++] = "-np";
+    argv[n++] = "2";
+    argv[n++] = train;
+    for (int i = 0; flags[i] && n < 79; i++) argv[n++] = flags[i];
+    argv[n] = NULL;
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        unsetenv("TF_CONFIG");
+        setenv("MASTER_PORT", port, 1);
+        execv(mpirun, (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    int rc = finish(pid, p[0], out, sizeof out);
+    ck_assert_msg(rc == 0, "%s: %d\n%s", mpirun, rc, out);
+    ck_assert_msg(strstr(out, "rank 0 of 2") && strstr(out, "rank 1 of 2") &&
+                  strstr(out, "batch 8;"), "%s", out);
+    char a[PATH_MAX + 32], b[PATH_MAX + 32];
+    snprintf(a, sizeof a, "%s/model.ckpt-12", one);
+    snprintf(b, sizeof b, "%s/model.ckpt-12", two);
+    assert_close_ckpt(a, b, 1e-4);
+    printf("[tools] %s: mpirun -np 2 trains as one process of twice the batch\n",
+           open_mpi ? "Open MPI" : "MPICH");
+}
+END_TEST
+
 Suite *suite_tools(void) {
     Suite *s = suite_create("tools");
     TCase *tc = tcase_create("tools");
@@ -865,6 +934,7 @@ Suite *suite_tools(void) {
     tcase_add_test(tc, convert_empty_class);
     tcase_add_test(tc, distributed_equals_one);
     tcase_add_test(tc, distributed_faults);
+    tcase_add_test(tc, distributed_mpirun);
     suite_add_tcase(s, tc);
     return s;
 }
