@@ -86,16 +86,19 @@ PROTO_SRC  := $(wildcard lib/io/*.proto)
 PROTO_C    := $(PROTO_SRC:%.proto=$(BUILD)/gen/%.pb-c.c)
 PROTO_H    := $(PROTO_C:.c=.h)
 CFLAGS     += -I$(BUILD)/gen
-LIB_SRC    := $(wildcard lib/*.c) $(wildcard lib/io/*.c) $(wildcard lib/dist/*.c) \
+# lib/dist/nccl.c (the NCCL engine) needs the CUDA toolkit: CUDA builds only.
+LIB_SRC    := $(wildcard lib/*.c) $(wildcard lib/io/*.c) \
+              $(filter-out lib/dist/nccl.c,$(wildcard lib/dist/*.c)) \
               $(wildcard kernels/cpu/*.c) $(wildcard nets/*.c)
 CXX_SRC    := $(wildcard lib/dist/*.cc)
 CUDA_SRC   :=
 ifeq ($(CUDA),1)
   CFLAGS   += -DSN_WITH_CUDA -I$(CUDA_HOME)/include
   CUDA_SRC := $(wildcard kernels/cuda/*.cu)
+  LIB_SRC  += lib/dist/nccl.c
   NVFLAGS  := -std=c++17 -O3 -Xcompiler -fPIC,-fvisibility=hidden -I$(CUDA_HOME)/include \
               -DSN_WITH_CUDA -arch=$(NVCC_ARCH) -MMD -MP --expt-relaxed-constexpr
-  LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++
+  LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcudnn -lcublas -lcudart -lstdc++
 endif
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTO_C:%.c=%.o) $(CXX_SRC:%.cc=$(BUILD)/%.cc.o) \
