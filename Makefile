@@ -4,9 +4,11 @@
 #   make bench           benchmarks (CPU)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make deps            install missing Debian packages (apt-get as root, else prints the command)
-# Knobs: CUDA=auto|0|1  DEBUG=0|1  SANITIZE=0|1  OPENMP=1|0  NVCC_ARCH=sm_90  WERROR=0|1
+# Knobs: CUDA=auto|0|1  NCCL=auto|0|1  DEBUG=0|1  SANITIZE=0|1  OPENMP=1|0  NVCC_ARCH=sm_90  WERROR=0|1
 
 CUDA      ?= auto
+# NCCL (the process group's GPU all-reduce) in a CUDA build: auto = when nccl.h is found.
+NCCL      ?= auto
 DEBUG     ?= 0
 SANITIZE  ?= 0
 OPENMP    ?= 1
@@ -95,10 +97,18 @@ CUDA_SRC   :=
 ifeq ($(CUDA),1)
   CFLAGS   += -DSN_WITH_CUDA -I$(CUDA_HOME)/include
   CUDA_SRC := $(wildcard kernels/cuda/*.cu)
-  LIB_SRC  += lib/dist/nccl.c
+  ifeq ($(NCCL),auto)
+    override NCCL := $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h \
+                       $(addsuffix /nccl.h,$(subst :, ,$(CPATH)))),1,0)
+  endif
+  ifeq ($(NCCL),1)
+    CFLAGS   += -DSN_WITH_NCCL
+    LIB_SRC  += lib/dist/nccl.c
+    LDLIBS   += -lnccl
+  endif
   NVFLAGS  := -std=c++17 -O3 -Xcompiler -fPIC,-fvisibility=hidden -I$(CUDA_HOME)/include \
               -DSN_WITH_CUDA -arch=$(NVCC_ARCH) -MMD -MP --expt-relaxed-constexpr
-  LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcudnn -lcublas -lcudart -lstdc++
+  LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++
 endif
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(PROTO_C:%.c=%.o) $(CXX_SRC:%.cc=$(BUILD)/%.cc.o) \

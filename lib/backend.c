@@ -14,7 +14,7 @@ const sn__kernels *sn__backend_kernels(int backend) {
 }
 
 const sn__nccl_api *sn__backend_nccl(void) {
-#ifdef SN_WITH_CUDA
+#ifdef SN_WITH_NCCL
     return sn__nccl_engine();
 #else
     return NULL;

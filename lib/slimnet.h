@@ -1646,7 +1646,7 @@ SN_API sn_status sn_dist_env_read(sn_ctx *ctx, sn_dist_env *env);
  * needs no network and every collective returns at once.  With SN_DIST_NCCL the ranks then
  * build an NCCL communicator (rank 0's unique id passed through the store; a group of one
  * builds one too), non-blocking and polled against the timeout.  SN_ERR_INVALID_ARG (also:
- * NCCL asked for on a CPU context), SN_ERR_UNSUPPORTED (NCCL in a build without CUDA),
+ * NCCL asked for on a CPU context), SN_ERR_UNSUPPORTED (a build without NCCL),
  * SN_ERR_IO (cannot listen; the message names the address), SN_ERR_TIMEOUT (a rank never
  * arrived, named), SN_ERR_CUDA (NCCL refused, e.g. two ranks on one GPU), SN_ERR_NOMEM.
  * *out borrows ctx. */

@@ -219,7 +219,7 @@ sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out) {
                         "SN_DIST_GLOO or SN_DIST_NCCL", (int)p->backend);
     if (p->backend == SN_DIST_NCCL && !(api = sn__backend_nccl()))
         return sn__fail(ctx, SN_ERR_UNSUPPORTED, "sn_dist_new: NCCL: this libslimnet was "
-                        "built without CUDA (make CUDA=1)");
+                        "built without it (make CUDA=1 with NCCL installed)");
     if (p->backend == SN_DIST_NCCL && (!ctx || ctx->dev.backend != SN__BACKEND_CUDA))
         return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_dist_new: NCCL all-reduces GPU buffers "
                         "and the context is on the CPU: use the gloo backend, or a CUDA "

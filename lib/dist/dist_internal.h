@@ -78,7 +78,7 @@ int sn__gloo_broadcast(sn__gloo *g, void *buf, size_t bytes, int root, uint32_t 
                        char *err, size_t cap);
 int sn__gloo_barrier(sn__gloo *g, uint32_t tag, char *err, size_t cap);
 
-/* ---- NCCL (nccl.c, CUDA builds only; reached through sn__backend_nccl) ------------------
+/* ---- NCCL (nccl.c, CUDA builds with NCCL only; reached through sn__backend_nccl) ------------------
  * The engine alone, as gloo.cc is: a communicator on one CUDA device with a communication
  * stream and two events.  It knows no store and names nobody: a call that gives up says so
  * (SN__NCCL_*) and the group (dist.c) asks the store who stands out.  Every wait polls
@@ -117,7 +117,7 @@ typedef struct sn__nccl_api {
                 double *compute_s, double *comm_s, char *err, size_t cap);
 } sn__nccl_api;
 
-/* backend.c: the NCCL engine (nccl.c's sn__nccl_engine), or NULL in a build without CUDA. */
+/* backend.c: the NCCL engine (nccl.c's sn__nccl_engine), or NULL in a build without NCCL. */
 const sn__nccl_api *sn__backend_nccl(void);
 const sn__nccl_api *sn__nccl_engine(void);
 

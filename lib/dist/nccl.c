@@ -1,5 +1,6 @@
 /* nccl.c: the NCCL engine of the process group (dist_internal.h, sn__nccl_api), compiled in
- * CUDA builds only and reached through sn__backend_nccl (backend.c).
+ * CUDA builds with NCCL (make NCCL=auto or 1) and reached through sn__backend_nccl
+ * (backend.c).
  *
  * A communicator is made non-blocking (ncclConfig_t.blocking = 0): no NCCL call blocks the
  * host, and every wait here is a poll of ncclCommGetAsyncError and of a CUDA event against
