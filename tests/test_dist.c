@@ -733,7 +733,10 @@ START_TEST(test_nccl_one) {
     snprintf(a, sizeof a, "%s/nccl.bin", g_out);
     snprintf(b, sizeof b, "%s/plain.bin", g_out);
     ck_assert_msg(dp_train(ctx, d, 0, 2 * DP_B, a) == 0, "%s", sn_ctx_errmsg(ctx));
-    ck_assert_msg(dp_train(ctx, NULL, 0, 2 * DP_B, b) == 0, "%s", sn_ctx_errmsg(ctx));
+    sn_ctx *plain = NULL;   /* a context of its own, as a process without a group */
+    ck_assert_int_eq(sn_ctx_new(&cp, &plain), SN_OK);
+    ck_assert_msg(dp_train(plain, NULL, 0, 2 * DP_B, b) == 0, "%s", sn_ctx_errmsg(plain));
+    sn_ctx_free(plain);
     size_t n, n0;
     float *x = read_floats(a, &n), *y = read_floats(b, &n0);
     ck_assert_uint_eq(n, n0);
@@ -762,23 +765,14 @@ START_TEST(test_nccl_one) {
     sn_ctx_free(ctx);
 } END_TEST
 
-/* Two processes sharing the one GPU through Gloo (the gradients staged through host
- * memory; NCCL refuses two ranks on one device) train lenet as one process of the double
- * batch on that GPU. */
-START_TEST(test_gpu_gloo_shared) {
-    if (gpu_skip(1)) return;
+/* Two ranks on the GPU train lenet as one process of the double batch on that GPU: _i = 0,
+ * both sharing the one GPU through Gloo (the gradients staged through host memory; NCCL
+ * refuses two ranks on one device); _i = 1, a GPU each through NCCL (where there are two). */
+START_TEST(test_gpu_ranks) {
+    if (gpu_skip(_i == 0 ? 1 : 2)) return;
     g_model = "lenet";
     g_device = SN_DEVICE_CUDA;
-    g_backend = SN_DIST_GLOO;
-    dp_compare(2, 1e-4);
-} END_TEST
-
-/* Two ranks, a GPU each, through NCCL (where the machine has two GPUs). */
-START_TEST(test_nccl_two) {
-    if (gpu_skip(2)) return;
-    g_model = "lenet";
-    g_device = SN_DEVICE_CUDA;
-    g_backend = SN_DIST_NCCL;
+    g_backend = _i == 0 ? SN_DIST_GLOO : SN_DIST_NCCL;
     dp_compare(2, 1e-4);
 } END_TEST
 
@@ -803,8 +797,7 @@ Suite *suite_cuda_dist(void) {
     TCase *tc = tcase_create("cuda_dist");
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_nccl_one);
-    tcase_add_test(tc, test_gpu_gloo_shared);
-    tcase_add_test(tc, test_nccl_two);
+    tcase_add_loop_test(tc, test_gpu_ranks, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -58,12 +58,23 @@ pid_t launch_spawn(const char *exe, char *const argv[], int rank, int n, int por
     pid_t parent = getpid();
     fflush(stdout);
     fflush(stderr);
+    /* Until exec the child runs this program's signal handlers: a SIGTERM from launch_reap
+     * in that window must end the child alone, so the signals wait until they are reset. */
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigprocmask(SIG_BLOCK, &stop, &old);
     pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(err, cap, "cannot start rank %d: fork: %s", rank, strerror(errno));
-        return -1;
+    if (pid != 0) {
+        int e = errno;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (pid < 0) snprintf(err, cap, "cannot start rank %d: fork: %s", rank, strerror(e));
+        return pid;
     }
-    if (pid > 0) return pid;
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     /* the child: it ends with its parent, even one killed outright */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
     if (launch_setenv(rank, n, port) != 0) _exit(127);
