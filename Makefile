@@ -4,9 +4,11 @@
 #   make bench           benchmarks (CPU)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make deps            install missing Debian packages (apt-get as root, else prints the command)
-# Knobs: CUDA=auto|0|1  DEBUG=0|1  SANITIZE=0|1  OPENMP=1|0  NVCC_ARCH=sm_90  WERROR=0|1
+# Knobs: CUDA=auto|0|1  NCCL=auto|0|1  DEBUG=0|1  SANITIZE=0|1  OPENMP=1|0  NVCC_ARCH=sm_90  WERROR=0|1
 
 CUDA      ?= auto
+# NCCL (the process group's GPU all-reduce) in a CUDA build: auto = when nccl.h is found.
+NCCL      ?= auto
 DEBUG     ?= 0
 SANITIZE  ?= 0
 OPENMP    ?= 1
@@ -86,13 +88,24 @@ PROTO_SRC  := $(wildcard lib/io/*.proto)
 PROTO_C    := $(PROTO_SRC:%.proto=$(BUILD)/gen/%.pb-c.c)
 PROTO_H    := $(PROTO_C:.c=.h)
 CFLAGS     += -I$(BUILD)/gen
-LIB_SRC    := $(wildcard lib/*.c) $(wildcard lib/io/*.c) $(wildcard lib/dist/*.c) \
+# lib/dist/nccl.c (the NCCL engine) needs the CUDA toolkit: CUDA builds only.
+LIB_SRC    := $(wildcard lib/*.c) $(wildcard lib/io/*.c) \
+              $(filter-out lib/dist/nccl.c,$(wildcard lib/dist/*.c)) \
               $(wildcard kernels/cpu/*.c) $(wildcard nets/*.c)
 CXX_SRC    := $(wildcard lib/dist/*.cc)
 CUDA_SRC   :=
 ifeq ($(CUDA),1)
   CFLAGS   += -DSN_WITH_CUDA -I$(CUDA_HOME)/include
   CUDA_SRC := $(wildcard kernels/cuda/*.cu)
+  ifeq ($(NCCL),auto)
+    override NCCL := $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h \
+                       $(addsuffix /nccl.h,$(subst :, ,$(CPATH)))),1,0)
+  endif
+  ifeq ($(NCCL),1)
+    CFLAGS   += -DSN_WITH_NCCL
+    LIB_SRC  += lib/dist/nccl.c
+    LDLIBS   += -lnccl
+  endif
   NVFLAGS  := -std=c++17 -O3 -Xcompiler -fPIC,-fvisibility=hidden -I$(CUDA_HOME)/include \
               -DSN_WITH_CUDA -arch=$(NVCC_ARCH) -MMD -MP --expt-relaxed-constexpr
   LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++

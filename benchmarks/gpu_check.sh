@@ -103,6 +103,10 @@ find_pkg cuDNN cudnn.h cudnn "$CUDA_HOME/include:$CUDA_HOME/lib64" \
 find_pkg cuBLAS cublas_v2.h cublas "$CUDA_HOME/include:$CUDA_HOME/lib64" \
     "$CUDA_HOME/targets/x86_64-linux/include:$CUDA_HOME/targets/x86_64-linux/lib" \
     /usr/include:/usr/lib/x86_64-linux-gnu $(wheel_pairs cublas) || DEPS_OK=0
+# NCCL (the process group's GPU all-reduce; the Makefile builds it in when nccl.h is found)
+# shellcheck disable=SC2046
+find_pkg NCCL nccl.h nccl "$CUDA_HOME/include:$CUDA_HOME/lib64" \
+    /usr/include:/usr/lib/x86_64-linux-gnu $(wheel_pairs nccl) || DEPS_OK=0
 
 # OpenBLAS, Check and zlib: the system's when a probe compiles and links, else .devdeps.
 probe() {
@@ -198,7 +202,7 @@ TEST_RC=1
 if [ $BUILD_RC = 0 ]; then
     # The suites that use the GPU (SN_GPU_SUITES=all: every suite; the CPU ones are CI's).
     t=$(now)
-    SUITES=${SN_GPU_SUITES:-"cuda cuda_net cuda_optim"}
+    SUITES=${SN_GPU_SUITES:-"cuda cuda_net cuda_optim cuda_dist"}
     : >"$OUT/tests.log"
     TEST_RC=0
     if [ "$SUITES" = all ]; then
@@ -218,6 +222,15 @@ if [ $BUILD_RC = 0 ]; then
     CUDA_SKIPS=$(grep -c -E '^\[cuda\].*skipped' "$OUT/tests.log")
     row "cuda suite" "$([ "$CUDA_FAILS" = 0 ] && [ "$CUDA_SKIPS" = 0 ] && echo ok || echo FAIL)" \
         0 "$CUDA_FAILS failed, $CUDA_SKIPS skipped"
+    # cuda_dist: one NCCL rank vs no group, two ranks sharing the GPU through Gloo vs one of
+    # the double batch (both must run); two NCCL ranks only where there are two GPUs.
+    DIST_FAILS=$(grep -c -E ':[FE]:cuda_dist:' "$OUT/tests.log")
+    DIST_SKIPS=$(grep -c -E '^\[cuda_dist\] skipped: .*needs 1$' "$OUT/tests.log")
+    DIST_RUN=$(grep -c -E '^\[cuda_dist\] lenet, (one NCCL rank|2 processes)' "$OUT/tests.log")
+    DIST_TWO=$(grep -q -E '^\[cuda_dist\] skipped: .*needs 2$' "$OUT/tests.log" &&
+               echo "2-GPU NCCL test skipped (one GPU)" || echo "2-GPU NCCL test ran")
+    row "cuda_dist" "$([ "$DIST_FAILS" = 0 ] && [ "$DIST_SKIPS" = 0 ] && [ "$DIST_RUN" -ge 2 ] &&
+        echo PASS || echo FAIL)" 0 "NCCL 1 rank, Gloo 2 ranks on 1 GPU: $DIST_FAILS failed, $DIST_SKIPS skipped, $DIST_RUN ran; $DIST_TWO"
     while IFS= read -r l; do row "" "" "" "${l:0:110}"; done \
         < <(grep -E ':[FE]:[^:]*:test_' "$OUT/tests.log" | head -12)
 else

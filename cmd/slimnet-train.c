@@ -11,6 +11,13 @@
  * the restore report.  Checkpoints ("model.ckpt-<step>", V2, atomic) every
  * --save_interval_secs, at the end, and on SIGINT/SIGTERM; a non-finite loss stops
  * training without writing a checkpoint.  TensorBoard events in --train_dir.
+ *
+ * --num_gpus=N (or --num_clones=N) on a machine with N GPUs and no cluster in the
+ * environment: this process starts N-1 copies of itself (cmd/common/launch.h) and they
+ * train as a group of N, one GPU and batch_size images each, the gradients averaged by
+ * NCCL: one step of N * batch_size images, as TF-slim's N clones (model_deploy divides
+ * each clone's loss by N and sums the gradients: the mean over the N batches).  With
+ * fewer GPUs the N clones run as one batch of N * batch_size on one device: the same step.
  * Exit status: 0 done (or interrupted and saved), 1 error, 2 bad flags. */
 #include <errno.h>
 #include <math.h>
@@ -23,6 +30,7 @@
 #include <unistd.h>
 #include "../lib/slimnet.h"
 #include "common/flags.h"
+#include "common/launch.h"
 #include "common/tool.h"
 
 #define TOOL "slimnet-train"
@@ -67,6 +75,7 @@ typedef struct opts {
     int threads, max_to_keep, fer_extra_class, shuffle_buffer, allow_tf32, deterministic;
     int64_t seed;
     double dist_timeout_secs;
+    const char *dist_backend;
     /* parsed from the string flags by check_flags */
     sn_optim_kind optim_kind;
     sn_lr_decay lr_decay;
@@ -98,6 +107,8 @@ typedef struct trainer {
     /* distributed (TF_CONFIG, mpirun, srun, torchrun): rank 0, the chief, alone restores,
      * saves and writes events; size == 1 without a group */
     sn_dist *dist;
+    int launched;           /* the group's size when this program launched it (--num_gpus) */
+    int gpus;               /* CUDA devices visible */
     int rank, size;
     int64_t records;        /* input records consumed before this run's first step */
 } trainer;
@@ -459,6 +470,13 @@ static int check_flags(opts *o, flag *fl, int nfl) {
         fprintf(stderr, TOOL ": --train_dir=%s: exists and is not a folder\n", o->train_dir);
         return 2;
     }
+    sn_dist_backend be;
+    if (strcmp(o->dist_backend, "auto") != 0 &&
+        sn_dist_backend_from_name(o->dist_backend, &be) != SN_OK) {
+        fprintf(stderr, TOOL ": --dist_backend=%s: must be auto, gloo or nccl\n",
+                o->dist_backend);
+        return 2;
+    }
     if (strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "bf16") != 0) {
         fprintf(stderr, TOOL ": --precision=%s: must be fp32 or bf16\n", o->precision);
         return 2;
@@ -564,9 +582,10 @@ static int train(trainer *t) {
     t->batch = (int64_t)o->batch_size * (o->num_clones > 1 ? o->num_clones : 1);
     int64_t global_batch = t->batch * t->size;
     /* TF-slim: int(num_samples / batch_size * num_epochs_per_decay), per-clone batch; with
-     * sync replicas divided by the replicas each step aggregates (all of them, here). */
-    lp.decay_steps =
-        sn_lr_decay_steps(num_samples, o->num_epochs_per_decay, o->batch_size, t->size);
+     * sync replicas divided by the replicas each step aggregates (all of them, here); a
+     * launched group (--num_gpus) is TF-slim's clones, whose steps are not divided. */
+    lp.decay_steps = sn_lr_decay_steps(num_samples, o->num_epochs_per_decay, o->batch_size,
+                                       t->launched ? 1 : t->size);
     /* The folder before the work: a train_dir that cannot be written fails now, not at the
      * first save.  Only the chief writes there. */
     if (chief && make_dirs(o->train_dir)) return 1;
@@ -642,7 +661,13 @@ static int train(trainer *t) {
                (double)o->learning_rate, o->learning_rate_decay_type, n_train, n_vars, dev);
     if (chief && o->num_clones > 1)
         printf(TOOL ": %d clones run as one batch of %lld on one device (the same gradient "
-                    "as TF-slim's summed clone gradients)\n", o->num_clones, (long long)t->batch);
+                    "as TF-slim's summed clone gradients)%s\n", o->num_clones,
+               (long long)t->batch, t->gpus > 0 && t->gpus < o->num_clones
+                   ? "; fewer GPUs than clones are visible, so not one process per GPU" : "");
+    if (chief && t->launched)
+        printf(TOOL ": %d GPUs x batch %d: each step trains %lld images, as TF-slim's %d "
+                    "clones\n", t->launched, o->batch_size, (long long)global_batch,
+               t->launched);
     if (t->size > 1)
         printf(TOOL ": rank %d of %d, batch %lld of the group's %lld; %s\n", t->rank, t->size,
                (long long)t->batch, (long long)global_batch,
@@ -843,8 +868,14 @@ static int join_group(trainer *t, flag *fl, int nfl) {
         }
     sn_dist_params p = env.params;
     p.timeout_secs = o->dist_timeout_secs;
-    printf(TOOL ": %s, rank %d of %d: joining the group at %s:%d\n", p.name, p.rank, p.size,
-           p.master_addr, p.master_port);
+    /* auto: NCCL where this machine's ranks have a GPU each (as the launcher says) */
+    if (strcmp(o->dist_backend, "auto") != 0)
+        sn_dist_backend_from_name(o->dist_backend, &p.backend);
+    else if (sn_ctx_device(t->ctx) == SN_DEVICE_CUDA && env.local_size > 0 &&
+             env.local_size <= t->gpus)
+        p.backend = SN_DIST_NCCL;
+    printf(TOOL ": %s, rank %d of %d: joining the group at %s:%d (%s)\n", p.name, p.rank,
+           p.size, p.master_addr, p.master_port, sn_dist_backend_name(p.backend));
     fflush(stdout);
     if (sn_dist_new(t->ctx, &p, &t->dist) != SN_OK) return tool_fail(TOOL, t->ctx, "group");
     t->rank = sn_dist_rank(t->dist);
@@ -861,6 +892,73 @@ static void trainer_free(trainer *t) {
     sn_graph_free(t->g);
     sn_dataset_free(t->ds);
     sn_dist_free(t->dist);
+}
+
+/* --num_gpus=N with N GPUs and no cluster: ranks 1..N-1 are started here, and this process
+ * becomes rank 0 (launch.h); a launched copy knows itself by LAUNCH_MARK.  Either way each
+ * process trains one clone on the GPU of its local rank.  0, or 1 after a message. */
+static int launch(trainer *t, char **argv, pid_t *kids, int *nkids) {
+    opts *o = t->o;
+    sn_dist_env env;
+    /* an environment that does not read is join_group's to report */
+    bool cluster = sn_dist_env_read(NULL, &env) != SN_OK || env.found;
+    bool on_cpu = o->clone_on_cpu || !strcmp(o->device, "cpu");
+    t->gpus = on_cpu ? 0 : sn_cuda_device_count();
+    const char *mark = getenv(LAUNCH_MARK);
+    int n = launch_plan(o->num_clones, cluster, on_cpu, t->gpus);
+    if (mark && cluster) {
+        t->launched = atoi(mark);
+    } else if (n > 0) {
+        char err[256];
+        int port = launch_free_port(err, sizeof err);
+        if (port < 0) {
+            fprintf(stderr, TOOL ": --num_gpus=%d: %s\n", n, err);
+            return 1;
+        }
+        printf(TOOL ": %d GPUs: starting ranks 1..%d, this process is rank 0 (group at "
+                    "127.0.0.1:%d)\n", n, n - 1, port);
+        for (int r = 1; r < n; r++) {
+            kids[r - 1] = launch_spawn("/proc/self/exe", argv, r, n, port, err, sizeof err);
+            if (kids[r - 1] < 0) {
+                fprintf(stderr, TOOL ": %s\n", err);
+                return 1;
+            }
+            *nkids = r;
+        }
+        if (launch_setenv(0, n, port) != 0 || sn_dist_env_read(NULL, &env) != SN_OK) {
+            fprintf(stderr, TOOL ": cannot set rank 0's environment\n");
+            return 1;
+        }
+        t->launched = n;
+    }
+    if (t->launched) o->num_clones = 1;
+    /* each local rank on its own GPU (ranks beyond the GPUs share them: Gloo only) */
+    int device_index = t->gpus > 0 && env.found ? env.params.local_rank % t->gpus : 0;
+    int want_gpu = o->num_clones > 0 && !o->clone_on_cpu;
+    t->ctx = tool_ctx_cuda(TOOL, o->clone_on_cpu ? "cpu" : o->device, want_gpu, o->threads,
+                           (uint64_t)o->seed, o->allow_tf32, o->deterministic, device_index);
+    return t->ctx ? 0 : 1;
+}
+
+/* Joins the group, opens the dataset, trains.  The exit status. */
+static int run(trainer *t, flag *fl, int nfl) {
+    opts *o = t->o;
+    int rc = join_group(t, fl, nfl);
+    if (rc) return rc < 0 ? 0 : rc;
+    sn_dataset_params dp = sn_dataset_params_default();
+    dp.fer_extra_class = o->fer_extra_class;
+    if (sn_dataset_open(t->ctx, o->dataset_name, o->dataset_dir, &dp, &t->ds) != SN_OK) {
+        fprintf(stderr, TOOL ": --dataset_name=%s --dataset_dir=%s: %s\n",
+                o->dataset_name ? o->dataset_name : "None", o->dataset_dir,
+                sn_ctx_errmsg(t->ctx));
+        return 1;
+    }
+    if (sn_dataset_num_classes(t->ds) - o->labels_offset < 1) {
+        fprintf(stderr, TOOL ": --labels_offset=%d leaves no classes of %d\n",
+                o->labels_offset, sn_dataset_num_classes(t->ds));
+        return 2;
+    }
+    return train(t);
 }
 
 int main(int argc, char **argv) {
@@ -907,12 +1005,14 @@ int main(int argc, char **argv) {
     o.max_to_keep = 5;
     o.seed = 0;
     o.dist_timeout_secs = 300;
+    o.dist_backend = "auto";
     flag fl[] = {
         {"master", FLAG_STRING, &o.master, "TF-slim's master address: the cluster comes from "
          "TF_CONFIG (or mpirun, srun, torchrun)", 0, 0, 0},
         {"train_dir", FLAG_STRING, &o.train_dir, "where checkpoints and event files go", 0, 0, 0},
-        {"num_clones", FLAG_INT, &o.num_clones, "model clones; their batches run on one "
-         "device as one batch of batch_size * num_clones", 0, 0, "[1,64]"},
+        {"num_clones", FLAG_INT, &o.num_clones, "model clones: one process per GPU when as "
+         "many GPUs are visible, else one batch of batch_size * num_clones on one device",
+         0, 0, "[1,64]"},
         {"clone_on_cpu", FLAG_BOOL, &o.clone_on_cpu, "train on the CPU", 0, 0, 0},
         {"worker_replicas", FLAG_INT, &o.worker_replicas, "workers; when given, the "
          "environment's chief and workers must number as many", 0, 0, "[1,)"},
@@ -967,6 +1067,9 @@ int main(int argc, char **argv) {
         {"dist_timeout_secs", FLAG_DOUBLE, &o.dist_timeout_secs, "distributed: a rank that "
          "ended or stopped fails the others after at most this long, naming it", 0, 0,
          "(0,)"},
+        {"dist_backend", FLAG_STRING, &o.dist_backend, "distributed: what averages a GPU "
+         "net's gradients: nccl (one GPU per rank), gloo (through host memory; ranks may "
+         "share a GPU) or auto (nccl when this machine's ranks have a GPU each)", 0, 0, 0},
         {"moving_average_decay", FLAG_DOUBLE, &o.moving_average_decay,
          "decay of moving averages of the model variables; 0 = None", 0, 0, "[0,1]"},
         {"dataset_name", FLAG_STRING, &o.dataset_name,
@@ -996,7 +1099,7 @@ int main(int argc, char **argv) {
         {"output_dir", FLAG_STRING, &o.output_dir, "vendor: sets --train_dir when given", 0, 0, 0},
         {"log_dir", FLAG_STRING, &o.log_dir, "vendor flag (unused)", 0, 0, 0},
         {"num_gpus", FLAG_INT, &o.num_gpus, "vendor: sets --num_clones when given; 0 = "
-         "train on the CPU", 0, 0, "[0,64]"},
+         "train on the CPU; N with N GPUs visible: one process per GPU", 0, 0, "[0,64]"},
         {"max_step", FLAG_INT64, &o.max_step, "vendor flag (never read, as theirs)", 0, 0, 0},
         {"device", FLAG_STRING, &o.device, "auto (CUDA when present), cpu or cuda", 0, 0, 0},
         {"threads", FLAG_INT, &o.threads, "CPU threads; 0 = all cores", 0, 0, "[0,4096]"},
@@ -1022,30 +1125,18 @@ int main(int argc, char **argv) {
     trainer t;
     memset(&t, 0, sizeof t);
     t.o = &o;
-    int want_gpu = o.num_clones > 0 && !o.clone_on_cpu;
-    t.ctx = tool_ctx_cuda(TOOL, o.clone_on_cpu ? "cpu" : o.device, want_gpu, o.threads,
-                          (uint64_t)o.seed, o.allow_tf32, o.deterministic);
-    if (!t.ctx) return 1;
-    if ((rc = join_group(&t, fl, nfl))) {
+    pid_t kids[64];
+    int nkids = 0;
+    if ((rc = launch(&t, argv, kids, &nkids)) == 0) {
+        rc = run(&t, fl, nfl);
         trainer_free(&t);
         sn_ctx_free(t.ctx);
-        return rc < 0 ? 0 : rc;
     }
-    sn_dataset_params dp = sn_dataset_params_default();
-    dp.fer_extra_class = o.fer_extra_class;
-    if (sn_dataset_open(t.ctx, o.dataset_name, o.dataset_dir, &dp, &t.ds) != SN_OK) {
-        fprintf(stderr, TOOL ": --dataset_name=%s --dataset_dir=%s: %s\n",
-                o.dataset_name ? o.dataset_name : "None", o.dataset_dir,
-                sn_ctx_errmsg(t.ctx));
-        rc = 1;
-    } else if (sn_dataset_num_classes(t.ds) - o.labels_offset < 1) {
-        fprintf(stderr, TOOL ": --labels_offset=%d leaves no classes of %d\n",
-                o.labels_offset, sn_dataset_num_classes(t.ds));
-        rc = 2;
-    } else {
-        rc = train(&t);
+    char msg[256];
+    if (nkids && launch_reap(kids, nkids, 1, rc != 0, o.dist_timeout_secs, msg, sizeof msg)) {
+        fprintf(stderr, TOOL ": %s\n", msg);
+        if (!rc) rc = 1;
     }
-    trainer_free(&t);
-    sn_ctx_free(t.ctx);
     return rc;
 }
+

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include "sn_internal.h"
 #include "graph.h"
+#include "dist/dist_internal.h"
 
 const sn__kernels *sn__backend_kernels(int backend) {
     if (backend == SN__BACKEND_CPU) return &sn__kernels_cpu;
@@ -10,6 +11,14 @@ const sn__kernels *sn__backend_kernels(int backend) {
     if (backend == SN__BACKEND_CUDA) return &sn__kernels_cuda;
 #endif
     return NULL;
+}
+
+const sn__nccl_api *sn__backend_nccl(void) {
+#ifdef SN_WITH_NCCL
+    return sn__nccl_engine();
+#else
+    return NULL;
+#endif
 }
 
 int sn_cuda_device_count(void) {

@@ -526,7 +526,8 @@ void sn_net_free(sn_net *net) {
  * its variables: its slot is the smallest (the last run) of those nodes' slots (a folded
  * node's backward runs at its head's).  The buckets are cut from the end of the block,
  * where the last variables are, whose gradients the backward finishes first; they go to
- * the group's background thread in slot order, the same order on every rank. */
+ * the group's background thread (a GPU net in an NCCL group: NCCL's stream) in slot order,
+ * the same order on every rank. */
 #define DIST_BUCKET ((size_t)4 << 20)
 
 typedef struct sn__bucket {
@@ -584,8 +585,11 @@ static sn_status launch_buckets(sn_net *net, int slot, int *next) {
     sn_status st = SN_OK;
     for (; st == SN_OK && *next < net->n_buckets && net->buckets[*next].slot >= slot; (*next)++) {
         const sn__bucket *b = &net->buckets[*next];
-        st = sn__dist_mean_f32_async(net->dist, (float *)((char *)net->grads + b->lo),
-                                     (b->hi - b->lo) / sizeof(float));
+        float *p = (float *)((char *)net->grads + b->lo);
+        size_t n = (b->hi - b->lo) / sizeof(float);
+        st = net->dev.backend == SN__BACKEND_CPU ? sn__dist_mean_f32_async(net->dist, p, n)
+                                                 : sn__dist_dev_mean_async(net->dist, &net->dev,
+                                                                           p, n);
     }
     return st;
 }
@@ -609,16 +613,26 @@ sn_status sn_net_set_dist(sn_net *net, sn_dist *d) {
     free(net->buckets);
     net->buckets = NULL;
     net->n_buckets = 0;
-    if (!d || sn_dist_size(d) == 1) {
+    /* An NCCL group moves a GPU net's blocks on the device (a group of one too, so that the
+     * path runs); a CPU net has no business there. */
+    bool nccl = sn__dist_has_nccl(d), cpu = net->dev.backend == SN__BACKEND_CPU;
+    if (nccl && cpu)
+        return sn__fail(net->ctx, SN_ERR_INVALID_ARG, "set_dist: the group's backend is nccl "
+                        "(GPU buffers) and the net is on the CPU: use a gloo group");
+    if (!d || (sn_dist_size(d) == 1 && !nccl)) {
         net->dist = d;
         return SN_OK;
     }
     net->example_offset = (int64_t)sn_dist_rank(d) * net->batch;
-    if (net->dev.backend == SN__BACKEND_CPU) SN_TRY(plan_buckets(net));
+    if (cpu || nccl) SN_TRY(plan_buckets(net));
+    if (nccl) {   /* every rank starts from the chief's variables */
+        SN_TRY(sn__dist_dev_broadcast(d, &net->dev, net->params, net->mem.params));
+        net->dist = d;
+        return SN_OK;
+    }
     size_t big = net->mem.params > net->mem.grads ? net->mem.params : net->mem.grads;
-    if (net->dev.backend != SN__BACKEND_CPU && !(net->dist_host = malloc(big ? big : 1)))
+    if (!cpu && !(net->dist_host = malloc(big ? big : 1)))
         return sn__fail(net->ctx, SN_ERR_NOMEM, "set_dist: out of memory (%zu bytes)", big);
-    /* every rank starts from the chief's variables */
     void *host;
     SN_TRY(dist_host(net, net->params, net->mem.params, true, &host));
     SN_TRY(sn__dist_broadcast_bytes(d, host, net->mem.params));
@@ -885,7 +899,10 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
     free(anc);
     if (net->buckets) {   /* the rest, then every bucket back */
         if (st == SN_OK) st = launch_buckets(net, 0, &next_bucket);
-        sn_status w = next_bucket > 0 ? sn__dist_wait(net->dist) : SN_OK;
+        sn_status w = next_bucket == 0                   ? SN_OK
+                      : net->dev.backend == SN__BACKEND_CPU ? sn__dist_wait(net->dist)
+                                                            : sn__dist_dev_wait(net->dist,
+                                                                                &net->dev);
         if (st == SN_OK) st = w;
     }
     if (st == SN_OK) st = dist_average(net);

@@ -1589,6 +1589,17 @@ SN_API sn_status sn_ema_set_slot(sn_ema *ema, const char *name, const sn_tensor 
  * naming it ("worker 2 (10.0.0.3:2222) ended"); nothing waits forever. */
 typedef struct sn_dist sn_dist;
 
+/* What moves a GPU net's gradients.  Gloo is always there: the host collectives
+ * (sn_dist_allreduce, broadcast, barrier), the rendezvous and the naming of a failed peer
+ * run over it.  NCCL is added for device buffers: a CUDA net in the group then broadcasts
+ * its variables and all-reduces its gradient buckets with NCCL on a stream of its own
+ * while the backward runs.  NCCL takes one GPU per rank; two ranks sharing a GPU use Gloo
+ * (the gradients staged through host memory). */
+typedef enum sn_dist_backend { SN_DIST_GLOO = 0, SN_DIST_NCCL = 1 } sn_dist_backend;
+/* "gloo" or "nccl" into *out; SN_ERR_INVALID_ARG for anything else. */
+SN_API sn_status sn_dist_backend_from_name(const char *name, sn_dist_backend *out);
+SN_API const char *sn_dist_backend_name(sn_dist_backend b);
+
 typedef struct sn_dist_params {
     int rank;                  /* this process: 0 (the chief) .. size - 1 */
     int size;                  /* processes in the group (default 1: no group) */
@@ -1603,6 +1614,10 @@ typedef struct sn_dist_params {
     char roster[8192];         /* every rank's name, a line each in rank order, as the
                                   environment knows them (TF_CONFIG), to name a rank that
                                   never arrived; "": "rank R" */
+    sn_dist_backend backend;   /* SN_DIST_GLOO (default); SN_DIST_NCCL: also an NCCL
+                                  communicator on the context's CUDA device
+                                  (sn_ctx_params.device_index: one GPU per rank; slimnet-train
+                                  uses local_rank), which every rank must ask for */
 } sn_dist_params;
 SN_API sn_dist_params sn_dist_params_default(void);
 
@@ -1615,6 +1630,8 @@ typedef struct sn_dist_env {
     int task_index;
     int num_workers;           /* the group: chief/master and workers */
     int num_ps;                /* TF_CONFIG's ps tasks (outside the group) */
+    int local_size;            /* the group's processes on this machine, as the launcher
+                                  says (LOCAL_WORLD_SIZE, ..._LOCAL_SIZE); 0: not known */
     sn_dist_params params;     /* rank -1 for a task outside the group (ps, evaluator) */
 } sn_dist_env;
 /* Reads TF_CONFIG, else torchrun's, Open MPI's, MPICH's or Slurm's variables (lib/dist/env.c
@@ -1626,15 +1643,20 @@ SN_API sn_status sn_dist_env_read(sn_ctx *ctx, sn_dist_env *env);
 
 /* Joins the group: rank 0 starts the rendezvous store, every rank connects to it (retrying
  * until the timeout: start order does not matter) and to every other rank.  A group of one
- * needs no network and every collective returns at once.  SN_ERR_INVALID_ARG, SN_ERR_IO
- * (cannot listen; the message names the address), SN_ERR_TIMEOUT (a rank never arrived,
- * named), SN_ERR_NOMEM.  *out borrows ctx. */
+ * needs no network and every collective returns at once.  With SN_DIST_NCCL the ranks then
+ * build an NCCL communicator (rank 0's unique id passed through the store; a group of one
+ * builds one too), non-blocking and polled against the timeout.  SN_ERR_INVALID_ARG (also:
+ * NCCL asked for on a CPU context), SN_ERR_UNSUPPORTED (a build without NCCL),
+ * SN_ERR_IO (cannot listen; the message names the address), SN_ERR_TIMEOUT (a rank never
+ * arrived, named), SN_ERR_CUDA (NCCL refused, e.g. two ranks on one GPU), SN_ERR_NOMEM.
+ * *out borrows ctx. */
 SN_API sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out);
 /* Leaves the group (the chief's store stops with it).  NULL is a no-op. */
 SN_API void sn_dist_free(sn_dist *d);
 SN_API int sn_dist_rank(const sn_dist *d);
 SN_API int sn_dist_size(const sn_dist *d);
 SN_API int sn_dist_local_rank(const sn_dist *d);
+SN_API sn_dist_backend sn_dist_get_backend(const sn_dist *d);
 /* Seconds this rank's calling thread has spent in collectives so far, or waiting for the
  * all-reduces a net's backward runs in the background (sn_net_set_dist): the time
  * communication cost the step (a trainer shows it beside the step time). */
@@ -1659,13 +1681,18 @@ SN_API sn_status sn_dist_barrier(sn_dist *d);
  * the gradients over the group before it returns, so that each rank's optimizer applies the
  * same update.  On the CPU the gradients go in buckets of about 4 MB, each all-reduced in
  * the group's background thread as soon as the backward pass has produced it, while the
- * rest of the backward runs (as PyTorch's DDP does); on a GPU the block is all-reduced
- * after the backward, staged through host memory.  Rank r's batch is taken as examples r*B .. (r+1)*B-1 of one global batch of
- * size*B (B: this net's batch): dropout draws the masks those examples would get there, so
- * that size processes of batch B train as one of batch size*B would, up to the order of
- * float sums.  Batch-norm statistics stay per rank, as TF's sync replicas keep them.  NULL
- * ends it.  The net borrows d.  Errors as sn_dist_broadcast; afterwards sn_net_backward
- * returns sn_dist_allreduce's errors. */
+ * rest of the backward runs (as PyTorch's DDP does).  On a GPU in an NCCL group the same
+ * buckets are averaged by NCCL on a communication stream, each launched once the compute
+ * stream has passed its slot; the compute stream waits for the last one before
+ * sn_net_backward returns, which polls NCCL's errors against the group's timeout (a group
+ * of one runs through NCCL too).  On a GPU in a Gloo group the block is all-reduced after
+ * the backward, staged through host memory.  Rank r's batch is taken as examples r*B ..
+ * (r+1)*B-1 of one global batch of size*B (B: this net's batch): dropout draws the masks
+ * those examples would get there, so that size processes of batch B train as one of batch
+ * size*B would, up to the order of float sums.  Batch-norm statistics stay per rank, as TF's sync replicas keep them.  NULL
+ * ends it.  The net borrows d.  Errors as sn_dist_broadcast, and SN_ERR_INVALID_ARG for a
+ * CPU net in an NCCL group or a GPU net on another device than the group's; afterwards
+ * sn_net_backward returns sn_dist_allreduce's errors (SN_ERR_CUDA: NCCL failed). */
 SN_API sn_status sn_net_set_dist(sn_net *net, sn_dist *d);
 
 /* Gradient clipping: train_image_classifier has none.  optimize_clones sums the clones'

@@ -60,6 +60,14 @@ sn_status sn__dist_broadcast_bytes(sn_dist *d, void *p, size_t n);
  * untouched until sn__dist_wait has returned, which reports the first failure. */
 sn_status sn__dist_mean_f32_async(sn_dist *d, float *p, size_t n);
 sn_status sn__dist_wait(sn_dist *d);
+/* An NCCL group (SN_DIST_NCCL): device buffers of dev's GPU.  _mean_async queues the mean
+ * of n floats at device pointer p on the communication stream after dev's stream's work so
+ * far; _wait makes dev's stream wait for all of it and polls until it is done (the group's
+ * timeout, failures named); _broadcast copies rank 0's bytes at p to every rank. */
+bool sn__dist_has_nccl(const sn_dist *d);
+sn_status sn__dist_dev_mean_async(sn_dist *d, sn__dev *dev, float *p, size_t n);
+sn_status sn__dist_dev_wait(sn_dist *d, sn__dev *dev);
+sn_status sn__dist_dev_broadcast(sn_dist *d, sn__dev *dev, void *p, size_t bytes);
 
 /* 64-bit FNV-1a of a string, for per-variable seeds. */
 uint64_t sn__hash_str(const char *s, uint64_t h);

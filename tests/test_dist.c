@@ -2,7 +2,9 @@
  * environment (TF_CONFIG and the launchers' variables), collectives of 2 and 3 processes
  * (integer sums exact, float sums the same bits on every rank), start order, and faults: a
  * worker that ends, one that stops, one that never arrives, a chief that ends; each named
- * within the timeout.  A test forks the ranks; each rank reports through a pipe. */
+ * within the timeout.  A test forks the ranks; each rank reports through a pipe.
+ * Also slimnet-train's launcher pieces (cmd/common/launch.c), and the suite cuda_dist: the
+ * same data-parallel training on a GPU, through NCCL and through Gloo's host staging. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
@@ -17,6 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 #include "testutil.h"
+#include "../cmd/common/launch.h"
+
+/* The ranks' device and backend (the cuda_dist suite sets them; CPU and Gloo otherwise). */
+static sn_device g_device = SN_DEVICE_CPU;
+static sn_dist_backend g_backend = SN_DIST_GLOO;
 
 static double now_s(void) {
     struct timespec t;
@@ -185,6 +192,10 @@ static void run_ranks(const job *j, rank_fn fn, int skip, int victim, int *rc,
             char msg[1024] = "";
             sn_ctx_params cp = sn_ctx_params_default();
             cp.threads = 1;
+            cp.device = g_device;     /* NCCL: a GPU per rank; Gloo: ranks share GPU 0 */
+            cp.device_index = g_backend == SN_DIST_NCCL ? r : 0;
+            cp.allow_tf32 = 0;
+            cp.deterministic = 1;
             sn_ctx *ctx = NULL;
             int code = 3;
             if (sn_ctx_new(&cp, &ctx) == SN_OK) {
@@ -210,6 +221,7 @@ static void run_ranks(const job *j, rank_fn fn, int skip, int victim, int *rc,
                     dp = e.params;
                     dp.timeout_secs = j->timeout_ms / 1000.0;
                 }
+                dp.backend = g_backend;
                 sn_dist *d = NULL;
                 if (code == 4) {
                 } else if (sn_dist_new(ctx, &dp, &d) != SN_OK) {
@@ -511,12 +523,10 @@ static float *read_floats(const char *path, size_t *n) {
     return p;
 }
 
-/* N = 2 and 3 processes of batch 4 train lenet and cifarnet 4 SGD steps as one process of
- * batch 4N: the same losses and weights, up to float32's order of summation (1e-5 of the
- * largest weight; measured ~1e-7).  Every rank ends with the same bits. */
-START_TEST(test_data_parallel) {   /* _i: 0 lenet x2, 1 lenet x3, 2 cifarnet x2 */
-    g_model = _i == 2 ? "cifarnet" : "lenet";
-    int ranks = _i == 1 ? 3 : 2;
+/* ranks processes of batch 4 train g_model 4 SGD steps as one process of batch 4 * ranks:
+ * the same losses and weights, up to float32's order of summation (tol of the largest
+ * weight); every rank ends with the same bits. */
+static void dp_compare(int ranks, double tol) {
     snprintf(g_out, sizeof g_out, "/tmp/sn_dist_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(g_out));
     job j = {ranks, free_port(), 60000, 1};
@@ -528,6 +538,9 @@ START_TEST(test_data_parallel) {   /* _i: 0 lenet x2, 1 lenet x3, 2 cifarnet x2 
                                                  msgs[r]);
     sn_ctx_params cp = sn_ctx_params_default();   /* as the ranks': the same initial values */
     cp.threads = 1;
+    cp.device = g_device;
+    cp.allow_tf32 = 0;
+    cp.deterministic = 1;
     sn_ctx *ctx = NULL;
     ck_assert_int_eq(sn_ctx_new(&cp, &ctx), SN_OK);
     snprintf(ref_path, sizeof ref_path, "%s/one.bin", g_out);
@@ -544,10 +557,12 @@ START_TEST(test_data_parallel) {   /* _i: 0 lenet x2, 1 lenet x3, 2 cifarnet x2 
         if (i < DP_STEPS) lerr = fmax(lerr, e / fabs(ref[i]));
         else werr = fmax(werr, e);
     }
-    printf("[dist] %s, %d processes of batch %d vs one of batch %d, %d SGD steps: losses "
-           "%.4f..%.4f, max rel diff %.1e; weights max diff %.1e of max %.3f\n", g_model,
-           ranks, DP_B, ranks * DP_B, DP_STEPS, ref[0], ref[DP_STEPS - 1], lerr, werr, wmax);
-    ck_assert_msg(lerr < 1e-5 && werr < 1e-5 * wmax, "loss %.2e, weights %.2e", lerr, werr);
+    printf("[%s] %s, %d processes of batch %d (%s, %s) vs one of batch %d, %d SGD steps: "
+           "losses %.4f..%.4f, max rel diff %.1e; weights max diff %.1e of max %.3f\n",
+           g_device == SN_DEVICE_CUDA ? "cuda_dist" : "dist", g_model, ranks, DP_B,
+           g_device == SN_DEVICE_CUDA ? "GPU" : "CPU", sn_dist_backend_name(g_backend),
+           ranks * DP_B, DP_STEPS, ref[0], ref[DP_STEPS - 1], lerr, werr, wmax);
+    ck_assert_msg(lerr < tol && werr < tol * wmax, "loss %.2e, weights %.2e", lerr, werr);
     ck_assert(ref[DP_STEPS - 1] != ref[0]);   /* the steps changed the weights */
     for (int r = 1; r < ranks; r++) {         /* every rank holds the same weights */
         snprintf(path, sizeof path, "%s/rank%d.bin", g_out, r);
@@ -561,6 +576,204 @@ START_TEST(test_data_parallel) {   /* _i: 0 lenet x2, 1 lenet x3, 2 cifarnet x2 
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_out);
     ck_assert_int_eq(system(cmd), 0);
     sn_ctx_free(ctx);
+}
+
+/* N = 2 and 3 processes of batch 4 train lenet and cifarnet as one process of batch 4N
+ * (measured ~1e-7 of the largest weight). */
+START_TEST(test_data_parallel) {   /* _i: 0 lenet x2, 1 lenet x3, 2 cifarnet x2 */
+    g_model = _i == 2 ? "cifarnet" : "lenet";
+    dp_compare(_i == 1 ? 3 : 2, 1e-5);
+} END_TEST
+
+/* ---- backends ------------------------------------------------------------------------------ */
+
+START_TEST(test_backend) {
+    sn_dist_backend b = SN_DIST_NCCL;
+    ck_assert_int_eq(sn_dist_backend_from_name("gloo", &b), SN_OK);
+    ck_assert_int_eq(b, SN_DIST_GLOO);
+    ck_assert_int_eq(sn_dist_backend_from_name("nccl", &b), SN_OK);
+    ck_assert_int_eq(b, SN_DIST_NCCL);
+    ck_assert_int_eq(sn_dist_backend_from_name("mpi", &b), SN_ERR_INVALID_ARG);
+    ck_assert_int_eq(sn_dist_backend_from_name(NULL, &b), SN_ERR_INVALID_ARG);
+    ck_assert_str_eq(sn_dist_backend_name(SN_DIST_NCCL), "nccl");
+    ck_assert_int_eq(sn_dist_params_default().backend, SN_DIST_GLOO);
+    /* NCCL on a CPU context: refused, naming why (a build without CUDA: unsupported) */
+    sn_ctx *ctx = tu_ctx();
+    sn_dist_params p = sn_dist_params_default();
+    p.backend = SN_DIST_NCCL;
+    sn_dist *d = (sn_dist *)&p;
+    sn_status st = sn_dist_new(ctx, &p, &d);
+    ck_assert_ptr_null(d);
+    ck_assert_msg(st == SN_ERR_INVALID_ARG || st == SN_ERR_UNSUPPORTED, "%s", sn_status_str(st));
+    ck_assert_msg(strstr(sn_ctx_errmsg(ctx), "NCCL") != NULL, "%s", sn_ctx_errmsg(ctx));
+    p.backend = (sn_dist_backend)7;
+    ck_assert_int_eq(sn_dist_new(ctx, &p, &d), SN_ERR_INVALID_ARG);
+    /* a Gloo group of one: its backend, and a CPU net joins it */
+    p.backend = SN_DIST_GLOO;
+    ck_assert_int_eq(sn_dist_new(ctx, &p, &d), SN_OK);
+    ck_assert_int_eq(sn_dist_get_backend(d), SN_DIST_GLOO);
+    sn_dist_free(d);
+    /* the launcher's local size */
+    sn_dist_env e;
+    clear_env();
+    setenv("RANK", "1", 1);
+    setenv("WORLD_SIZE", "4", 1);
+    setenv("LOCAL_RANK", "1", 1);
+    setenv("LOCAL_WORLD_SIZE", "2", 1);
+    setenv("MASTER_ADDR", "10.0.0.1", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert_int_eq(e.local_size, 2);
+    unsetenv("LOCAL_WORLD_SIZE");
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert_int_eq(e.local_size, 0);            /* not known */
+    clear_env();
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* ---- slimnet-train's launcher (cmd/common/launch.c) ---------------------------------------- */
+
+START_TEST(test_launch_plan) {
+    ck_assert_int_eq(launch_plan(4, 0, 0, 8), 4);   /* 4 of 8 GPUs: 4 processes */
+    ck_assert_int_eq(launch_plan(4, 0, 0, 4), 4);
+    ck_assert_int_eq(launch_plan(4, 0, 0, 3), 0);   /* fewer GPUs: clones on one device */
+    ck_assert_int_eq(launch_plan(4, 0, 0, 0), 0);   /* no GPU (or no CUDA in the build) */
+    ck_assert_int_eq(launch_plan(4, 0, 1, 8), 0);   /* --device=cpu, --num_gpus=0 */
+    ck_assert_int_eq(launch_plan(4, 1, 0, 8), 0);   /* a cluster: each rank's clones */
+    ck_assert_int_eq(launch_plan(1, 0, 0, 8), 0);   /* one clone: one process */
+    char vars[LAUNCH_VARS][64], err[256];
+    launch_vars(2, 4, 29511, vars);
+    const char *want[LAUNCH_VARS] = {"RANK=2", "WORLD_SIZE=4", "LOCAL_RANK=2",
+                                     "LOCAL_WORLD_SIZE=4", "MASTER_ADDR=127.0.0.1",
+                                     "MASTER_PORT=29511", LAUNCH_MARK "=4"};
+    for (int i = 0; i < LAUNCH_VARS; i++) ck_assert_str_eq(vars[i], want[i]);
+    int port = launch_free_port(err, sizeof err);
+    ck_assert_msg(port > 0 && port < 65536, "%s", err);
+    /* the port is free: it binds */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    close(fd);
+} END_TEST
+
+/* Children with the launcher's environment, reaped: exit statuses named, a child that
+ * outstays its grace killed, a failed parent's children stopped at once; none left. */
+START_TEST(test_launch_reap) {
+    char err[256], msg[256];
+    char *ok[] = {"sh", "-c", "[ \"$RANK\" = \"$LOCAL_RANK\" ] && [ \"$WORLD_SIZE\" = 3 ] && "
+                  "[ \"$MASTER_ADDR\" = 127.0.0.1 ] && [ \"$MASTER_PORT\" = 4242 ] && "
+                  "[ \"$" LAUNCH_MARK "\" = 3 ]", NULL};
+    char *bad[] = {"sh", "-c", "exit 3", NULL};
+    char *slow[] = {"sh", "-c", "sleep 30", NULL};
+    pid_t kids[2];
+    kids[0] = launch_spawn("/bin/sh", ok, 1, 3, 4242, err, sizeof err);
+    kids[1] = launch_spawn("/bin/sh", ok, 2, 3, 4242, err, sizeof err);
+    ck_assert_msg(kids[0] > 0 && kids[1] > 0, "%s", err);
+    ck_assert_msg(launch_reap(kids, 2, 1, 0, 10.0, msg, sizeof msg) == 0, "%s", msg);
+    kids[0] = launch_spawn("/bin/sh", ok, 1, 3, 4242, err, sizeof err);
+    kids[1] = launch_spawn("/bin/sh", bad, 2, 3, 4242, err, sizeof err);
+    ck_assert_int_eq(launch_reap(kids, 2, 1, 0, 10.0, msg, sizeof msg), 1);
+    ck_assert_msg(strstr(msg, "rank 2 (pid") && strstr(msg, "exited with status 3"), "%s", msg);
+    double t0 = now_s();
+    kids[0] = launch_spawn("/bin/sh", slow, 1, 3, 4242, err, sizeof err);
+    kids[1] = launch_spawn("/bin/sh", ok, 2, 3, 4242, err, sizeof err);
+    ck_assert_int_eq(launch_reap(kids, 2, 1, 0, 0.5, msg, sizeof msg), 1);
+    ck_assert_msg(strstr(msg, "rank 1 (pid") && strstr(msg, "did not end within"), "%s", msg);
+    kids[0] = launch_spawn("/bin/sh", slow, 1, 3, 4242, err, sizeof err);
+    kids[1] = launch_spawn("/bin/sh", slow, 2, 3, 4242, err, sizeof err);
+    ck_assert_int_eq(launch_reap(kids, 2, 1, 1, 0, msg, sizeof msg), 0);   /* stopped, no fault */
+    ck_assert_msg(now_s() - t0 < 10, "%.1f s", now_s() - t0);
+    ck_assert(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);      /* no zombie */
+} END_TEST
+
+/* ---- on a GPU (the cuda_dist suite) --------------------------------------------------------- */
+
+/* The GPUs visible, asked in a child process: this one must not touch CUDA before it forks
+ * the ranks. */
+static int gpus_forked(void) {
+    fflush(stdout);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        int n = sn_cuda_device_count();
+        _exit(n > 100 ? 100 : n);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+}
+
+static bool gpu_skip(int need) {
+    int n = gpus_forked();
+    if (n >= need) return false;
+    printf("[cuda_dist] skipped: %d CUDA device(s), the test needs %d\n", n, need);
+    return true;
+}
+
+/* A group of one NCCL rank: a CUDA lenet trained through set_dist (the variables broadcast,
+ * each backward's buckets averaged by NCCL on the communication stream) ends with the
+ * weights of the plain run, to float32's last bit or so (the mean of one is itself). */
+START_TEST(test_nccl_one) {
+    if (gpu_skip(1)) return;
+    g_model = "lenet";
+    sn_ctx_params cp = sn_ctx_params_default();
+    cp.device = SN_DEVICE_CUDA;
+    cp.allow_tf32 = 0;
+    cp.deterministic = 1;
+    sn_ctx *ctx = NULL;
+    ck_assert_int_eq(sn_ctx_new(&cp, &ctx), SN_OK);
+    sn_dist_params p = sn_dist_params_default();
+    p.backend = SN_DIST_NCCL;
+    sn_dist *d = NULL;
+    ck_assert_msg(sn_dist_new(ctx, &p, &d) == SN_OK, "%s", sn_ctx_errmsg(ctx));
+    ck_assert_int_eq(sn_dist_get_backend(d), SN_DIST_NCCL);
+    snprintf(g_out, sizeof g_out, "/tmp/sn_dist_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_out));
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/nccl.bin", g_out);
+    snprintf(b, sizeof b, "%s/plain.bin", g_out);
+    ck_assert_msg(dp_train(ctx, d, 0, 2 * DP_B, a) == 0, "%s", sn_ctx_errmsg(ctx));
+    sn_ctx *plain = NULL;   /* a context of its own, as a process without a group */
+    ck_assert_int_eq(sn_ctx_new(&cp, &plain), SN_OK);
+    ck_assert_msg(dp_train(plain, NULL, 0, 2 * DP_B, b) == 0, "%s", sn_ctx_errmsg(plain));
+    sn_ctx_free(plain);
+    size_t n, n0;
+    float *x = read_floats(a, &n), *y = read_floats(b, &n0);
+    ck_assert_uint_eq(n, n0);
+    double wmax = 0, err = 0;
+    for (size_t i = 0; i < n; i++) {
+        wmax = fmax(wmax, fabs(y[i]));
+        err = fmax(err, fabs((double)x[i] - y[i]));
+    }
+    printf("[cuda_dist] lenet, one NCCL rank vs no group, %d SGD steps: max diff %.1e of "
+           "max %.3f\n", DP_STEPS, err, wmax);
+    ck_assert_msg(err <= 1e-6 * wmax, "max diff %.2e of %.3f", err, wmax);
+    free(x);
+    free(y);
+    /* a CPU net cannot join an NCCL group */
+    sn_ctx *cpu = tu_ctx();
+    dp_net m;
+    ck_assert_int_eq(dp_build(cpu, 2, &m), 0);
+    ck_assert_int_eq(sn_net_set_dist(m.net, d), SN_ERR_INVALID_ARG);
+    sn_net_free(m.net);
+    sn_graph_free(m.g);
+    sn_ctx_free(cpu);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_out);
+    ck_assert_int_eq(system(cmd), 0);
+    sn_dist_free(d);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* Two ranks on the GPU train lenet as one process of the double batch on that GPU: _i = 0,
+ * both sharing the one GPU through Gloo (the gradients staged through host memory; NCCL
+ * refuses two ranks on one device); _i = 1, a GPU each through NCCL (where there are two). */
+START_TEST(test_gpu_ranks) {
+    if (gpu_skip(_i == 0 ? 1 : 2)) return;
+    g_model = "lenet";
+    g_device = SN_DEVICE_CUDA;
+    g_backend = _i == 0 ? SN_DIST_GLOO : SN_DIST_NCCL;
+    dp_compare(2, 1e-4);
 } END_TEST
 
 Suite *suite_dist(void) {
@@ -572,6 +785,19 @@ Suite *suite_dist(void) {
     tcase_add_loop_test(tc, test_faults, 0, 3);
     tcase_add_test(tc, test_missing_rank);
     tcase_add_loop_test(tc, test_data_parallel, 0, 3);
+    tcase_add_test(tc, test_backend);
+    tcase_add_test(tc, test_launch_plan);
+    tcase_add_test(tc, test_launch_reap);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+Suite *suite_cuda_dist(void) {
+    Suite *s = suite_create("cuda_dist");
+    TCase *tc = tcase_create("cuda_dist");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_nccl_one);
+    tcase_add_loop_test(tc, test_gpu_ranks, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -40,12 +40,14 @@ static void log_stderr(void *user, sn_log_level level, const char *msg) {
 sn_ctx *tool_ctx(const char *tool, const char *device, int want_gpu, int threads,
                  uint64_t seed) {
     sn_ctx_params d = sn_ctx_params_default();
-    return tool_ctx_cuda(tool, device, want_gpu, threads, seed, d.allow_tf32, d.deterministic);
+    return tool_ctx_cuda(tool, device, want_gpu, threads, seed, d.allow_tf32, d.deterministic,
+                         0);
 }
 
 sn_ctx *tool_ctx_cuda(const char *tool, const char *device, int want_gpu, int threads,
-                      uint64_t seed, int allow_tf32, int deterministic) {
+                      uint64_t seed, int allow_tf32, int deterministic, int device_index) {
     sn_ctx_params p = sn_ctx_params_default();
+    p.device_index = device_index;
     p.allow_tf32 = allow_tf32;
     p.deterministic = deterministic;
     if (!device || !strcmp(device, "auto"))

@@ -22,9 +22,10 @@ double tool_now(void);
  * the tool's name.  Prints the error and returns NULL on failure. */
 sn_ctx *tool_ctx(const char *tool, const char *device, int want_gpu, int threads,
                  uint64_t seed);
-/* tool_ctx with sn_ctx_params' CUDA settings allow_tf32 and deterministic. */
+/* tool_ctx with sn_ctx_params' CUDA settings allow_tf32 and deterministic, on CUDA device
+ * device_index. */
 sn_ctx *tool_ctx_cuda(const char *tool, const char *device, int want_gpu, int threads,
-                      uint64_t seed, int allow_tf32, int deterministic);
+                      uint64_t seed, int allow_tf32, int deterministic, int device_index);
 
 /* "12.3 s", "4 min 05 s", "1 h 02 min". */
 void tool_duration(double seconds, char *buf, size_t len);

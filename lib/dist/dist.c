@@ -6,7 +6,11 @@
  * collective fails here, the group waits a moment for the others' reports, asks the store,
  * and names the ranks that stand out: one that ended, never arrived, has not reached the
  * collective, or is stuck in it while the others finished or failed.  A failed group stays
- * failed: the ranks' collectives no longer line up. */
+ * failed: the ranks' collectives no longer line up.
+ *
+ * An NCCL group (SN_DIST_NCCL) has a communicator too (nccl.c), for a GPU net's variables
+ * and gradients: rank 0's unique id goes through the store, and each backward's buckets
+ * count as one collective, reported and named as Gloo's are. */
 #include "dist_internal.h"
 
 #include <limits.h>
@@ -25,6 +29,12 @@ struct sn_dist {
     sn__store_server *server;      /* rank 0 */
     sn__store *store;
     sn__gloo *gloo;
+    sn_dist_backend backend;
+    const sn__nccl_api *nccl_api;  /* SN_DIST_NCCL: the engine and its communicator */
+    sn__nccl *nccl;
+    int64_t dev_seq;               /* the collective of the device buckets queued (0: none) */
+    int dev_buckets;
+    double dev_mb, dev_t0;
     int64_t seq;                   /* collectives so far */
     double waited;                 /* seconds the calling thread spent in collectives, or
                                     * waiting for the background ones */
@@ -54,6 +64,7 @@ int sn_dist_size(const sn_dist *d) { return d ? d->size : 1; }
 int sn_dist_local_rank(const sn_dist *d) { return d ? d->local_rank : 0; }
 double sn_dist_wait_seconds(const sn_dist *d) { return d ? d->waited : 0.0; }
 sn__gloo *sn__dist_gloo(sn_dist *d) { return d ? d->gloo : NULL; }
+sn_dist_backend sn_dist_get_backend(const sn_dist *d) { return d ? d->backend : SN_DIST_GLOO; }
 
 /* Rank r's name from the roster (line r), else "rank r". */
 static void roster_name(const sn_dist *d, int r, char *buf, size_t cap) {
@@ -138,6 +149,59 @@ static sn_status broken(sn_dist *d, sn_status st, const char *fmt, ...) {
     return st;
 }
 
+/* For NCCL's polls: whether the store has seen a peer's connection close (its process
+ * ended), so that a wait gives up at once instead of at the timeout. */
+static int peer_gone(void *arg) {
+    sn_dist *d = arg;
+    sn__rank_state *st = calloc((size_t)d->size, sizeof *st);
+    int gone = 0;
+    if (st && sn__store_status(d->store, d->size, st) == 0)
+        for (int r = 0; r < d->size; r++) gone |= r != d->rank && st[r].state == SN__RANK_GONE;
+    free(st);
+    return gone;
+}
+
+/* The group's NCCL communicator on ctx's GPU: rank 0's unique id through the store. */
+static sn_status nccl_join(sn_dist *d, sn_ctx *ctx) {
+    unsigned char id[SN__NCCL_ID_BYTES];
+    char err[1024] = "";
+    const char *key = "slimnet/nccl_unique_id";
+    double t0 = now_s();
+    int r = 0;
+    if (d->rank == 0) {
+        r = d->nccl_api->unique_id(id, err, sizeof err);
+        if (r == 0 && d->size > 1 && sn__store_set(d->store, key, id, sizeof id) != 0)
+            return sn__fail(ctx, SN_ERR_IO, "%s: publishing NCCL's id: %s", d->name,
+                            sn__store_error(d->store));
+    } else {
+        void *val = NULL;
+        size_t n = 0;
+        r = sn__store_get(d->store, key, d->timeout_ms, &val, &n);
+        if (r == 0 && n == sizeof id) memcpy(id, val, sizeof id);
+        else if (r == 0) snprintf(err, sizeof err, "the store holds %zu bytes for it", n), r = -1;
+        else if (r < 0) snprintf(err, sizeof err, "%s", sn__store_error(d->store));
+        free(val);
+        if (r == 1) {
+            char who[768];
+            bool chief = ask_store(d, 0, who, sizeof who);
+            return sn__fail(ctx, chief ? SN_ERR_TIMEOUT : SN_ERR_IO, "%s: NCCL's id did not "
+                            "come from the chief within %.1f s: %s", d->name,
+                            d->timeout_ms / 1000.0, who);
+        }
+    }
+    if (r != 0)
+        return sn__fail(ctx, SN_ERR_CUDA, "%s: NCCL's id: %s", d->name, err);
+    r = d->nccl_api->create(&ctx->dev, id, d->rank, d->size, t0 + d->timeout_ms / 1000.0,
+                            d->size > 1 ? peer_gone : NULL, d, &d->nccl, err, sizeof err);
+    if (r == SN__NCCL_OK) return SN_OK;
+    char who[768] = "a group of one";
+    bool chief = d->size == 1 || ask_store(d, 0, who, sizeof who);
+    return sn__fail(ctx, r == SN__NCCL_TIMEOUT ? SN_ERR_TIMEOUT : !chief || r == SN__NCCL_GONE
+                    ? SN_ERR_IO : SN_ERR_CUDA, "%s: the NCCL communicator of %d on GPU %d "
+                    "did not come together (%.1f s): %s (NCCL: %.300s)", d->name, d->size,
+                    ctx->p.device_index, now_s() - t0, who, err);
+}
+
 sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out) {
     if (!p || !out)
         return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_dist_new: NULL argument");
@@ -149,6 +213,17 @@ sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out) {
                         "master '%s:%d', timeout %g s: need 0 <= rank < size, a master "
                         "address and port, a positive timeout", p->rank, p->size,
                         p->local_rank, p->master_addr, p->master_port, p->timeout_secs);
+    const sn__nccl_api *api = NULL;
+    if (p->backend != SN_DIST_GLOO && p->backend != SN_DIST_NCCL)
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_dist_new: backend %d: expected "
+                        "SN_DIST_GLOO or SN_DIST_NCCL", (int)p->backend);
+    if (p->backend == SN_DIST_NCCL && !(api = sn__backend_nccl()))
+        return sn__fail(ctx, SN_ERR_UNSUPPORTED, "sn_dist_new: NCCL: this libslimnet was "
+                        "built without it (make CUDA=1 with NCCL installed)");
+    if (p->backend == SN_DIST_NCCL && (!ctx || ctx->dev.backend != SN__BACKEND_CUDA))
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_dist_new: NCCL all-reduces GPU buffers "
+                        "and the context is on the CPU: use the gloo backend, or a CUDA "
+                        "context");
     sn_dist *d = calloc(1, sizeof *d);
     if (!d) return sn__fail(ctx, SN_ERR_NOMEM, "sn_dist_new: out of memory");
     d->ctx = ctx;
@@ -159,14 +234,18 @@ sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out) {
     d->timeout_ms = ms > INT_MAX ? INT_MAX : ms < 1 ? 1 : (int)ms;
     snprintf(d->where, sizeof d->where, "%s:%d", p->master_addr, p->master_port);
     snprintf(d->roster, sizeof d->roster, "%s", p->roster);
-    if (d->size == 1) {
-        *out = d;
-        return SN_OK;
-    }
+    d->backend = p->backend;
+    d->nccl_api = api;
     char err[1024], *name = d->name;
     const char *host = p->host[0] ? p->host : "127.0.0.1";
     if (p->name[0]) snprintf(name, sizeof d->name, "%s", p->name);
     else snprintf(name, sizeof d->name, "rank %d (%.200s)", p->rank, host);
+    if (d->size == 1) {
+        sn_status st = api ? nccl_join(d, ctx) : SN_OK;
+        if (st != SN_OK) sn_dist_free(d);
+        else *out = d;
+        return st;
+    }
     sn_status st = SN_OK;
     if (d->rank == 0 &&
         sn__store_server_start(NULL, p->master_port, d->size, &d->server, err, sizeof err))
@@ -185,6 +264,7 @@ sn_status sn_dist_new(sn_ctx *ctx, const sn_dist_params *p, sn_dist **out) {
                       "not come together within %.1f s: %s (Gloo: %.300s)", name, d->size,
                       d->where, d->timeout_ms / 1000.0, who, err);
     }
+    if (st == SN_OK && api) st = nccl_join(d, ctx);
     if (st != SN_OK) {
         d->broken = st;   /* the chief's store lingers for the others' questions */
         sn_dist_free(d);
@@ -206,6 +286,7 @@ void sn_dist_free(sn_dist *d) {
         pthread_cond_destroy(&d->work);
         pthread_cond_destroy(&d->done);
     }
+    if (d->nccl) d->nccl_api->destroy(d->nccl);
     sn__gloo_free(d->gloo);
     sn__store_close(d->store);
     /* The chief's store outlives it a little: the others' last reports, and after a
@@ -368,4 +449,74 @@ sn_status sn__dist_wait(sn_dist *d) {
     pthread_mutex_unlock(&d->mu);
     d->waited += now_s() - t0;
     return st == SN_OK ? SN_OK : sn__fail(d->ctx, st, "%s", d->why);
+}
+
+/* ---- device buffers over NCCL ---------------------------------------------------------------
+ * A device net's buckets of one backward are one collective: its number is taken, and
+ * reported entered, with the first bucket, and finished (or failed) at the wait. */
+
+bool sn__dist_has_nccl(const sn_dist *d) { return d && d->nccl; }
+
+/* After NCCL gave up (r): the group is broken, the peer that stands out named. */
+static sn_status dev_failed(sn_dist *d, int r, const char *what, const char *err) {
+    int64_t seq = d->dev_seq;
+    d->dev_seq = 0;
+    if (d->store) sn__store_progress(d->store, seq, -1);
+    char who[768] = "a group of one";
+    if (d->size > 1) ask_store(d, seq, who, sizeof who);
+    broken(d, r == SN__NCCL_TIMEOUT ? SN_ERR_TIMEOUT : r == SN__NCCL_GONE ? SN_ERR_IO
+              : SN_ERR_CUDA, "%s: NCCL %s #%lld of %.3g MB %s after %.1f s: %s (NCCL: %.300s)",
+           d->name, what, (long long)seq, d->dev_mb,
+           r == SN__NCCL_TIMEOUT ? "timed out" : "failed", now_s() - d->dev_t0, who, err);
+    return sn__fail(d->ctx, d->broken, "%s", d->why);
+}
+
+/* Takes the next collective number for device work, unless one is open. */
+static sn_status dev_enter(sn_dist *d) {
+    if (d->broken) return sn__fail(d->ctx, d->broken, "%s", d->why);
+    if (!d->nccl)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "%s: the group has no NCCL communicator",
+                        d->name);
+    if (d->dev_seq) return SN_OK;
+    d->dev_seq = ++d->seq;
+    d->dev_buckets = 0;
+    d->dev_mb = 0;
+    d->dev_t0 = now_s();
+    if (d->store) sn__store_progress(d->store, d->dev_seq, 0);
+    return SN_OK;
+}
+
+sn_status sn__dist_dev_mean_async(sn_dist *d, sn__dev *dev, float *p, size_t n) {
+    SN_TRY(dev_enter(d));
+    char err[1024] = "";
+    d->dev_buckets++;
+    d->dev_mb += (double)n * sizeof(float) / 1e6;
+    int r = d->nccl_api->mean_f32(d->nccl, dev, p, n, now_s() + d->timeout_ms / 1000.0,
+                                  d->size > 1 ? peer_gone : NULL, d, err, sizeof err);
+    return r == SN__NCCL_OK ? SN_OK : dev_failed(d, r, "all-reduce of gradients", err);
+}
+
+sn_status sn__dist_dev_wait(sn_dist *d, sn__dev *dev) {
+    if (!d->dev_seq) return SN_OK;
+    char err[1024] = "";
+    double compute = 0, comm = 0;
+    int r = d->nccl_api->wait(d->nccl, dev, now_s() + d->timeout_ms / 1000.0,
+                              d->size > 1 ? peer_gone : NULL, d, &compute, &comm, err,
+                              sizeof err);
+    d->waited += comm;
+    if (r != SN__NCCL_OK) return dev_failed(d, r, "all-reduce of gradients", err);
+    if (d->store) sn__store_progress(d->store, d->dev_seq, 1);
+    d->dev_seq = 0;
+    return SN_OK;
+}
+
+sn_status sn__dist_dev_broadcast(sn_dist *d, sn__dev *dev, void *p, size_t bytes) {
+    SN_TRY(sn__dist_dev_wait(d, dev));   /* a collective of its own */
+    SN_TRY(dev_enter(d));
+    char err[1024] = "";
+    d->dev_mb = (double)bytes / 1e6;
+    int r = d->nccl_api->broadcast(d->nccl, dev, p, bytes, 0, now_s() + d->timeout_ms / 1000.0,
+                                   d->size > 1 ? peer_gone : NULL, d, err, sizeof err);
+    if (r != SN__NCCL_OK) return dev_failed(d, r, "broadcast", err);
+    return sn__dist_dev_wait(d, dev);
 }

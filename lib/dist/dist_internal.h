@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../slimnet.h"
+#include "../../kernels/kernels.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -78,6 +79,49 @@ int sn__gloo_allreduce_sum(sn__gloo *g, void *buf, size_t n, int type, uint32_t 
 int sn__gloo_broadcast(sn__gloo *g, void *buf, size_t bytes, int root, uint32_t tag,
                        char *err, size_t cap);
 int sn__gloo_barrier(sn__gloo *g, uint32_t tag, char *err, size_t cap);
+
+/* ---- NCCL (nccl.c, CUDA builds with NCCL only; reached through sn__backend_nccl) ------------------
+ * The engine alone, as gloo.cc is: a communicator on one CUDA device with a communication
+ * stream and two events.  It knows no store and names nobody: a call that gives up says so
+ * (SN__NCCL_*) and the group (dist.c) asks the store who stands out.  Every wait polls
+ * ncclCommGetAsyncError and the stream's progress until deadline (CLOCK_MONOTONIC seconds),
+ * calling gone(arg) about every half second (non-zero: a peer is gone, give up); giving up
+ * aborts the communicator, which is then unusable. */
+
+typedef struct sn__nccl sn__nccl;
+enum { SN__NCCL_OK = 0, SN__NCCL_ERROR = -1, SN__NCCL_TIMEOUT = 1, SN__NCCL_GONE = 2 };
+typedef int (*sn__nccl_gone_fn)(void *arg);
+enum { SN__NCCL_ID_BYTES = 128 };   /* sizeof(ncclUniqueId) */
+
+typedef struct sn__nccl_api {
+    /* A fresh unique id (rank 0's) into id. */
+    int (*unique_id)(unsigned char id[SN__NCCL_ID_BYTES], char *err, size_t cap);
+    /* Rank `rank` of `size` on dev's CUDA device (a non-blocking communicator). */
+    int (*create)(sn__dev *dev, const unsigned char id[SN__NCCL_ID_BYTES], int rank, int size,
+                  double deadline, sn__nccl_gone_fn gone, void *arg, sn__nccl **out, char *err,
+                  size_t cap);
+    /* Destroys (or, after a failure, has aborted) the communicator; NULL is a no-op. */
+    void (*destroy)(sn__nccl *c);
+    /* Whether dev is the communicator's device. */
+    int (*same_device)(const sn__nccl *c, const sn__dev *dev);
+    /* Queues on the communication stream, after the work dev's stream has queued so far:
+     * the mean over the ranks of n floats at device pointer p (in place), or the broadcast
+     * of bytes at p from rank root.  Returns once queued (the first call may wait for NCCL's
+     * connections, within deadline). */
+    int (*mean_f32)(sn__nccl *c, sn__dev *dev, float *p, size_t n, double deadline,
+                    sn__nccl_gone_fn gone, void *arg, char *err, size_t cap);
+    int (*broadcast)(sn__nccl *c, sn__dev *dev, void *p, size_t bytes, int root,
+                     double deadline, sn__nccl_gone_fn gone, void *arg, char *err, size_t cap);
+    /* dev's stream waits for everything queued on the communication stream; returns once
+     * that is done (polled).  *compute_s: the seconds spent waiting for dev's own stream
+     * first (the backward's tail), *comm_s: then for the communication. */
+    int (*wait)(sn__nccl *c, sn__dev *dev, double deadline, sn__nccl_gone_fn gone, void *arg,
+                double *compute_s, double *comm_s, char *err, size_t cap);
+} sn__nccl_api;
+
+/* backend.c: the NCCL engine (nccl.c's sn__nccl_engine), or NULL in a build without NCCL. */
+const sn__nccl_api *sn__backend_nccl(void);
+const sn__nccl_api *sn__nccl_engine(void);
 
 /* The group's Gloo mesh (NULL for a group of one), for benchmarks/bench_allreduce.c's
  * comparison of the engine alone. */

@@ -37,6 +37,20 @@ sn_dist_params sn_dist_params_default(void) {
     return p;
 }
 
+sn_status sn_dist_backend_from_name(const char *name, sn_dist_backend *out) {
+    static const char *names[] = {"gloo", "nccl"};
+    for (int b = 0; b < 2; b++)
+        if (name && out && !strcmp(name, names[b])) {
+            *out = (sn_dist_backend)b;
+            return SN_OK;
+        }
+    return SN_ERR_INVALID_ARG;
+}
+
+const char *sn_dist_backend_name(sn_dist_backend b) {
+    return b == SN_DIST_GLOO ? "gloo" : b == SN_DIST_NCCL ? "nccl" : "unknown";
+}
+
 /* "host:port" or "[v6]:port" into host and port. */
 static bool split_hostport(const char *s, char *host, size_t cap, int *port) {
     const char *colon = s[0] == '[' ? strstr(s, "]:") : strrchr(s, ':');
@@ -229,6 +243,7 @@ sn_status sn_dist_env_read(sn_ctx *ctx, sn_dist_env *env) {
         p->rank = (int)rank;
         p->size = (int)size;
         p->local_rank = (int)local;
+        env->local_size = local_size > 0 ? (int)local_size : one_machine ? (int)size : 0;
         env->task_index = (int)rank;
         env->num_workers = (int)size;
         const char *ma = getenv("MASTER_ADDR");
