@@ -3,7 +3,8 @@
 # as 1 process x 1 thread, as 2 processes x 1 thread (a chief and a worker through
 # TF_CONFIG, each with the batch: twice the images a step), and, as the machine's own
 # ceiling for two processes, two independent 1-process runs side by side (no communication).
-#   make && bash benchmarks/bench_dist.sh [model ...]     (default: lenet cifarnet resnet_v1_50)
+#   make && bash benchmarks/bench_dist.sh [model[:batch] ...]
+#   (default: lenet cifarnet resnet_v1_50 lenet:64; the batch is a process's)
 # Throughput is the steady state: the mean images/s of the progress lines after the first.
 # Every cell is the best of REPEATS runs (default 2); the data is make demo's FER tree of
 # Fashion-MNIST (written to $LOG/data on first use).  Run it on an otherwise quiet machine.
@@ -14,7 +15,7 @@ LOG=${LOG:-build/bench_dist}
 BIN=build/bin
 FMNIST=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 MODELS=("$@")
-[ ${#MODELS[@]} -gt 0 ] || MODELS=(lenet cifarnet resnet_v1_50)
+[ ${#MODELS[@]} -gt 0 ] || MODELS=(lenet cifarnet resnet_v1_50 lenet:64)
 mkdir -p "$LOG"
 for t in slimnet-demo slimnet-convert slimnet-train; do
     [ -x "$BIN/$t" ] || { echo "bench_dist: $BIN/$t missing (make)" >&2; exit 2; }
@@ -27,14 +28,21 @@ if [ ! -f "$LOG/data/info.json" ]; then
         > "$LOG/convert.log" 2>&1 || { echo "bench_dist: making the data failed" >&2; exit 1; }
 fi
 
-# model -> batch, steps, progress interval, extra flags
+# model[:batch] -> model, batch, steps, progress interval, extra flags (a larger batch
+# takes proportionally fewer steps)
 setup() {
-    case "$1" in
-        lenet) echo "32 900 100 --use_grayscale" ;;
-        cifarnet) echo "32 300 50" ;;
-        resnet_v1_50) echo "8 14 3" ;;
-        *) echo "8 20 4" ;;
+    local m=${1%%:*} b=${1#*:} row
+    case "$m" in
+        lenet) row="32 900 100 --use_grayscale" ;;
+        cifarnet) row="32 300 50" ;;
+        resnet_v1_50) row="8 14 3" ;;
+        *) row="8 20 4" ;;
     esac
+    read -r batch steps every extra <<< "$row"
+    if [ "$b" != "$1" ]; then
+        steps=$((steps * batch / b)) every=$((every * batch / b)) batch=$b
+    fi
+    echo "$m $batch $steps $every $extra"
 }
 
 # steady images/s of a log: the mean of the progress lines after the first
@@ -44,7 +52,7 @@ best() { printf '%s\n' "$@" | sort -g | tail -1; }
 
 train() {   # name model tf_config(or "") train_dir -> runs slimnet-train
     local name=$1 model=$2 tf=$3 dir=$4
-    read -r batch steps every extra < <(setup "$model")
+    read -r model batch steps every extra < <(setup "$model")
     rm -rf "$dir"
     env ${tf:+TF_CONFIG="$tf"} "$BIN/slimnet-train" --dataset_name=fer --dataset_dir="$LOG/data" \
         --train_dir="$dir" --model_name="$model" --batch_size="$batch" --threads=1 \
@@ -77,8 +85,8 @@ for m in "${MODELS[@]}"; do
                  'BEGIN {printf "%.3f", a + b}')")
     done
     o=$(best "${one[@]}") t=$(best "${two[@]}") c=$(best "${ind[@]}")
-    read -r batch _ < <(setup "$m")
-    printf '| %s (%s) | %s | %s | %s | %s | %s | %s%% |\n' "$m" "$batch" "$o" "$t" \
+    read -r model batch _ < <(setup "$m")
+    printf '| %s (%s) | %s | %s | %s | %s | %s | %s%% |\n' "$model" "$batch" "$o" "$t" \
         "$(awk -v a="$t" -v b="$o" 'BEGIN {printf "%.2fx", a / b}')" "$c" \
         "$(awk -v a="$t" -v b="$c" 'BEGIN {printf "%.0f%%", 100 * a / b}')" \
         "$(printf '%s\n' "${share[@]}" | sort -g | head -1)"

@@ -546,14 +546,22 @@ enum stop { RUNNING, STOP_STEPS, STOP_SIGNAL, STOP_DATA, STOP_ERROR, STOP_NONFIN
 
 /* Whether any rank was interrupted (flags[0]) or saw a non-finite loss (flags[1]): every
  * rank stops at the same step.  A group of one is itself. */
-static int agree(trainer *t, int32_t flags[2]) {
+/* The ranks' flags summed, so that every rank stops at the same step: started before the
+ * backward pass and done with its gradients (the backward's all-reduces wait for it), it
+ * costs no round of its own. */
+static int agree_start(trainer *t, int32_t flags[2]) {
     if (!t->dist || t->size == 1) return 0;
     int64_t two = 2;
     sn_tensor *f = NULL;
     sn_status st = sn_tensor_wrap(t->ctx, flags, SN_DTYPE_I32, 1, &two, SN_BORROW, &f);
-    if (st == SN_OK) st = sn_dist_allreduce(t->dist, f, SN_DIST_SUM);
-    sn_tensor_free(f);
+    if (st == SN_OK) st = sn_dist_allreduce_async(t->dist, f, SN_DIST_SUM);
+    sn_tensor_free(f);   /* (the wrapper; flags stay until agree_wait) */
     return st == SN_OK ? 0 : tool_fail(TOOL, t->ctx, "agreeing on the step");
+}
+
+static int agree_wait(trainer *t) {
+    if (!t->dist || t->size == 1) return 0;
+    return sn_dist_wait(t->dist) == SN_OK ? 0 : tool_fail(TOOL, t->ctx, "agreeing on the step");
 }
 
 static int train(trainer *t) {
@@ -727,7 +735,15 @@ static int train(trainer *t) {
                     (long long)step, isnan(loss) ? "NaN" : "infinite",
                     (double)read_scalar(t, t->clone_loss),
                     t->last_ckpt[0] ? "; the newest checkpoint is " : "", t->last_ckpt);
-        if (agree(t, flags)) {
+        /* The backward runs while the ranks agree; a step any rank stops at is not applied
+         * (its gradients are dropped: no rank steps with a non-finite loss). */
+        int bad = agree_start(t, flags);
+        if (!bad && sn_net_backward(t->net, t->total_loss) != SN_OK) {
+            bad = tool_fail(TOOL, t->ctx, "training step");
+            if (t->dist) sn_dist_wait(t->dist);   /* flags are written until then */
+        }
+        if (!bad) bad = agree_wait(t);
+        if (bad) {
             stop = STOP_ERROR;
             break;
         }
@@ -742,8 +758,7 @@ static int train(trainer *t) {
             stop = STOP_SIGNAL;
             break;
         }
-        if (sn_net_backward(t->net, t->total_loss) != SN_OK ||
-            sn_optim_step(t->opt, lr) != SN_OK ||
+        if (sn_optim_step(t->opt, lr) != SN_OK ||
             (t->ema && sn_ema_update(t->ema, sn_optim_global_step(t->opt)) != SN_OK)) {
             tool_fail(TOOL, t->ctx, "training step");
             stop = STOP_ERROR;

@@ -587,7 +587,7 @@ static sn_status launch_buckets(sn_net *net, int slot, int *next) {
         const sn__bucket *b = &net->buckets[*next];
         float *p = (float *)((char *)net->grads + b->lo);
         size_t n = (b->hi - b->lo) / sizeof(float);
-        st = net->dev.backend == SN__BACKEND_CPU ? sn__dist_mean_f32_async(net->dist, p, n)
+        st = net->dev.backend == SN__BACKEND_CPU ? sn__dist_sum_f32_async(net->dist, p, n)
                                                  : sn__dist_dev_mean_async(net->dist, &net->dev,
                                                                            p, n);
     }
@@ -847,7 +847,11 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
     for (int j = loss; j >= 0; j--)
         if (anc[j])
             for (int k = 0; k < g->nodes[j].n_in; k++) anc[g->nodes[j].in[k]] = true;
-    const float one = 1.0f;
+    /* The loss's gradient seeds the backward.  Where the CPU's buckets are summed over a
+     * group of N, the seed is 1/N, so that the sums are the means (no pass over the block
+     * to divide it; for N a power of two, the same bits). */
+    const float one = net->buckets && net->dev.backend == SN__BACKEND_CPU
+                          ? 1.0f / (float)sn_dist_size(net->dist) : 1.0f;
     sn_status st = SN_OK;
     if (net->mem.grads) st = SN__CALL(net, zero, net->grads, net->mem.grads);
     /* Gradients nobody writes (terminal nodes) start at zero, or at one for the loss. */

@@ -1671,6 +1671,13 @@ typedef enum sn_dist_op { SN_DIST_SUM = 0, SN_DIST_MEAN = 1 } sn_dist_op;
  * timeout_secs), SN_ERR_INVALID_ARG, SN_ERR_NOMEM.  After a failure the group is broken:
  * every later collective fails at once with the same message. */
 SN_API sn_status sn_dist_allreduce(sn_dist *d, sn_tensor *t, sn_dist_op op);
+/* sn_dist_allreduce in the group's background thread: queued behind the collectives
+ * already queued (a net's gradient buckets too) and returns at once; t must stay untouched
+ * until sn_dist_wait has returned.  A collective that runs in the calling thread waits for
+ * the queued ones first. */
+SN_API sn_status sn_dist_allreduce_async(sn_dist *d, sn_tensor *t, sn_dist_op op);
+/* Returns when every queued collective is done: SN_OK, or the first one's failure. */
+SN_API sn_status sn_dist_wait(sn_dist *d);
 /* t becomes root's t on every rank (any dtype). */
 SN_API sn_status sn_dist_broadcast(sn_dist *d, sn_tensor *t, int root);
 /* Returns when every rank has called it. */

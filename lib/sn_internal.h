@@ -56,9 +56,10 @@ const char *sn__dims_str(int rank, const int64_t *dims, char *buf, size_t len);
  * host memory p; rank 0's n bytes at p on every rank. */
 sn_status sn__dist_mean_f32(sn_dist *d, float *p, size_t n);
 sn_status sn__dist_broadcast_bytes(sn_dist *d, void *p, size_t n);
-/* sn__dist_mean_f32 in the group's background thread, in the order given: p must stay
- * untouched until sn__dist_wait has returned, which reports the first failure. */
-sn_status sn__dist_mean_f32_async(sn_dist *d, float *p, size_t n);
+/* The sum (not the mean: the net seeds its backward with 1/N) of n floats at p, in the
+ * group's background thread, in the order given: p must stay untouched until sn__dist_wait
+ * has returned, which reports the first failure. */
+sn_status sn__dist_sum_f32_async(sn_dist *d, float *p, size_t n);
 sn_status sn__dist_wait(sn_dist *d);
 /* An NCCL group (SN_DIST_NCCL): device buffers of dev's GPU.  _mean_async queues the mean
  * of n floats at device pointer p on the communication stream after dev's stream's work so

@@ -35,18 +35,19 @@ struct sn_dist {
     int64_t dev_seq;               /* the collective of the device buckets queued (0: none) */
     int dev_buckets;
     double dev_mb, dev_t0;
-    int64_t seq;                   /* collectives so far */
+    int64_t seq;                   /* collectives so far (numbered by the calling thread, as
+                                    * they are issued or queued) */
     double waited;                 /* seconds the calling thread spent in collectives, or
                                     * waiting for the background ones */
     char roster[8192];             /* sn_dist_params.roster */
     char name[256];                /* this rank in messages */
-    /* The background all-reduces of a net's gradient buckets (sn__dist_mean_f32_async): a
+    /* The background all-reduces (a net's gradient buckets, sn_dist_allreduce_async): a
      * thread of the group runs them in the order given, which is the same on every rank. */
     pthread_t thread;
     bool thread_up, stop;
     pthread_mutex_t mu;
     pthread_cond_t work, done;
-    struct { float *p; size_t n; } queue[256];
+    struct { void *p; size_t n; int type; bool mean; int64_t seq; } queue[256];
     unsigned head, tail;           /* jobs [head, tail) are waiting or running */
     sn_status async_st;            /* the first failure of a background all-reduce */
     sn_status broken;              /* after a failure: every collective fails with it */
@@ -298,11 +299,10 @@ void sn_dist_free(sn_dist *d) {
 enum { ALLREDUCE, BROADCAST, BARRIER };
 
 /* One collective; on a failure the group is broken (d->why says why).  Either thread. */
-static sn_status run_collective(sn_dist *d, int kind, void *buf, size_t n, int type, int root,
-                                double *took_out) {
+static sn_status run_collective(sn_dist *d, int kind, int64_t seq, void *buf, size_t n,
+                                int type, int root, double *took_out) {
     if (d->broken) return d->broken;
     if (d->size == 1) return SN_OK;
-    int64_t seq = ++d->seq;
     /* reports are best effort: a chief that is gone shows up in the collective itself */
     sn__store_progress(d->store, seq, 0);
     double t0 = now_s();
@@ -322,9 +322,10 @@ static sn_status run_collective(sn_dist *d, int kind, void *buf, size_t n, int t
     ask_store(d, seq, who, sizeof who);
     static const char *names[] = {"all-reduce", "broadcast", "barrier"};
     char size[48] = "";
+    double bytes = (double)n * (kind == ALLREDUCE ? (type == SN__GLOO_I64 ? 8.0 : 4.0) : 1.0);
     if (kind != BARRIER)
-        snprintf(size, sizeof size, " of %.3g MB", (double)n * (kind == ALLREDUCE ?
-                 (type == SN__GLOO_I64 ? 8.0 : 4.0) : 1.0) / 1e6);
+        snprintf(size, sizeof size, bytes < 1e5 ? " of %.0f bytes" : " of %.3g MB",
+                 bytes < 1e5 ? bytes : bytes / 1e6);
     bool timed_out = took * 1000.0 >= 0.9 * d->timeout_ms || strstr(err, "imed out");
     return broken(d, timed_out ? SN_ERR_TIMEOUT : SN_ERR_IO, "%s: %s #%lld%s %s after "
                   "%.1f s: %s (Gloo: %.300s)", d->name, names[kind], (long long)seq, size,
@@ -333,23 +334,30 @@ static sn_status run_collective(sn_dist *d, int kind, void *buf, size_t n, int t
 
 /* A collective of the calling (training) thread: its time counts as waiting. */
 static sn_status collective(sn_dist *d, int kind, void *buf, size_t n, int type, int root) {
+    if (d->thread_up) SN_TRY(sn__dist_wait(d));   /* the queued ones go first */
     double took = 0;
-    sn_status st = run_collective(d, kind, buf, n, type, root, &took);
+    sn_status st = run_collective(d, kind, ++d->seq, buf, n, type, root, &took);
     d->waited += took;
     return st == SN_OK ? SN_OK : sn__fail(d->ctx, st, "%s", d->why);
 }
 
-sn_status sn_dist_allreduce(sn_dist *d, sn_tensor *t, sn_dist_op op) {
-    if (!d || !t) return SN_ERR_INVALID_ARG;
+/* The engine's type of t for an all-reduce op, or SN_ERR_INVALID_ARG. */
+static sn_status allreduce_type(sn_dist *d, const sn_tensor *t, sn_dist_op op, int *type) {
     sn_dtype dt = sn_tensor_dtype(t);
     if ((dt != SN_DTYPE_F32 && dt != SN_DTYPE_I32 && dt != SN_DTYPE_I64) ||
         (op == SN_DIST_MEAN && dt != SN_DTYPE_F32) || (op != SN_DIST_SUM && op != SN_DIST_MEAN))
         return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "all-reduce: %s of a %s tensor is not "
                         "supported (sum of float32, int32, int64; mean of float32)",
                         op == SN_DIST_MEAN ? "mean" : "sum", sn_dtype_name(dt));
+    *type = dt == SN_DTYPE_F32 ? SN__GLOO_F32 : dt == SN_DTYPE_I32 ? SN__GLOO_I32 : SN__GLOO_I64;
+    return SN_OK;
+}
+
+sn_status sn_dist_allreduce(sn_dist *d, sn_tensor *t, sn_dist_op op) {
+    if (!d || !t) return SN_ERR_INVALID_ARG;
+    int type = SN__GLOO_F32;
+    SN_TRY(allreduce_type(d, t, op, &type));
     size_t n = (size_t)sn_tensor_numel(t);
-    int type = dt == SN_DTYPE_F32 ? SN__GLOO_F32 : dt == SN_DTYPE_I32 ? SN__GLOO_I32
-                                                                       : SN__GLOO_I64;
     SN_TRY(collective(d, ALLREDUCE, sn_tensor_data(t), n, type, 0));
     if (op == SN_DIST_MEAN && d->size > 1) {
         float *x = sn_tensor_data(t), k = (float)d->size;
@@ -395,14 +403,17 @@ static void *background(void *arg) {
     for (;;) {
         while (d->head == d->tail && !d->stop) pthread_cond_wait(&d->work, &d->mu);
         if (d->head == d->tail) break;   /* stopping, nothing left */
-        float *p = d->queue[d->head % QUEUE].p;
+        void *p = d->queue[d->head % QUEUE].p;
         size_t n = d->queue[d->head % QUEUE].n;
+        int type = d->queue[d->head % QUEUE].type;
+        bool mean = d->queue[d->head % QUEUE].mean;
+        int64_t seq = d->queue[d->head % QUEUE].seq;
         pthread_mutex_unlock(&d->mu);
         double took = 0;
-        sn_status st = run_collective(d, ALLREDUCE, p, n, SN__GLOO_F32, 0, &took);
-        if (st == SN_OK) {
-            float k = (float)d->size;
-            for (size_t i = 0; i < n; i++) p[i] /= k;
+        sn_status st = run_collective(d, ALLREDUCE, seq, p, n, type, 0, &took);
+        if (st == SN_OK && mean) {
+            float *x = p, k = (float)d->size;
+            for (size_t i = 0; i < n; i++) x[i] /= k;
         }
         pthread_mutex_lock(&d->mu);
         if (st != SN_OK && d->async_st == SN_OK) d->async_st = st;
@@ -413,8 +424,10 @@ static void *background(void *arg) {
     return NULL;
 }
 
-sn_status sn__dist_mean_f32_async(sn_dist *d, float *p, size_t n) {
+/* Queues the all-reduce of n elements of type at p for the background thread. */
+static sn_status enqueue(sn_dist *d, void *p, size_t n, int type, bool mean) {
     if (d->size == 1) return SN_OK;
+    if (d->broken) return sn__fail(d->ctx, d->broken, "%s", d->why);
     if (!d->thread_up) {
         pthread_mutex_init(&d->mu, NULL);
         pthread_cond_init(&d->work, NULL);
@@ -433,11 +446,30 @@ sn_status sn__dist_mean_f32_async(sn_dist *d, float *p, size_t n) {
     while (d->tail - d->head >= QUEUE) pthread_cond_wait(&d->done, &d->mu);
     d->queue[d->tail % QUEUE].p = p;
     d->queue[d->tail % QUEUE].n = n;
+    d->queue[d->tail % QUEUE].type = type;
+    d->queue[d->tail % QUEUE].mean = mean;
+    d->queue[d->tail % QUEUE].seq = ++d->seq;
     d->tail++;
     pthread_cond_signal(&d->work);
     pthread_mutex_unlock(&d->mu);
     d->waited += now_s() - t0;
     return SN_OK;
+}
+
+sn_status sn__dist_sum_f32_async(sn_dist *d, float *p, size_t n) {
+    return enqueue(d, p, n, SN__GLOO_F32, false);
+}
+
+sn_status sn_dist_allreduce_async(sn_dist *d, sn_tensor *t, sn_dist_op op) {
+    if (!d || !t) return SN_ERR_INVALID_ARG;
+    int type = SN__GLOO_F32;
+    SN_TRY(allreduce_type(d, t, op, &type));
+    return enqueue(d, sn_tensor_data(t), (size_t)sn_tensor_numel(t), type, op == SN_DIST_MEAN);
+}
+
+sn_status sn_dist_wait(sn_dist *d) {
+    if (!d) return SN_ERR_INVALID_ARG;
+    return sn__dist_wait(d);
 }
 
 sn_status sn__dist_wait(sn_dist *d) {
