@@ -89,6 +89,12 @@ START_TEST(test_env) {
     ck_assert_int_eq(e.params.rank, 0);
     ck_assert_str_eq(e.params.master_addr, "::1");
     ck_assert_int_eq(e.params.master_port, 5000);
+    /* an empty chief list is no chief (fuzzing: its first entry was read) */
+    setenv("TF_CONFIG", "{\"cluster\": {\"chief\": [], \"worker\": [\"w:7\"]}, "
+                        "\"task\": {\"type\": \"worker\", \"index\": 0}}", 1);
+    ck_assert_int_eq(sn_dist_env_read(ctx, &e), SN_OK);
+    ck_assert(e.params.rank == 0 && e.params.size == 1);
+    ck_assert_str_eq(e.params.master_addr, "w");
     static const struct { const char *json, *needle; } bad[] = {
         {"not json", "not a JSON object"},
         {"{\"cluster\": {}}", "needs \"cluster\""},
@@ -96,6 +102,9 @@ START_TEST(test_env) {
         {"{\"cluster\": {\"worker\": [\"a\"]}, \"task\": {\"type\": \"worker\"}}", "host:port"},
         {"{\"cluster\": {\"worker\": [\"a:1\"]}, \"task\": {\"type\": \"worker\", \"index\": 3}}",
          "task worker 3 is not in the cluster"},
+        /* beyond long's range (fuzzing: the cast was undefined) */
+        {"{\"cluster\": {\"worker\": [\"a:1\"]}, \"task\": {\"type\": \"worker\", \"index\": "
+         "1e300}}", "task worker 1e+300 is not in the cluster"},
         {"{\"cluster\": {\"chief\": [\"a:1\"], \"master\": [\"b:1\"]}, \"task\": {\"type\": "
          "\"chief\"}}", "both"},
         {"{\"cluster\": {\"worker\": [\"a:1\"]}, \"task\": {\"type\": \"boss\"}}", "type must"},

@@ -759,6 +759,17 @@ START_TEST(distributed_equals_one) {
     snprintf(a, sizeof a, "%s/model.ckpt-12", one);
     snprintf(b, sizeof b, "%s/model.ckpt-12", two);
     assert_close_ckpt(a, b, 1e-4);
+
+    /* the group's checkpoint resumed by one process of batch 8: the same global batches
+     * from the same input position, so still the single run's weights */
+    const char *single18[] = {TRAIN_FLAGS(one, "18"), "--threads=1", NULL};
+    const char *resume18[] = {TRAIN_FLAGS(two, "18"), "--threads=1", NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", single18) == 0, "%s", out);
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", resume18) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "resuming from"), "%s", out);
+    snprintf(a, sizeof a, "%s/model.ckpt-18", one);
+    snprintf(b, sizeof b, "%s/model.ckpt-18", two);
+    assert_close_ckpt(a, b, 1e-4);
 }
 END_TEST
 
