@@ -13,20 +13,10 @@ cd "$(dirname "$0")/.."
 REPEATS=${REPEATS:-2}
 LOG=${LOG:-build/bench_dist}
 BIN=build/bin
-FMNIST=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 MODELS=("$@")
 [ ${#MODELS[@]} -gt 0 ] || MODELS=(lenet cifarnet resnet_v1_50 lenet:64)
-mkdir -p "$LOG"
-for t in slimnet-demo slimnet-convert slimnet-train; do
-    [ -x "$BIN/$t" ] || { echo "bench_dist: $BIN/$t missing (make)" >&2; exit 2; }
-done
-if [ ! -f "$LOG/data/info.json" ]; then
-    rm -rf "$LOG/pics" "$LOG/data"
-    "$BIN/slimnet-demo" --data_dir="$FMNIST" --fer_tree="$LOG/pics" --samples="$LOG/samples" \
-        > "$LOG/demo.log" 2>&1 &&
-    "$BIN/slimnet-convert" --dataset_name=fer --pic_path="$LOG/pics" --dataset_dir="$LOG/data" \
-        > "$LOG/convert.log" 2>&1 || { echo "bench_dist: making the data failed" >&2; exit 1; }
-fi
+. benchmarks/demo_data.sh
+demo_data bench_dist "$LOG"
 
 # model[:batch] -> model, batch, steps, progress interval, extra flags (a larger batch
 # takes proportionally fewer steps)

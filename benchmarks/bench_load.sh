@@ -17,18 +17,8 @@ STEPS=${STEPS:-1500}
 REPEATS=${REPEATS:-2}
 LOG=${LOG:-build/bench_load}
 BIN=build/bin
-FMNIST=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
-mkdir -p "$LOG"
-for t in slimnet-demo slimnet-convert slimnet-train; do
-    [ -x "$BIN/$t" ] || { echo "bench_load: $BIN/$t missing (make)" >&2; exit 2; }
-done
-if [ ! -f "$LOG/data/info.json" ]; then
-    rm -rf "$LOG/pics" "$LOG/data"
-    "$BIN/slimnet-demo" --data_dir="$FMNIST" --fer_tree="$LOG/pics" --samples="$LOG/samples" \
-        > "$LOG/demo.log" 2>&1 &&
-    "$BIN/slimnet-convert" --dataset_name=fer --pic_path="$LOG/pics" --dataset_dir="$LOG/data" \
-        > "$LOG/convert.log" 2>&1 || { echo "bench_load: making the data failed" >&2; exit 1; }
-fi
+. benchmarks/demo_data.sh
+demo_data bench_load "$LOG"
 
 hog_pid=
 hog_start() { sh -c 'while :; do :; done' & hog_pid=$!; sleep 0.5; }

@@ -643,10 +643,9 @@ static int free_ports(void) {
     }
 }
 
-/* A slimnet-train process with TF_CONFIG set, its output (stdout and stderr) on *fd. */
-static pid_t spawn_train(const char *tf_config, const char *const *args, int *fd) {
-    char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/slimnet-train", g_bin);
+/* A process of argv (argv[0] the program's path) with env's changes ("NAME=value" sets,
+ * "NAME" unsets), its output (stdout and stderr) on *fd. */
+static pid_t spawn(const char *const *argv, const char *const *env, int *fd) {
     int p[2];
     ck_assert_int_eq(pipe(p), 0);
     pid_t pid = fork();
@@ -656,18 +655,30 @@ static pid_t spawn_train(const char *tf_config, const char *const *args, int *fd
         dup2(p[1], 2);
         close(p[0]);
         close(p[1]);
-        if (tf_config) setenv("TF_CONFIG", tf_config, 1);
-        const char *argv[64];
-        int n = 0;
-        argv[n++] = path;
-        for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(path, (char *const *)argv);
+        for (; env && *env; env++) {
+            const char *eq = strchr(*env, '=');
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - *env) : 63, *env);
+            if (eq) setenv(name, eq + 1, 1);
+            else unsetenv(name);
+        }
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     close(p[1]);
     *fd = p[0];
     return pid;
+}
+
+/* A slimnet-train process with TF_CONFIG set, its output (stdout and stderr) on *fd. */
+static pid_t spawn_train(const char *tf_config, const char *const *args, int *fd) {
+    char path[PATH_MAX + 64], tf[1024];
+    snprintf(path, sizeof path, "%s/slimnet-train", g_bin);
+    snprintf(tf, sizeof tf, "TF_CONFIG=%s", tf_config ? tf_config : "");
+    const char *argv[64] = {path};
+    for (int n = 1; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
+    const char *env[] = {tf_config ? tf : NULL, NULL};
+    return spawn(argv, env, fd);
 }
 
 /* Reads fd to its end into out; the exit status of pid (128 + signal). */
@@ -900,22 +911,12 @@ START_TEST(distributed_mpirun) {
     argv[n++] = train;
     for (int i = 0; flags[i] && n < 79; i++) argv[n++] = flags[i];
     argv[n] = NULL;
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        unsetenv("TF_CONFIG");
-        setenv("MASTER_PORT", port, 1);
-        execv(mpirun, (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
-    int rc = finish(pid, p[0], out, sizeof out);
+    char master_port[32];
+    snprintf(master_port, sizeof master_port, "MASTER_PORT=%s", port);
+    const char *env[] = {"TF_CONFIG", master_port, NULL};
+    int fd;
+    pid_t pid = spawn(argv, env, &fd);
+    int rc = finish(pid, fd, out, sizeof out);
     ck_assert_msg(rc == 0, "%s: %d\n%s", mpirun, rc, out);
     ck_assert_msg(strstr(out, "rank 0 of 2") && strstr(out, "rank 1 of 2") &&
                   strstr(out, "batch 8;"), "%s", out);

@@ -68,6 +68,20 @@ void copy_error(const char* what, char* err, size_t cap) {
   if (err && cap) std::snprintf(err, cap, "%s", what);
 }
 
+// Runs f, Gloo's exceptions caught: 0, or -1 with the message in err.
+template <typename F>
+int guard(char* err, size_t cap, F f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    copy_error(e.what(), err, cap);
+  } catch (...) {
+    copy_error("unknown exception from Gloo", err, cap);
+  }
+  return -1;
+}
+
 }  // namespace
 
 struct sn__gloo {
@@ -79,7 +93,7 @@ struct sn__gloo {
 extern "C" int sn__gloo_new(sn__store* store, int rank, int size, const char* host,
                             int timeout_ms, sn__gloo** out, char* err, size_t cap) {
   *out = nullptr;
-  try {
+  return guard(err, cap, [&] {
     auto g = std::unique_ptr<sn__gloo>(new sn__gloo);
     g->timeout = std::chrono::milliseconds(timeout_ms);
     g->store.reset(new Store(store, timeout_ms));
@@ -91,81 +105,58 @@ extern "C" int sn__gloo_new(sn__store* store, int rank, int size, const char* ho
     g->context->setTimeout(g->timeout);
     g->context->connectFullMesh(prefixed, device);
     *out = g.release();
-    return 0;
-  } catch (const std::exception& e) {
-    copy_error(e.what(), err, cap);
-  } catch (...) {
-    copy_error("unknown exception from Gloo", err, cap);
-  }
-  return -1;
+  });
 }
 
 extern "C" void sn__gloo_free(sn__gloo* g) {
   delete g;
 }
 
+namespace {
+using Reduce = void (*)(void*, const void*, const void*, size_t);
+}
+
 extern "C" int sn__gloo_allreduce_sum(sn__gloo* g, void* buf, size_t n, int type, uint32_t tag,
                                       char* err, size_t cap) {
-  try {
+  return guard(err, cap, [&] {
     gloo::AllreduceOptions opts(g->context);
     opts.setTag(tag);
     opts.setTimeout(g->timeout);
     switch (type) {
       case SN__GLOO_F32:
         opts.setOutput(static_cast<float*>(buf), n);
-        opts.setReduceFunction(
-            static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
+        opts.setReduceFunction(static_cast<Reduce>(&gloo::sum<float>));
         break;
       case SN__GLOO_I32:
         opts.setOutput(static_cast<int32_t*>(buf), n);
-        opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(
-            &gloo::sum<int32_t>));
+        opts.setReduceFunction(static_cast<Reduce>(&gloo::sum<int32_t>));
         break;
       default:
         opts.setOutput(static_cast<int64_t*>(buf), n);
-        opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(
-            &gloo::sum<int64_t>));
+        opts.setReduceFunction(static_cast<Reduce>(&gloo::sum<int64_t>));
         break;
     }
     gloo::allreduce(opts);
-    return 0;
-  } catch (const std::exception& e) {
-    copy_error(e.what(), err, cap);
-  } catch (...) {
-    copy_error("unknown exception from Gloo", err, cap);
-  }
-  return -1;
+  });
 }
 
 extern "C" int sn__gloo_broadcast(sn__gloo* g, void* buf, size_t bytes, int root, uint32_t tag,
                                   char* err, size_t cap) {
-  try {
+  return guard(err, cap, [&] {
     gloo::BroadcastOptions opts(g->context);
     opts.setTag(tag);
     opts.setTimeout(g->timeout);
     opts.setRoot(root);
     opts.setOutput(static_cast<uint8_t*>(buf), bytes);
     gloo::broadcast(opts);
-    return 0;
-  } catch (const std::exception& e) {
-    copy_error(e.what(), err, cap);
-  } catch (...) {
-    copy_error("unknown exception from Gloo", err, cap);
-  }
-  return -1;
+  });
 }
 
 extern "C" int sn__gloo_barrier(sn__gloo* g, uint32_t tag, char* err, size_t cap) {
-  try {
+  return guard(err, cap, [&] {
     gloo::BarrierOptions opts(g->context);
     opts.setTag(tag);
     opts.setTimeout(g->timeout);
     gloo::barrier(opts);
-    return 0;
-  } catch (const std::exception& e) {
-    copy_error(e.what(), err, cap);
-  } catch (...) {
-    copy_error("unknown exception from Gloo", err, cap);
-  }
-  return -1;
+  });
 }
