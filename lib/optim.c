@@ -671,3 +671,13 @@ sn_status sn_ema_get_slot(sn_ema *ema, const char *name, sn_tensor **out) {
 sn_status sn_ema_set_slot(sn_ema *ema, const char *name, const sn_tensor *t) {
     return table_set(&ema->t, name, "moving average set_slot", t);
 }
+
+/* For the parameter servers (ps.c): optimizer variable i's device memory, its length, and
+ * the node of the variable it belongs to (-1: a non-slot variable). */
+sn_status sn__optim_slot_mem(sn_optim *opt, int i, float **p, size_t *numel, int *node) {
+    if (!opt || i < 0 || i >= opt->t.n) return SN_ERR_INVALID_ARG;
+    *p = opt->t.s[i].p;
+    *numel = opt->t.s[i].numel;
+    *node = opt->t.s[i].node;
+    return SN_OK;
+}

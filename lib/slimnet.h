@@ -1633,6 +1633,11 @@ typedef struct sn_dist_env {
     int local_size;            /* the group's processes on this machine, as the launcher
                                   says (LOCAL_WORLD_SIZE, ..._LOCAL_SIZE); 0: not known */
     sn_dist_params params;     /* rank -1 for a task outside the group (ps, evaluator) */
+    sn_dist_params cluster;    /* TF_CONFIG with ps tasks: every task but an evaluator in
+                                  one group, the asynchronous mode's (sn_ps_*): ps i is rank
+                                  i, then the chief and the workers as in params; ps 0's
+                                  address serves the rendezvous.  size 0 without ps tasks;
+                                  rank -1 for an evaluator */
 } sn_dist_env;
 /* Reads TF_CONFIG, else torchrun's, Open MPI's, MPICH's or Slurm's variables (lib/dist/env.c
  * says which and how); found = 0 and a one-process group when there are none.
@@ -1701,6 +1706,93 @@ SN_API sn_status sn_dist_barrier(sn_dist *d);
  * CPU net in an NCCL group or a GPU net on another device than the group's; afterwards
  * sn_net_backward returns sn_dist_allreduce's errors (SN_ERR_CUDA: NCCL failed). */
 SN_API sn_status sn_net_set_dist(sn_net *net, sn_dist *d);
+
+/* ---- asynchronous training on parameter servers (lib/dist/ps.c) ----------------------------
+ *
+ * TF1's between-graph replication with ps tasks, as a TF_CONFIG cluster with "ps" tasks runs
+ * train_image_classifier without --sync_replicas: the ps tasks hold the variables and their
+ * optimizer slots and apply the updates; every worker, at its own pace, pulls the current
+ * variables, runs forward and backward on its own batch, and pushes its gradients (and its
+ * batch-norm batch statistics) to the ps tasks, which apply them with TF1's update rule (the
+ * optimizer's own kernels, sn_optim_step) in the order they arrive.  No worker waits for
+ * another: a worker that dies costs only its own pushes.
+ *
+ * The group (sn_dist) holds every task: the ps tasks are its ranks 0 .. num_ps-1 (ps 0 serves
+ * the rendezvous: sn_dist_env.cluster), the chief (or master) and the workers the rest.  The
+ * messages are Gloo's point-to-point sends over the group's mesh.  Placement is TF's
+ * replica_device_setter's round robin over variables in creation order: global_step on ps 0,
+ * then the graph's variable i (sn_graph_var order, batch-norm statistics included) on ps
+ * (i + 1) % num_ps; a variable's optimizer slots live with it; Adam's beta powers on every
+ * ps that holds a trained variable (each applies every push, so they agree).  A batch norm's
+ * moving statistics are updated on their ps as TF's UPDATE_OPS do there: moving -=
+ * (moving - batch value) * (1 - decay), with the worker's batch statistics.
+ *
+ * One worker alone against the ps tasks trains exactly as local training does, step for step
+ * (its push is applied before its next pull is answered). */
+
+typedef struct sn_ps_params {
+    int num_ps;                /* the group's ranks 0 .. num_ps-1 are the ps tasks */
+    /* sn_ps_serve: polled about every 0.2 s; non-zero ends serving (SIGTERM).  NULL: never. */
+    int (*should_stop)(void *arg);
+    /* sn_ps_serve: the server's events, a line each ("worker 1 (h:p) ended (its connection
+     * closed); serving the others"), called from the server's threads.  NULL: none. */
+    void (*log)(void *arg, const char *line);
+    void *arg;
+} sn_ps_params;
+SN_API sn_ps_params sn_ps_params_default(void);
+
+typedef struct sn_ps_stats {
+    int64_t global_step;       /* ps 0's, as of the newest reply (the client), or now */
+    int64_t pushes;            /* gradients pushed by this client / applied by this server */
+    int64_t pulls;             /* variable pulls answered (server) or made (client) */
+    double staleness_sum;      /* over the pushes ps 0 applied: global steps between the
+                                  pull a gradient was computed from and its application */
+    int64_t staleness_n;       /* how many pushes that sum covers (ps 0's count) */
+    double wait_secs;          /* client: seconds spent waiting for the ps tasks */
+    int done;                  /* the chief has ended the job (sn_ps_done) */
+    int variables;             /* server: the variables it holds */
+} sn_ps_stats;
+
+/* A ps task's work: waits for the chief's variables (sn_ps_init), then answers pulls and
+ * applies pushes until the job ends: every other task has left or ended, with the chief's
+ * sn_ps_done received (SN_OK), or p->should_stop (SN_OK).  The variables, slots and
+ * optimizer come from the chief: a ps task needs no model, dataset or flags of its own.
+ * Runs on d's context (a CPU context, as TF's ps tasks).  A worker that ends is logged and
+ * the others are served on.  SN_ERR_IO: every worker ended without the chief's sn_ps_done,
+ * or ps 0 (the rendezvous) ended; SN_ERR_TIMEOUT: the chief's variables did not come within
+ * the group's timeout; SN_ERR_FORMAT: a malformed message (named); SN_ERR_NOMEM. *stats
+ * (may be NULL) says what was served. */
+SN_API sn_status sn_ps_serve(sn_dist *d, const sn_ps_params *p, sn_ps_stats *stats);
+
+/* A worker's side: net's variables live on the ps tasks of d, opt's update rule and slots
+ * with them.  opt may be NULL only for a net that trains nothing.  The client borrows all
+ * three.  SN_ERR_INVALID_ARG (d has no ps task, or this rank is one; a bf16 net),
+ * SN_ERR_NOMEM. */
+typedef struct sn_ps_client sn_ps_client;
+SN_API sn_status sn_ps_client_new(sn_dist *d, int num_ps, sn_net *net, sn_optim *opt,
+                                  sn_ps_client **out);
+SN_API void sn_ps_client_free(sn_ps_client *c);
+/* The chief, once, before training: its variables, optimizer slots and global step (a fresh
+ * start, a warm start or a resumed checkpoint) become the ps tasks' state. */
+SN_API sn_status sn_ps_init(sn_ps_client *c);
+/* The ps tasks' current variables into net (waits for the chief's sn_ps_init); the global
+ * step they come from into sn_ps_client_stats().global_step. */
+SN_API sn_status sn_ps_pull(sn_ps_client *c);
+/* After sn_net_backward: the gradients of opt's variables and the batch statistics of the
+ * net's training batch norms go to their ps tasks, to be applied with learning rate lr;
+ * with pull, the variables after this push (and whatever else was applied before it) come
+ * back into net, as sn_ps_pull.  After the chief's sn_ps_done the ps tasks apply no more:
+ * stats.done says so. */
+SN_API sn_status sn_ps_push(sn_ps_client *c, float lr, int pull);
+/* The chief, for a checkpoint: every ps task's variables, optimizer slots and (ps 0's)
+ * global step into net and opt, each ps's state between two of its updates. */
+SN_API sn_status sn_ps_snapshot(sn_ps_client *c);
+/* The chief, at the end: the ps tasks stop applying and end once every task has left. */
+SN_API sn_status sn_ps_done(sn_ps_client *c);
+SN_API sn_ps_stats sn_ps_client_stats(const sn_ps_client *c);
+/* Errors of every call above: SN_ERR_IO naming the ps task that ended ("ps 1 (h:p)"),
+ * SN_ERR_TIMEOUT naming one that did not answer within the group's timeout, SN_ERR_FORMAT
+ * (a reply that does not fit this net), SN_ERR_CUDA.  After one the client is broken. */
 
 /* Gradient clipping: train_image_classifier has none.  optimize_clones sums the clones'
  * gradients and the script passes them to apply_gradients as they are; TF-slim's

@@ -52,6 +52,10 @@ bool sn__numel(int rank, const int64_t *dims, size_t *out);
 /* "[3,3,64,128]" into buf. */
 const char *sn__dims_str(int rank, const int64_t *dims, char *buf, size_t len);
 
+/* lib/optim.c, for the parameter servers: optimizer variable i's device memory, length and
+ * variable node (-1: beta1_power, beta2_power). */
+sn_status sn__optim_slot_mem(sn_optim *opt, int i, float **p, size_t *numel, int *node);
+
 /* lib/dist/dist.c, for the net's data parallelism: the mean over the group of n floats at
  * host memory p; rank 0's n bytes at p on every rank. */
 sn_status sn__dist_mean_f32(sn_dist *d, float *p, size_t n);

@@ -173,6 +173,7 @@ START_TEST(test_env) {
 typedef struct job {
     int size, port, timeout_ms;
     int use_tf_config;
+    int num_ps;          /* TF_CONFIG with ps tasks: ranks 0..num_ps-1 (sn_dist_env.cluster) */
 } job;
 
 typedef int (*rank_fn)(sn_ctx *ctx, sn_dist *d, int rank, char *msg, size_t cap);
@@ -213,21 +214,28 @@ static void run_ranks(const job *j, rank_fn fn, int skip, int victim, int *rc,
                 dp.size = j->size;
                 dp.master_port = j->port;
                 dp.timeout_secs = j->timeout_ms / 1000.0;
-                if (j->use_tf_config) {   /* the chief and workers of a TF_CONFIG */
-                    char tf[1024], list[512] = "";
-                    for (int w = 1; w < j->size; w++)
+                if (j->use_tf_config) {   /* the chief and workers (and ps) of a TF_CONFIG */
+                    char tf[1024], list[512] = "", pss[512] = "";
+                    int P = j->num_ps, w0 = j->port + P;   /* ps, chief, workers */
+                    for (int w = 1; w < j->size - P; w++)
                         snprintf(list + strlen(list), sizeof list - strlen(list),
-                                 "%s\"127.0.0.1:%d\"", w > 1 ? ", " : "", j->port + w);
+                                 "%s\"127.0.0.1:%d\"", w > 1 ? ", " : "", w0 + w);
+                    for (int k = 0; k < P; k++)
+                        snprintf(pss + strlen(pss), sizeof pss - strlen(pss),
+                                 "%s\"127.0.0.1:%d\"", k ? ", " : "", j->port + k);
+                    int t = r - P;
                     snprintf(tf, sizeof tf, "{\"cluster\": {\"chief\": [\"127.0.0.1:%d\"], "
-                             "\"worker\": [%s]}, \"task\": {\"type\": \"%s\", \"index\": %d}}",
-                             j->port, list, r ? "worker" : "chief", r ? r - 1 : 0);
+                             "\"worker\": [%s]%s%s%s}, \"task\": {\"type\": \"%s\", "
+                             "\"index\": %d}}", w0, list, P ? ", \"ps\": [" : "", pss,
+                             P ? "]" : "", t < 0 ? "ps" : t ? "worker" : "chief",
+                             t < 0 ? r : t ? t - 1 : 0);
                     setenv("TF_CONFIG", tf, 1);
                     sn_dist_env e;
                     if (sn_dist_env_read(ctx, &e) != SN_OK) {
                         snprintf(msg, sizeof msg, "env: %s", sn_ctx_errmsg(ctx));
                         code = 4;
                     }
-                    dp = e.params;
+                    dp = P ? e.cluster : e.params;
                     dp.timeout_secs = j->timeout_ms / 1000.0;
                 }
                 dp.backend = g_backend;
@@ -324,7 +332,7 @@ static int collectives(sn_ctx *ctx, sn_dist *d, int rank, char *msg, size_t cap)
 }
 
 START_TEST(test_collectives) {   /* _i: 0 two ranks by parameters, 1 three by TF_CONFIG */
-    job j = {_i ? 3 : 2, free_port(), 20000, _i};
+    job j = {_i ? 3 : 2, free_port(), 20000, _i, 0};
     int rc[8];
     char msgs[8][1024];
     double secs[8];
@@ -368,7 +376,7 @@ static int faulty(sn_ctx *ctx, sn_dist *d, int rank, char *msg, size_t cap) {
 
 START_TEST(test_faults) {   /* _i: g_fault - 1 */
     g_fault = _i + 1;
-    job j = {3, free_port(), g_fault == 2 ? 3000 : 20000, 1};
+    job j = {3, free_port(), g_fault == 2 ? 3000 : 20000, 1, 0};
     int rc[8];
     char msgs[8][1024];
     double secs[8];
@@ -402,7 +410,7 @@ static int idle(sn_ctx *ctx, sn_dist *d, int rank, char *msg, size_t cap) {
 }
 
 START_TEST(test_missing_rank) {
-    job j = {3, free_port(), 2000, 1};
+    job j = {3, free_port(), 2000, 1, 0};
     int rc[8];
     char msgs[8][1024];
     double secs[8];
@@ -538,7 +546,7 @@ static float *read_floats(const char *path, size_t *n) {
 static void dp_compare(int ranks, double tol) {
     snprintf(g_out, sizeof g_out, "/tmp/sn_dist_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(g_out));
-    job j = {ranks, free_port(), 60000, 1};
+    job j = {ranks, free_port(), 60000, 1, 0};
     int rc[8];
     char msgs[8][1024], ref_path[128], path[128];
     double secs[8];
@@ -592,6 +600,248 @@ static void dp_compare(int ranks, double tol) {
 START_TEST(test_data_parallel) {   /* _i: 0 lenet x2, 1 lenet x3, 2 cifarnet x2 */
     g_model = _i == 2 ? "cifarnet" : "lenet";
     dp_compare(_i == 1 ? 3 : 2, 1e-5);
+} END_TEST
+
+/* ---- asynchronous training on parameter servers (lib/dist/ps.c) ------------------------------ */
+
+enum { PS_B = 4 };
+static int g_num_ps, g_ps_steps, g_ps_fault;   /* fault 1: worker 1 ends; 2: ps 1 ends */
+
+/* The model with TF-slim's training loss, batch PS_B, and a momentum optimizer. */
+static int ps_setup(sn_ctx *ctx, dp_net *m, sn_optim **opt) {
+    if (dp_build(ctx, PS_B, m)) return 1;
+    sn_optim_params op = sn_optim_params_default(SN_OPTIM_MOMENTUM);
+    return sn_optim_new(m->net, &op, opt) != SN_OK;
+}
+
+/* steps training steps of batch PS_B (examples first..) with a momentum optimizer: through
+ * the ps tasks of d (rank num_ps is the chief: it initializes, snapshots and ends the job),
+ * or locally (d NULL).  Records each step's loss, then every variable and optimizer slot,
+ * into out.  The chief with two workers waits for the other's pushes before its snapshot. */
+static int ps_train(sn_ctx *ctx, sn_dist *d, int64_t first, int workers, const char *out,
+                    char *msg, size_t cap) {
+    dp_net m;
+    sn_optim *opt = NULL;
+    sn_ps_client *c = NULL;
+    sn_tensor *x = NULL, *y = NULL, *l = NULL;
+    int code = 0;
+    bool chief = !d || sn_dist_rank(d) == g_num_ps;
+    if (ps_setup(ctx, &m, &opt)) code = 40;
+    int64_t xd[4] = {PS_B, m.size, m.size, !strcmp(g_model, "lenet") ? 1 : 3}, yd[1] = {PS_B};
+    FILE *f = out ? fopen(out, "wb") : NULL;
+    if (!code && (sn_tensor_new(ctx, SN_DTYPE_F32, 4, xd, &x) ||
+                  sn_tensor_new(ctx, SN_DTYPE_I32, 1, yd, &y)))
+        code = 41;
+    if (!code && d && (sn_ps_client_new(d, g_num_ps, m.net, opt, &c) ||
+                       (chief && sn_ps_init(c)) || sn_ps_pull(c)))
+        code = 42;
+    for (int s = 0; !code && s < g_ps_steps; s++) {
+        if (g_ps_fault == 1 && !chief && s == 2) _exit(0);   /* a worker dies mid-training */
+        int64_t step = c ? sn_ps_client_stats(c).global_step : s;
+        dp_batch(&m, s, first, PS_B, x, y);
+        sn_net_set_step(m.net, step);
+        if (sn_net_set_input(m.net, m.images, x) || sn_net_set_input(m.net, m.labels, y) ||
+            sn_net_forward(m.net) || sn_net_get_output(m.net, m.loss, &l) ||
+            sn_net_backward(m.net, m.loss) ||
+            (c ? sn_ps_push(c, 0.02f, 1) : sn_optim_step(opt, 0.02f)))
+            code = 43;
+        if (!code && f) fwrite(sn_tensor_data(l), sizeof(float), 1, f);
+        sn_tensor_free(l);
+        l = NULL;
+        if (g_ps_fault) usleep(100 * 1000);
+    }
+    /* the chief: the others' pushes too, then the ps tasks' state */
+    int64_t all = g_ps_fault == 1 ? g_ps_steps + 2 : (int64_t)workers * g_ps_steps;
+    for (int i = 0; !code && c && chief && i < 600 && sn_ps_client_stats(c).global_step < all;
+         i++) {
+        usleep(50 * 1000);
+        if (sn_ps_pull(c)) code = 44;
+    }
+    if (!code && c && chief && sn_ps_snapshot(c)) code = 45;
+    if (!code && c && chief)
+        snprintf(msg, cap, "global step %lld, pushes %lld, mean staleness %.2f",
+                 (long long)sn_ps_client_stats(c).global_step,
+                 (long long)sn_ps_client_stats(c).pushes,
+                 sn_ps_client_stats(c).staleness_n
+                     ? sn_ps_client_stats(c).staleness_sum / sn_ps_client_stats(c).staleness_n
+                     : 0.0);
+    for (int v = 0; !code && f && v < sn_graph_num_vars(m.g); v++) {
+        sn_var_info vi;
+        sn_tensor *t = NULL;
+        if (sn_graph_var(m.g, v, &vi) || sn_net_get_var(m.net, vi.name, &t)) code = 46;
+        else fwrite(sn_tensor_data(t), sizeof(float), (size_t)sn_tensor_numel(t), f);
+        sn_tensor_free(t);
+    }
+    for (int i = 0; !code && f && i < sn_optim_num_slots(opt); i++) {
+        sn_slot_info si;
+        sn_tensor *t = NULL;
+        if (sn_optim_slot(opt, i, &si) || sn_optim_get_slot(opt, si.name, &t)) code = 47;
+        else fwrite(sn_tensor_data(t), sizeof(float), (size_t)sn_tensor_numel(t), f);
+        sn_tensor_free(t);
+    }
+    if (!code && c && chief && sn_ps_done(c)) code = 48;
+    if (code && !msg[0]) snprintf(msg, cap, "%s", sn_ctx_errmsg(ctx));
+    if (f) fclose(f);
+    sn_ps_client_free(c);
+    sn_tensor_free(x);
+    sn_tensor_free(y);
+    sn_optim_free(opt);
+    sn_net_free(m.net);
+    sn_graph_free(m.g);
+    return code;
+}
+
+/* A ps task's callbacks: its log goes into its message; it stops at `until` (0: never). */
+typedef struct ps_task {
+    char *msg;
+    double until;
+} ps_task;
+
+static int ps_should_stop(void *arg) {
+    const ps_task *t = arg;
+    return t->until > 0 && now_s() > t->until;
+}
+
+static void ps_log(void *arg, const char *line) {
+    ps_task *t = arg;
+    size_t n = strlen(t->msg);
+    if (n < 900) snprintf(t->msg + n, 1024 - n, "%s%.200s", n ? " | " : "", line);
+}
+
+/* ps tasks serve; the chief and the workers train.  A ps's message: its log and stats. */
+static int ps_rank(sn_ctx *ctx, sn_dist *d, int rank, char *msg, size_t cap) {
+    if (rank >= g_num_ps) {
+        char out[128];
+        snprintf(out, sizeof out, "%s/rank%d.bin", g_out, rank);
+        int workers = sn_dist_size(d) - g_num_ps;
+        int code = ps_train(ctx, d, (int64_t)(rank - g_num_ps) * PS_B, workers,
+                            rank == g_num_ps ? out : NULL, msg, cap);
+        return g_ps_fault == 2 && code == 43 ? 60 : code;   /* 60: the ps's end, named */
+    }
+    ps_task t = {msg, g_ps_fault == 2 && rank == 1 ? now_s() + 1.5 : 0};
+    sn_ps_params p = sn_ps_params_default();
+    p.num_ps = g_num_ps;
+    p.should_stop = ps_should_stop;
+    p.log = ps_log;
+    p.arg = &t;
+    sn_ps_stats st;
+    sn_status r = sn_ps_serve(d, &p, &st);
+    if (t.until > 0) _exit(0);   /* ends without leaving: its connections close */
+    size_t n = strlen(msg);
+    snprintf(msg + n, cap - n, " | status %d: %.200s | applied %lld, variables %d", (int)r,
+             r ? sn_ctx_errmsg(ctx) : "", (long long)st.pushes, st.variables);
+    return r == SN_OK ? 0 : 50;
+}
+
+/* One worker against 1 or 2 ps tasks trains as local training does, bit for bit: losses,
+ * variables (batch-norm moving statistics included: mobilenet_v1) and momentum slots. */
+START_TEST(test_ps_equal) {   /* _i: 0 one ps, 1 two */
+    g_model = "mobilenet_v1";
+    g_num_ps = _i + 1;
+    g_ps_steps = 3;
+    g_ps_fault = 0;
+    snprintf(g_out, sizeof g_out, "/tmp/sn_ps_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_out));
+    job j = {g_num_ps + 1, free_port(), 60000, 1, g_num_ps};
+    int rc[8];
+    char msgs[8][1024], ref_path[128], path[128];
+    double secs[8];
+    run_ranks(&j, ps_rank, -1, -1, rc, msgs, secs);
+    for (int r = 0; r < j.size; r++)
+        ck_assert_msg(rc[r] == 0, "rank %d: exit %d: %s", r, rc[r], msgs[r]);
+    sn_ctx_params cp = sn_ctx_params_default();
+    cp.threads = 1;
+    cp.deterministic = 1;
+    sn_ctx *ctx = NULL;
+    ck_assert_int_eq(sn_ctx_new(&cp, &ctx), SN_OK);
+    snprintf(ref_path, sizeof ref_path, "%s/local.bin", g_out);
+    char m[1024] = "";
+    ck_assert_int_eq(ps_train(ctx, NULL, 0, 1, ref_path, m, sizeof m), 0);
+    size_t n, n1;
+    float *ref = read_floats(ref_path, &n);
+    snprintf(path, sizeof path, "%s/rank%d.bin", g_out, g_num_ps);
+    float *got = read_floats(path, &n1);
+    ck_assert_uint_eq(n, n1);
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++) diff += memcmp(&ref[i], &got[i], sizeof(float)) != 0;
+    printf("[dist] mobilenet_v1, one worker on %d ps: %s; losses %.4f..%.4f; %zu of %zu "
+           "floats differ from local training\n", g_num_ps, msgs[g_num_ps], ref[0],
+           ref[g_ps_steps - 1], diff, n);
+    for (int r = 0; r < g_num_ps; r++) printf("[dist]   ps %d: %s\n", r, msgs[r]);
+    ck_assert_uint_eq(diff, 0);
+    ck_assert(ref[g_ps_steps - 1] != ref[0]);
+    ck_assert_msg(strstr(msgs[g_num_ps], "global step 3, pushes 3, mean staleness 0.00"), "%s",
+                  msgs[g_num_ps]);
+    free(ref);
+    free(got);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_out);
+    ck_assert_int_eq(system(cmd), 0);
+    sn_ctx_free(ctx);
+} END_TEST
+
+/* Two workers on two ps tasks: the global step counts every push, each ps applies every
+ * push, and every variable lives on exactly one ps. */
+START_TEST(test_ps_two_workers) {
+    g_model = "lenet";
+    g_num_ps = 2;
+    g_ps_steps = 4;
+    g_ps_fault = 0;
+    snprintf(g_out, sizeof g_out, "/tmp/sn_ps_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_out));
+    job j = {4, free_port(), 60000, 1, 2};
+    int rc[8];
+    char msgs[8][1024];
+    double secs[8];
+    run_ranks(&j, ps_rank, -1, -1, rc, msgs, secs);
+    printf("[dist] lenet, two workers on two ps: chief: %s\n", msgs[2]);
+    for (int r = 0; r < 4; r++) ck_assert_msg(rc[r] == 0, "rank %d: exit %d: %s", r, rc[r],
+                                              msgs[r]);
+    ck_assert_msg(strstr(msgs[2], "global step 8, pushes 4"), "%s", msgs[2]);
+    int vars = 0;
+    for (int r = 0; r < 2; r++) {
+        printf("[dist]   ps %d: %s\n", r, msgs[r]);
+        ck_assert_msg(strstr(msgs[r], "applied 8,"), "%s", msgs[r]);
+        vars += atoi(strstr(msgs[r], ", variables ") + 12);
+    }
+    ck_assert_int_eq(vars, 8);   /* lenet's 8 variables, each on one ps */
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_out);
+    ck_assert_int_eq(system(cmd), 0);
+} END_TEST
+
+/* Faults: a worker that dies does not stop training (the ps logs it by name); a ps that
+ * dies stops the workers, named. */
+START_TEST(test_ps_faults) {   /* _i: 0 worker 1 dies, 1 ps 1 dies */
+    g_model = "lenet";
+    g_ps_fault = _i + 1;
+    g_num_ps = _i ? 2 : 1;
+    g_ps_steps = _i ? 200 : 8;
+    snprintf(g_out, sizeof g_out, "/tmp/sn_ps_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_out));
+    job j = {g_num_ps + (_i ? 1 : 2), free_port(), 20000, 1, g_num_ps};
+    int rc[8];
+    char msgs[8][1024];
+    double secs[8];
+    run_ranks(&j, ps_rank, -1, -1, rc, msgs, secs);
+    int chief = g_num_ps;
+    printf("[dist] %s: chief: %s\n[dist]   ps 0: %s\n", _i ? "ps 1 dies" : "worker 1 dies",
+           msgs[chief], msgs[0]);
+    if (_i == 0) {
+        ck_assert_msg(rc[0] == 0 && rc[chief] == 0, "ps %d, chief %d: %s / %s", rc[0],
+                      rc[chief], msgs[0], msgs[chief]);
+        ck_assert_msg(strstr(msgs[0], "worker 0 (127.0.0.1:") && strstr(msgs[0], "ended") &&
+                      strstr(msgs[0], "serving the others"), "%s", msgs[0]);
+        ck_assert_msg(strstr(msgs[chief], "global step 10, pushes 8"), "%s", msgs[chief]);
+    } else {
+        ck_assert_msg(rc[chief] == 60, "chief: exit %d: %s", rc[chief], msgs[chief]);
+        ck_assert_msg(strstr(msgs[chief], "ps 1 (127.0.0.1:") && strstr(msgs[chief], "ended"),
+                      "%s", msgs[chief]);
+        ck_assert_msg(secs[chief] < 15, "the chief took %.1f s", secs[chief]);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_out);
+    ck_assert_int_eq(system(cmd), 0);
 } END_TEST
 
 /* ---- backends ------------------------------------------------------------------------------ */
@@ -797,6 +1047,12 @@ Suite *suite_dist(void) {
     tcase_add_test(tc, test_backend);
     tcase_add_test(tc, test_launch_plan);
     tcase_add_test(tc, test_launch_reap);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("ps");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_ps_equal, 0, 2);
+    tcase_add_test(tc, test_ps_two_workers);
+    tcase_add_loop_test(tc, test_ps_faults, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -79,6 +79,15 @@ static void roster_name(const sn_dist *d, int r, char *buf, size_t cap) {
     else memcpy(buf, p, n), buf[n] = '\0';
 }
 
+/* For ps.c: rank r's name, the group's store, timeout and context. */
+void sn__dist_peer_name(const sn_dist *d, int r, char *buf, size_t cap) {
+    roster_name(d, r, buf, cap);
+}
+const char *sn__dist_name(const sn_dist *d) { return d->name; }
+sn__store *sn__dist_store(sn_dist *d) { return d->store; }
+int sn__dist_timeout_ms(const sn_dist *d) { return d->timeout_ms; }
+sn_ctx *sn__dist_ctx(sn_dist *d) { return d->ctx; }
+
 /* "worker 2 (10.0.0.3:2222) ended; worker 3 (...) never arrived" for the ranks that stand
  * out in collective seq (0: the rendezvous), into buf.  Returns how many. */
 static int culprits(const sn_dist *d, const sn__rank_state *st, int64_t seq, char *buf,

@@ -80,6 +80,26 @@ int sn__gloo_broadcast(sn__gloo *g, void *buf, size_t bytes, int root, uint32_t 
                        char *err, size_t cap);
 int sn__gloo_barrier(sn__gloo *g, uint32_t tag, char *err, size_t cap);
 
+/* Point-to-point messages over the mesh (ps.c): a registered buffer, sent to one rank or
+ * received from one rank or from several (whichever sends first) on a slot; a message may be shorter
+ * than the receiving buffer, never longer (Gloo would abort the process).  The waits return
+ * 0 when done, 1 when aborted (sn__gloo_abort_recv from another thread), -1 with Gloo's
+ * message in err (the peer's connection closed; a timeout, after which every pair of the
+ * mesh is closed).  timeout_ms < 0: no timeout. */
+typedef struct sn__gloo_buf sn__gloo_buf;
+int sn__gloo_buf_new(sn__gloo *g, void *p, size_t bytes, sn__gloo_buf **out, char *err,
+                     size_t cap);
+void sn__gloo_buf_free(sn__gloo_buf *b);
+int sn__gloo_send(sn__gloo_buf *b, int dst, uint64_t slot, size_t bytes, char *err, size_t cap);
+int sn__gloo_recv(sn__gloo_buf *b, int src, uint64_t slot, char *err, size_t cap);
+/* From whichever of the n_src ranks sends first.  Fails at once when one of them has a send
+ * announced on its closed connection (the caller drops that rank and posts again). */
+int sn__gloo_recv_any(sn__gloo_buf *b, const int *src, int n_src, uint64_t slot, char *err,
+                      size_t cap);
+int sn__gloo_wait_send(sn__gloo_buf *b, int timeout_ms, char *err, size_t cap);
+int sn__gloo_wait_recv(sn__gloo_buf *b, int timeout_ms, int *src, char *err, size_t cap);
+void sn__gloo_abort_recv(sn__gloo_buf *b);
+
 /* ---- NCCL (nccl.c, CUDA builds with NCCL only; reached through sn__backend_nccl) ------------------
  * The engine alone, as gloo.cc is: a communicator on one CUDA device with a communication
  * stream and two events.  It knows no store and names nobody: a call that gives up says so
@@ -126,6 +146,14 @@ const sn__nccl_api *sn__nccl_engine(void);
 /* The group's Gloo mesh (NULL for a group of one), for benchmarks/bench_allreduce.c's
  * comparison of the engine alone. */
 sn__gloo *sn__dist_gloo(sn_dist *d);
+
+/* The group's parts, for the parameter servers (ps.c): rank r's name from the roster
+ * ("ps 1 (10.0.0.4:2222)", else "rank r"), this rank's own name, the store, the timeout. */
+void sn__dist_peer_name(const sn_dist *d, int r, char *buf, size_t cap);
+const char *sn__dist_name(const sn_dist *d);
+sn__store *sn__dist_store(sn_dist *d);
+int sn__dist_timeout_ms(const sn_dist *d);
+sn_ctx *sn__dist_ctx(sn_dist *d);
 
 #ifdef __cplusplus
 }

@@ -6,7 +6,9 @@
  *      "evaluator": [...]}, "task": {"type": "worker", "index": 1}}
  *     The group is the chief (or master) and the workers: the chief is rank 0, worker i is
  *     rank i + 1 (rank i without a chief).  Rank 0's host:port serves the rendezvous; ps
- *     and evaluator tasks are outside the group (rank -1).
+ *     and evaluator tasks are outside the group (rank -1).  With ps tasks, env->cluster is
+ *     the asynchronous mode's group of every task but the evaluator: ps i is rank i, then
+ *     the chief and the workers; ps 0's host:port serves its rendezvous.
  *   torchrun:   RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT;
  *   Open MPI:   OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE;
  *   MPICH/PMI:  PMI_RANK, PMI_SIZE, MPI_LOCALRANKID, MPI_LOCALNRANKS;
@@ -198,6 +200,27 @@ static sn_status from_tf_config(sn_ctx *ctx, const char *text, sn_dist_env *env)
     }
     long local = 0;
     if (env_int(ctx, "SN_DIST_LOCAL_RANK", 0, 1 << 20, &local, &st)) p->local_rank = (int)local;
+    /* The asynchronous mode's group: the ps tasks first (ps 0 serves the rendezvous), then
+     * the chief and the workers in the order above. */
+    sn_dist_params *c = &env->cluster;
+    *c = *p;
+    c->rank = -1;
+    c->size = 0;
+    c->roster[0] = '\0';
+    if (env->num_ps > 0 && mine != evaluator) {
+        int nps = env->num_ps;
+        c->size = nps + heads + workers;
+        c->rank = mine == ps ? (int)idx : nps + p->rank;
+        split_hostport(cJSON_GetArrayItem(ps, 0)->valuestring, c->master_addr,
+                       sizeof c->master_addr, &c->master_port);
+        for (int r = 0; r < nps; r++) {
+            size_t used = strlen(c->roster);
+            snprintf(c->roster + used, sizeof c->roster - used, "ps %d (%s)\n", r,
+                     cJSON_GetArrayItem(ps, r)->valuestring);
+        }
+        size_t used = strlen(c->roster);
+        snprintf(c->roster + used, sizeof c->roster - used, "%s", p->roster);
+    }
     cJSON_Delete(root);
     return st;
 }
@@ -206,6 +229,9 @@ sn_status sn_dist_env_read(sn_ctx *ctx, sn_dist_env *env) {
     if (!env) return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_dist_env_read: env is NULL");
     memset(env, 0, sizeof *env);
     env->params = sn_dist_params_default();
+    env->cluster = env->params;
+    env->cluster.rank = -1;
+    env->cluster.size = 0;
     snprintf(env->task_type, sizeof env->task_type, "worker");
     const char *tf = getenv("TF_CONFIG");
     if (tf && *tf) {

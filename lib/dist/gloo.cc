@@ -160,3 +160,66 @@ extern "C" int sn__gloo_barrier(sn__gloo* g, uint32_t tag, char* err, size_t cap
     gloo::barrier(opts);
   });
 }
+
+// ---- point-to-point messages (the parameter servers, ps.c) ---------------------------------
+// Gloo's unbound buffers: a send completes once the receiver has posted a matching recv and
+// the bytes are written; a recv may name one source or several (whichever sends first).
+// A wait that times out makes Gloo close every pair of the context, so the ps tasks never
+// wait with a timeout: another thread aborts their waits (sn__gloo_abort_recv).
+
+struct sn__gloo_buf {
+  std::unique_ptr<gloo::transport::UnboundBuffer> buf;
+};
+
+extern "C" int sn__gloo_buf_new(sn__gloo* g, void* p, size_t bytes, sn__gloo_buf** out,
+                                char* err, size_t cap) {
+  *out = nullptr;
+  return guard(err, cap, [&] {
+    auto b = std::unique_ptr<sn__gloo_buf>(new sn__gloo_buf);
+    b->buf = g->context->createUnboundBuffer(p, bytes);
+    *out = b.release();
+  });
+}
+
+extern "C" void sn__gloo_buf_free(sn__gloo_buf* b) {
+  delete b;
+}
+
+extern "C" int sn__gloo_send(sn__gloo_buf* b, int dst, uint64_t slot, size_t bytes, char* err,
+                             size_t cap) {
+  return guard(err, cap, [&] { b->buf->send(dst, slot, 0, bytes); });
+}
+
+extern "C" int sn__gloo_recv(sn__gloo_buf* b, int src, uint64_t slot, char* err, size_t cap) {
+  return guard(err, cap, [&] { b->buf->recv(src, slot); });
+}
+
+// (the context's list, not a pair's: a pair that closes later does not fail this receive)
+extern "C" int sn__gloo_recv_any(sn__gloo_buf* b, const int* src, int n_src, uint64_t slot,
+                                 char* err, size_t cap) {
+  return guard(err, cap, [&] { b->buf->recv(std::vector<int>(src, src + n_src), slot); });
+}
+
+namespace {
+std::chrono::milliseconds wait_ms(int timeout_ms) {
+  // "no timeout": a year, as Gloo has no unbounded wait of its own
+  return std::chrono::milliseconds(timeout_ms < 0 ? 365LL * 86400 * 1000 : timeout_ms);
+}
+}  // namespace
+
+extern "C" int sn__gloo_wait_send(sn__gloo_buf* b, int timeout_ms, char* err, size_t cap) {
+  bool done = false;
+  int r = guard(err, cap, [&] { done = b->buf->waitSend(nullptr, wait_ms(timeout_ms)); });
+  return r ? r : done ? 0 : 1;
+}
+
+extern "C" int sn__gloo_wait_recv(sn__gloo_buf* b, int timeout_ms, int* src, char* err,
+                                  size_t cap) {
+  bool done = false;
+  int r = guard(err, cap, [&] { done = b->buf->waitRecv(src, wait_ms(timeout_ms)); });
+  return r ? r : done ? 0 : 1;
+}
+
+extern "C" void sn__gloo_abort_recv(sn__gloo_buf* b) {
+  b->buf->abortWaitRecv();
+}

@@ -1,0 +1,1196 @@
+/* ps.c: asynchronous training on parameter servers (slimnet.h, sn_ps_*).
+ *
+ * The messages are Gloo's point-to-point sends over the group's mesh (gloo.cc):
+ *   task -> ps, slot REQ: a 64-byte head; PUSH adds the gradients of the ps's trained
+ *     variables, then the batch statistics of its moving statistics.  PULL, SNAPSHOT and
+ *     DONE are a head alone; INIT's head gives the size of its payload (the manifest, the
+ *     values, the optimizer slots), which follows on slot INIT.  A ps receives REQ from any
+ *     task, one message at a time, in the order they come.
+ *   ps -> task, slot REP: a head, then the ps's variables (PULL, PUSH with F_PULL) and their
+ *     optimizer slots (SNAPSHOT).
+ * A message is never bigger than the buffer posted for it (Gloo would abort the process):
+ * before INIT a ps receives heads alone (only pulls and the chief's INIT head can come);
+ * after it, a head and the largest push.  Every task computes the same layout from the
+ * manifest: the ps's variables in creation order, each with its kind (trained, a moving
+ * mean or variance) and shape.
+ *
+ * A ps never waits with a timeout (Gloo closes every pair of the mesh when one expires);
+ * its watcher thread aborts the wait when the job ends, and a worker that dies shows as an
+ * error on the buffers of its own pair only.  The tasks' waits on a ps do time out: a ps
+ * that does not answer stops them, named. */
+#include "dist_internal.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "../graph.h"
+
+#define PS_MAGIC 0x31735073u                /* "sPs1" */
+#define SLOT(n) ((UINT64_C(0xA5) << 56) | (uint64_t)(n))
+enum { SLOT_REQ = 1, SLOT_REP = 2, SLOT_INIT = 3 };
+enum { OP_PULL = 1, OP_PUSH = 2, OP_INIT = 3, OP_SNAPSHOT = 4, OP_DONE = 5 };
+enum { F_PULL = 1 };
+enum { PV_TRAIN = 1, PV_MEAN = 2, PV_VAR = 4 };
+#define MAX_INIT_BYTES ((uint64_t)1 << 40)
+
+typedef struct head {
+    uint32_t magic, op, flags, done;
+    int64_t step;        /* request: the global step the gradients come from; reply: ps 0's */
+    int64_t applied;     /* reply: pushes this ps has applied */
+    uint64_t bytes;      /* INIT: the payload's size */
+    double stale_sum;    /* reply: staleness summed over the pushes applied (ps 0) */
+    int64_t stale_n;
+    float lr;
+    uint32_t pad;
+} head;
+_Static_assert(sizeof(head) == 64, "the head is 64 bytes");
+
+/* One variable of a ps's shard. */
+typedef struct pvar {
+    char *name;
+    int rank;
+    int64_t dims[SN_MAX_RANK];
+    size_t numel;
+    unsigned kind;       /* PV_* (0: held, never updated by a push) */
+    float decay;         /* PV_MEAN, PV_VAR: the batch norm's */
+    int node;            /* the variable's node in this process's net */
+    int bn;              /* client: the training batch norm whose statistics it takes */
+    float factor;        /* client, PV_VAR: the batch norm's Bessel factor rows/(rows-1) */
+} pvar;
+
+typedef struct shard {
+    int n;
+    pvar *v;
+    size_t vals, grads, stats;   /* floats: every value, the pushed gradients, the statistics */
+    size_t slots;                /* floats of the ps's optimizer variables */
+    int *slot_idx;               /* client: this shard's slots among opt's, in the ps's order */
+    int n_slots;
+    bool trains;                 /* any PV_TRAIN */
+} shard;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void shard_free(shard *s) {
+    for (int i = 0; s->v && i < s->n; i++) free(s->v[i].name);
+    free(s->v);
+    free(s->slot_idx);
+    memset(s, 0, sizeof *s);
+}
+
+static void shard_sizes(shard *s) {
+    s->vals = s->grads = s->stats = 0;
+    s->trains = false;
+    for (int i = 0; i < s->n; i++) {
+        const pvar *v = &s->v[i];
+        s->vals += v->numel;
+        if (v->kind & PV_TRAIN) s->grads += v->numel, s->trains = true;
+        if (v->kind & (PV_MEAN | PV_VAR)) s->stats += v->numel;
+    }
+}
+
+/* ---- the manifest: what the chief tells a ps it holds -------------------------------------- */
+
+typedef struct wbuf { unsigned char *p; size_t n, cap; bool oom; } wbuf;
+static void put(wbuf *w, const void *x, size_t n) {
+    if (w->oom) return;
+    if (w->n + n > w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 4096;
+        while (cap < w->n + n) cap *= 2;
+        unsigned char *p = realloc(w->p, cap);
+        if (!p) {
+            w->oom = true;
+            return;
+        }
+        w->p = p;
+        w->cap = cap;
+    }
+    memcpy(w->p + w->n, x, n);
+    w->n += n;
+}
+static void put_str(wbuf *w, const char *s) {
+    uint16_t n = (uint16_t)strlen(s);
+    put(w, &n, sizeof n);
+    put(w, s, n);
+}
+
+typedef struct rbuf { const unsigned char *p; size_t n, off; bool bad; } rbuf;
+static void get(rbuf *r, void *x, size_t n) {
+    if (r->bad || r->n - r->off < n) {
+        r->bad = true;
+        memset(x, 0, n);
+        return;
+    }
+    memcpy(x, r->p + r->off, n);
+    r->off += n;
+}
+static char *get_str(rbuf *r) {
+    uint16_t n = 0;
+    get(r, &n, sizeof n);
+    if (r->bad || r->n - r->off < n) {
+        r->bad = true;
+        return NULL;
+    }
+    char *s = malloc((size_t)n + 1);
+    if (!s) {
+        r->bad = true;
+        return NULL;
+    }
+    memcpy(s, r->p + r->off, n);
+    s[n] = '\0';
+    r->off += n;
+    return s;
+}
+
+/* The optimizer's settings, as the ps rebuilds it. */
+static void put_optim(wbuf *w, const sn_optim *opt) {
+    int32_t has = opt != NULL;
+    put(w, &has, sizeof has);
+    if (!opt) return;
+    const sn_optim_params *p = sn_optim_get_params(opt);
+    int32_t kind = (int32_t)p->kind, nesterov = p->nesterov;
+    float f[12] = {p->momentum, p->rmsprop_decay, p->rmsprop_momentum, p->epsilon,
+                   p->adam_beta1, p->adam_beta2, p->adadelta_rho,
+                   p->adagrad_initial_accumulator, p->ftrl_lr_power,
+                   p->ftrl_initial_accumulator, p->ftrl_l1, p->ftrl_l2};
+    put(w, &kind, sizeof kind);
+    put(w, &nesterov, sizeof nesterov);
+    put(w, f, sizeof f);
+    put_str(w, p->name ? p->name : "");
+}
+
+static bool get_optim(rbuf *r, sn_optim_params *p, char **name) {
+    int32_t has = 0;
+    get(r, &has, sizeof has);
+    *name = NULL;
+    if (!has) return false;
+    int32_t kind = 0, nesterov = 0;
+    float f[12];
+    get(r, &kind, sizeof kind);
+    get(r, &nesterov, sizeof nesterov);
+    get(r, f, sizeof f);
+    *name = get_str(r);
+    *p = sn_optim_params_default((sn_optim_kind)kind);
+    p->kind = (sn_optim_kind)kind;
+    p->nesterov = nesterov;
+    p->momentum = f[0], p->rmsprop_decay = f[1], p->rmsprop_momentum = f[2];
+    p->epsilon = f[3], p->adam_beta1 = f[4], p->adam_beta2 = f[5], p->adadelta_rho = f[6];
+    p->adagrad_initial_accumulator = f[7], p->ftrl_lr_power = f[8];
+    p->ftrl_initial_accumulator = f[9], p->ftrl_l1 = f[10], p->ftrl_l2 = f[11];
+    p->name = *name && **name ? *name : NULL;
+    p->trainable_scopes = NULL;
+    return true;
+}
+
+static void put_shard(wbuf *w, const shard *s) {
+    uint32_t n = (uint32_t)s->n;
+    put(w, &n, sizeof n);
+    for (int i = 0; i < s->n; i++) {
+        const pvar *v = &s->v[i];
+        uint8_t rank = (uint8_t)v->rank, kind = (uint8_t)v->kind;
+        put_str(w, v->name);
+        put(w, &rank, 1);
+        put(w, v->dims, (size_t)v->rank * sizeof v->dims[0]);
+        put(w, &kind, 1);
+        put(w, &v->decay, sizeof v->decay);
+    }
+}
+
+static bool get_shard(rbuf *r, shard *s) {
+    uint32_t n = 0;
+    get(r, &n, sizeof n);
+    if (r->bad || n > 1u << 20 || (size_t)n > r->n) return false;
+    s->v = calloc(n ? n : 1, sizeof *s->v);
+    if (!s->v) return false;
+    s->n = (int)n;
+    for (uint32_t i = 0; i < n && !r->bad; i++) {
+        pvar *v = &s->v[i];
+        uint8_t rank = 0, kind = 0;
+        v->name = get_str(r);
+        get(r, &rank, 1);
+        if (rank > SN_MAX_RANK) r->bad = true;
+        else get(r, v->dims, (size_t)rank * sizeof v->dims[0]);
+        get(r, &kind, 1);
+        get(r, &v->decay, sizeof v->decay);
+        v->rank = rank;
+        v->kind = kind;
+        if (!r->bad && (!v->name || !v->name[0] || !sn__numel(rank, v->dims, &v->numel) ||
+                        v->numel > ((size_t)1 << 36)))
+            r->bad = true;
+    }
+    shard_sizes(s);
+    return !r->bad;
+}
+
+/* ======================================== the ps task ======================================== */
+
+typedef struct reply {
+    unsigned char *p;
+    size_t cap;
+    sn__gloo_buf *b;
+    bool pending, dead, pull_waiting;
+} reply;
+
+typedef struct server {
+    sn_dist *d;
+    sn_ctx *ctx;
+    const sn_ps_params *p;
+    sn__gloo *gloo;
+    int k, num_ps, size;
+    char me[256];
+    /* the shard, after the chief's INIT */
+    bool inited, done;
+    sn_graph *g;
+    sn_net *net;
+    sn_optim *opt;
+    char *opt_name;
+    shard sh;
+    float *scratch;              /* a batch norm's other statistic, unused */
+    int64_t step, applied, pulls;
+    double stale_sum;
+    int64_t stale_n;
+    unsigned char *req[2];
+    size_t req_cap;
+    sn__gloo_buf *rb[2];
+    reply *rep;
+    /* the watcher */
+    pthread_t watch;
+    bool watch_up;
+    pthread_mutex_t mu;
+    bool quit;                   /* the watcher ends the loop */
+    int why;                     /* END_* */
+    sn__gloo_buf *waiting;       /* what the loop waits on (the watcher aborts it) */
+    double deadline;             /* 0, or when the watcher aborts that wait */
+    bool *gone;                  /* per rank: ended or left (the watcher's view, and the
+                                  * loop's own failures) */
+} server;
+
+enum { END_NONE, END_LEFT, END_STOP, END_PS0, END_DEADLINE };
+
+static void logf_(server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(server *s, const char *fmt, ...) {
+    if (!s->p->log) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    s->p->log(s->p->arg, line);
+}
+
+/* The watcher: every 0.2 s, the stop request, the deadline of a wait, and the store's view
+ * of the other tasks: one that ended is logged; when every task but the ps tasks has left
+ * or ended, serving is over. */
+static void *watcher(void *arg) {
+    server *s = arg;
+    sn__rank_state *st = calloc((size_t)s->size, sizeof *st);
+    int *seen = calloc((size_t)s->size, sizeof *seen);
+    for (;;) {
+        struct timespec pause = {0, 200 * 1000000};
+        nanosleep(&pause, NULL);
+        int why = END_NONE;
+        if (s->p->should_stop && s->p->should_stop(s->p->arg)) why = END_STOP;
+        pthread_mutex_lock(&s->mu);
+        bool quit = s->quit;
+        if (s->deadline > 0 && now_s() > s->deadline) why = END_DEADLINE;
+        pthread_mutex_unlock(&s->mu);
+        if (quit) break;
+        if (why == END_NONE && st && seen) {
+            if (sn__store_status(sn__dist_store(s->d), s->size, st) != 0) {
+                why = END_PS0;
+            } else {
+                int active = 0;
+                for (int r = s->num_ps; r < s->size; r++) {
+                    bool gone = st[r].state == SN__RANK_GONE, left = st[r].state == SN__RANK_LEFT;
+                    if (!gone && !left) active++;
+                    if ((gone || left) && !seen[r]) {
+                        seen[r] = 1;
+                        pthread_mutex_lock(&s->mu);
+                        s->gone[r] = true;
+                        pthread_mutex_unlock(&s->mu);
+                        char name[256];
+                        if (st[r].name[0]) snprintf(name, sizeof name, "%s", st[r].name);
+                        else sn__dist_peer_name(s->d, r, name, sizeof name);
+                        if (gone)
+                            logf_(s, "%s: %s ended (its connection closed)%s", s->me, name,
+                                  s->done ? "" : "; serving the others");
+                    }
+                }
+                if (active == 0) why = END_LEFT;
+            }
+        }
+        if (why != END_NONE) {
+            pthread_mutex_lock(&s->mu);
+            s->quit = true;
+            s->why = why;
+            if (s->waiting) sn__gloo_abort_recv(s->waiting);
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+    }
+    free(st);
+    free(seen);
+    return NULL;
+}
+
+/* Posts b's receive of a request from every task still there: 0, 1 when none is left, -1
+ * when Gloo keeps refusing (a task's announced send on a closed connection makes the post
+ * fail until the watcher has seen that task go: tried again for the group's timeout). */
+static int post_request(server *s, sn__gloo_buf *b, int *srcs, char *err, size_t cap) {
+    double t0 = now_s();
+    for (;;) {
+        int n = 0;
+        pthread_mutex_lock(&s->mu);
+        for (int r = s->num_ps; r < s->size; r++)
+            if (!s->gone[r]) srcs[n++] = r;
+        bool quit = s->quit;
+        pthread_mutex_unlock(&s->mu);
+        if (n == 0 || quit) return 1;
+        if (sn__gloo_recv_any(b, srcs, n, SLOT(SLOT_REQ), err, cap) == 0) return 0;
+        if (now_s() - t0 > sn__dist_timeout_ms(s->d) / 1000.0) return -1;
+        struct timespec pause = {0, 100 * 1000000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+/* Waits for b's receive: 0 with *src, 1 when the watcher ended it, -1 on Gloo's error. */
+static int serve_wait(server *s, sn__gloo_buf *b, double deadline, int *src, char *err,
+                      size_t cap) {
+    pthread_mutex_lock(&s->mu);
+    if (s->quit) {
+        pthread_mutex_unlock(&s->mu);
+        return 1;
+    }
+    s->waiting = b;
+    s->deadline = deadline;
+    pthread_mutex_unlock(&s->mu);
+    int r = sn__gloo_wait_recv(b, -1, src, err, cap);
+    pthread_mutex_lock(&s->mu);
+    s->waiting = NULL;
+    s->deadline = 0;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+static void peer(server *s, int r, char *buf, size_t cap) {
+    sn__dist_peer_name(s->d, r, buf, cap);
+}
+
+/* Sends head h and n floats at host memory x (then m at y) to task r on slot REP.  A task that
+ * ended is logged and marked; nothing else fails. */
+static sn_status send_reply(server *s, int r, head *h, const float *x, size_t n,
+                            const float *y, size_t m) {
+    reply *rp = &s->rep[r];
+    char err[1024] = "", name[256];
+    if (rp->dead) return SN_OK;
+    if (rp->pending) {   /* done: the task asked again only after reading it */
+        rp->pending = false;
+        if (sn__gloo_wait_send(rp->b, -1, err, sizeof err) != 0) {
+            rp->dead = true;
+            pthread_mutex_lock(&s->mu);
+            s->gone[r] = true;
+            pthread_mutex_unlock(&s->mu);
+            peer(s, r, name, sizeof name);
+            logf_(s, "%s: %s is unreachable (%s); serving the others", s->me, name, err);
+            return SN_OK;
+        }
+    }
+    size_t bytes = sizeof *h + (n + m) * sizeof(float);
+    if (bytes > rp->cap) {
+        sn__gloo_buf_free(rp->b);
+        rp->b = NULL;
+        free(rp->p);
+        rp->cap = 0;
+        if (!(rp->p = malloc(bytes)))
+            return sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory for a reply", s->me);
+        rp->cap = bytes;
+        if (sn__gloo_buf_new(s->gloo, rp->p, bytes, &rp->b, err, sizeof err) != 0)
+            return sn__fail(s->ctx, SN_ERR_IO, "%s: Gloo: %s", s->me, err);
+    }
+    memcpy(rp->p, h, sizeof *h);
+    if (n) memcpy(rp->p + sizeof *h, x, n * sizeof(float));
+    if (m) memcpy(rp->p + sizeof *h + n * sizeof(float), y, m * sizeof(float));
+    if (sn__gloo_send(rp->b, r, SLOT(SLOT_REP), bytes, err, sizeof err) != 0) {
+        rp->dead = true;
+        peer(s, r, name, sizeof name);
+        logf_(s, "%s: %s is unreachable (%s); serving the others", s->me, name, err);
+        return SN_OK;
+    }
+    rp->pending = true;
+    return SN_OK;
+}
+
+static head reply_head(const server *s, uint32_t op) {
+    head h;
+    memset(&h, 0, sizeof h);
+    h.magic = PS_MAGIC;
+    h.op = op;
+    h.done = s->done;
+    h.step = s->step;
+    h.applied = s->applied;
+    h.stale_sum = s->stale_sum;
+    h.stale_n = s->stale_n;
+    return h;
+}
+
+/* The shard's variables, contiguous, into a reply: the variables are separate nodes, so
+ * they go one by one into a staging copy. */
+static sn_status reply_values(server *s, int r, uint32_t op, bool slots) {
+    head h = reply_head(s, op);
+    size_t n = s->sh.vals, m = slots ? s->sh.slots : 0;
+    float *buf = malloc((n + m + 1) * sizeof(float));
+    if (!buf) return sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory", s->me);
+    size_t off = 0;
+    sn_status st = SN_OK;
+    for (int i = 0; i < s->sh.n && st == SN_OK; i++) {
+        const pvar *v = &s->sh.v[i];
+        st = SN__CALL(s->net, to_host, buf + off, s->net->val[v->node], v->numel * sizeof(float));
+        off += v->numel;
+    }
+    for (int i = 0; m && s->opt && i < sn_optim_num_slots(s->opt) && st == SN_OK; i++) {
+        float *p;
+        size_t numel;
+        int node;
+        st = sn__optim_slot_mem(s->opt, i, &p, &numel, &node);
+        if (st == SN_OK) st = SN__CALL(s->net, to_host, buf + off, p, numel * sizeof(float));
+        off += numel;
+    }
+    if (st == SN_OK) st = send_reply(s, r, &h, buf, off, NULL, 0);
+    free(buf);
+    s->pulls += op == OP_PULL || op == OP_PUSH;
+    return st;
+}
+
+/* The chief's INIT: the manifest, the values and the slots; the ps's own net of variables
+ * and its optimizer are built from it. */
+static sn_status serve_init(server *s, int src, const head *h) {
+    char err[1024] = "", name[256];
+    peer(s, src, name, sizeof name);
+    if (src != s->num_ps)
+        return sn__fail(s->ctx, SN_ERR_FORMAT, "%s: INIT from %s, which is not the chief",
+                        s->me, name);
+    if (s->inited) {
+        logf_(s, "%s: a second INIT from %s ignored", s->me, name);
+        return SN_OK;
+    }
+    if (h->bytes == 0 || h->bytes > MAX_INIT_BYTES)
+        return sn__fail(s->ctx, SN_ERR_FORMAT, "%s: INIT from %s announces %llu bytes", s->me,
+                        name, (unsigned long long)h->bytes);
+    unsigned char *buf = malloc((size_t)h->bytes);
+    if (!buf) return sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory for %llu bytes of "
+                              "variables", s->me, (unsigned long long)h->bytes);
+    sn__gloo_buf *b = NULL;
+    int r = sn__gloo_buf_new(s->gloo, buf, (size_t)h->bytes, &b, err, sizeof err);
+    if (r == 0) r = sn__gloo_recv(b, src, SLOT(SLOT_INIT), err, sizeof err);
+    if (r == 0) r = serve_wait(s, b, now_s() + sn__dist_timeout_ms(s->d) / 1000.0, NULL, err,
+                               sizeof err);
+    if (r != 0) {
+        sn__gloo_buf_free(b);
+        free(buf);
+        return sn__fail(s->ctx, r > 0 ? SN_ERR_TIMEOUT : SN_ERR_IO, "%s: the variables from "
+                        "%s %s", s->me, name, r > 0 ? "did not come in time" : err);
+    }
+    sn__gloo_buf_free(b);
+    rbuf rd = {buf, (size_t)h->bytes, 0, false};
+    sn_optim_params op;
+    bool has_opt = get_optim(&rd, &op, &s->opt_name);
+    sn_status st = SN_OK;
+    if (!get_shard(&rd, &s->sh) || rd.bad)
+        st = sn__fail(s->ctx, SN_ERR_FORMAT, "%s: a malformed manifest from %s", s->me, name);
+    /* the ps's own net: its variables alone */
+    if (st == SN_OK) st = sn_graph_new(s->ctx, &s->g);
+    for (int i = 0; st == SN_OK && i < s->sh.n; i++) {
+        pvar *v = &s->sh.v[i];
+        unsigned flags = SN_VAR_MODEL | (v->kind & PV_TRAIN ? SN_VAR_TRAINABLE : 0) |
+                         (v->kind & (PV_MEAN | PV_VAR) ? SN_VAR_MOVING : 0);
+        v->node = sn_variable(s->g, v->name, v->rank, v->dims, NULL, flags);
+        if (v->node == SN_NO_NODE) st = sn_graph_status(s->g);
+    }
+    if (st == SN_OK) {
+        sn_compile_params cp = sn_compile_params_default();
+        cp.backward = s->sh.trains;
+        st = sn_net_compile(s->g, &cp, &s->net);
+    }
+    if (st == SN_OK && has_opt && s->sh.trains) st = sn_optim_new(s->net, &op, &s->opt);
+    s->sh.slots = 0;
+    for (int i = 0; st == SN_OK && s->opt && i < sn_optim_num_slots(s->opt); i++) {
+        float *p;
+        size_t numel;
+        int node;
+        sn__optim_slot_mem(s->opt, i, &p, &numel, &node);
+        s->sh.slots += numel;
+    }
+    size_t need = rd.off + (s->sh.vals + s->sh.slots) * sizeof(float);
+    if (st == SN_OK && need != h->bytes)
+        st = sn__fail(s->ctx, SN_ERR_FORMAT, "%s: INIT from %s has %llu bytes, its manifest "
+                      "needs %zu", s->me, name, (unsigned long long)h->bytes, need);
+    size_t biggest = 0;
+    const float *x = (const float *)(buf + rd.off);
+    for (int i = 0; st == SN_OK && i < s->sh.n; i++) {
+        const pvar *v = &s->sh.v[i];
+        st = SN__CALL(s->net, to_dev, s->net->val[v->node], x, v->numel * sizeof(float));
+        x += v->numel;
+        if (v->numel > biggest) biggest = v->numel;
+    }
+    for (int i = 0; st == SN_OK && s->opt && i < sn_optim_num_slots(s->opt); i++) {
+        float *p;
+        size_t numel;
+        int node;
+        sn__optim_slot_mem(s->opt, i, &p, &numel, &node);
+        st = SN__CALL(s->net, to_dev, p, x, numel * sizeof(float));
+        x += numel;
+    }
+    free(buf);
+    if (st == SN_OK && !(s->scratch = calloc(biggest + 1, sizeof(float))))
+        st = sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory", s->me);
+    /* the receive buffers of pushes: a head and the largest push */
+    s->req_cap = sizeof(head) + (s->sh.grads + s->sh.stats) * sizeof(float);
+    for (int i = 0; st == SN_OK && i < 2; i++) {
+        sn__gloo_buf_free(s->rb[i]);
+        s->rb[i] = NULL;
+        free(s->req[i]);
+        if (!(s->req[i] = malloc(s->req_cap)))
+            st = sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory", s->me);
+        else if (sn__gloo_buf_new(s->gloo, s->req[i], s->req_cap, &s->rb[i], err, sizeof err))
+            st = sn__fail(s->ctx, SN_ERR_IO, "%s: Gloo: %s", s->me, err);
+    }
+    if (st != SN_OK) return st;
+    s->step = s->applied = h->step;
+    if (s->opt) sn_optim_set_global_step(s->opt, h->step);
+    s->inited = true;
+    logf_(s, "%s: holding %d variables (%.3g MB%s) from %s at global step %lld", s->me,
+          s->sh.n, (double)(s->sh.vals + s->sh.slots) * 4e-6,
+          s->opt ? " with their optimizer slots" : "", name, (long long)s->step);
+    for (int r = s->num_ps; r < s->size && st == SN_OK; r++)
+        if (s->rep[r].pull_waiting) {
+            s->rep[r].pull_waiting = false;
+            st = reply_values(s, r, OP_PULL, false);
+        }
+    return st;
+}
+
+/* A push: the gradients into the net, the optimizer's step, the moving statistics. */
+static sn_status serve_push(server *s, int src, const head *h, const unsigned char *msg) {
+    if (!s->done) {
+        const float *x = (const float *)(msg + sizeof *h);
+        for (int i = 0; i < s->sh.n; i++) {
+            const pvar *v = &s->sh.v[i];
+            if (!(v->kind & PV_TRAIN)) continue;
+            SN_TRY(SN__CALL(s->net, to_dev, s->net->grad[v->node], x, v->numel * sizeof(float)));
+            x += v->numel;
+        }
+        if (s->opt) SN_TRY(sn_optim_step(s->opt, h->lr));
+        for (int i = 0; i < s->sh.n; i++) {
+            const pvar *v = &s->sh.v[i];
+            if (!(v->kind & (PV_MEAN | PV_VAR))) continue;
+            float *val = s->net->val[v->node];
+            /* TF's assign_moving_average on the ps: the same kernel as local training,
+             * fed the worker's batch value (the variance already Bessel-corrected) */
+            SN_TRY(SN__CALL(s->net, bn_update_moving, v->kind & PV_MEAN ? val : s->scratch,
+                            v->kind & PV_VAR ? val : s->scratch, x, x, v->decay, 1.0f,
+                            (int64_t)v->numel));
+            x += v->numel;
+        }
+        int64_t stale = s->step - h->step;
+        s->stale_sum += (double)(stale > 0 ? stale : 0);
+        s->stale_n++;
+        s->step++;
+        s->applied++;
+    }
+    (void)src;
+    return SN_OK;
+}
+
+static sn_status serve_message(server *s, int src, const unsigned char *msg) {
+    head h;
+    memcpy(&h, msg, sizeof h);
+    char name[256];
+    peer(s, src, name, sizeof name);
+    if (h.magic != PS_MAGIC || src < s->num_ps || src >= s->size)
+        return sn__fail(s->ctx, SN_ERR_FORMAT, "%s: a message from %s that is not a "
+                        "parameter-server request (magic %#x)", s->me, name, h.magic);
+    switch (h.op) {
+    case OP_INIT:
+        return serve_init(s, src, &h);
+    case OP_PULL:
+        if (!s->inited) {
+            s->rep[src].pull_waiting = true;   /* answered when the chief's INIT comes */
+            return SN_OK;
+        }
+        return reply_values(s, src, OP_PULL, false);
+    case OP_PUSH:
+        if (!s->inited)
+            return sn__fail(s->ctx, SN_ERR_FORMAT, "%s: a push from %s before the chief's "
+                            "variables", s->me, name);
+        SN_TRY(serve_push(s, src, &h, msg));
+        if (h.flags & F_PULL) return reply_values(s, src, OP_PUSH, false);
+        return SN_OK;
+    case OP_SNAPSHOT:
+        if (!s->inited)
+            return sn__fail(s->ctx, SN_ERR_FORMAT, "%s: a snapshot request from %s before "
+                            "the chief's variables", s->me, name);
+        return reply_values(s, src, OP_SNAPSHOT, true);
+    case OP_DONE:
+        if (!s->done)
+            logf_(s, "%s: %s ended the job at global step %lld (%lld pushes applied here)",
+                  s->me, name, (long long)s->step, (long long)s->applied);
+        s->done = true;
+        return SN_OK;
+    default:
+        return sn__fail(s->ctx, SN_ERR_FORMAT, "%s: unknown request %u from %s", s->me, h.op,
+                        name);
+    }
+}
+
+sn_ps_params sn_ps_params_default(void) {
+    sn_ps_params p;
+    memset(&p, 0, sizeof p);
+    p.num_ps = 1;
+    return p;
+}
+
+static void server_free(server *s) {
+    if (s->watch_up) {
+        pthread_mutex_lock(&s->mu);
+        s->quit = true;
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->watch, NULL);
+    }
+    pthread_mutex_destroy(&s->mu);
+    /* (a buffer freed with a receive still posted is dropped by Gloo, should a message
+     * still come: Gloo holds it by a weak pointer) */
+    for (int r = 0; s->rep && r < s->size; r++) {
+        sn__gloo_buf_free(s->rep[r].b);
+        free(s->rep[r].p);
+    }
+    for (int i = 0; i < 2; i++) {
+        sn__gloo_buf_free(s->rb[i]);
+        free(s->req[i]);
+    }
+    free(s->rep);
+    free(s->gone);
+    sn_optim_free(s->opt);
+    sn_net_free(s->net);
+    sn_graph_free(s->g);
+    free(s->opt_name);
+    free(s->scratch);
+    shard_free(&s->sh);
+}
+
+sn_status sn_ps_serve(sn_dist *d, const sn_ps_params *p, sn_ps_stats *stats) {
+    if (stats) memset(stats, 0, sizeof *stats);
+    if (!d || !p) return SN_ERR_INVALID_ARG;
+    sn_ctx *ctx = sn__dist_ctx(d);
+    int rank = sn_dist_rank(d), size = sn_dist_size(d);
+    if (p->num_ps < 1 || rank >= p->num_ps || size <= p->num_ps)
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_ps_serve: rank %d of %d with %d ps "
+                        "tasks: a ps task is one of ranks 0..num_ps-1, and a worker is needed",
+                        rank, size, p->num_ps);
+    if (!ctx || ctx->dev.backend != SN__BACKEND_CPU)
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_ps_serve: a ps task runs on a CPU "
+                        "context");
+    server *s = calloc(1, sizeof *s);
+    if (!s) return sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_serve: out of memory");
+    s->d = d;
+    s->ctx = ctx;
+    s->p = p;
+    s->gloo = sn__dist_gloo(d);
+    s->k = rank;
+    s->num_ps = p->num_ps;
+    s->size = size;
+    snprintf(s->me, sizeof s->me, "%s", sn__dist_name(d));
+    pthread_mutex_init(&s->mu, NULL);
+    sn_status st = SN_OK;
+    char err[1024] = "";
+    if (!(s->rep = calloc((size_t)size, sizeof *s->rep)))
+        st = sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_serve: out of memory");
+    /* before INIT: heads alone */
+    s->req_cap = sizeof(head);
+    for (int i = 0; st == SN_OK && i < 2; i++) {
+        if (!(s->req[i] = malloc(s->req_cap)))
+            st = sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_serve: out of memory");
+        else if (sn__gloo_buf_new(s->gloo, s->req[i], s->req_cap, &s->rb[i], err, sizeof err))
+            st = sn__fail(ctx, SN_ERR_IO, "%s: Gloo: %s", s->me, err);
+    }
+    if (st == SN_OK) {
+        if (pthread_create(&s->watch, NULL, watcher, s) == 0) s->watch_up = true;
+        else st = sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_serve: cannot start a thread");
+    }
+    int *srcs = malloc((size_t)size * sizeof *srcs);
+    if ((!srcs || !(s->gone = calloc((size_t)size, sizeof *s->gone))) && st == SN_OK)
+        st = sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_serve: out of memory");
+    /* Two receive buffers: the next message comes into one while the other's is served.
+     * Before INIT, one at a time (INIT replaces them with bigger ones). */
+    int cur = 0;
+    bool posted[2] = {false, false};
+    while (st == SN_OK) {
+        if (!posted[cur]) {
+            int r = post_request(s, s->rb[cur], srcs, err, sizeof err);
+            if (r > 0) break;   /* nobody left */
+            if (r < 0) {
+                st = sn__fail(ctx, SN_ERR_IO, "%s: Gloo: %s", s->me, err);
+                break;
+            }
+            posted[cur] = true;
+        }
+        int src = -1;
+        int r = serve_wait(s, s->rb[cur], 0, &src, err, sizeof err);
+        if (r > 0) break;   /* the watcher ended it */
+        posted[cur] = false;
+        if (r < 0) {
+            /* the sender's connection failed mid-message: that task is gone; a fresh
+             * buffer for the others */
+            logf_(s, "%s: a request failed (%s); serving the others", s->me, err);
+            sn__gloo_buf_free(s->rb[cur]);
+            s->rb[cur] = NULL;
+            if (sn__gloo_buf_new(s->gloo, s->req[cur], s->req_cap, &s->rb[cur], err,
+                                 sizeof err))
+                st = sn__fail(ctx, SN_ERR_IO, "%s: Gloo: %s", s->me, err);
+            continue;
+        }
+        int other = cur ^ 1;
+        bool was_inited = s->inited;
+        if (was_inited && !posted[other]) {
+            int r2 = post_request(s, s->rb[other], srcs, err, sizeof err);
+            if (r2 < 0) {
+                st = sn__fail(ctx, SN_ERR_IO, "%s: Gloo: %s", s->me, err);
+                break;
+            }
+            posted[other] = r2 == 0;
+        }
+        st = serve_message(s, src, s->req[cur]);
+        if (!was_inited && s->inited) posted[0] = posted[1] = false;   /* new buffers */
+        if (was_inited) cur = other;
+    }
+    free(srcs);
+    pthread_mutex_lock(&s->mu);
+    int why = s->why;
+    pthread_mutex_unlock(&s->mu);
+    if (st == SN_OK && why == END_PS0) {
+        char ps0[256];
+        peer(s, 0, ps0, sizeof ps0);
+        st = sn__fail(ctx, SN_ERR_IO, "%s: %s, which holds the rendezvous, is gone (%s)",
+                      s->me, ps0, sn__store_error(sn__dist_store(d)));
+    } else if (st == SN_OK && why == END_LEFT && !s->done) {
+        st = sn__fail(ctx, SN_ERR_IO, "%s: every worker ended before the chief ended the job "
+                      "(global step %lld)", s->me, (long long)s->step);
+    } else if (st == SN_OK && why == END_DEADLINE) {
+        st = sn__fail(ctx, SN_ERR_TIMEOUT, "%s: the chief's variables did not come within "
+                      "%.1f s", s->me, sn__dist_timeout_ms(d) / 1000.0);
+    }
+    if (stats) {
+        stats->global_step = s->step;
+        stats->pushes = s->applied;
+        stats->pulls = s->pulls;
+        stats->staleness_sum = s->stale_sum;
+        stats->staleness_n = s->stale_n;
+        stats->done = s->done;
+        stats->variables = s->sh.n;
+    }
+    server_free(s);
+    free(s);
+    return st;
+}
+
+/* ======================================== a worker ======================================== */
+
+typedef struct link {
+    unsigned char *req, *rep;
+    size_t req_cap, rep_cap;
+    sn__gloo_buf *rq, *rp;
+} link;
+
+struct sn_ps_client {
+    sn_dist *d;
+    sn_ctx *ctx;
+    sn__gloo *gloo;
+    sn_net *net;
+    sn_optim *opt;
+    int num_ps, rank;
+    shard *sh;
+    link *io;
+    float *host;             /* staging for one variable's statistics */
+    sn_ps_stats st;
+    sn_status broken;
+};
+
+sn_ps_stats sn_ps_client_stats(const sn_ps_client *c) {
+    sn_ps_stats s;
+    memset(&s, 0, sizeof s);
+    return c ? c->st : s;
+}
+
+void sn_ps_client_free(sn_ps_client *c) {
+    if (!c) return;
+    for (int k = 0; c->io && k < c->num_ps; k++) {
+        sn__gloo_buf_free(c->io[k].rq);
+        sn__gloo_buf_free(c->io[k].rp);
+        free(c->io[k].req);
+        free(c->io[k].rep);
+    }
+    for (int k = 0; c->sh && k < c->num_ps; k++) shard_free(&c->sh[k]);
+    free(c->io);
+    free(c->sh);
+    free(c->host);
+    free(c);
+}
+
+/* The training batch norm that updates moving statistic `node`, or -1. */
+static int bn_of(const sn_net *net, int node, unsigned *kind, float *decay, float *factor) {
+    const sn_graph *g = net->g;
+    for (int i = 0; i < net->n; i++) {
+        const sn__node *n = &g->nodes[i];
+        if (n->op != SN__OP_batch_norm || !n->p.bn.training || n->n_in < 3) continue;
+        bool mean = n->in[n->n_in - 2] == node, var = n->in[n->n_in - 1] == node;
+        if (!mean && !var) continue;
+        int64_t C = net->dims[i][n->rank - 1];
+        int64_t rows = (int64_t)(net->numel[i] / (size_t)(C ? C : 1));
+        *kind = mean ? PV_MEAN : PV_VAR;
+        *decay = n->p.bn.decay;
+        *factor = rows > 1 ? (float)rows / (float)(rows - 1) : 1.0f;
+        return i;
+    }
+    return -1;
+}
+
+sn_status sn_ps_client_new(sn_dist *d, int num_ps, sn_net *net, sn_optim *opt,
+                           sn_ps_client **out) {
+    if (!d || !net || !out) return SN_ERR_INVALID_ARG;
+    *out = NULL;
+    sn_ctx *ctx = net->ctx;
+    int rank = sn_dist_rank(d), size = sn_dist_size(d);
+    if (num_ps < 1 || rank < num_ps || rank >= size)
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "sn_ps_client_new: rank %d of %d with %d ps "
+                        "tasks: the ps tasks are ranks 0..num_ps-1, a worker one of the rest",
+                        rank, size, num_ps);
+    sn_ps_client *c = calloc(1, sizeof *c);
+    if (!c) return sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_client_new: out of memory");
+    c->d = d;
+    c->ctx = ctx;
+    c->gloo = sn__dist_gloo(d);
+    c->net = net;
+    c->opt = opt;
+    c->num_ps = num_ps;
+    c->rank = rank;
+    c->sh = calloc((size_t)num_ps, sizeof *c->sh);
+    c->io = calloc((size_t)num_ps, sizeof *c->io);
+    const sn_graph *g = net->g;
+    int nv = sn_graph_num_vars(g);
+    bool *trained = calloc((size_t)net->n + 1, sizeof *trained);
+    sn_status st = c->sh && c->io && trained ? SN_OK
+                 : sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_client_new: out of memory");
+    for (int i = 0; st == SN_OK && opt && i < sn_optim_num_vars(opt); i++) {
+        sn_node n = sn_graph_find(g, sn_optim_var_name(opt, i));
+        if (n >= 0 && n < net->n) trained[n] = true;
+    }
+    for (int k = 0; st == SN_OK && k < num_ps; k++)
+        if (!(c->sh[k].v = calloc((size_t)nv / (size_t)num_ps + 2, sizeof(pvar))))
+            st = sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_client_new: out of memory");
+    size_t biggest = 0;
+    /* replica_device_setter's round robin: global_step first (ps 0), then the variables */
+    for (int i = 0; st == SN_OK && i < nv; i++) {
+        sn_var_info vi;
+        sn_graph_var(g, i, &vi);
+        shard *s = &c->sh[(i + 1) % num_ps];
+        pvar *v = &s->v[s->n++];
+        if (!(v->name = malloc(strlen(vi.name) + 1))) {
+            st = sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_client_new: out of memory");
+            break;
+        }
+        strcpy(v->name, vi.name);
+        v->rank = vi.rank;
+        memcpy(v->dims, vi.dims, sizeof v->dims);
+        v->node = vi.node;
+        v->numel = net->numel[vi.node];
+        v->bn = -1;
+        if (trained[vi.node]) v->kind = PV_TRAIN;
+        else if (vi.flags & SN_VAR_MOVING)
+            v->bn = bn_of(net, vi.node, &v->kind, &v->decay, &v->factor);
+        if (v->numel > biggest) biggest = v->numel;
+    }
+    free(trained);
+    if (st == SN_OK && !(c->host = malloc((biggest + 1) * sizeof(float))))
+        st = sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_client_new: out of memory");
+    /* each shard's optimizer variables, in the ps's order: the non-slot ones where it
+     * trains a variable, then the slots of its variables (opt keeps the same order) */
+    int n_slots = opt ? sn_optim_num_slots(opt) : 0;
+    for (int k = 0; st == SN_OK && k < num_ps; k++) {
+        shard *s = &c->sh[k];
+        shard_sizes(s);
+        if (!(s->slot_idx = malloc((size_t)(n_slots + 1) * sizeof(int)))) {
+            st = sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_client_new: out of memory");
+            break;
+        }
+        for (int i = 0; i < n_slots && s->trains; i++) {
+            float *p;
+            size_t numel;
+            int node;
+            sn__optim_slot_mem(opt, i, &p, &numel, &node);
+            bool mine = node < 0;
+            for (int j = 0; j < s->n && !mine; j++) mine = s->v[j].node == node;
+            if (!mine) continue;
+            s->slot_idx[s->n_slots++] = i;
+            s->slots += numel;
+        }
+        link *l = &c->io[k];
+        char err[1024];
+        l->req_cap = sizeof(head) + (s->grads + s->stats) * sizeof(float);
+        l->rep_cap = sizeof(head) + (s->vals + s->slots) * sizeof(float);
+        if (!(l->req = malloc(l->req_cap)) || !(l->rep = malloc(l->rep_cap)))
+            st = sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_client_new: out of memory");
+        else if (sn__gloo_buf_new(c->gloo, l->req, l->req_cap, &l->rq, err, sizeof err) ||
+                 sn__gloo_buf_new(c->gloo, l->rep, l->rep_cap, &l->rp, err, sizeof err))
+            st = sn__fail(ctx, SN_ERR_IO, "%s: Gloo: %s", sn__dist_name(d), err);
+    }
+    if (st != SN_OK) {
+        sn_ps_client_free(c);
+        return st;
+    }
+    *out = c;
+    return SN_OK;
+}
+
+/* A failed exchange with ps k: named, and the client broken. */
+static sn_status link_fail(sn_ps_client *c, int k, const char *what, const char *err) {
+    char name[256];
+    sn__dist_peer_name(c->d, k, name, sizeof name);
+    bool timed_out = strstr(err, "imed out") != NULL;
+    bool closed = strstr(err, "closed") || strstr(err, "reset") || strstr(err, "pipe") ||
+                  strstr(err, "EOF");
+    c->broken = timed_out ? SN_ERR_TIMEOUT : SN_ERR_IO;
+    return sn__fail(c->ctx, c->broken, "%s: %s %s: %s (Gloo: %.300s)", sn__dist_name(c->d),
+                    what, name, timed_out ? "it did not answer in time"
+                    : closed ? "it ended (its connection closed)" : "it failed", err);
+}
+
+/* Sends each ps its request (req_bytes[k] of io[k].req; 0: none) and, where want_reply,
+ * receives its reply; waits for all of it within the group's timeout. */
+static sn_status exchange(sn_ps_client *c, const size_t *req_bytes, bool want_reply,
+                          const char *what) {
+    char err[1024];
+    int tmo = sn__dist_timeout_ms(c->d);
+    double t0 = now_s();
+    for (int k = 0; k < c->num_ps; k++) {
+        link *l = &c->io[k];
+        if (want_reply && sn__gloo_recv(l->rp, k, SLOT(SLOT_REP), err, sizeof err))
+            return link_fail(c, k, what, err);
+        if (req_bytes[k] &&
+            sn__gloo_send(l->rq, k, SLOT(SLOT_REQ), req_bytes[k], err, sizeof err))
+            return link_fail(c, k, what, err);
+    }
+    for (int k = 0; k < c->num_ps; k++) {
+        link *l = &c->io[k];
+        if (req_bytes[k] && sn__gloo_wait_send(l->rq, tmo, err, sizeof err))
+            return link_fail(c, k, what, err);
+        if (want_reply && sn__gloo_wait_recv(l->rp, tmo, NULL, err, sizeof err))
+            return link_fail(c, k, what, err);
+    }
+    c->st.wait_secs += now_s() - t0;
+    return SN_OK;
+}
+
+static head request_head(uint32_t op) {
+    head h;
+    memset(&h, 0, sizeof h);
+    h.magic = PS_MAGIC;
+    h.op = op;
+    return h;
+}
+
+/* The replies' heads checked, their values (and slots) into the net (and optimizer). */
+static sn_status take_replies(sn_ps_client *c, uint32_t op, bool slots) {
+    for (int k = 0; k < c->num_ps; k++) {
+        const link *l = &c->io[k];
+        const shard *s = &c->sh[k];
+        head h;
+        memcpy(&h, l->rep, sizeof h);
+        if (h.magic != PS_MAGIC || h.op != op) {
+            char name[256];
+            sn__dist_peer_name(c->d, k, name, sizeof name);
+            c->broken = SN_ERR_FORMAT;
+            return sn__fail(c->ctx, SN_ERR_FORMAT, "%s: a reply from %s that is not one "
+                            "(magic %#x, op %u for %u)", sn__dist_name(c->d), name, h.magic,
+                            h.op, op);
+        }
+        const float *x = (const float *)(l->rep + sizeof h);
+        for (int i = 0; i < s->n; i++) {
+            const pvar *v = &s->v[i];
+            SN_TRY(SN__CALL(c->net, to_dev, c->net->val[v->node], x, v->numel * sizeof(float)));
+            x += v->numel;
+        }
+        for (int i = 0; slots && i < s->n_slots; i++) {
+            float *p;
+            size_t numel;
+            int node;
+            sn__optim_slot_mem(c->opt, s->slot_idx[i], &p, &numel, &node);
+            SN_TRY(SN__CALL(c->net, to_dev, p, x, numel * sizeof(float)));
+            x += numel;
+        }
+        if (k == 0) {
+            c->st.global_step = h.step;
+            c->st.staleness_sum = h.stale_sum;
+            c->st.staleness_n = h.stale_n;
+            c->st.done = (int)h.done;
+        }
+    }
+    return SN_OK;
+}
+
+sn_status sn_ps_init(sn_ps_client *c) {
+    if (!c) return SN_ERR_INVALID_ARG;
+    if (c->broken) return c->broken;
+    if (c->rank != c->num_ps)
+        return sn__fail(c->ctx, SN_ERR_INVALID_ARG, "sn_ps_init: the chief's (rank %d), not "
+                        "rank %d's", c->num_ps, c->rank);
+    int64_t step = c->opt ? sn_optim_global_step(c->opt) : 0;
+    sn_status st = SN_OK;
+    char err[1024];
+    int tmo = sn__dist_timeout_ms(c->d);
+    for (int k = 0; k < c->num_ps && st == SN_OK; k++) {
+        const shard *s = &c->sh[k];
+        wbuf w = {0};
+        put_optim(&w, c->opt);
+        put_shard(&w, s);
+        size_t man = w.n;
+        size_t bytes = man + (s->vals + s->slots) * sizeof(float);
+        unsigned char *buf = w.oom ? NULL : realloc(w.p, bytes ? bytes : 1);
+        if (!buf) {
+            free(w.p);
+            return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_init: out of memory");
+        }
+        float *x = (float *)(buf + man);   /* (may be unaligned for floats: copied bytewise) */
+        size_t off = 0;
+        for (int i = 0; i < s->n && st == SN_OK; i++) {
+            st = SN__CALL(c->net, to_host, c->host, c->net->val[s->v[i].node],
+                          s->v[i].numel * sizeof(float));
+            memcpy((unsigned char *)x + off, c->host, s->v[i].numel * sizeof(float));
+            off += s->v[i].numel * sizeof(float);
+        }
+        for (int i = 0; i < s->n_slots && st == SN_OK; i++) {
+            float *p;
+            size_t numel;
+            int node;
+            sn__optim_slot_mem(c->opt, s->slot_idx[i], &p, &numel, &node);
+            float *tmp = malloc(numel * sizeof(float) + 1);
+            if (!tmp) st = sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_init: out of memory");
+            else st = SN__CALL(c->net, to_host, tmp, p, numel * sizeof(float));
+            if (st == SN_OK) memcpy((unsigned char *)x + off, tmp, numel * sizeof(float));
+            free(tmp);
+            off += numel * sizeof(float);
+        }
+        head h = request_head(OP_INIT);
+        h.step = step;
+        h.bytes = bytes;
+        memcpy(c->io[k].req, &h, sizeof h);
+        sn__gloo_buf *b = NULL;
+        if (st == SN_OK &&
+            (sn__gloo_buf_new(c->gloo, buf, bytes, &b, err, sizeof err) ||
+             sn__gloo_send(c->io[k].rq, k, SLOT(SLOT_REQ), sizeof h, err, sizeof err) ||
+             sn__gloo_send(b, k, SLOT(SLOT_INIT), bytes, err, sizeof err) ||
+             sn__gloo_wait_send(c->io[k].rq, tmo, err, sizeof err) ||
+             sn__gloo_wait_send(b, tmo, err, sizeof err)))
+            st = link_fail(c, k, "sending the variables to", err);
+        sn__gloo_buf_free(b);
+        free(buf);
+    }
+    return st;
+}
+
+sn_status sn_ps_pull(sn_ps_client *c) {
+    if (!c) return SN_ERR_INVALID_ARG;
+    if (c->broken) return c->broken;
+    size_t *bytes = calloc((size_t)c->num_ps, sizeof *bytes);
+    if (!bytes) return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_pull: out of memory");
+    head h = request_head(OP_PULL);
+    for (int k = 0; k < c->num_ps; k++) {
+        memcpy(c->io[k].req, &h, sizeof h);
+        bytes[k] = sizeof h;
+    }
+    sn_status st = exchange(c, bytes, true, "pulling the variables from");
+    free(bytes);
+    if (st == SN_OK) st = take_replies(c, OP_PULL, false);
+    if (st == SN_OK) c->st.pulls++;
+    return st;
+}
+
+sn_status sn_ps_push(sn_ps_client *c, float lr, int pull) {
+    if (!c) return SN_ERR_INVALID_ARG;
+    if (c->broken) return c->broken;
+    size_t *bytes = calloc((size_t)c->num_ps, sizeof *bytes);
+    if (!bytes) return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_push: out of memory");
+    sn_status st = SN_OK;
+    head h = request_head(OP_PUSH);
+    h.flags = pull ? F_PULL : 0;
+    h.step = c->st.global_step;
+    h.lr = lr;
+    for (int k = 0; k < c->num_ps && st == SN_OK; k++) {
+        const shard *s = &c->sh[k];
+        unsigned char *x = c->io[k].req + sizeof h;
+        memcpy(c->io[k].req, &h, sizeof h);
+        for (int i = 0; i < s->n && st == SN_OK; i++) {
+            const pvar *v = &s->v[i];
+            if (!(v->kind & PV_TRAIN)) continue;
+            st = SN__CALL(c->net, to_host, x, c->net->grad[v->node], v->numel * sizeof(float));
+            x += v->numel * sizeof(float);
+        }
+        for (int i = 0; i < s->n && st == SN_OK; i++) {
+            const pvar *v = &s->v[i];
+            if (!(v->kind & (PV_MEAN | PV_VAR))) continue;
+            /* the batch's mean, or its variance times the Bessel factor, as the local
+             * update feeds them to the same kernel */
+            const float *aux = c->net->aux[v->bn] + (v->kind & PV_VAR ? v->numel : 0);
+            st = SN__CALL(c->net, to_host, c->host, aux, v->numel * sizeof(float));
+            if (v->kind & PV_VAR)
+                for (size_t j = 0; j < v->numel; j++) c->host[j] = c->host[j] * v->factor;
+            memcpy(x, c->host, v->numel * sizeof(float));
+            x += v->numel * sizeof(float);
+        }
+        bytes[k] = (size_t)(x - c->io[k].req);
+    }
+    if (st == SN_OK) st = exchange(c, bytes, pull != 0, "pushing the gradients to");
+    free(bytes);
+    if (st == SN_OK) c->st.pushes++;
+    if (st == SN_OK && pull) {
+        st = take_replies(c, OP_PUSH, false);
+        if (st == SN_OK) c->st.pulls++;
+    }
+    return st;
+}
+
+sn_status sn_ps_snapshot(sn_ps_client *c) {
+    if (!c) return SN_ERR_INVALID_ARG;
+    if (c->broken) return c->broken;
+    size_t *bytes = calloc((size_t)c->num_ps, sizeof *bytes);
+    if (!bytes) return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_snapshot: out of memory");
+    head h = request_head(OP_SNAPSHOT);
+    for (int k = 0; k < c->num_ps; k++) {
+        memcpy(c->io[k].req, &h, sizeof h);
+        bytes[k] = sizeof h;
+    }
+    sn_status st = exchange(c, bytes, true, "reading the variables of");
+    free(bytes);
+    if (st == SN_OK) st = take_replies(c, OP_SNAPSHOT, true);
+    if (st == SN_OK && c->opt) sn_optim_set_global_step(c->opt, c->st.global_step);
+    return st;
+}
+
+sn_status sn_ps_done(sn_ps_client *c) {
+    if (!c) return SN_ERR_INVALID_ARG;
+    if (c->broken) return c->broken;
+    size_t *bytes = calloc((size_t)c->num_ps, sizeof *bytes);
+    if (!bytes) return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_done: out of memory");
+    head h = request_head(OP_DONE);
+    for (int k = 0; k < c->num_ps; k++) {
+        memcpy(c->io[k].req, &h, sizeof h);
+        bytes[k] = sizeof h;
+    }
+    sn_status st = exchange(c, bytes, false, "ending the job on");
+    free(bytes);
+    return st;
+}
