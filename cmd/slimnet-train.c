@@ -111,6 +111,12 @@ typedef struct trainer {
     int gpus;               /* CUDA devices visible */
     int rank, size;
     int64_t records;        /* input records consumed before this run's first step */
+    /* asynchronous (TF_CONFIG with ps tasks, no --sync_replicas): t->dist holds every task,
+     * rank and size above count the chief and the workers only */
+    int num_ps;             /* > 0: this job has ps tasks */
+    bool ps_task;           /* this process is one: it serves (serve_ps) */
+    sn_ps_client *ps;       /* a worker's (the chief's too) link to them */
+    char task_name[256];    /* "ps 0 (10.0.0.9:2222)" */
 } trainer;
 
 #define INPUT_RECORDS "slimnet/input_records"   /* where a checkpoint keeps the position */
@@ -541,8 +547,32 @@ static int share_state(trainer *t) {
     return 0;
 }
 
-/* Why the loop stops. */
-enum stop { RUNNING, STOP_STEPS, STOP_SIGNAL, STOP_DATA, STOP_ERROR, STOP_NONFINITE };
+/* Why the loop stops (STOP_DONE: the chief ended an asynchronous job). */
+enum stop { RUNNING, STOP_STEPS, STOP_SIGNAL, STOP_DATA, STOP_DONE, STOP_ERROR, STOP_NONFINITE };
+
+/* An asynchronous job's worker: its variables on the ps tasks.  The chief gives them its
+ * state first (fresh, warm-started or resumed); every worker then pulls them, and takes
+ * its input position from the global step (each step is one worker's batch). */
+static int ps_join(trainer *t) {
+    if (sn_ps_client_new(t->dist, t->num_ps, t->net, t->opt, &t->ps) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "the parameter servers");
+    if (t->rank == 0 && sn_ps_init(t->ps) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "giving the ps tasks the variables");
+    if (sn_ps_pull(t->ps) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "pulling the variables");
+    int64_t step = sn_ps_client_stats(t->ps).global_step;
+    sn_optim_set_global_step(t->opt, step);
+    if (t->rank != 0) t->records = step * t->batch;
+    return 0;
+}
+
+/* The chief's checkpoint of an asynchronous job: the ps tasks' state first. */
+static int ps_save(trainer *t, int64_t step, int64_t records) {
+    if (t->ps && sn_ps_snapshot(t->ps) != SN_OK)
+        return tool_fail(TOOL, t->ctx, "reading the ps tasks' variables for a checkpoint");
+    if (t->ps) step = sn_ps_client_stats(t->ps).global_step;
+    return save(t, step, records);
+}
 
 /* Whether any rank was interrupted (flags[0]) or saw a non-finite loss (flags[1]): every
  * rank stops at the same step.  A group of one is itself. */
@@ -550,7 +580,7 @@ enum stop { RUNNING, STOP_STEPS, STOP_SIGNAL, STOP_DATA, STOP_ERROR, STOP_NONFIN
  * backward pass and done with its gradients (the backward's all-reduces wait for it), it
  * costs no round of its own. */
 static int agree_start(trainer *t, int32_t flags[2]) {
-    if (!t->dist || t->size == 1) return 0;
+    if (!t->dist || t->size == 1 || t->ps) return 0;
     int64_t two = 2;
     sn_tensor *f = NULL;
     sn_status st = sn_tensor_wrap(t->ctx, flags, SN_DTYPE_I32, 1, &two, SN_BORROW, &f);
@@ -560,8 +590,13 @@ static int agree_start(trainer *t, int32_t flags[2]) {
 }
 
 static int agree_wait(trainer *t) {
-    if (!t->dist || t->size == 1) return 0;
+    if (!t->dist || t->size == 1 || t->ps) return 0;
     return sn_dist_wait(t->dist) == SN_OK ? 0 : tool_fail(TOOL, t->ctx, "agreeing on the step");
+}
+
+/* Seconds this process has waited on the others: collectives, or the ps tasks. */
+static double waited(const trainer *t) {
+    return t->ps ? sn_ps_client_stats(t->ps).wait_secs : sn_dist_wait_seconds(t->dist);
 }
 
 static int train(trainer *t) {
@@ -589,11 +624,13 @@ static int train(trainer *t) {
     pp.out_width = t->width;
     t->batch = (int64_t)o->batch_size * (o->num_clones > 1 ? o->num_clones : 1);
     int64_t global_batch = t->batch * t->size;
+    /* images a global step trains: the group's batch; one worker's when asynchronous */
+    int64_t per_step = t->num_ps ? t->batch : global_batch;
     /* TF-slim: int(num_samples / batch_size * num_epochs_per_decay), per-clone batch; with
      * sync replicas divided by the replicas each step aggregates (all of them, here); a
      * launched group (--num_gpus) is TF-slim's clones, whose steps are not divided. */
     lp.decay_steps = sn_lr_decay_steps(num_samples, o->num_epochs_per_decay, o->batch_size,
-                                       t->launched ? 1 : t->size);
+                                       t->launched || t->num_ps ? 1 : t->size);
     /* The folder before the work: a train_dir that cannot be written fails now, not at the
      * first save.  Only the chief writes there. */
     if (chief && make_dirs(o->train_dir)) return 1;
@@ -626,7 +663,8 @@ static int train(trainer *t) {
         printf(TOOL ": ignoring --checkpoint_path because %s holds a checkpoint\n",
                o->train_dir);
     }
-    if (t->size > 1 && (rc = share_state(t))) return rc;
+    if (t->num_ps && (rc = ps_join(t))) return rc;
+    if (!t->num_ps && t->size > 1 && (rc = share_state(t))) return rc;
     int64_t step = sn_optim_global_step(t->opt);
 
     sn_pipeline_params pl = sn_pipeline_params_default();
@@ -676,7 +714,13 @@ static int train(trainer *t) {
         printf(TOOL ": %d GPUs x batch %d: each step trains %lld images, as TF-slim's %d "
                     "clones\n", t->launched, o->batch_size, (long long)global_batch,
                t->launched);
-    if (t->size > 1)
+    if (t->num_ps)
+        printf(TOOL ": worker %d of %d on %d ps tasks, asynchronous: each step pushes batch "
+                    "%lld's gradients at its own pace, from global step %lld; %s\n", t->rank,
+               t->size, t->num_ps, (long long)t->batch, (long long)step,
+               chief ? "the chief: it saves checkpoints and events and prints the progress"
+                     : "the chief prints the progress");
+    else if (t->size > 1)
         printf(TOOL ": rank %d of %d, batch %lld of the group's %lld; %s\n", t->rank, t->size,
                (long long)t->batch, (long long)global_batch,
                chief ? "the chief: it saves checkpoints and events and prints the progress"
@@ -686,7 +730,14 @@ static int train(trainer *t) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     double t0 = tool_now(), last_save = t0, last_summary = t0, last_log = t0;
-    double waited0 = sn_dist_wait_seconds(t->dist), waited_log = waited0;
+    double waited0 = waited(t), waited_log = waited0;
+    double stale_sum0 = 0, stale_log = 0;
+    int64_t stale_n0 = 0, stale_nlog = 0;
+    if (t->ps) {
+        sn_ps_stats ps = sn_ps_client_stats(t->ps);
+        stale_sum0 = stale_log = ps.staleness_sum;
+        stale_n0 = stale_nlog = ps.staleness_n;
+    }
     int64_t first_step = step, log_step = step;
     const float *x;
     const int32_t *y;
@@ -697,7 +748,7 @@ static int train(trainer *t) {
             stop = STOP_STEPS;
             break;
         }
-        if (t->size == 1 && g_stop_signal) {   /* a group agrees on it below, each step */
+        if ((t->size == 1 || t->ps) && g_stop_signal) {   /* a group agrees on it below */
             stop = STOP_SIGNAL;
             break;
         }
@@ -758,17 +809,33 @@ static int train(trainer *t) {
             stop = STOP_SIGNAL;
             break;
         }
-        if (sn_optim_step(t->opt, lr) != SN_OK ||
-            (t->ema && sn_ema_update(t->ema, sn_optim_global_step(t->opt)) != SN_OK)) {
-            tool_fail(TOOL, t->ctx, "training step");
-            stop = STOP_ERROR;
-            break;
+        if (t->ps) {   /* the ps tasks apply it; the variables after it come back */
+            if (sn_ps_push(t->ps, lr, 1) != SN_OK) {
+                tool_fail(TOOL, t->ctx, "training step");
+                stop = STOP_ERROR;
+                break;
+            }
+            sn_ps_stats ps = sn_ps_client_stats(t->ps);
+            if (ps.done) {
+                stop = STOP_DONE;
+                break;
+            }
+            step = ps.global_step;
+        } else {
+            if (sn_optim_step(t->opt, lr) != SN_OK ||
+                (t->ema && sn_ema_update(t->ema, sn_optim_global_step(t->opt)) != SN_OK)) {
+                tool_fail(TOOL, t->ctx, "training step");
+                stop = STOP_ERROR;
+                break;
+            }
+            step = sn_optim_global_step(t->opt);
         }
-        step = sn_optim_global_step(t->opt);
         double now = tool_now();
-        if (chief && step % o->log_every_n_steps == 0) {
+        /* (asynchronous: the global step moves by every worker's pushes) */
+        if (chief && (t->ps ? step / o->log_every_n_steps > log_step / o->log_every_n_steps
+                            : step % o->log_every_n_steps == 0)) {
             double dt = now - last_log;
-            double ips = dt > 0 ? (double)((step - log_step) * global_batch) / dt : 0;
+            double ips = dt > 0 ? (double)((step - log_step) * per_step) / dt : 0;
             char eta[64] = "", comm[64] = "";
             if (o->max_number_of_steps > 0 && step > first_step) {
                 char d[32];
@@ -776,8 +843,18 @@ static int train(trainer *t) {
                                   (double)(o->max_number_of_steps - step), d, sizeof d);
                 snprintf(eta, sizeof eta, ", ETA %s", d);
             }
-            if (t->size > 1) {   /* the time the chief spent in the group's collectives */
-                double w = sn_dist_wait_seconds(t->dist);
+            if (t->ps) {   /* the chief's time waiting on the ps tasks; the staleness */
+                double w = waited(t);
+                sn_ps_stats ps = sn_ps_client_stats(t->ps);
+                int64_t dn = ps.staleness_n - stale_nlog;
+                snprintf(comm, sizeof comm, ", %.0f%% waiting on the ps, staleness %.2f",
+                         dt > 0 ? 100.0 * (w - waited_log) / dt : 0.0,
+                         dn > 0 ? (ps.staleness_sum - stale_log) / (double)dn : 0.0);
+                waited_log = w;
+                stale_log = ps.staleness_sum;
+                stale_nlog = ps.staleness_n;
+            } else if (t->size > 1) {   /* the chief's time in the group's collectives */
+                double w = waited(t);
                 snprintf(comm, sizeof comm, ", %.0f%% in all-reduce",
                          dt > 0 ? 100.0 * (w - waited_log) / dt : 0.0);
                 waited_log = w;
@@ -786,7 +863,7 @@ static int train(trainer *t) {
                    "epoch %.2f%s\n", (long long)step, (double)loss,
                    step > log_step ? dt / (double)(step - log_step) : 0.0, (double)lr,
                    ips < 10 ? 3 : 1, ips,
-                   comm, (double)(t->records + (step - first_step) * global_batch) /
+                   comm, (double)(t->records + (step - first_step) * per_step) /
                              (double)num_samples, eta);
             fflush(stdout);
             last_log = now;
@@ -797,7 +874,7 @@ static int train(trainer *t) {
             last_summary = now;
         }
         if (chief && o->save_interval_secs > 0 && now - last_save >= o->save_interval_secs) {
-            if (save(t, step, t->records + (step - first_step) * global_batch)) {
+            if (ps_save(t, step, t->records + (step - first_step) * per_step)) {
                 stop = STOP_ERROR;
                 break;
             }
@@ -805,21 +882,42 @@ static int train(trainer *t) {
         }
     }
     sn_pipeline_free(in);
-    rc = stop >= STOP_ERROR ? 1 : 0;
+    rc = stop >= STOP_ERROR ? 1 : 0;   /* (STOP_DONE: a worker's normal end) */
     bool done = stop == STOP_STEPS || stop == STOP_SIGNAL || stop == STOP_DATA;
     if (stop == STOP_DATA)
         fprintf(stderr, TOOL ": the training data ended unexpectedly\n");
     if (chief && done && step > first_step) {
-        if (save(t, step, t->records + (step - first_step) * global_batch)) rc = 1;
+        if (ps_save(t, step, t->records + (step - first_step) * per_step)) rc = 1;
+        if (t->ps) step = sn_optim_global_step(t->opt);   /* the others' pushes too */
+    }
+    /* the chief ends an asynchronous job: the ps tasks apply no more and the workers stop */
+    if (chief && done && t->ps && stop != STOP_SIGNAL && sn_ps_done(t->ps) != SN_OK)
+        rc = tool_fail(TOOL, t->ctx, "ending the job on the ps tasks");
+    if (t->ps && !chief && (done || stop == STOP_DONE)) {
+        sn_ps_stats ps = sn_ps_client_stats(t->ps);
+        double el = tool_now() - t0;
+        printf(TOOL ": worker %d: %s at global step %lld: %lld pushes from this worker "
+                    "(%.1f images/s), %.0f%% waiting on the ps\n", t->rank,
+               stop == STOP_DONE ? "the chief ended the job" : stop == STOP_SIGNAL
+                   ? "interrupted" : "stopped", (long long)ps.global_step,
+               (long long)ps.pushes, el > 0 ? (double)ps.pushes * (double)t->batch / el : 0.0,
+               el > 0 ? 100.0 * (waited(t) - waited0) / el : 0.0);
     }
     if (chief && done) {
         double el = tool_now() - t0;
         char d[32], comm[64] = "";
         tool_duration(el, d, sizeof d);
-        if (t->size > 1)
+        if (t->ps) {
+            sn_ps_stats ps = sn_ps_client_stats(t->ps);
+            int64_t dn = ps.staleness_n - stale_n0;
+            snprintf(comm, sizeof comm, ", %.0f%% waiting on the ps, staleness %.2f",
+                     el > 0 ? 100.0 * (waited(t) - waited0) / el : 0.0,
+                     dn > 0 ? (ps.staleness_sum - stale_sum0) / (double)dn : 0.0);
+        } else if (t->size > 1) {
             snprintf(comm, sizeof comm, ", %.0f%% in all-reduce",
-                     el > 0 ? 100.0 * (sn_dist_wait_seconds(t->dist) - waited0) / el : 0.0);
-        double ips = el > 0 ? (double)((step - first_step) * global_batch) / el : 0.0;
+                     el > 0 ? 100.0 * (waited(t) - waited0) / el : 0.0);
+        }
+        double ips = el > 0 ? (double)((step - first_step) * per_step) / el : 0.0;
         printf(TOOL ": %s at global step %lld after %s (%.*f images/s%s)%s%s\n",
                stop == STOP_SIGNAL ? "interrupted" : "finished", (long long)step, d,
                ips < 10 ? 3 : 1, ips, comm,
@@ -828,6 +926,105 @@ static int train(trainer *t) {
                                    el > 0 ? (double)(step - first_step) / el : 0);
     }
     return rc;
+}
+
+/* An asynchronous job (TF_CONFIG with ps tasks, no --sync_replicas): every task joins one
+ * group (the ps tasks first); a ps task serves, the chief and the workers train.  TF-slim's
+ * flags are checked against TF_CONFIG. */
+static int join_async(trainer *t, const sn_dist_env *env, flag *fl, int nfl) {
+    opts *o = t->o;
+    if (!env->num_ps) {
+        fprintf(stderr, TOOL ": --num_ps_tasks=%d but %s names no ps tasks: asynchronous "
+                        "training needs them in TF_CONFIG's cluster (or add --sync_replicas)\n",
+                o->num_ps_tasks, env->source);
+        return 2;
+    }
+    struct { const char *flag; int value, want; } same[] = {
+        {"num_ps_tasks", o->num_ps_tasks, env->num_ps},
+        {"worker_replicas", o->worker_replicas, env->num_workers},
+        {"task", o->task, env->task_index},
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
+        if (flags_find(fl, nfl, same[i].flag)->set && same[i].value != same[i].want) {
+            fprintf(stderr, TOOL ": --%s=%d, but TF_CONFIG says %d\n", same[i].flag,
+                    same[i].value, same[i].want);
+            return 2;
+        }
+    if (flags_find(fl, nfl, "replicas_to_aggregate")->set) {
+        fprintf(stderr, TOOL ": --replicas_to_aggregate: only with --sync_replicas (without "
+                        "it, TF_CONFIG's ps tasks train asynchronously: no step aggregates)\n");
+        return 2;
+    }
+    if (!strcmp(env->task_type, "evaluator")) {
+        fprintf(stderr, TOOL ": TF_CONFIG: task evaluator %d: run slimnet-eval there\n",
+                env->task_index);
+        return 2;
+    }
+    bool is_ps = !strcmp(env->task_type, "ps");
+    if (!is_ps && o->moving_average_decay > 0) {
+        fprintf(stderr, TOOL ": --moving_average_decay: not with parameter servers yet (the "
+                        "averages would live on the ps tasks); train without it, or add "
+                        "--sync_replicas\n");
+        return 2;
+    }
+    if (!is_ps && strcmp(o->precision, "fp32") != 0) {
+        fprintf(stderr, TOOL ": --precision=%s: parameter servers train in fp32 only\n",
+                o->precision);
+        return 2;
+    }
+    if (is_ps && sn_ctx_device(t->ctx) != SN_DEVICE_CPU) {   /* TF's ps tasks: the CPU */
+        sn_ctx_free(t->ctx);
+        t->ctx = tool_ctx_cuda(TOOL, "cpu", 0, o->threads, (uint64_t)o->seed, 0, 0, 0);
+        if (!t->ctx) return 1;
+    }
+    sn_dist_params p = env->cluster;
+    p.timeout_secs = o->dist_timeout_secs;
+    p.backend = SN_DIST_GLOO;
+    printf(TOOL ": %s: %s of an asynchronous job of %d ps tasks and %d workers: joining at "
+                "%s:%d (ps 0)\n", p.name, is_ps ? "a parameter server" : "a worker",
+           env->num_ps, env->num_workers, p.master_addr, p.master_port);
+    fflush(stdout);
+    if (sn_dist_new(t->ctx, &p, &t->dist) != SN_OK) return tool_fail(TOOL, t->ctx, "group");
+    t->num_ps = env->num_ps;
+    t->ps_task = is_ps;
+    snprintf(t->task_name, sizeof t->task_name, "%s", p.name);
+    t->rank = is_ps ? -1 : sn_dist_rank(t->dist) - env->num_ps;
+    t->size = env->num_workers;
+    return 0;
+}
+
+/* A ps task's log line, and its stop request (SIGINT, SIGTERM). */
+static void ps_log(void *arg, const char *line) {
+    (void)arg;
+    printf(TOOL ": %s\n", line);
+    fflush(stdout);
+}
+static int ps_should_stop(void *arg) {
+    (void)arg;
+    return g_stop_signal != 0;
+}
+
+/* A ps task: serves until the job ends. */
+static int serve_ps(trainer *t) {
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    sn_ps_params p = sn_ps_params_default();
+    p.num_ps = t->num_ps;
+    p.should_stop = ps_should_stop;
+    p.log = ps_log;
+    sn_ps_stats st;
+    double t0 = tool_now();
+    sn_status r = sn_ps_serve(t->dist, &p, &st);
+    double el = tool_now() - t0;
+    if (r != SN_OK) return tool_fail(TOOL, t->ctx, "serving");
+    char d[32];
+    tool_duration(el, d, sizeof d);
+    printf(TOOL ": %s: %s at global step %lld after %s: %lld pushes applied (%.1f/s), %lld "
+                "pulls answered, mean staleness %.2f\n", t->task_name,
+           g_stop_signal ? "interrupted" : "the job ended", (long long)st.global_step, d,
+           (long long)st.pushes, el > 0 ? (double)st.pushes / el : 0.0, (long long)st.pulls,
+           st.staleness_n ? st.staleness_sum / (double)st.staleness_n : 0.0);
+    return 0;
 }
 
 /* The group the environment describes (TF_CONFIG, mpirun, srun, torchrun), checked against
@@ -852,13 +1049,7 @@ static int join_group(trainer *t, flag *fl, int nfl) {
         }
         return 0;
     }
-    if (ps && !o->sync_replicas) {
-        fprintf(stderr, TOOL ": %s names %d ps tasks and --sync_replicas is off: asynchronous "
-                        "training on parameter servers is not available yet; add "
-                        "--sync_replicas to train the chief and workers synchronously\n",
-                env.source, env.num_ps ? env.num_ps : o->num_ps_tasks);
-        return 2;
-    }
+    if (ps && !o->sync_replicas) return join_async(t, &env, fl, nfl);
     if (!strcmp(env.task_type, "ps")) {
         printf(TOOL ": ps %d: nothing to serve: with --sync_replicas the chief and the workers "
                     "average their gradients among themselves\n", env.task_index);
@@ -899,6 +1090,7 @@ static int join_group(trainer *t, flag *fl, int nfl) {
 }
 
 static void trainer_free(trainer *t) {
+    sn_ps_client_free(t->ps);
     sn_events_close(t->ev);
     sn_ema_free(t->ema);
     sn_optim_free(t->opt);
@@ -960,6 +1152,7 @@ static int run(trainer *t, flag *fl, int nfl) {
     opts *o = t->o;
     int rc = join_group(t, fl, nfl);
     if (rc) return rc < 0 ? 0 : rc;
+    if (t->ps_task) return serve_ps(t);
     sn_dataset_params dp = sn_dataset_params_default();
     dp.fer_extra_class = o->fer_extra_class;
     if (sn_dataset_open(t->ctx, o->dataset_name, o->dataset_dir, &dp, &t->ds) != SN_OK) {

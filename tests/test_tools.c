@@ -672,7 +672,7 @@ static pid_t spawn(const char *const *argv, const char *const *env, int *fd) {
 
 /* A slimnet-train process with TF_CONFIG set, its output (stdout and stderr) on *fd. */
 static pid_t spawn_train(const char *tf_config, const char *const *args, int *fd) {
-    char path[PATH_MAX + 64], tf[1024];
+    char path[PATH_MAX + 64], tf[1100];
     snprintf(path, sizeof path, "%s/slimnet-train", g_bin);
     snprintf(tf, sizeof tf, "TF_CONFIG=%s", tf_config ? tf_config : "");
     const char *argv[64] = {path};
@@ -857,18 +857,192 @@ START_TEST(distributed_faults) {
     snprintf(name, sizeof name, "worker 0 (127.0.0.1:%d) never arrived", port + 1);
     ck_assert_msg(rc == 1 && strstr(out, name), "%d: %s", rc, out);
 
-    /* ps tasks: asynchronous training is not there yet; with --sync_replicas they rest */
+    /* ps tasks with --sync_replicas: they rest (the chief and workers average) */
     char tps[512];
     snprintf(tps, sizeof tps, "{\"cluster\": {\"chief\": [\"127.0.0.1:%d\"], \"ps\": "
              "[\"127.0.0.1:%d\"]}, \"task\": {\"type\": \"ps\", \"index\": 0}}", port, port + 1);
-    const char *async[] = {TRAIN_FLAGS(dir, "70"), NULL};
-    pc = spawn_train(tps, async, &fc);
-    rc = finish(pc, fc, out, sizeof out);
-    ck_assert_msg(rc == 2 && strstr(out, "--sync_replicas"), "%d: %s", rc, out);
     const char *sync[] = {TRAIN_FLAGS(dir, "70"), "--sync_replicas", NULL};
     pc = spawn_train(tps, sync, &fc);
     rc = finish(pc, fc, out, sizeof out);
     ck_assert_msg(rc == 0 && strstr(out, "ps 0: nothing to serve"), "%d: %s", rc, out);
+}
+END_TEST
+
+/* ---- asynchronous training: ps tasks (TF_CONFIG with "ps", no --sync_replicas) ------------ */
+
+/* The vendor's cluster shape on 127.0.0.1: ps i on port + i (ps 0's port serves the
+ * rendezvous), the master on port + nps, workers after it. */
+static void tf_config_ps(char *buf, size_t cap, int port, int nps, int nworkers,
+                         const char *type, int index) {
+    char ps[256] = "", wk[256] = "";
+    for (int i = 0; i < nps; i++)
+        snprintf(ps + strlen(ps), sizeof ps - strlen(ps), "%s\"127.0.0.1:%d\"", i ? ", " : "",
+                 port + i);
+    for (int i = 0; i < nworkers; i++)
+        snprintf(wk + strlen(wk), sizeof wk - strlen(wk), "%s\"127.0.0.1:%d\"", i ? ", " : "",
+                 port + nps + 1 + i);
+    snprintf(buf, cap, "{\"cluster\": {\"master\": [\"127.0.0.1:%d\"], \"ps\": [%s], "
+             "\"worker\": [%s]}, \"task\": {\"type\": \"%s\", \"index\": %d}}", port + nps, ps,
+             wk, type, index);
+}
+
+/* A job of nps ps tasks, the master and nworkers workers, each with args (the master's
+ * train_dir is dir, the others' dir_other).  Their outputs into outs[0..], in the order ps,
+ * master, workers; exit codes into rc.  kill_task >= 0: that task is killed once the
+ * master's output shows kill_after. */
+typedef struct ps_job {
+    int nps, nworkers, kill_task;
+    const char *kill_after;
+    double killed_at, master_done_at;
+} ps_job;
+
+static double mono_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void run_ps_job(ps_job *j, const char *const *master_args, const char *const *other_args,
+                       char outs[][32768], int *rc) {
+    int port = free_ports(), n = j->nps + 1 + j->nworkers, fd[8];
+    pid_t pid[8];
+    for (int i = 0; i < n; i++) {
+        char tf[1024];
+        const char *type = i < j->nps ? "ps" : i == j->nps ? "master" : "worker";
+        int index = i < j->nps ? i : i == j->nps ? 0 : i - j->nps - 1;
+        tf_config_ps(tf, sizeof tf, port, j->nps, j->nworkers, type, index);
+        pid[i] = spawn_train(tf, i == j->nps ? master_args : other_args, &fd[i]);
+    }
+    /* the master's output as it comes, to kill a task at the right moment */
+    size_t used = 0;
+    ssize_t r;
+    char *buf = outs[j->nps];
+    buf[0] = 0;
+    while ((r = read(fd[j->nps], buf + used, 32767 - used)) > 0) {
+        used += (size_t)r;
+        buf[used] = 0;
+        if (j->kill_task >= 0 && !j->killed_at && strstr(buf, j->kill_after)) {
+            kill(pid[j->kill_task], SIGKILL);
+            j->killed_at = mono_now();
+        }
+        if (used > 30000) {   /* keep the tail */
+            memmove(buf, buf + used - 8192, 8192);
+            used = 8192;
+        }
+    }
+    close(fd[j->nps]);
+    int status;
+    waitpid(pid[j->nps], &status, 0);
+    j->master_done_at = mono_now();
+    rc[j->nps] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    for (int i = 0; i < n; i++)
+        if (i != j->nps) rc[i] = finish(pid[i], fd[i], outs[i], sizeof outs[i]);
+}
+
+/* The vendor's TF_CONFIG shape (master, ps x2, worker) trains lenet with the same command
+ * on every process: the master writes the checkpoints (TF's names, optimizer slots and
+ * global_step from the ps tasks), the ps tasks hold 8 variables between them, a local run
+ * resumes from the job's checkpoint.  One worker alone on a ps trains exactly as one local
+ * process does (the same checkpoint, bit for bit). */
+START_TEST(async_parameter_servers) {
+    char dir[PATH_MAX + 16], other[PATH_MAX + 16], local[PATH_MAX + 16], outs[4][32768];
+    snprintf(dir, sizeof dir, "%s/async", g_root);
+    snprintf(other, sizeof other, "%s/async_other", g_root);
+    snprintf(local, sizeof local, "%s/async_local", g_root);
+    const char *args[] = {TRAIN_FLAGS(dir, "30"), "--threads=1", NULL};
+    const char *oargs[] = {TRAIN_FLAGS(other, "30"), "--threads=1", NULL};
+    int rc[4];
+    ps_job j = {2, 1, -1, NULL, 0, 0};
+    run_ps_job(&j, args, oargs, outs, rc);
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(rc[i] == 0, "task %d: exit %d:\n%s", i, rc[i], outs[i]);
+    ck_assert_msg(strstr(outs[2], "waiting on the ps, staleness") &&
+                  strstr(outs[2], "finished at global step"), "%s", outs[2]);
+    ck_assert_msg(strstr(outs[0], "holding 4 variables") && strstr(outs[1], "holding 4 "
+                  "variables") && strstr(outs[0], "the job ended"), "%s\n%s", outs[0], outs[1]);
+    ck_assert_msg(strstr(outs[3], "worker 1: ") && !strstr(outs[3], "global step 5:"), "%s",
+                  outs[3]);
+    struct stat sb;
+    ck_assert_msg(stat(other, &sb) != 0, "a worker or ps wrote %s", other);
+    const char *last = strstr(outs[2], "checkpoint ");
+    ck_assert_ptr_nonnull(last);
+    printf("[tools] master, 2 ps, 1 worker: %.*s\n", (int)strcspn(outs[2] + (strstr(outs[2],
+           "slimnet-train: finished") - outs[2]), "\n"), strstr(outs[2], "slimnet-train: finished"));
+    sn_ctx *ctx = tu_ctx();
+    char path[PATH_MAX + 64];
+    ck_assert_int_eq(sn_ckpt_latest(ctx, dir, path, sizeof path), SN_OK);
+    sn_ckpt *ck = NULL;
+    ck_assert_int_eq(sn_ckpt_open(ctx, path, &ck), SN_OK);
+    ck_assert_int_ge(sn_ckpt_find(ck, "global_step"), 0);
+    ck_assert_int_ge(sn_ckpt_find(ck, "LeNet/fc3/weights/Momentum"), 0);
+    sn_ckpt_close(ck);
+    sn_ctx_free(ctx);
+    char out[65536];   /* a local run resumes from it */
+    const char *more[] = {TRAIN_FLAGS(dir, "40"), "--threads=1", NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", more) == 0 &&
+                  strstr(out, "resuming from") && strstr(out, "finished at global step 40"),
+                  "%s", out);
+
+    /* one worker (the master) on one ps equals one local process */
+    const char *one[] = {TRAIN_FLAGS(local, "12"), "--threads=1", NULL};
+    ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", one) == 0, "%s", out);
+    snprintf(dir, sizeof dir, "%s/async_one", g_root);
+    const char *args1[] = {TRAIN_FLAGS(dir, "12"), "--threads=1", NULL};
+    ps_job j1 = {1, 0, -1, NULL, 0, 0};
+    run_ps_job(&j1, args1, args1, outs, rc);
+    ck_assert_msg(rc[0] == 0 && rc[1] == 0, "ps %d, master %d:\n%s\n%s", rc[0], rc[1], outs[0],
+                  outs[1]);
+    char a[PATH_MAX + 32], b[PATH_MAX + 32];
+    snprintf(a, sizeof a, "%s/model.ckpt-12", local);
+    snprintf(b, sizeof b, "%s/model.ckpt-12", dir);
+    assert_close_ckpt(a, b, 0.0);
+}
+END_TEST
+
+/* Faults: a worker killed mid-run does not stop the job (the ps names it, the master goes on
+ * to its last step); a ps killed mid-run stops the master at once, named, its last
+ * checkpoint intact, and the whole job restarted resumes from it. */
+START_TEST(async_faults) {
+    char dir[PATH_MAX + 32], other[PATH_MAX + 32], outs[4][32768];
+    snprintf(dir, sizeof dir, "%s/async_fault", g_root);
+    snprintf(other, sizeof other, "%s/async_fault_other", g_root);
+    const char *args[] = {TRAIN_FLAGS(dir, "80"), "--threads=1", "--log_every_n_steps=1",
+                          "--save_interval_secs=1", "--dist_timeout_secs=20", NULL};
+    const char *oargs[] = {TRAIN_FLAGS(other, "80"), "--threads=1", "--dist_timeout_secs=20",
+                           NULL};
+    int rc[4];
+    ps_job j = {1, 1, 2, "global step 10:", 0, 0};   /* the worker dies */
+    run_ps_job(&j, args, oargs, outs, rc);
+    ck_assert_msg(j.killed_at > 0 && rc[0] == 0 && rc[1] == 0, "ps %d, master %d:\n%s\n%s",
+                  rc[0], rc[1], outs[0], outs[1]);
+    ck_assert_msg(strstr(outs[0], "worker 0 (127.0.0.1:") && strstr(outs[0], "ended (its "
+                  "connection closed); serving the others"), "%s", outs[0]);
+    ck_assert_msg(strstr(outs[1], "finished at global step 8"), "%s", outs[1]);
+    const char *line = strstr(outs[0], "worker 0 (");
+    while (line && line > outs[0] && line[-1] != '\n') line--;
+    printf("[tools] a killed worker, the ps goes on: %.*s\n", (int)strcspn(line, "\n"), line);
+
+    /* ps 1 dies: the master stops, naming it, and keeps its last checkpoint */
+    snprintf(dir, sizeof dir, "%s/async_fault_ps", g_root);
+    const char *args2[] = {TRAIN_FLAGS(dir, "0"), "--threads=1", "--log_every_n_steps=1",
+                           "--save_interval_secs=1", "--dist_timeout_secs=20", NULL};
+    ps_job j2 = {2, 0, 1, "global step 30:", 0, 0};
+    run_ps_job(&j2, args2, args2, outs, rc);
+    double took = j2.master_done_at - j2.killed_at;
+    ck_assert_msg(j2.killed_at > 0 && rc[2] == 1 && strstr(outs[2], "ps 1 (127.0.0.1:") &&
+                  strstr(outs[2], "it ended"), "master %d:\n%s", rc[2], outs[2]);
+    ck_assert_msg(took < 5, "named after %.1f s", took);
+    ck_assert(file_exists(dir, "checkpoint"));
+    line = strstr(outs[2], "ps 1 (127.0.0.1:");
+    while (line && line > outs[2] && line[-1] != '\n') line--;
+    printf("[tools] a killed ps, named by the master after %.2f s: %.*s\n", took,
+           (int)strcspn(line, "\n"), line);
+    const char *again[] = {TRAIN_FLAGS(dir, "60"), "--threads=1", NULL};
+    ps_job j3 = {2, 0, -1, NULL, 0, 0};
+    run_ps_job(&j3, again, again, outs, rc);
+    ck_assert_msg(rc[0] == 0 && rc[1] == 0 && rc[2] == 0 && strstr(outs[2], "resuming from") &&
+                  strstr(outs[2], "finished at global step 60"), "%d %d %d:\n%s", rc[0], rc[1],
+                  rc[2], outs[2]);
 }
 END_TEST
 
@@ -947,6 +1121,8 @@ Suite *suite_tools(void) {
     tcase_add_test(tc, distributed_equals_one);
     tcase_add_test(tc, distributed_faults);
     tcase_add_test(tc, distributed_mpirun);
+    tcase_add_test(tc, async_parameter_servers);
+    tcase_add_test(tc, async_faults);
     suite_add_tcase(s, tc);
     return s;
 }
