@@ -382,14 +382,15 @@ static void peer(server *s, int r, char *buf, size_t cap) {
     sn__dist_peer_name(s->d, r, buf, cap);
 }
 
-/* Sends head h and n floats at host memory x (then m at y) to task r on slot REP.  A task that
- * ended is logged and marked; nothing else fails. */
-static sn_status send_reply(server *s, int r, head *h, const float *x, size_t n,
-                            const float *y, size_t m) {
+/* Task r's reply buffer, of at least bytes, once its previous reply has gone (it has: a
+ * task asks again only after reading the answer).  NULL after a message when r is gone
+ * (logged; *st stays SN_OK) or on a failure (*st). */
+static unsigned char *reply_buffer(server *s, int r, size_t bytes, sn_status *st) {
     reply *rp = &s->rep[r];
     char err[1024] = "", name[256];
-    if (rp->dead) return SN_OK;
-    if (rp->pending) {   /* done: the task asked again only after reading it */
+    *st = SN_OK;
+    if (rp->dead) return NULL;
+    if (rp->pending) {
         rp->pending = false;
         if (sn__gloo_wait_send(rp->b, -1, err, sizeof err) != 0) {
             rp->dead = true;
@@ -398,32 +399,41 @@ static sn_status send_reply(server *s, int r, head *h, const float *x, size_t n,
             pthread_mutex_unlock(&s->mu);
             peer(s, r, name, sizeof name);
             logf_(s, "%s: %s is unreachable (%s); serving the others", s->me, name, err);
-            return SN_OK;
+            return NULL;
         }
     }
-    size_t bytes = sizeof *h + (n + m) * sizeof(float);
     if (bytes > rp->cap) {
         sn__gloo_buf_free(rp->b);
         rp->b = NULL;
         free(rp->p);
         rp->cap = 0;
-        if (!(rp->p = malloc(bytes)))
-            return sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory for a reply", s->me);
+        if (!(rp->p = malloc(bytes))) {
+            *st = sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory for a reply", s->me);
+            return NULL;
+        }
         rp->cap = bytes;
-        if (sn__gloo_buf_new(s->gloo, rp->p, bytes, &rp->b, err, sizeof err) != 0)
-            return sn__fail(s->ctx, SN_ERR_IO, "%s: Gloo: %s", s->me, err);
+        if (sn__gloo_buf_new(s->gloo, rp->p, bytes, &rp->b, err, sizeof err) != 0) {
+            *st = sn__fail(s->ctx, SN_ERR_IO, "%s: Gloo: %s", s->me, err);
+            return NULL;
+        }
     }
-    memcpy(rp->p, h, sizeof *h);
-    if (n) memcpy(rp->p + sizeof *h, x, n * sizeof(float));
-    if (m) memcpy(rp->p + sizeof *h + n * sizeof(float), y, m * sizeof(float));
+    return rp->p;
+}
+
+/* Sends the first bytes of task r's reply buffer on slot REP. */
+static void reply_send(server *s, int r, size_t bytes) {
+    reply *rp = &s->rep[r];
+    char err[1024] = "", name[256];
     if (sn__gloo_send(rp->b, r, SLOT(SLOT_REP), bytes, err, sizeof err) != 0) {
         rp->dead = true;
+        pthread_mutex_lock(&s->mu);
+        s->gone[r] = true;
+        pthread_mutex_unlock(&s->mu);
         peer(s, r, name, sizeof name);
         logf_(s, "%s: %s is unreachable (%s); serving the others", s->me, name, err);
-        return SN_OK;
+        return;
     }
     rp->pending = true;
-    return SN_OK;
 }
 
 static head reply_head(const server *s, uint32_t op) {
@@ -443,26 +453,26 @@ static head reply_head(const server *s, uint32_t op) {
  * they go one by one into a staging copy. */
 static sn_status reply_values(server *s, int r, uint32_t op, bool slots) {
     head h = reply_head(s, op);
-    size_t n = s->sh.vals, m = slots ? s->sh.slots : 0;
-    float *buf = malloc((n + m + 1) * sizeof(float));
-    if (!buf) return sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory", s->me);
-    size_t off = 0;
-    sn_status st = SN_OK;
+    size_t n = s->sh.vals + (slots ? s->sh.slots : 0);
+    sn_status st;
+    unsigned char *buf = reply_buffer(s, r, sizeof h + n * sizeof(float), &st);
+    if (!buf) return st;
+    memcpy(buf, &h, sizeof h);
+    unsigned char *x = buf + sizeof h;
     for (int i = 0; i < s->sh.n && st == SN_OK; i++) {
         const pvar *v = &s->sh.v[i];
-        st = SN__CALL(s->net, to_host, buf + off, s->net->val[v->node], v->numel * sizeof(float));
-        off += v->numel;
+        st = SN__CALL(s->net, to_host, x, s->net->val[v->node], v->numel * sizeof(float));
+        x += v->numel * sizeof(float);
     }
-    for (int i = 0; m && s->opt && i < sn_optim_num_slots(s->opt) && st == SN_OK; i++) {
+    for (int i = 0; slots && s->opt && i < sn_optim_num_slots(s->opt) && st == SN_OK; i++) {
         float *p;
         size_t numel;
         int node;
         st = sn__optim_slot_mem(s->opt, i, &p, &numel, &node);
-        if (st == SN_OK) st = SN__CALL(s->net, to_host, buf + off, p, numel * sizeof(float));
-        off += numel;
+        if (st == SN_OK) st = SN__CALL(s->net, to_host, x, p, numel * sizeof(float));
+        x += numel * sizeof(float);
     }
-    if (st == SN_OK) st = send_reply(s, r, &h, buf, off, NULL, 0);
-    free(buf);
+    if (st == SN_OK) reply_send(s, r, (size_t)(x - buf));
     s->pulls += op == OP_PULL || op == OP_PUSH;
     return st;
 }
