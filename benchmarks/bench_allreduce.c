@@ -3,6 +3,9 @@
  * bookkeeping: a progress report to the store per collective) and memcpy of the same bytes.
  *
  *   bench_allreduce [ranks...]      default: 2 4
+ *   bench_allreduce p2p BYTES...    the parameter servers' exchange (bench_ps.sh): one rank
+ *                                   sends BYTES, the other answers with BYTES, over Gloo's
+ *                                   point-to-point messages alone; exchanges per second
  *
  * For each group size it forks the ranks on 127.0.0.1, and for 1 MB, 13 MB (lenet's
  * gradient) and 102 MB (ResNet-50's: 25.6 M floats) of float32 times REPS all-reduces each
@@ -110,7 +113,81 @@ static int rank_main(int rank, int size, int port) {
     return rc;
 }
 
+/* p2p: rank 1 sends n bytes to rank 0 (received from any, as a ps does), which answers
+ * with n bytes; REPS * 5 exchanges after a warm-up; rank 0 prints the median rate. */
+static int p2p_main(int rank, int port, size_t n) {
+    sn_ctx_params cp = sn_ctx_params_default();
+    cp.threads = 1;
+    sn_ctx *ctx = NULL;
+    sn_dist *d = NULL;
+    sn_dist_params p = sn_dist_params_default();
+    p.rank = rank;
+    p.size = 2;
+    p.master_port = port;
+    p.timeout_secs = 120;
+    if (sn_ctx_new(&cp, &ctx) != SN_OK || sn_dist_new(ctx, &p, &d) != SN_OK) {
+        fprintf(stderr, "bench_allreduce: rank %d: %s\n", rank, ctx ? sn_ctx_errmsg(ctx) : "");
+        return 1;
+    }
+    char *a = calloc(n ? n : 1, 1), *b = calloc(n ? n : 1, 1), err[512];
+    sn__gloo_buf *ba = NULL, *bb = NULL;
+    int rc = !a || !b || sn__gloo_buf_new(sn__dist_gloo(d), a, n, &ba, err, sizeof err) ||
+             sn__gloo_buf_new(sn__dist_gloo(d), b, n, &bb, err, sizeof err);
+    enum { N = REPS * 5 };
+    double t[N];
+    const uint64_t req = 0xA5ULL << 56 | 1, rep = 0xA5ULL << 56 | 2;
+    for (int i = -1; i < N && !rc; i++) {
+        double t0 = now_s();
+        int one = 1;
+        if (rank == 1)
+            rc = sn__gloo_recv(bb, 0, rep, err, sizeof err) ||
+                 sn__gloo_send(ba, 0, req, n, err, sizeof err) ||
+                 sn__gloo_wait_send(ba, 60000, err, sizeof err) ||
+                 sn__gloo_wait_recv(bb, 60000, NULL, err, sizeof err);
+        else
+            rc = sn__gloo_recv_any(ba, &one, 1, req, err, sizeof err) ||
+                 sn__gloo_wait_recv(ba, 60000, NULL, err, sizeof err) ||
+                 sn__gloo_send(bb, 1, rep, n, err, sizeof err) ||
+                 sn__gloo_wait_send(bb, 60000, err, sizeof err);
+        if (i >= 0) t[i] = now_s() - t0;
+    }
+    if (rc) fprintf(stderr, "bench_allreduce: p2p: %s\n", err);
+    if (!rc && rank == 1) {
+        qsort(t, N, sizeof(double), cmp_double);
+        printf("| %.3g MB each way | %.4f s | %.1f exchanges/s | %.2f GB/s |\n", n / 1e6,
+               t[N / 2], 1.0 / t[N / 2], 2.0 * (double)n / t[N / 2] / 1e9);
+        fflush(stdout);
+    }
+    sn__gloo_buf_free(ba);
+    sn__gloo_buf_free(bb);
+    free(a);
+    free(b);
+    sn_dist_free(d);
+    sn_ctx_free(ctx);
+    return rc;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "p2p")) {
+        printf("| message | median exchange | rate | bandwidth |\n|---|---|---|---|\n");
+        fflush(stdout);
+        int rc = 0;
+        for (int i = 2; i < argc; i++) {
+            size_t n = (size_t)strtoull(argv[i], NULL, 10);
+            int port = free_port();
+            pid_t pid[2];
+            for (int r = 0; r < 2; r++) {
+                pid[r] = fork();
+                if (pid[r] == 0) _exit(p2p_main(r, port, n));
+            }
+            for (int r = 0; r < 2; r++) {
+                int status;
+                waitpid(pid[r], &status, 0);
+                if (!WIFEXITED(status) || WEXITSTATUS(status)) rc = 1;
+            }
+        }
+        return rc;
+    }
     int groups[8] = {2, 4}, ng = 2;
     if (argc > 1) {
         ng = 0;
