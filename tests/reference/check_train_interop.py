@@ -18,6 +18,11 @@ Usage: .venv/bin/python check_train_interop.py BUILD_BIN_DIR   (run by `make par
    variables TF-slim's _get_init_fn would restore must hold exactly the TF checkpoint's
    values afterwards (they are frozen), and the variables with optimizer slots must be
    exactly TF-slim's _get_variables_to_train().
+5. The vendor's asynchronous cluster (TF_CONFIG: master, two ps tasks, a worker; four
+   slimnet-train processes) trains lenet; TensorFlow restores the master's checkpoint into
+   the graph train_image_classifier builds (lenet, global_step, MomentumOptimizer's slots)
+   with a plain tf.train.Saver over every global variable, and reads the global step the
+   master reported.
 Exits non-zero on any mismatch.
 """
 import json
@@ -68,6 +73,58 @@ def lenet_preprocess(tf, image):
     image = tf.image.resize_with_crop_or_pad(image, SIZE, SIZE)
     image = tf.subtract(image, 128.0)
     return tf.div(image, 128.0)
+
+
+def free_port():
+    import socket
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        port = a.getsockname()[1]
+        b.bind(("127.0.0.1", 0))   # (TF_CONFIG names more ports; only ps 0's listens)
+        return port
+
+
+def check_async(tf, slim, lenet, bin_dir, common, tmp):
+    port = free_port()
+    cluster = {"master": ["127.0.0.1:%d" % (port + 2)],
+               "ps": ["127.0.0.1:%d" % port, "127.0.0.1:%d" % (port + 1)],
+               "worker": ["127.0.0.1:%d" % (port + 3)]}
+    train = os.path.join(tmp, "async")
+    args = [os.path.join(bin_dir, "slimnet-train")] + common + [
+        "--train_dir", train, "--train_image_size=28", "--batch_size=16",
+        "--optimizer=momentum", "--learning_rate=0.003", "--max_number_of_steps=20",
+        "--threads=1", "--dist_timeout_secs=60"]
+    procs = []
+    for kind, index in (("ps", 0), ("ps", 1), ("worker", 0), ("master", 0)):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": kind, "index": index}}))
+        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    if any(p.returncode for p in procs):
+        return ["async job: exit codes %s:\n%s" % ([p.returncode for p in procs],
+                                                     "\n".join(outs))]
+    m = re.search(r"finished at global step (\d+)", outs[3])
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [16, SIZE, SIZE, 3])
+        y = tf.placeholder(tf.int64, [16])
+        step = tf.train.get_or_create_global_step()
+        with slim.arg_scope(lenet.lenet_arg_scope()):
+            logits, _ = lenet.lenet(x, num_classes=len(CLASSES), is_training=True)
+        loss = tf.losses.sparse_softmax_cross_entropy(y, logits)
+        tf.train.MomentumOptimizer(0.003, 0.9).minimize(loss, global_step=step)
+        names = sorted(v.op.name for v in tf.global_variables())
+        with tf.Session() as sess:
+            tf.train.Saver().restore(sess, tf.train.latest_checkpoint(train))
+            got = int(sess.run(step))
+    print("asynchronous job (master, 2 ps, worker): TensorFlow restored all %d variables "
+          "(%s) of the master's checkpoint; global step %d" % (len(names), ", ".join(names),
+                                                               got))
+    if not m or got != int(m.group(1)):
+        return ["async checkpoint: global step %d, the master said %s"
+                % (got, m.group(1) if m else "?")]
+    return []
 
 
 def main():
@@ -218,6 +275,9 @@ def main():
                 failures.append("%s kept the 10-class shape" % name)
         print("fine-tune from a TF checkpoint: restored %d (%s), trained %s"
               % (len(to_restore), ", ".join(to_restore), ", ".join(sorted(to_train))))
+
+        # 5. An asynchronous job's checkpoint (written from the ps tasks' state).
+        failures += check_async(tf, slim, lenet, bin_dir, common, tmp)
 
     if failures:
         for f in failures:
