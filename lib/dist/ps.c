@@ -44,7 +44,7 @@ typedef struct head {
     double stale_sum;    /* reply: staleness summed over the pushes applied (ps 0) */
     int64_t stale_n;
     float lr;
-    uint32_t pad;
+    uint32_t layout;     /* reply: the hash of the ps's manifest (a worker checks its own) */
 } head;
 _Static_assert(sizeof(head) == 64, "the head is 64 bytes");
 
@@ -69,7 +69,15 @@ typedef struct shard {
     int *slot_idx;               /* client: this shard's slots among opt's, in the ps's order */
     int n_slots;
     bool trains;                 /* any PV_TRAIN */
+    uint32_t layout;             /* FNV-1a of its manifest */
 } shard;
+
+/* FNV-1a, 32 bits: a manifest's fingerprint. */
+static uint32_t fnv1a(const unsigned char *p, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
 
 static double now_s(void) {
     struct timespec t;
@@ -446,6 +454,7 @@ static head reply_head(const server *s, uint32_t op) {
     h.applied = s->applied;
     h.stale_sum = s->stale_sum;
     h.stale_n = s->stale_n;
+    h.layout = s->sh.layout;
     return h;
 }
 
@@ -513,6 +522,7 @@ static sn_status serve_init(server *s, int src, const head *h) {
     sn_status st = SN_OK;
     if (!get_shard(&rd, &s->sh) || rd.bad)
         st = sn__fail(s->ctx, SN_ERR_FORMAT, "%s: a malformed manifest from %s", s->me, name);
+    s->sh.layout = fnv1a(buf, rd.off);
     /* the ps's own net: its variables alone */
     if (st == SN_OK) st = sn_graph_new(s->ctx, &s->g);
     for (int i = 0; st == SN_OK && i < s->sh.n; i++) {
@@ -948,6 +958,15 @@ sn_status sn_ps_client_new(sn_dist *d, int num_ps, sn_net *net, sn_optim *opt,
             s->slot_idx[s->n_slots++] = i;
             s->slots += numel;
         }
+        wbuf w = {0};   /* the manifest the chief sends this ps, fingerprinted */
+        put_optim(&w, opt);
+        put_shard(&w, s);
+        s->layout = fnv1a(w.p, w.n);
+        free(w.p);
+        if (w.oom) {
+            st = sn__fail(ctx, SN_ERR_NOMEM, "sn_ps_client_new: out of memory");
+            break;
+        }
         link *l = &c->io[k];
         char err[1024];
         l->req_cap = sizeof(head) + (s->grads + s->stats) * sizeof(float);
@@ -1027,6 +1046,15 @@ static sn_status take_replies(sn_ps_client *c, uint32_t op, bool slots) {
             return sn__fail(c->ctx, SN_ERR_FORMAT, "%s: a reply from %s that is not one "
                             "(magic %#x, op %u for %u)", sn__dist_name(c->d), name, h.magic,
                             h.op, op);
+        }
+        if (h.layout != s->layout) {
+            char name[256];
+            sn__dist_peer_name(c->d, k, name, sizeof name);
+            c->broken = SN_ERR_FORMAT;
+            return sn__fail(c->ctx, SN_ERR_FORMAT, "%s: %s holds other variables or another "
+                            "optimizer than this worker's (its layout %08x, ours %08x): every "
+                            "task must run the same model, dataset and optimizer flags as the "
+                            "chief", sn__dist_name(c->d), name, h.layout, s->layout);
         }
         const float *x = (const float *)(l->rep + sizeof h);
         for (int i = 0; i < s->n; i++) {

@@ -1,7 +1,8 @@
 /* dist_env.c: fuzz target for the process group's environment (lib/dist/env.c,
  * sn_dist_env_read).  With one part the input is TF_CONFIG; with more, TF_CONFIG is unset
  * and the parts are the launchers' variables in the order of vars[] below (torchrun's,
- * Slurm's and the rendezvous').  Whatever is accepted describes a sane group. */
+ * Slurm's and the rendezvous').  Whatever is accepted describes a sane group, and with ps
+ * tasks a sane asynchronous group (env.cluster). */
 #include <stdbool.h>
 #include <string.h>
 #include "fuzz.h"
@@ -59,6 +60,14 @@ SN_FUZZ_TARGET(dist_env) {
         FZ_CHECK(p->size == env.num_workers);
         FZ_CHECK(p->master_addr[0] != '\0');
     }
+    /* the asynchronous mode's group: every task but an evaluator, the ps tasks first */
+    const sn_dist_params *c = &env.cluster;
+    FZ_CHECK(c->size == 0 || c->size == env.num_ps + env.num_workers);
+    FZ_CHECK(c->rank >= -1 && c->rank < (c->size > 0 ? c->size : 1));
+    FZ_CHECK(c->size == 0 || (c->master_port >= 1 && c->master_port <= 65535));
+    FZ_CHECK(terminated(c->master_addr, sizeof c->master_addr));
+    FZ_CHECK(terminated(c->roster, sizeof c->roster));
     fz_touch(p->roster, strlen(p->roster));
+    fz_touch(c->roster, strlen(c->roster));
     return 0;
 }
