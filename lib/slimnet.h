@@ -1766,7 +1766,8 @@ SN_API sn_status sn_ps_serve(sn_dist *d, const sn_ps_params *p, sn_ps_stats *sta
 
 /* A worker's side: net's variables live on the ps tasks of d, opt's update rule and slots
  * with them.  opt may be NULL only for a net that trains nothing.  The client borrows all
- * three.  SN_ERR_INVALID_ARG (d has no ps task, or this rank is one; a bf16 net),
+ * three.  Worker w (rank num_ps + w; the chief is worker 0) draws dropout masks as examples
+ * w*B.. of a step would, so that workers at the same global step do not share them.  SN_ERR_INVALID_ARG (d has no ps task, or this rank is one; a bf16 net),
  * SN_ERR_NOMEM. */
 typedef struct sn_ps_client sn_ps_client;
 SN_API sn_status sn_ps_client_new(sn_dist *d, int num_ps, sn_net *net, sn_optim *opt,

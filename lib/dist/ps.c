@@ -848,6 +848,7 @@ sn_ps_stats sn_ps_client_stats(const sn_ps_client *c) {
 
 void sn_ps_client_free(sn_ps_client *c) {
     if (!c) return;
+    c->net->example_offset = 0;
     for (int k = 0; c->io && k < c->num_ps; k++) {
         sn__gloo_buf_free(c->io[k].rq);
         sn__gloo_buf_free(c->io[k].rp);
@@ -981,6 +982,9 @@ sn_status sn_ps_client_new(sn_dist *d, int num_ps, sn_net *net, sn_optim *opt,
         sn_ps_client_free(c);
         return st;
     }
+    /* worker w draws the dropout masks of examples w*B.. of a step, so that two workers at
+     * the same global step do not share masks (worker 0, the chief: as local training) */
+    net->example_offset = (int64_t)(rank - num_ps) * net->batch;
     *out = c;
     return SN_OK;
 }
