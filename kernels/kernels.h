@@ -81,13 +81,20 @@ typedef struct sn__epilogue {
     int act;            /* sn__act */
 } sn__epilogue;
 
+/* splitmix64 (Vigna): its increment, and its finalizer, the one mixer behind every seeded
+ * generator of the library (dropout here; initializers, the converters' split, the input
+ * pipeline's order and preprocessing draws in lib/). */
+#define SN__GOLDEN64 0x9E3779B97F4A7C15ull
+static inline SN__HD uint64_t sn__mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 /* The dropout generator: a counter-based hash (splitmix64 finalizer) so that CPU and CUDA
  * draw the same uniform for (seed, i).  Returns a float in [0,1) with 24 random bits. */
 static inline SN__HD float sn__uniform01(uint64_t seed, uint64_t i) {
-    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    uint64_t z = sn__mix64(seed + (i + 1) * SN__GOLDEN64);
     return (float)(z >> 40) * (1.0f / 16777216.0f);
 }
 

@@ -26,12 +26,7 @@ sn_init sn_init_xavier(int uniform) { return sn_init_variance_scaling(1.0f, SN_F
 
 typedef struct rng { uint64_t s; } rng;
 
-static uint64_t rng_next(rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_next(rng *r) { return sn__mix64(r->s += SN__GOLDEN64); }   /* splitmix64 */
 
 /* Uniform in (0, 1): 53 random bits, never exactly 0 (log below). */
 static double rng_unit(rng *r) { return ((double)(rng_next(r) >> 11) + 0.5) * 0x1.0p-53; }

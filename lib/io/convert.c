@@ -131,12 +131,7 @@ static int cmp_str(const void *a, const void *b) {
 
 /* splitmix64: the shuffle's generator, ours so that a seed means the same order
  * everywhere (Vigna's constants). */
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t splitmix64(uint64_t *s) { return sn__mix64(*s += SN__GOLDEN64); }
 
 /* Uniform in [0, n), n >= 1, without modulo bias. */
 static uint64_t uniform(uint64_t *s, uint64_t n) {

@@ -49,12 +49,7 @@ enum {
 /* Streams of the counter-based generator. */
 enum { RNG_FILES = 1, RNG_SHUFFLE = 2, RNG_IMAGE = 3 };
 
-static uint64_t mix64(uint64_t x) {   /* splitmix64's finalizer */
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
+static uint64_t mix64(uint64_t x) { return sn__mix64(x + SN__GOLDEN64); }   /* splitmix64 */
 
 /* The i-th draw of stream (tag, epoch) of seed. */
 static uint64_t rng(uint64_t seed, uint64_t tag, uint64_t epoch, uint64_t i) {

@@ -112,19 +112,14 @@ typedef struct rng {
     uint64_t key, n;
 } rng;
 
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* The seed is mixed first, so that neighbouring seeds give unrelated streams. */
 static rng rng_new(uint64_t seed) {
-    rng r = {mix64(seed ^ 0x70726570726f63ull), 0};
+    rng r = {sn__mix64(seed ^ 0x70726570726f63ull), 0};
     return r;
 }
 
-static uint64_t rng_next(rng *r) { return mix64(r->key + ++r->n * 0x9E3779B97F4A7C15ull); }
+static uint64_t rng_next(rng *r) { return sn__mix64(r->key + ++r->n * SN__GOLDEN64); }
 
 /* [0, 1) with 24 random bits. */
 static float rng_unit(rng *r) { return (float)(rng_next(r) >> 40) * 0x1.0p-24f; }
