@@ -25,8 +25,9 @@ extern "C" {
 #define SN__HD
 #endif
 
-/* One backend device: what a kernel may use besides its arguments.  Owned by the net
- * (lib/exec.c); kernels never free or replace its members. */
+/* One backend device: what a kernel may use besides its arguments.  The context's
+ * (lib/ctx.c), copied into each net with the net's workspace (lib/net.c, sn_net_compile);
+ * kernels never free or replace its members. */
 typedef struct sn__dev {
     sn_ctx *ctx;        /* for sn__fail(): error status and message */
     int backend;        /* SN__BACKEND_CPU or SN__BACKEND_CUDA */
