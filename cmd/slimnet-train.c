@@ -1171,6 +1171,9 @@ static int run(trainer *t, flag *fl, int nfl) {
 
 int main(int argc, char **argv) {
     tool_init(argv);
+    /* Gloo writes to its peers' sockets: a peer that died must be an error to report by
+     * name, not a SIGPIPE that ends this process without a word */
+    signal(SIGPIPE, SIG_IGN);
     opts o = {0};
     o.train_dir = "/tmp/tfmodel/";
     o.num_clones = 1;

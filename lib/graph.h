@@ -127,6 +127,11 @@ struct sn_net {
     size_t emu_bytes;
     void *params, *grads, *arena, *inputs, *ws;
     sn_dist *dist;                 /* data-parallel group (sn_net_set_dist), or NULL */
+    /* A parameter-server worker's hook (lib/dist/ps.c, CPU nets): called with each bucket of
+     * the gradient block (bytes lo..hi) as soon as the backward has finished it, where a
+     * group's all-reduce would start. */
+    sn_status (*grad_hook)(void *arg, size_t lo, size_t hi);
+    void *grad_arg;
     struct sn__bucket *buckets;    /* its gradient buckets in launch order (CPU nets) */
     int n_buckets;
     void *dist_host;               /* host copy of params/grads for a device net's group */

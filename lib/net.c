@@ -587,6 +587,10 @@ static sn_status launch_buckets(sn_net *net, int slot, int *next) {
         const sn__bucket *b = &net->buckets[*next];
         float *p = (float *)((char *)net->grads + b->lo);
         size_t n = (b->hi - b->lo) / sizeof(float);
+        if (net->grad_hook) {
+            st = net->grad_hook(net->grad_arg, b->lo, b->hi);
+            continue;
+        }
         st = net->dev.backend == SN__BACKEND_CPU ? sn__dist_sum_f32_async(net->dist, p, n)
                                                  : sn__dist_dev_mean_async(net->dist, &net->dev,
                                                                            p, n);
@@ -605,7 +609,34 @@ static sn_status dist_host(sn_net *net, void *dev, size_t bytes, bool fetch, voi
     return fetch ? SN__CALL(net, to_host, *host, dev, bytes) : SN_OK;
 }
 
+sn_status sn__net_set_grad_hook(sn_net *net, sn_status (*hook)(void *, size_t, size_t),
+                                void *arg) {
+    free(net->buckets);
+    net->buckets = NULL;
+    net->n_buckets = 0;
+    net->grad_hook = NULL;
+    net->grad_arg = NULL;
+    if (!hook) return SN_OK;
+    if (net->dist || net->dev.backend != SN__BACKEND_CPU || !net->mem.grads)
+        return sn__fail(net->ctx, SN_ERR_INVALID_ARG, "grad_hook: a CPU net with gradients "
+                        "and no data-parallel group");
+    SN_TRY(plan_buckets(net));
+    net->grad_hook = hook;
+    net->grad_arg = arg;
+    return SN_OK;
+}
+
+int sn__net_buckets(const sn_net *net, size_t *lo, size_t *hi, int cap) {
+    for (int i = 0; i < net->n_buckets && i < cap; i++) {
+        lo[i] = net->buckets[i].lo;
+        hi[i] = net->buckets[i].hi;
+    }
+    return net->n_buckets;
+}
+
 sn_status sn_net_set_dist(sn_net *net, sn_dist *d) {
+    net->grad_hook = NULL;
+    net->grad_arg = NULL;
     net->dist = NULL;
     net->example_offset = 0;
     free(net->dist_host);
@@ -850,7 +881,7 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
     /* The loss's gradient seeds the backward.  Where the CPU's buckets are summed over a
      * group of N, the seed is 1/N, so that the sums are the means (no pass over the block
      * to divide it; for N a power of two, the same bits). */
-    const float one = net->buckets && net->dev.backend == SN__BACKEND_CPU
+    const float one = net->buckets && net->dist && net->dev.backend == SN__BACKEND_CPU
                           ? 1.0f / (float)sn_dist_size(net->dist) : 1.0f;
     sn_status st = SN_OK;
     if (net->mem.grads) st = SN__CALL(net, zero, net->grads, net->mem.grads);
@@ -903,7 +934,7 @@ sn_status sn_net_backward(sn_net *net, sn_node loss) {
     free(anc);
     if (net->buckets) {   /* the rest, then every bucket back */
         if (st == SN_OK) st = launch_buckets(net, 0, &next_bucket);
-        sn_status w = next_bucket == 0                   ? SN_OK
+        sn_status w = next_bucket == 0 || net->grad_hook ? SN_OK
                       : net->dev.backend == SN__BACKEND_CPU ? sn__dist_wait(net->dist)
                                                             : sn__dist_dev_wait(net->dist,
                                                                                 &net->dev);

@@ -1586,7 +1586,9 @@ SN_API sn_status sn_ema_set_slot(sn_ema *ema, const char *name, const sn_tensor 
  * move over Gloo's TCP transport with per-operation timeouts; the processes meet at a small
  * rendezvous store that rank 0 (the chief) serves on its address, as PyTorch's TCPStore.
  * A peer that dies or stops makes every collective fail within the timeout, the message
- * naming it ("worker 2 (10.0.0.3:2222) ended"); nothing waits forever. */
+ * naming it ("worker 2 (10.0.0.3:2222) ended"); nothing waits forever.  Gloo writes to
+ * sockets without MSG_NOSIGNAL: a program in a group should ignore SIGPIPE (slimnet-train
+ * does), or a peer that dies can end it with that signal instead of an error. */
 typedef struct sn_dist sn_dist;
 
 /* What moves a GPU net's gradients.  Gloo is always there: the host collectives

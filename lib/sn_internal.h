@@ -52,6 +52,14 @@ bool sn__numel(int rank, const int64_t *dims, size_t *out);
 /* "[3,3,64,128]" into buf. */
 const char *sn__dims_str(int rank, const int64_t *dims, char *buf, size_t len);
 
+/* lib/net.c, for the parameter servers: a CPU net (no group) calls hook with each bucket of
+ * its gradient block (bytes lo..hi) as the backward finishes it; NULL ends it.  The
+ * buckets, in the order the backward finishes them: their count (lo and hi of the first
+ * cap into the arrays). */
+sn_status sn__net_set_grad_hook(sn_net *net, sn_status (*hook)(void *, size_t, size_t),
+                                void *arg);
+int sn__net_buckets(const sn_net *net, size_t *lo, size_t *hi, int cap);
+
 /* lib/optim.c, for the parameter servers: optimizer variable i's device memory, length and
  * variable node (-1: beta1_power, beta2_power). */
 sn_status sn__optim_slot_mem(sn_optim *opt, int i, float **p, size_t *numel, int *node);

@@ -91,6 +91,9 @@ int sn__gloo_buf_new(sn__gloo *g, void *p, size_t bytes, sn__gloo_buf **out, cha
                      size_t cap);
 void sn__gloo_buf_free(sn__gloo_buf *b);
 int sn__gloo_send(sn__gloo_buf *b, int dst, uint64_t slot, size_t bytes, char *err, size_t cap);
+/* bytes from offset into the buffer; several may be in flight (one wait each). */
+int sn__gloo_send_at(sn__gloo_buf *b, int dst, uint64_t slot, size_t offset, size_t bytes,
+                     char *err, size_t cap);
 int sn__gloo_recv(sn__gloo_buf *b, int src, uint64_t slot, char *err, size_t cap);
 /* From whichever of the n_src ranks sends first.  Fails at once when one of them has a send
  * announced on its closed connection (the caller drops that rank and posts again). */

@@ -223,3 +223,8 @@ extern "C" int sn__gloo_wait_recv(sn__gloo_buf* b, int timeout_ms, int* src, cha
 extern "C" void sn__gloo_abort_recv(sn__gloo_buf* b) {
   b->buf->abortWaitRecv();
 }
+
+extern "C" int sn__gloo_send_at(sn__gloo_buf* b, int dst, uint64_t slot, size_t offset,
+                                size_t bytes, char* err, size_t cap) {
+  return guard(err, cap, [&] { b->buf->send(dst, slot, offset, bytes); });
+}

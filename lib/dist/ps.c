@@ -31,7 +31,8 @@
 #define PS_MAGIC 0x31735073u                /* "sPs1" */
 #define SLOT(n) ((UINT64_C(0xA5) << 56) | (uint64_t)(n))
 enum { SLOT_REQ = 1, SLOT_REP = 2, SLOT_INIT = 3 };
-enum { OP_PULL = 1, OP_PUSH = 2, OP_INIT = 3, OP_SNAPSHOT = 4, OP_DONE = 5 };
+enum { OP_PULL = 1, OP_PUSH = 2, OP_INIT = 3, OP_SNAPSHOT = 4, OP_DONE = 5, OP_PART = 6,
+       OP_END = 7 };
 enum { F_PULL = 1 };
 enum { PV_TRAIN = 1, PV_MEAN = 2, PV_VAR = 4 };
 #define MAX_INIT_BYTES ((uint64_t)1 << 40)
@@ -238,11 +239,15 @@ static bool get_shard(rbuf *r, shard *s) {
 
 /* ======================================== the ps task ======================================== */
 
+/* What the ps keeps per task: its reply buffer, and the gradients its PART messages have
+ * brought for the push its END will complete. */
 typedef struct reply {
     unsigned char *p;
     size_t cap;
     sn__gloo_buf *b;
     bool pending, dead, pull_waiting;
+    float *stage;                /* the trained variables' gradients, in shard order */
+    int parts;                   /* PART messages since its last END */
 } reply;
 
 typedef struct server {
@@ -260,6 +265,8 @@ typedef struct server {
     char *opt_name;
     shard sh;
     float *scratch;              /* a batch norm's other statistic, unused */
+    size_t *toff;                /* floats before trained variable i of the shard (n_train+1) */
+    int n_train;
     int64_t step, applied, pulls;
     double stale_sum;
     int64_t stale_n;
@@ -569,6 +576,13 @@ static sn_status serve_init(server *s, int src, const head *h) {
     free(buf);
     if (st == SN_OK && !(s->scratch = calloc(biggest + 1, sizeof(float))))
         st = sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory", s->me);
+    if (st == SN_OK && !(s->toff = calloc((size_t)s->sh.n + 1, sizeof *s->toff)))
+        st = sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory", s->me);
+    for (int i = 0; st == SN_OK && i < s->sh.n; i++)
+        if (s->sh.v[i].kind & PV_TRAIN) {
+            s->toff[s->n_train + 1] = s->toff[s->n_train] + s->sh.v[i].numel;
+            s->n_train++;
+        }
     /* the receive buffers of pushes: a head and the largest push */
     s->req_cap = sizeof(head) + (s->sh.grads + s->sh.stats) * sizeof(float);
     for (int i = 0; st == SN_OK && i < 2; i++) {
@@ -595,35 +609,57 @@ static sn_status serve_init(server *s, int src, const head *h) {
     return st;
 }
 
-/* A push: the gradients into the net, the optimizer's step, the moving statistics. */
-static sn_status serve_push(server *s, int src, const head *h, const unsigned char *msg) {
-    if (!s->done) {
-        const float *x = (const float *)(msg + sizeof *h);
-        for (int i = 0; i < s->sh.n; i++) {
-            const pvar *v = &s->sh.v[i];
-            if (!(v->kind & PV_TRAIN)) continue;
-            SN_TRY(SN__CALL(s->net, to_dev, s->net->grad[v->node], x, v->numel * sizeof(float)));
-            x += v->numel;
-        }
-        if (s->opt) SN_TRY(sn_optim_step(s->opt, h->lr));
-        for (int i = 0; i < s->sh.n; i++) {
-            const pvar *v = &s->sh.v[i];
-            if (!(v->kind & (PV_MEAN | PV_VAR))) continue;
-            float *val = s->net->val[v->node];
-            /* TF's assign_moving_average on the ps: the same kernel as local training,
-             * fed the worker's batch value (the variance already Bessel-corrected) */
-            SN_TRY(SN__CALL(s->net, bn_update_moving, v->kind & PV_MEAN ? val : s->scratch,
-                            v->kind & PV_VAR ? val : s->scratch, x, x, v->decay, 1.0f,
-                            (int64_t)v->numel));
-            x += v->numel;
-        }
-        int64_t stale = s->step - h->step;
-        s->stale_sum += (double)(stale > 0 ? stale : 0);
-        s->stale_n++;
-        s->step++;
-        s->applied++;
+/* A push: the gradients (at grads, in shard order) into the net, the optimizer's step, the
+ * moving statistics (at stats). */
+static sn_status serve_push(server *s, const head *h, const float *grads, const float *stats) {
+    if (s->done) return SN_OK;
+    const float *x = grads;
+    for (int i = 0; i < s->sh.n; i++) {
+        const pvar *v = &s->sh.v[i];
+        if (!(v->kind & PV_TRAIN)) continue;
+        SN_TRY(SN__CALL(s->net, to_dev, s->net->grad[v->node], x, v->numel * sizeof(float)));
+        x += v->numel;
     }
-    (void)src;
+    if (s->opt) SN_TRY(sn_optim_step(s->opt, h->lr));
+    x = stats;
+    for (int i = 0; i < s->sh.n; i++) {
+        const pvar *v = &s->sh.v[i];
+        if (!(v->kind & (PV_MEAN | PV_VAR))) continue;
+        float *val = s->net->val[v->node];
+        /* TF's assign_moving_average on the ps: the same kernel as local training, fed the
+         * worker's batch value (the variance already Bessel-corrected) */
+        SN_TRY(SN__CALL(s->net, bn_update_moving, v->kind & PV_MEAN ? val : s->scratch,
+                        v->kind & PV_VAR ? val : s->scratch, x, x, v->decay, 1.0f,
+                        (int64_t)v->numel));
+        x += v->numel;
+    }
+    int64_t stale = s->step - h->step;
+    s->stale_sum += (double)(stale > 0 ? stale : 0);
+    s->stale_n++;
+    s->step++;
+    s->applied++;
+    return SN_OK;
+}
+
+/* A PART: the gradients of trained variables first .. first+count-1 (h->applied, h->bytes)
+ * of a push that task src's END will complete, kept until then. */
+static sn_status serve_part(server *s, int src, const head *h, const unsigned char *msg) {
+    reply *rp = &s->rep[src];
+    int64_t first = h->applied;
+    uint64_t count = h->bytes;
+    if (first < 0 || count == 0 || count > (uint64_t)s->n_train ||
+        first > (int64_t)(s->n_train - (int)count)) {
+        char name[256];
+        peer(s, src, name, sizeof name);
+        return sn__fail(s->ctx, SN_ERR_FORMAT, "%s: a part from %s of variables %lld..+%llu "
+                        "(this ps trains %d)", s->me, name, (long long)first,
+                        (unsigned long long)count, s->n_train);
+    }
+    if (!rp->stage && !(rp->stage = malloc((s->toff[s->n_train] + 1) * sizeof(float))))
+        return sn__fail(s->ctx, SN_ERR_NOMEM, "%s: out of memory", s->me);
+    size_t lo = s->toff[first], hi = s->toff[first + (int64_t)count];
+    memcpy(rp->stage + lo, msg + sizeof *h, (hi - lo) * sizeof(float));
+    rp->parts++;
     return SN_OK;
 }
 
@@ -648,7 +684,23 @@ static sn_status serve_message(server *s, int src, const unsigned char *msg) {
         if (!s->inited)
             return sn__fail(s->ctx, SN_ERR_FORMAT, "%s: a push from %s before the chief's "
                             "variables", s->me, name);
-        SN_TRY(serve_push(s, src, &h, msg));
+        SN_TRY(serve_push(s, &h, (const float *)(msg + sizeof h),
+                          (const float *)(msg + sizeof h) + s->toff[s->n_train]));
+        if (h.flags & F_PULL) return reply_values(s, src, OP_PUSH, false);
+        return SN_OK;
+    case OP_PART:
+        if (!s->inited)
+            return sn__fail(s->ctx, SN_ERR_FORMAT, "%s: a push from %s before the chief's "
+                            "variables", s->me, name);
+        return serve_part(s, src, &h, msg);
+    case OP_END:   /* the parts' push: its gradients are staged, its statistics here */
+        if (!s->inited || (uint64_t)s->rep[src].parts != h.bytes ||
+            (s->n_train > 0 && !s->rep[src].stage))
+            return sn__fail(s->ctx, SN_ERR_FORMAT, "%s: the end of a push from %s after %d of "
+                            "its %llu parts", s->me, name, s->rep[src].parts,
+                            (unsigned long long)h.bytes);
+        s->rep[src].parts = 0;
+        SN_TRY(serve_push(s, &h, s->rep[src].stage, (const float *)(msg + sizeof h)));
         if (h.flags & F_PULL) return reply_values(s, src, OP_PUSH, false);
         return SN_OK;
     case OP_SNAPSHOT:
@@ -688,7 +740,9 @@ static void server_free(server *s) {
     for (int r = 0; s->rep && r < s->size; r++) {
         sn__gloo_buf_free(s->rep[r].b);
         free(s->rep[r].p);
+        free(s->rep[r].stage);
     }
+    free(s->toff);
     for (int i = 0; i < 2; i++) {
         sn__gloo_buf_free(s->rb[i]);
         free(s->req[i]);
@@ -826,6 +880,14 @@ typedef struct link {
     sn__gloo_buf *rq, *rp;
 } link;
 
+/* A bucket's share of ps k's trained variables (a CPU net's gradients go out as the
+ * backward finishes each bucket): trained variables first .. first+count-1 of the shard,
+ * its message at byte off of the ps's parts buffer. */
+typedef struct part {
+    int first, count;
+    size_t off, bytes;
+} part;
+
 struct sn_ps_client {
     sn_dist *d;
     sn_ctx *ctx;
@@ -838,6 +900,14 @@ struct sn_ps_client {
     float *host;             /* staging for one variable's statistics */
     sn_ps_stats st;
     sn_status broken;
+    /* pushes in parts (CPU nets): the net's buckets, each bucket's part for each ps */
+    int n_buckets;
+    size_t *blo, *bhi;
+    part *parts;             /* n_buckets x num_ps */
+    unsigned char **pbuf;    /* per ps: every part's message, at its offset */
+    sn__gloo_buf **pb;
+    int *sent;               /* per ps: parts sent since the last END */
+    bool parted;             /* this backward's gradients went out as parts */
 };
 
 sn_ps_stats sn_ps_client_stats(const sn_ps_client *c) {
@@ -849,6 +919,17 @@ sn_ps_stats sn_ps_client_stats(const sn_ps_client *c) {
 void sn_ps_client_free(sn_ps_client *c) {
     if (!c) return;
     c->net->example_offset = 0;
+    if (c->net->grad_hook) sn__net_set_grad_hook(c->net, NULL, NULL);
+    for (int k = 0; c->pb && k < c->num_ps; k++) {
+        sn__gloo_buf_free(c->pb[k]);
+        free(c->pbuf[k]);
+    }
+    free(c->pb);
+    free(c->pbuf);
+    free(c->sent);
+    free(c->parts);
+    free(c->blo);
+    free(c->bhi);
     for (int k = 0; c->io && k < c->num_ps; k++) {
         sn__gloo_buf_free(c->io[k].rq);
         sn__gloo_buf_free(c->io[k].rp);
@@ -879,6 +960,8 @@ static int bn_of(const sn_net *net, int node, unsigned *kind, float *decay, floa
     }
     return -1;
 }
+
+static sn_status plan_parts(sn_ps_client *c);
 
 sn_status sn_ps_client_new(sn_dist *d, int num_ps, sn_net *net, sn_optim *opt,
                            sn_ps_client **out) {
@@ -978,6 +1061,9 @@ sn_status sn_ps_client_new(sn_dist *d, int num_ps, sn_net *net, sn_optim *opt,
                  sn__gloo_buf_new(c->gloo, l->rep, l->rep_cap, &l->rp, err, sizeof err))
             st = sn__fail(ctx, SN_ERR_IO, "%s: Gloo: %s", sn__dist_name(d), err);
     }
+    /* a CPU net's gradients go out in parts while the backward runs */
+    if (st == SN_OK && opt && net->dev.backend == SN__BACKEND_CPU && net->mem.grads && !net->dist)
+        st = plan_parts(c);
     if (st != SN_OK) {
         sn_ps_client_free(c);
         return st;
@@ -1000,6 +1086,106 @@ static sn_status link_fail(sn_ps_client *c, int k, const char *what, const char 
     return sn__fail(c->ctx, c->broken, "%s: %s %s: %s (Gloo: %.300s)", sn__dist_name(c->d),
                     what, name, timed_out ? "it did not answer in time"
                     : closed ? "it ended (its connection closed)" : "it failed", err);
+}
+
+static head request_head(uint32_t op) {
+    head h;
+    memset(&h, 0, sizeof h);
+    h.magic = PS_MAGIC;
+    h.op = op;
+    return h;
+}
+
+/* The net's hook: bucket lo..hi of the gradient block is final; each ps's share of it goes
+ * out now, while the backward goes on.  The messages' memory stays untouched until the
+ * push's END has been answered (sn_ps_push waits for their sends then). */
+static sn_status push_part(void *arg, size_t lo, size_t hi) {
+    sn_ps_client *c = arg;
+    if (c->broken) return c->broken;
+    int b = 0;
+    while (b < c->n_buckets && (c->blo[b] != lo || c->bhi[b] != hi)) b++;
+    if (b == c->n_buckets)
+        return sn__fail(c->ctx, SN_ERR_STATE, "%s: a gradient bucket %zu..%zu the client does "
+                        "not know", sn__dist_name(c->d), lo, hi);
+    char err[1024];
+    for (int k = 0; k < c->num_ps; k++) {
+        const part *p = &c->parts[b * c->num_ps + k];
+        if (!p->count) continue;
+        const shard *s = &c->sh[k];
+        unsigned char *m = c->pbuf[k] + p->off, *x = m + sizeof(head);
+        head h = request_head(OP_PART);
+        h.applied = p->first;
+        h.bytes = (uint64_t)p->count;
+        memcpy(m, &h, sizeof h);
+        for (int i = 0, t = 0; i < s->n; i++) {
+            const pvar *v = &s->v[i];
+            if (!(v->kind & PV_TRAIN)) continue;
+            if (t >= p->first && t < p->first + p->count) {
+                memcpy(x, c->net->grad[v->node], v->numel * sizeof(float));
+                x += v->numel * sizeof(float);
+            }
+            t++;
+        }
+        if (sn__gloo_send_at(c->pb[k], k, SLOT(SLOT_REQ), p->off, sizeof h + p->bytes, err,
+                             sizeof err))
+            return link_fail(c, k, "pushing the gradients to", err);
+        c->sent[k]++;
+    }
+    c->parted = true;
+    return SN_OK;
+}
+
+/* Each bucket's part for each ps: the shard's trained variables whose gradients lie in the
+ * bucket (a run of consecutive ones: the block is in creation order, as the shard). */
+static sn_status plan_parts(sn_ps_client *c) {
+    sn_net *net = c->net;
+    int P = c->num_ps;
+    SN_TRY(sn__net_set_grad_hook(net, push_part, c));
+    int nb = sn__net_buckets(net, NULL, NULL, 0);
+    c->blo = malloc((size_t)(nb + 1) * sizeof *c->blo);
+    c->bhi = malloc((size_t)(nb + 1) * sizeof *c->bhi);
+    c->parts = calloc((size_t)nb * (size_t)P + 1, sizeof *c->parts);
+    c->pbuf = calloc((size_t)P, sizeof *c->pbuf);
+    c->pb = calloc((size_t)P, sizeof *c->pb);
+    c->sent = calloc((size_t)P, sizeof *c->sent);
+    if (!c->blo || !c->bhi || !c->parts || !c->pbuf || !c->pb || !c->sent)
+        return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_client_new: out of memory");
+    sn__net_buckets(net, c->blo, c->bhi, nb);
+    c->n_buckets = nb;
+    for (int k = 0; k < P; k++) {
+        const shard *s = &c->sh[k];
+        size_t off = 0;
+        for (int b = 0; b < nb; b++) {
+            part *p = &c->parts[b * P + k];
+            int last = -1;
+            p->first = -1;
+            for (int i = 0, t = 0; i < s->n; i++) {
+                const pvar *v = &s->v[i];
+                if (!(v->kind & PV_TRAIN)) continue;
+                size_t g = (size_t)((char *)net->grad[v->node] - (char *)net->grads);
+                if (g >= c->blo[b] && g < c->bhi[b]) {
+                    if (p->first < 0) p->first = t;
+                    last = t;
+                    p->count++;
+                    p->bytes += v->numel * sizeof(float);
+                }
+                t++;
+            }
+            if (p->count && last - p->first + 1 != p->count)
+                return sn__fail(c->ctx, SN_ERR_STATE, "sn_ps_client_new: bucket %d holds "
+                                "variables of ps %d out of order", b, k);
+            if (p->count) {
+                p->off = off;
+                off += sizeof(head) + p->bytes;
+            }
+        }
+        char err[1024];
+        if (!(c->pbuf[k] = malloc(off ? off : 1)))
+            return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_client_new: out of memory");
+        if (off && sn__gloo_buf_new(c->gloo, c->pbuf[k], off, &c->pb[k], err, sizeof err))
+            return sn__fail(c->ctx, SN_ERR_IO, "%s: Gloo: %s", sn__dist_name(c->d), err);
+    }
+    return SN_OK;
 }
 
 /* Sends each ps its request (req_bytes[k] of io[k].req; 0: none) and, where want_reply,
@@ -1026,14 +1212,6 @@ static sn_status exchange(sn_ps_client *c, const size_t *req_bytes, bool want_re
     }
     c->st.wait_secs += now_s() - t0;
     return SN_OK;
-}
-
-static head request_head(uint32_t op) {
-    head h;
-    memset(&h, 0, sizeof h);
-    h.magic = PS_MAGIC;
-    h.op = op;
-    return h;
 }
 
 /* The replies' heads checked, their values (and slots) into the net (and optimizer). */
@@ -1167,15 +1345,18 @@ sn_status sn_ps_push(sn_ps_client *c, float lr, int pull) {
     size_t *bytes = calloc((size_t)c->num_ps, sizeof *bytes);
     if (!bytes) return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_push: out of memory");
     sn_status st = SN_OK;
-    head h = request_head(OP_PUSH);
+    /* the gradients went out in parts during the backward (CPU nets), or go now */
+    bool parted = c->parted;
+    head h = request_head(parted ? OP_END : OP_PUSH);
     h.flags = pull ? F_PULL : 0;
     h.step = c->st.global_step;
     h.lr = lr;
     for (int k = 0; k < c->num_ps && st == SN_OK; k++) {
         const shard *s = &c->sh[k];
         unsigned char *x = c->io[k].req + sizeof h;
+        h.bytes = parted ? (uint64_t)c->sent[k] : 0;   /* END: the parts it completes */
         memcpy(c->io[k].req, &h, sizeof h);
-        for (int i = 0; i < s->n && st == SN_OK; i++) {
+        for (int i = 0; i < s->n && st == SN_OK && !parted; i++) {
             const pvar *v = &s->v[i];
             if (!(v->kind & PV_TRAIN)) continue;
             st = SN__CALL(c->net, to_host, x, c->net->grad[v->node], v->numel * sizeof(float));
@@ -1197,6 +1378,15 @@ sn_status sn_ps_push(sn_ps_client *c, float lr, int pull) {
     }
     if (st == SN_OK) st = exchange(c, bytes, pull != 0, "pushing the gradients to");
     free(bytes);
+    /* the parts' sends are done (their ps has read them before answering the END) */
+    for (int k = 0; k < c->num_ps && parted; k++) {
+        char err[1024];
+        for (; st == SN_OK && c->sent[k] > 0; c->sent[k]--)
+            if (sn__gloo_wait_send(c->pb[k], sn__dist_timeout_ms(c->d), err, sizeof err))
+                st = link_fail(c, k, "pushing the gradients to", err);
+        c->sent[k] = 0;
+    }
+    c->parted = false;
     if (st == SN_OK) c->st.pushes++;
     if (st == SN_OK && pull) {
         st = take_replies(c, OP_PUSH, false);
