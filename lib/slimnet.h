@@ -1782,7 +1782,9 @@ SN_API sn_status sn_ps_init(sn_ps_client *c);
  * step they come from into sn_ps_client_stats().global_step. */
 SN_API sn_status sn_ps_pull(sn_ps_client *c);
 /* After sn_net_backward: the gradients of opt's variables and the batch statistics of the
- * net's training batch norms go to their ps tasks, to be applied with learning rate lr;
+ * net's training batch norms go to their ps tasks, to be applied with learning rate lr (a
+ * CPU net's gradients have left already, bucket by bucket, while its backward ran: the
+ * client hooks into the net's backward; the net must not also be in sn_net_set_dist);
  * with pull, the variables after this push (and whatever else was applied before it) come
  * back into net, as sn_ps_pull.  After the chief's sn_ps_done the ps tasks apply no more:
  * stats.done says so. */
