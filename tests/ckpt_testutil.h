@@ -1,6 +1,7 @@
 /* ckpt_testutil.h: helpers of the checkpoint suites (test_ckpt.c, test_ckpt_parity.c):
  * scratch folders, whole files, SHA-256, and a V1 checkpoint writer (slimnet itself only
- * writes V2; tests craft V1 files the way TensorSliceWriter lays them out, spec §6). */
+ * writes V2; tests craft V1 files the way TensorSliceWriter lays them out, docs/formats.md,
+ * "Checkpoints V1"). */
 #ifndef SN_CKPT_TESTUTIL_H
 #define SN_CKPT_TESTUTIL_H
 

@@ -1,5 +1,6 @@
-/* test_ckpt.c: checkpoints.  The table format both ways (and TF's bytes from the spec), V2
- * bundles round trip for every dtype, V1 files crafted per spec (snappy, slices, shards),
+/* test_ckpt.c: checkpoints.  The table format both ways (and the known-answer bytes of
+ * docs/formats.md), V2 bundles round trip for every dtype, V1 files crafted as
+ * docs/formats.md lays them out (snappy, slices, shards),
  * the state file, restore rules on small nets, and bad input: every damaged or forged file
  * must give a status naming the file, never a crash or a huge allocation. */
 #include <stdbool.h>
@@ -104,7 +105,7 @@ START_TEST(test_table_roundtrip) {   /* _i: 0 raw blocks, 1 snappy */
     sn_ctx_free(ctx);
 } END_TEST
 
-START_TEST(test_ordered_code_vectors) {   /* spec §10 */
+START_TEST(test_ordered_code_vectors) {   /* docs/formats.md, "Known-answer vectors" */
     static const struct { int rank; int64_t start[2], len[2]; const char *name, *hex; } v[] = {
         {2, {0, 0}, {-1, -1}, "w", "0077000101028" "07f807f"},
         {0, {0, 0}, {0, 0}, "w", "0077000100"},
@@ -124,7 +125,8 @@ START_TEST(test_ordered_code_vectors) {   /* spec §10 */
     }
 } END_TEST
 
-static const uint8_t spec_index[121] = {   /* spec §10: one tensor w = float32[2] {1, 2} */
+/* docs/formats.md, "Known-answer vectors": the index of one tensor w = float32[2] {1, 2} */
+static const uint8_t spec_index[121] = {
     0x00, 0x00, 0x06, 0x08, 0x01, 0x1a, 0x02, 0x08, 0x01, 0x00, 0x01, 0x0f, 0x77, 0x08, 0x01,
     0x12, 0x04, 0x12, 0x02, 0x08, 0x02, 0x28, 0x08, 0x35, 0x59, 0x3c, 0xe5, 0x35, 0x00, 0x00,
     0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x09, 0x21, 0xad, 0xc3, 0x00, 0x00, 0x00, 0x00,
@@ -153,7 +155,7 @@ START_TEST(test_spec_bytes) {
     ck_assert(len == 8 && memcmp(data, w, 8) == 0);
     free(data);
 
-    /* The spec's 151-byte V1 file of the same tensor. */
+    /* The 151-byte V1 file of the same tensor (docs/formats.md, "Known-answer vectors"). */
     snprintf(path, sizeof path, "%s/w.ckpt", dir);
     ct_v1_tensor v1 = {"w", SN__DT_FLOAT, 1, {2}, w, 0, {{0}}, {{0}}};
     ct_v1_write(ctx, path, 0, 1, &v1);

@@ -1,5 +1,6 @@
 /* test_data.c: the data I/O layer: crc32c, TFRecord files, tf.train.Example, JPEG/PNG.
- * Expected bytes come from spec/tf-formats.md (sections 1, 2 and 10), not from our writer. */
+ * Expected bytes come from docs/formats.md ("TFRecord", "tf.train.Example" and
+ * "Known-answer vectors"), not from our writer. */
 #include <check.h>
 #include <dirent.h>
 #include <png.h>
@@ -93,7 +94,8 @@ START_TEST(test_crc32c_vectors) {
     uint8_t zeros[32], ones[32];
     memset(zeros, 0, sizeof zeros);
     memset(ones, 0xff, sizeof ones);
-    struct { const void *p; size_t n; uint32_t crc, masked; } v[] = {   /* spec section 10 */
+    /* docs/formats.md, "Known-answer vectors" */
+    struct { const void *p; size_t n; uint32_t crc, masked; } v[] = {
         {"123456789", 9, 0xE3069283u, 0xC78AB0E5u},
         {"", 0, 0x00000000u, 0xA282EAD8u},
         {zeros, 32, 0x8A9136AAu, 0x0FD7FFFAu},
@@ -198,13 +200,13 @@ START_TEST(test_tfrecord_roundtrip) {   /* _i: NONE, ZLIB, GZIP */
 END_TEST
 
 START_TEST(test_tfrecord_framing_bytes) {
-    /* spec section 10: the records "" and "abc", byte for byte */
+    /* docs/formats.md, "Known-answer vectors": the records "" and "abc", byte for byte */
     static const uint8_t want[] = {
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, 0x03, 0x98, 0x07,
         0xd8, 0xea, 0x82, 0xa2,
         0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xb0, 0x99, 0x49, 0x0e,
         0x61, 0x62, 0x63, 0x6e, 0x57, 0xf1, 0x21};
-    /* and the same framing computed here from section 1's table */
+    /* and the same framing computed here from the table of docs/formats.md, "TFRecord" */
     uint8_t built[sizeof want], *q = built;
     const char *payloads[2] = {"", "abc"};
     for (int i = 0; i < 2; i++) {
@@ -502,7 +504,7 @@ END_TEST
 /* ---- tf.train.Example --------------------------------------------------------------------- */
 
 START_TEST(test_example_spec_bytes) {
-    /* spec section 10: label [3] then format ["png"], in that order */
+    /* docs/formats.md, "Known-answer vectors": label [3] then format ["png"], in that order */
     static const uint8_t want[] = {
         0x0a, 0x35, 0x0a, 0x1a, 0x0a, 0x11, 'i', 'm', 'a', 'g', 'e', '/', 'c', 'l', 'a', 's',
         's', '/', 'l', 'a', 'b', 'e', 'l', 0x12, 0x05, 0x1a, 0x03, 0x0a, 0x01, 0x03, 0x0a,

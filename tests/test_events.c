@@ -143,7 +143,7 @@ START_TEST(test_file_scalars) {
         if (i == 4) ck_assert(v == 0.25f);
         if (i == 5) ck_assert(isnan(v));
     }
-    /* The bytes of spec/tf-formats.md's scalar example after its 8-byte wall_time. */
+    /* The scalar event of docs/formats.md, "Known-answer vectors", after its wall_time. */
     static const uint8_t want[] = {0x10, 0x07, 0x2a, 0x0d, 0x0a, 0x0b, 0x0a, 0x04, 'l', 'o',
                                    's', 's', 0x15, 0x00, 0x00, 0x80, 0x3e};
     ck_assert_uint_eq(e.raw_len[4], 9 + sizeof want);

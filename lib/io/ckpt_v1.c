@@ -4,8 +4,8 @@
  * SavedTensorSlices whose `meta` lists every tensor: name, full shape, dtype and the slices
  * stored.  Each slice is a record under OrderedCode(name, slice) whose SavedSlice.data is a
  * TensorProto carrying the values in a typed repeated field (float_val, int_val, ...) in
- * row-major order (spec/tf-formats.md §6).  A sharded save is several such files; a reader
- * takes the union of their metas.
+ * row-major order (docs/formats.md, "Checkpoints V1").  A sharded save is several such
+ * files; a reader takes the union of their metas.
  * The data records are scanned here by hand rather than with protobuf-c: a tensor of
  * 100 MB is one packed float_val, copied straight into the output instead of into a
  * protobuf-c array first. */

@@ -2,7 +2,8 @@
  *
  * A V2 checkpoint "P" is P.index, a table (table.c) mapping "" to a BundleHeaderProto and
  * each tensor name to a BundleEntryProto (dtype, shape, shard, offset, size, masked CRC32C),
- * plus raw little-endian tensor bytes in P.data-SSSSS-of-NNNNN (spec/tf-formats.md §5).
+ * plus raw little-endian tensor bytes in P.data-SSSSS-of-NNNNN (docs/formats.md,
+ * "Checkpoints V2").
  * Partitioned variables have a full-name entry listing their slices and one entry per
  * piece under an OrderedCode key.  V1 files are read by ckpt_v1.c behind the same handle.
  * The whole index is read and checked at open (it is small), so a read only does one
@@ -575,9 +576,9 @@ sn_status sn_ckpt_info_at(const sn_ckpt *ck, int i, sn_ckpt_info *info) {
     return SN_OK;
 }
 
-/* CRC of a V2 string tensor as TF computes it (§5): the lengths as uint32 (uint64 when
- * larger), then the 4 stored checksum bytes, then the string bytes.  Also checks that the
- * encoding fills exactly `size` bytes. */
+/* CRC of a V2 string tensor as TF computes it (docs/formats.md, "Checkpoints V2"): the
+ * lengths as uint32 (uint64 when larger), then the 4 stored checksum bytes, then the string
+ * bytes.  Also checks that the encoding fills exactly `size` bytes. */
 static sn_status check_string_tensor(sn_ckpt *ck, const sn__ck_tensor *t, const uint8_t *b,
                                      uint64_t size) {
     size_t numel;

@@ -1,4 +1,4 @@
-/* events.c: TensorBoard event files (spec/tf-formats.md section 8).
+/* events.c: TensorBoard event files (docs/formats.md, "TensorBoard event files").
  *
  * A file is a TFRecord stream of serialized tensorflow.Event messages, written through
  * sn_tfrecord_writer.  As TF's EventsWriter (tensorflow/core/util/events_writer.cc), the

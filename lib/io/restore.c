@@ -1,10 +1,11 @@
 /* restore.c: nets restored from and saved to checkpoints.
  *
- * Restoring follows train_image_classifier's warm start (spec/slim-features.md §4.4):
- * variables matched by exact name, --checkpoint_exclude_scopes as plain string prefixes,
- * --ignore_missing_vars, and strict shape checks made for every variable before any value
- * changes.  Saving writes what tf.train.Saver writes for a TF-slim training run:
- * "<dir>/model.ckpt-<step>" (V2) with global_step, then the state file (ckpt_state.c).
+ * Restoring follows TF-slim's warm start (research/slim/train_image_classifier.py's
+ * _get_init_fn): variables matched by exact name, --checkpoint_exclude_scopes as plain
+ * string prefixes, --ignore_missing_vars, and strict shape checks made for every variable
+ * before any value changes.  Saving writes what tf.train.Saver writes for a TF-slim
+ * training run: "<dir>/model.ckpt-<step>" (V2) with global_step, then the state file
+ * (ckpt_state.c).
  * Only slimnet.h's net API is used here, as a user program could. */
 #include "table.h"
 

@@ -1,4 +1,4 @@
-/* table.c: TensorFlow's table format (LevelDB's SSTable, spec/tf-formats.md §3), both ways.
+/* table.c: TensorFlow's table format (LevelDB's SSTable; docs/formats.md, "Tables"), both ways.
  *
  *   [data block][trailer] ... [metaindex block][trailer] [index block][trailer] [footer 48]
  *

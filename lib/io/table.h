@@ -2,7 +2,8 @@
  * the byte-level helpers the checkpoint code shares (files, varints, growable buffers,
  * OrderedCode slice keys, TF dtypes), and the reader state of an sn_ckpt, which ckpt_v2.c
  * (V2 bundles and the public reader), ckpt_v1.c (V1 tensor-slice files) and restore.c share.
- * Format: spec/tf-formats.md sections 3-7.  Nothing here is public. */
+ * Formats: docs/formats.md, "Tables" to "The checkpoint state file".  Nothing here is
+ * public. */
 #ifndef SN_IO_TABLE_H
 #define SN_IO_TABLE_H
 
@@ -107,7 +108,7 @@ sn_status sn__table_builder_add(sn__table_builder *b, const void *key, size_t kl
 sn_status sn__table_builder_finish(sn__table_builder *b, const uint8_t **data, size_t *n);
 void sn__table_builder_free(sn__table_builder *b);
 
-/* ---- OrderedCode keys of tensor slices (spec §6.2) ------------------------------------- */
+/* ---- OrderedCode keys of tensor slices (docs/formats.md, "OrderedCode slice keys") --- */
 
 /* EncodeTensorNameSlice(name, slice): length[d] = -1 means the full dimension. */
 void sn__slice_key(sn__buf *out, const char *name, int rank, const int64_t *start,

@@ -1,6 +1,6 @@
 /* tfrecord.c: TFRecord files (writer, reader, file patterns, multi-file reader).
  *
- * Framing (spec/tf-formats.md section 1), little-endian:
+ * Framing (docs/formats.md, "TFRecord"), little-endian:
  *     uint64 N | uint32 mask(crc32c(N's 8 bytes)) | N bytes | uint32 mask(crc32c(data))
  * ZLIB/GZIP compress the whole framed stream with one deflate stream; offsets in messages
  * are offsets in the uncompressed stream, the one the CRCs and TF's own messages refer to.
