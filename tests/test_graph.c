@@ -435,7 +435,7 @@ START_TEST(test_determinism) {
 /* ---- fusion (inference nets) ---------------------------------------------------------------- */
 
 /* Every chain the compiler may fold, and the cases where it must not: conv+BN+relu,
- * strided conv+BN(gamma)+relu6, 1x1 conv+bias+relu6, depthwise (M=2)+BN+relu6, conv+BN+
+ * strided conv+BN(gamma)+relu6, 1x1 conv+bias+relu6, 1x1 conv+BN+hard_swish, depthwise (M=2)+BN+relu6, conv+BN+
  * residual add+relu, two conv+BN chains meeting in one add (only the later one takes it),
  * conv+BN whose BN output is an end point (the relu after it must stay), a conv whose output
  * has two consumers (nothing folds), matmul+bias+relu and matmul+bias (the logits).
@@ -459,6 +459,9 @@ static sn_node fusion_net(sn_graph *g, sn_node *xo, sn_node *bn_ep, sn_node *c7a
     p.biases = 1;
     p.activation = SN_ACT_RELU6;
     h = sn_conv2d_p(g, h, &p, "c3");                                   /* bias, relu6: 2 */
+    p = sn_conv_params_from(g, 12, 1, 1, 1);
+    p.activation = SN_ACT_HARD_SWISH;
+    h = sn_conv2d_p(g, h, &p, "c3h");                                  /* BN, hard_swish: 2 */
     p = sn_conv_params_from(g, 0, 3, 3, 1);
     p.depth_multiplier = 2;
     p.activation = SN_ACT_RELU6;
@@ -486,7 +489,7 @@ static sn_node fusion_net(sn_graph *g, sn_node *xo, sn_node *bn_ep, sn_node *c7a
     d->activation = SN_ACT_NONE;
     sn_node logits = sn_fully_connected(g, h, 7, "logits");            /* bias: 1 */
     sn_graph_end_point(g, logits, "logits");
-    *expect_folded = 19;
+    *expect_folded = 21;
     return logits;
 }
 
@@ -582,7 +585,8 @@ START_TEST(test_fusion_inference) {
     ck_assert_int_eq(sn_net_profile_report(fused, rep, sizeof rep), SN_OK);
     ck_assert_msg(strstr(rep, "folded into the convolution, matmul, batch norm or bias_add "
                          "before them:") &&
-                  strstr(rep, " 7 batch_norm") && strstr(rep, " 3 bias_add") &&
+                  strstr(rep, " 8 batch_norm") && strstr(rep, " 3 bias_add") &&
+                  strstr(rep, " 1 hard_swish") &&
                   strstr(rep, " 4 relu,") && strstr(rep, " 3 relu6") && strstr(rep, " 2 add"),
                   "%s", rep);
     ck_assert_msg(strstr(rep, "\nbatch_norm ") == NULL && strstr(rep, "\nbias_add ") == NULL,
