@@ -929,12 +929,13 @@ START_TEST(test_fusion_training_bias) {
 
 /* Zoo nets at a small size: every residual unit of resnet_v1_50 and every expanded
  * convolution of mobilenet_v2 is a batch norm chain, every layer of vgg_a but the logits a
- * bias_add chain. */
+ * bias_add chain; mobilenet_v3_large has batch norm chains with relu or a residual add
+ * (its hard swish layers end theirs), and bias_add -> relu in every squeeze-excite. */
 START_TEST(test_fusion_training_zoo) {
-    static const char *models[] = {"resnet_v1_50", "mobilenet_v2", "vgg_a"};
-    static const int min_folded[] = {16 * 2 + 33, 30, 10};
-    static const int64_t size[] = {32, 32, 224};   /* vgg's fc6 is 7x7 VALID after 5 pools */
-    static const int64_t batch[] = {2, 2, 1};
+    static const char *models[] = {"resnet_v1_50", "mobilenet_v2", "vgg_a", "mobilenet_v3_large"};
+    static const int min_folded[] = {16 * 2 + 33, 30, 10, 29};
+    static const int64_t size[] = {32, 32, 224, 32};   /* vgg's fc6 is 7x7 VALID after 5 pools */
+    static const int64_t batch[] = {2, 2, 1, 2};
     sn_ctx *ctx = tu_ctx();
     sn_graph *g = new_graph(ctx);
     int64_t in[4] = {SN_BATCH, size[_i], size[_i], 3}, ld[1] = {SN_BATCH};
@@ -1101,7 +1102,7 @@ Suite *suite_graph(void) {
     tcase_add_test(tc, test_fusion_inference);
     tcase_add_test(tc, test_fusion_training);
     tcase_add_test(tc, test_fusion_training_bias);
-    tcase_add_loop_test(tc, test_fusion_training_zoo, 0, 3);
+    tcase_add_loop_test(tc, test_fusion_training_zoo, 0, 4);
     tcase_add_test(tc, test_dropout_steps);
     tcase_add_test(tc, test_many_nodes);
     tcase_add_test(tc, test_add_n_many_inputs);
