@@ -14,7 +14,8 @@ slimnet run with --threads 2).  Prints bench_train's lines: model/batch/size/dev
 over the steps, the median step time and images/s.
 
 lenet and cifarnet are research/slim/nets/{lenet,cifarnet}.py (not in the tf_slim wheel),
-restated here layer for layer; resnet_v1_* come from tf_slim.nets.  Examples:
+restated here layer for layer; resnet_v1_* come from tf_slim.nets; mobilenet_v1 and
+mobilenet_v3_large from research/slim's own nets (make_zoo_fixtures.py's copy).  Examples:
 
     --model lenet --size 48 --batch 32
     --model cifarnet --size 48 --batch 32
@@ -127,6 +128,8 @@ def zoo_src(module, fn_name, scope_name):
 MODELS = {
     "mobilenet_v1": zoo_src("nets.mobilenet_v1", "mobilenet_v1", "mobilenet_v1_arg_scope") +
                     (224,),
+    "mobilenet_v3_large": zoo_src("nets.mobilenet.mobilenet_v3", "large", "training_scope") +
+                          (224,),
     "lenet": (lenet, lenet_arg_scope, 28),
     "cifarnet": (cifarnet, cifarnet_arg_scope, 32),
     "resnet_v1_50": (resnet(resnet_v1.resnet_v1_50), resnet_v1.resnet_arg_scope, 224),

@@ -71,9 +71,15 @@ typedef struct sn__pool_dims {
  *                              tensor of the output's shape), as add_fwd;
  *   then act:                  relu_fwd's or relu6_fwd's expression.
  * The struct is in host memory, the arrays in the backend's (K floats each; the residual as
- * large as the output, and never the output itself).  The scale is formed from the variables
+ * large as the output, and never the output itself).  hard swish is sn__hard_swish below.  The scale is formed from the variables
  * on every call, never cached, so a restore or set_var between two runs is always seen. */
-typedef enum sn__act { SN__ACT_NONE = 0, SN__ACT_RELU = 1, SN__ACT_RELU6 = 2 } sn__act;
+typedef enum sn__act {
+    SN__ACT_NONE = 0, SN__ACT_RELU = 1, SN__ACT_RELU6 = 2,
+    /* Only in the inference epilogue above (gemm_ep, conv2d_fwd_ep, dwconv2d_fwd_ep), never
+     * in a training chain (bias_*_ep, bn_train_*_ep): their backward reads the derivative of
+     * the activation from its output, and hard swish is not a function of its output. */
+    SN__ACT_HARD_SWISH = 3
+} sn__act;
 typedef struct sn__epilogue {
     const float *gamma, *beta, *mean, *var;
     float eps;
@@ -97,6 +103,24 @@ static inline SN__HD uint64_t sn__mix64(uint64_t z) {
 static inline SN__HD float sn__uniform01(uint64_t seed, uint64_t i) {
     uint64_t z = sn__mix64(seed + (i + 1) * SN__GOLDEN64);
     return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
+/* MobileNet v3's activations, as research/slim's mobilenet_v3.py writes them, on one float
+ * (every backend computes them with these, so CPU and CUDA agree bit for bit):
+ *   hard_swish(x)   = x * relu6(x + 3) * (1/6):  (x * relu6(x + 3)) * float32(1/6), in that
+ *                     order (mobilenet_v3.hard_swish: np.float32(3), np.float32(1. / 6.));
+ *   hard_sigmoid(x) = relu6(x + 3) * 0.16667:    the squeeze-excite gate, whose constant in
+ *                     TF-slim is the literal 0.16667 (float32 0.166670009), not 1/6.
+ * No fused multiply-add can form in either (no product is added to), so nvcc computes the
+ * same roundings as the C compiler. */
+#define SN__HARD_SWISH_SCALE (1.0f / 6.0f)
+#define SN__HARD_SIGMOID_SCALE 0.16667f
+static inline SN__HD float sn__relu6f(float t) { return t > 0.0f ? (t < 6.0f ? t : 6.0f) : 0.0f; }
+static inline SN__HD float sn__hard_swish(float x) {
+    return (x * sn__relu6f(x + 3.0f)) * SN__HARD_SWISH_SCALE;
+}
+static inline SN__HD float sn__hard_sigmoid(float x) {
+    return sn__relu6f(x + 3.0f) * SN__HARD_SIGMOID_SCALE;
 }
 
 /* A bfloat16 value's bits: the upper 16 bits of the float32 it stands for. */

@@ -82,7 +82,7 @@ void sn__graph_add_reg(sn_graph *g, sn_node loss);
  *  - in any net, a batch_norm in training mode;
  *  - in a training net (compiled with backward), a bias_add;
  * then at most one add of a value computed earlier (a residual), then at most one relu or
- * relu6.  The head's kernel applies the folded nodes as its epilogue and writes the chain's
+ * relu6 (or, for the inference heads only, hard_swish).  The head's kernel applies the folded nodes as its epilogue and writes the chain's
  * last node (the tail); the folded nodes are not run, forward or backward, and neither they
  * nor the head have a buffer of their own.  A batch norm or bias_add head's backward reads
  * the tail's value and gradient and writes the gradients of its inputs and of the

@@ -38,6 +38,8 @@ static sn_node activate(sn_graph *g, sn_node y, sn_activation act) {
     switch (act) {
     case SN_ACT_RELU: return sn_op_relu(g, y);
     case SN_ACT_RELU6: return sn_op_relu6(g, y);
+    case SN_ACT_HARD_SWISH: return sn_op_hard_swish(g, y);
+    case SN_ACT_HARD_SIGMOID: return sn_op_hard_sigmoid(g, y);
     case SN_ACT_NONE: return y;
     }
     return sn__graph_fail(g, SN_ERR_INVALID_ARG, "unknown activation %d in '%s'", (int)act,

@@ -265,8 +265,11 @@ static bool read_between(const sn_graph *g, int o, int a, int b) {
 /* Folds chains into their head (sn__fusion in graph.h), whose kernel then applies the folded
  * nodes as an epilogue on its output while that is still in cache or in registers:
  *  - in a net without backward (inference), conv2d/dwconv2d/matmul -> [batch_norm
- *    (inference) | bias_add] -> [add] -> [relu | relu6].  ResNet's units end in the whole
- *    chain: conv, batch norm, the shortcut added, relu.
+ *    (inference) | bias_add] -> [add] -> [relu | relu6 | hard_swish].  ResNet's units end
+ *    in the whole chain: conv, batch norm, the shortcut added, relu; MobileNet v3's layers
+ *    in conv, batch norm, hard swish.
+ *  The training chains below end before a hard_swish: their backward masks the gradient by
+ *  reading the activation's output, and hard swish's derivative is not a function of it.
  *  - in any net, batch_norm (training) -> [add] -> [relu | relu6]: its forward writes the
  *    tail, its backward reads the tail's value and gradient and writes the gradients of x,
  *    gamma, beta and the residual: three passes over memory each way become one.
@@ -345,7 +348,11 @@ static sn_status plan_fusion(sn_net *net, bool inference) {
                 j = sole_user(net, uses, user, t);
             }
         }
-        if (j >= 0 && (g->nodes[j].op == SN__OP_relu || g->nodes[j].op == SN__OP_relu6))
+        /* hard swish only ends an inference chain: a training head's backward takes the
+         * activation's derivative from the chain's output, and hard swish's is not a
+         * function of its output (kernels.h, sn__act). */
+        if (j >= 0 && (g->nodes[j].op == SN__OP_relu || g->nodes[j].op == SN__OP_relu6 ||
+                       (!train_head && g->nodes[j].op == SN__OP_hard_swish)))
             f->act = t = j;
         if (t == i || (train_head && net->needs_grad[i] != net->needs_grad[t])) {
             *f = (sn__fusion){.head = -1, .affine = -1, .residual = -1, .act = -1, .tail = i};
@@ -398,8 +405,11 @@ bool sn__fused_epilogue(const sn_net *net, int i, sn__epilogue *ep, float **y) {
         int chain = f->affine >= 0 ? f->affine : i;
         ep->residual = (const float *)net->val[a->in[0] == chain ? a->in[1] : a->in[0]];
     }
-    if (f->act >= 0)
-        ep->act = net->g->nodes[f->act].op == SN__OP_relu ? SN__ACT_RELU : SN__ACT_RELU6;
+    if (f->act >= 0) {
+        sn__op a = net->g->nodes[f->act].op;
+        ep->act = a == SN__OP_relu ? SN__ACT_RELU
+                  : a == SN__OP_relu6 ? SN__ACT_RELU6 : SN__ACT_HARD_SWISH;
+    }
     *y = (float *)net->val[f->tail];
     return true;
 }

@@ -1,4 +1,5 @@
-/* op_eltwise.c: bias_add, relu, relu6, dropout, add, scale, add_n. */
+/* op_eltwise.c: bias_add, relu, relu6, hard_swish, hard_sigmoid, channel_gate, dropout, add,
+ * scale, add_n. */
 #include <stdio.h>
 #include "graph.h"
 
@@ -109,6 +110,74 @@ sn_status sn__op_relu6_bwd(sn_net *net, int i) {
     if (!SN__DX(net, i, 0)) return SN_OK;
     return SN__CALL(net, relu6_bwd, SN__DX(net, i, 0), SN__DY(net, i), SN__Y(net, i),
                     (int64_t)net->numel[i]);
+}
+
+/* MobileNet v3's: their backwards read the input (ops.def), the kernels' gradients being
+ * TF's of x * relu6(x + 3) / 6 and relu6(x + 3) * 0.16667 (kernels.def). */
+sn_node sn_op_hard_swish(sn_graph *g, sn_node x) {
+    return unary(g, SN__OP_hard_swish, x, "hard_swish");
+}
+sn_node sn_op_hard_sigmoid(sn_graph *g, sn_node x) {
+    return unary(g, SN__OP_hard_sigmoid, x, "hard_sigmoid");
+}
+
+sn_status sn__op_hard_swish_fwd(sn_net *net, int i) {
+    return SN__CALL(net, hard_swish_fwd, SN__Y(net, i), SN__X(net, i, 0),
+                    (int64_t)net->numel[i]);
+}
+sn_status sn__op_hard_swish_bwd(sn_net *net, int i) {
+    if (!SN__DX(net, i, 0)) return SN_OK;
+    return SN__CALL(net, hard_swish_bwd, SN__DX(net, i, 0), SN__DY(net, i), SN__X(net, i, 0),
+                    (int64_t)net->numel[i]);
+}
+sn_status sn__op_hard_sigmoid_fwd(sn_net *net, int i) {
+    return SN__CALL(net, hard_sigmoid_fwd, SN__Y(net, i), SN__X(net, i, 0),
+                    (int64_t)net->numel[i]);
+}
+sn_status sn__op_hard_sigmoid_bwd(sn_net *net, int i) {
+    if (!SN__DX(net, i, 0)) return SN_OK;
+    return SN__CALL(net, hard_sigmoid_bwd, SN__DX(net, i, 0), SN__DY(net, i),
+                    SN__X(net, i, 0), (int64_t)net->numel[i]);
+}
+
+/* ---- channel_gate: the squeeze-excite product ------------------------------------------------ */
+
+sn_node sn_op_channel_gate(sn_graph *g, sn_node x, sn_node gate) {
+    if (!sn__graph_check(g, x, "channel_gate") || !sn__graph_check(g, gate, "channel_gate"))
+        return SN_NO_NODE;
+    const sn__node *xn = &g->nodes[x], *sn = &g->nodes[gate];
+    char s1[128], s2[128];
+    if (xn->rank != 4 || sn->rank != 4 || sn->dims[0] != xn->dims[0] || sn->dims[1] != 1 ||
+        sn->dims[2] != 1 || sn->dims[3] != xn->dims[3] || xn->dtype != SN_DTYPE_F32 ||
+        sn->dtype != SN_DTYPE_F32)
+        return sn__graph_fail(g, SN_ERR_SHAPE, "channel_gate in '%s': x %s and gate %s: want "
+                              "float32 (N,H,W,C) and (N,1,1,C)", g->scope,
+                              sn__dims_str(xn->rank, xn->dims, s1, 128),
+                              sn__dims_str(sn->rank, sn->dims, s2, 128));
+    sn_node in[2] = {x, gate};
+    return sn__graph_add(g, SN__OP_channel_gate, SN_DTYPE_F32, 4, xn->dims, 2, in);
+}
+
+static void gate_dims(const sn_net *net, int i, int64_t *N, int64_t *HW, int64_t *C) {
+    *N = net->dims[i][0];
+    *HW = net->dims[i][1] * net->dims[i][2];
+    *C = net->dims[i][3];
+}
+
+sn_status sn__op_channel_gate_fwd(sn_net *net, int i) {
+    int64_t N, HW, C;
+    gate_dims(net, i, &N, &HW, &C);
+    return SN__CALL(net, channel_gate_fwd, SN__Y(net, i), SN__X(net, i, 0), SN__X(net, i, 1),
+                    N, HW, C);
+}
+
+sn_status sn__op_channel_gate_bwd(sn_net *net, int i) {
+    float *dx = SN__DX(net, i, 0), *ds = SN__DX(net, i, 1);
+    if (!dx && !ds) return SN_OK;
+    int64_t N, HW, C;
+    gate_dims(net, i, &N, &HW, &C);
+    return SN__CALL(net, channel_gate_bwd, dx, ds, SN__DY(net, i), SN__X(net, i, 0),
+                    SN__X(net, i, 1), N, HW, C);
 }
 
 /* ---- dropout --------------------------------------------------------------------------------- */

@@ -224,8 +224,11 @@ typedef int32_t sn_node;          /* index of a node in its graph */
 #define SN_BATCH ((int64_t)-1)    /* the batch dimension, fixed at sn_net_compile() */
 
 typedef enum sn_padding { SN_PAD_SAME = 0, SN_PAD_VALID = 1 } sn_padding;
+/* A layer's activation_fn: none, tf.nn.relu, tf.nn.relu6, or MobileNet v3's hard swish and
+ * hard sigmoid (sn_op_hard_swish, sn_op_hard_sigmoid). */
 typedef enum sn_activation {
-    SN_ACT_NONE = 0, SN_ACT_RELU = 1, SN_ACT_RELU6 = 2
+    SN_ACT_NONE = 0, SN_ACT_RELU = 1, SN_ACT_RELU6 = 2, SN_ACT_HARD_SWISH = 3,
+    SN_ACT_HARD_SIGMOID = 4
 } sn_activation;
 
 /* Variable collections, as TF's graph collections.  A variable may be in several. */
@@ -307,6 +310,16 @@ SN_API sn_node sn_op_matmul(sn_graph *g, sn_node x, sn_node w);
 SN_API sn_node sn_op_bias_add(sn_graph *g, sn_node x, sn_node b);
 SN_API sn_node sn_op_relu(sn_graph *g, sn_node x);
 SN_API sn_node sn_op_relu6(sn_graph *g, sn_node x);
+/* MobileNet v3's activations, as research/slim's mobilenet_v3.py defines them:
+ * hard_swish(x) = x * relu6(x + 3) * (1/6), and the squeeze-excite gate
+ * hard_sigmoid(x) = relu6(x + 3) * 0.16667 (TF-slim's literal constant, not 1/6).  Their
+ * gradients are TensorFlow's of those expressions (none through relu6 where x + 3 is at or
+ * outside [0, 6]). */
+SN_API sn_node sn_op_hard_swish(sn_graph *g, sn_node x);
+SN_API sn_node sn_op_hard_sigmoid(sn_graph *g, sn_node x);
+/* The squeeze-excite product x * gate: x (N,H,W,C), gate (N,1,1,C), one factor per example
+ * and channel, broadcast over H and W (TF's x * gate). */
+SN_API sn_node sn_op_channel_gate(sn_graph *g, sn_node x, sn_node gate);
 SN_API sn_node sn_op_max_pool(sn_graph *g, sn_node x, int kh, int kw, int stride_h,
                               int stride_w, sn_padding pad);
 /* SAME average pooling divides by the number of in-bounds cells, as TF does. */

@@ -295,6 +295,7 @@ START_TEST(test_bf16_net_matches_fp32) {
  * down by a like amount. */
 static const struct { const char *model; int64_t size; float lr; } bn_nets[] = {
     {"mobilenet_v1", 32, 0.1f}, {"resnet_v1_50", 32, 0.01f},
+    {"mobilenet_v3_small", 32, 0.1f},   /* hard swish, squeeze-excite: emulated ops */
 };
 
 START_TEST(test_bf16_trains_like_fp32) {

@@ -510,22 +510,24 @@ END_TEST
 
 /* The fused forwards of inference nets (the _ep kernels): each epilogue kind (batch norm
  * with and without gamma/beta, bias, none; with and without a residual; relu, relu6 or none
- * by turns) on the 1x1 (cuBLAS), strided 1x1, 3x3 and stride-2 convolution routes, two
+ * by turns, and hard swish) on the 1x1 (cuBLAS), strided 1x1, 3x3 and stride-2 convolution routes, two
  * depthwise geometries and a matmul.  prm holds gamma, beta, mean and var (variances
  * positive), res a tensor of the output's size. */
-enum { N_EP = 9 };
+/* Kinds 9 and 10 end in hard swish (MobileNet v3's conv -> batch norm -> hard swish; with a
+ * residual and a bias too). */
+enum { N_EP = 11 };
 static sn__epilogue ep_of(int kind, const float *prm, const float *res, int64_t K) {
     sn__epilogue ep = {0};
-    ep.act = kind % 3;
-    if (kind == 0 || kind == 1 || kind == 6) {
+    ep.act = kind < 9 ? kind % 3 : SN__ACT_HARD_SWISH;
+    if (kind == 0 || kind == 1 || kind == 6 || kind == 9) {
         ep.gamma = prm;
         ep.beta = prm + K;
     }
-    if (kind <= 2 || kind == 6 || kind == 7) {
+    if (kind <= 2 || kind == 6 || kind == 7 || kind == 9) {
         ep.mean = prm + 2 * K;
         ep.var = prm + 3 * K;
         ep.eps = 1e-3f;
-    } else if (kind == 3 || kind == 4) {
+    } else if (kind == 3 || kind == 4 || kind == 10) {
         ep.bias = prm + K;
     }
     if (kind >= 6) ep.residual = res;
@@ -945,6 +947,19 @@ START_TEST(test_cuda_eltwise) {
             CK(&e, e.kc->relu6_bwd(&e.cpu, dx.h, dy.h, y.h, n));
             CK(&e, e.kg->relu6_bwd(&e.gpu, dx.d, dy.d, y.d, n));
             cmp(&e, "relu6_bwd", &dx, 0);
+            /* MobileNet v3's: the same expressions and roundings on both (kinks at -3, 3). */
+            CK(&e, e.kc->hard_swish_fwd(&e.cpu, y.h, x.h, n));
+            CK(&e, e.kg->hard_swish_fwd(&e.gpu, y.d, x.d, n));
+            cmp(&e, "hard_swish_fwd", &y, 0);
+            CK(&e, e.kc->hard_swish_bwd(&e.cpu, dx.h, dy.h, x.h, n));
+            CK(&e, e.kg->hard_swish_bwd(&e.gpu, dx.d, dy.d, x.d, n));
+            cmp(&e, "hard_swish_bwd", &dx, 0);
+            CK(&e, e.kc->hard_sigmoid_fwd(&e.cpu, y.h, x.h, n));
+            CK(&e, e.kg->hard_sigmoid_fwd(&e.gpu, y.d, x.d, n));
+            cmp(&e, "hard_sigmoid_fwd", &y, 0);
+            CK(&e, e.kc->hard_sigmoid_bwd(&e.cpu, dx.h, dy.h, x.h, n));
+            CK(&e, e.kg->hard_sigmoid_bwd(&e.gpu, dx.d, dy.d, x.d, n));
+            cmp(&e, "hard_sigmoid_bwd", &dx, 0);
             CK(&e, e.kc->add_fwd(&e.cpu, y.h, x.h, b.h, n));
             CK(&e, e.kg->add_fwd(&e.gpu, y.d, x.d, b.d, n));
             cmp(&e, "add_fwd", &y, 0);
@@ -1436,6 +1451,25 @@ START_TEST(test_cuda_layout) {
         CK(&e, e.kg->mean_hw_bwd(&e.gpu, dx.d, dy.d, N, HW, C));
         cmp(&e, "mean_hw_bwd", &dx, 0);
         rm(&e, &x); rm(&e, &y); rm(&e, &dy); rm(&e, &dx);
+    }
+    /* the squeeze-excite gate: x (N, HW, C) * s (N, C); ds reduced over HW. */
+    const int64_t gc[][3] = {{4, 49, 37}, {3, 1, 64}, {2, 3136, 72}, {5, 7, 1}, {2, 12544, 16}};
+    for (size_t i = 0; i < sizeof gc / sizeof gc[0]; i++) {
+        int64_t N = gc[i][0], HW = gc[i][1], C = gc[i][2];
+        size_t nx = (size_t)(N * HW * C), ns = (size_t)(N * C);
+        buf x = mk(&e, nx, 1230 + i), s = mk(&e, ns, 1240 + i), y = mk_out(&e, nx, 0);
+        buf dy = mk(&e, nx, 1250 + i), dx = mk(&e, nx, 1260 + i), ds = mk(&e, ns, 1270 + i);
+        CK(&e, e.kc->channel_gate_fwd(&e.cpu, y.h, x.h, s.h, N, HW, C));
+        CK(&e, e.kg->channel_gate_fwd(&e.gpu, y.d, x.d, s.d, N, HW, C));
+        cmp(&e, "channel_gate_fwd", &y, 0);
+        CK(&e, e.kc->channel_gate_bwd(&e.cpu, dx.h, ds.h, dy.h, x.h, s.h, N, HW, C));
+        CK(&e, e.kg->channel_gate_bwd(&e.gpu, dx.d, ds.d, dy.d, x.d, s.d, N, HW, C));
+        cmp(&e, "channel_gate_bwd dx", &dx, 0);
+        cmp(&e, "channel_gate_bwd ds", &ds, TOL);   /* the sums' order differs */
+        CK(&e, e.kc->channel_gate_bwd(&e.cpu, NULL, ds.h, dy.h, x.h, s.h, N, HW, C));
+        CK(&e, e.kg->channel_gate_bwd(&e.gpu, NULL, ds.d, dy.d, x.d, s.d, N, HW, C));
+        cmp(&e, "channel_gate_bwd ds alone", &ds, TOL);
+        rm(&e, &x); rm(&e, &s); rm(&e, &y); rm(&e, &dy); rm(&e, &dx); rm(&e, &ds);
     }
     env_close(&e, "layout");
 }

@@ -226,6 +226,57 @@ START_TEST(test_grad_relu6) {
     GC_END();
 } END_TEST
 
+/* hard_swish and hard_sigmoid over [-8, 8), 0.1 away from their kinks at x = -3 and 3. */
+static void hard_values(sn_net *net, void *user) {
+    (void)user;
+    sn_tensor *t = NULL;
+    ck_assert_int_eq(sn_net_get_var(net, "x", &t), SN_OK);
+    float *x = sn_tensor_data(t);
+    for (int64_t i = 0; i < sn_tensor_numel(t); i++) x[i] *= 8.0f;
+    ck_assert_int_eq(sn_net_set_var(net, "x", t), SN_OK);
+    sn_tensor_free(t);
+    kinks k = {"x", {-3.0f, 3.0f}, 2, 0.1f};
+    avoid_kinks(net, &k);
+}
+
+START_TEST(test_grad_hard_swish_sigmoid) {
+    GC_BEGIN();
+    sn_node x = gc_var4(g, "x", 2, 3, 3, 4);
+    gc_opts o = gc_default();
+    o.prepare = hard_values;
+    gradcheck(g, _i ? sn_op_hard_sigmoid(g, x) : sn_op_hard_swish(g, x), o);
+    GC_END();
+} END_TEST
+
+START_TEST(test_grad_channel_gate) {
+    GC_BEGIN();
+    sn_node x = gc_var4(g, "x", 2, 3, 5, 4), s = gc_var4(g, "s", 2, 1, 1, 4);
+    gradcheck(g, sn_op_channel_gate(g, x, s), gc_default());
+    GC_END();
+} END_TEST
+
+/* MobileNet v3's squeeze-excite block as research/slim's conv_blocks.squeeze_excite builds
+ * it: x * hard_sigmoid(conv1x1(relu(conv1x1(mean_hw(x))))), both 1x1 convolutions with
+ * biases; x itself a hard swish.  Biases keep the relu and the gate away from their kinks at
+ * these values (checked by the tolerance: a flip would fail it). */
+START_TEST(test_grad_squeeze_excite) {
+    GC_BEGIN();
+    sn_node x = sn_op_hard_swish(g, gc_var4(g, "x", 2, 4, 4, 8));
+    sn_defaults *d = sn_graph_defaults(g);
+    d->batch_norm = 0;
+    d->activation = SN_ACT_RELU;
+    d->biases_init = sn_init_constant(0.5f);
+    sn_node p = sn_op_spatial_mean(g, x, 1);
+    sn_node sq = sn_conv2d(g, p, 8, 1, 1, 1, "Conv");
+    sn_conv_params cp = sn_conv_params_from(g, 8, 1, 1, 1);
+    cp.activation = SN_ACT_HARD_SIGMOID;
+    sn_node ex = sn_conv2d_p(g, sq, &cp, "Conv_1");
+    gc_opts o = gc_default();
+    o.eps = 5e-3;
+    gradcheck(g, sn_op_channel_gate(g, x, ex), o);
+    GC_END();
+} END_TEST
+
 /* ---- pooling ------------------------------------------------------------------------------- */
 
 typedef struct pool_case { int64_t H, W; int k, s; sn_padding pad; int max; } pool_case;
@@ -403,6 +454,9 @@ Suite *suite_gradcheck(void) {
     tcase_add_test(tc, test_grad_bias4d);
     tcase_add_test(tc, test_grad_relu);
     tcase_add_test(tc, test_grad_relu6);
+    tcase_add_loop_test(tc, test_grad_hard_swish_sigmoid, 0, 2);
+    tcase_add_test(tc, test_grad_channel_gate);
+    tcase_add_test(tc, test_grad_squeeze_excite);
     tcase_add_loop_test(tc, test_grad_pool, 0, (int)(sizeof pool_cases / sizeof pool_cases[0]));
     tcase_add_loop_test(tc, test_grad_spatial_mean, 0, 2);
     tcase_add_loop_test(tc, test_grad_batch_norm, 0, 8);

@@ -435,7 +435,7 @@ START_TEST(test_determinism) {
 /* ---- fusion (inference nets) ---------------------------------------------------------------- */
 
 /* Every chain the compiler may fold, and the cases where it must not: conv+BN+relu,
- * strided conv+BN(gamma)+relu6, 1x1 conv+bias+relu6, depthwise (M=2)+BN+relu6, conv+BN+
+ * strided conv+BN(gamma)+relu6, 1x1 conv+bias+relu6, 1x1 conv+BN+hard_swish, depthwise (M=2)+BN+relu6, conv+BN+
  * residual add+relu, two conv+BN chains meeting in one add (only the later one takes it),
  * conv+BN whose BN output is an end point (the relu after it must stay), a conv whose output
  * has two consumers (nothing folds), matmul+bias+relu and matmul+bias (the logits).
@@ -459,6 +459,9 @@ static sn_node fusion_net(sn_graph *g, sn_node *xo, sn_node *bn_ep, sn_node *c7a
     p.biases = 1;
     p.activation = SN_ACT_RELU6;
     h = sn_conv2d_p(g, h, &p, "c3");                                   /* bias, relu6: 2 */
+    p = sn_conv_params_from(g, 12, 1, 1, 1);
+    p.activation = SN_ACT_HARD_SWISH;
+    h = sn_conv2d_p(g, h, &p, "c3h");                                  /* BN, hard_swish: 2 */
     p = sn_conv_params_from(g, 0, 3, 3, 1);
     p.depth_multiplier = 2;
     p.activation = SN_ACT_RELU6;
@@ -486,7 +489,7 @@ static sn_node fusion_net(sn_graph *g, sn_node *xo, sn_node *bn_ep, sn_node *c7a
     d->activation = SN_ACT_NONE;
     sn_node logits = sn_fully_connected(g, h, 7, "logits");            /* bias: 1 */
     sn_graph_end_point(g, logits, "logits");
-    *expect_folded = 19;
+    *expect_folded = 21;
     return logits;
 }
 
@@ -582,7 +585,8 @@ START_TEST(test_fusion_inference) {
     ck_assert_int_eq(sn_net_profile_report(fused, rep, sizeof rep), SN_OK);
     ck_assert_msg(strstr(rep, "folded into the convolution, matmul, batch norm or bias_add "
                          "before them:") &&
-                  strstr(rep, " 7 batch_norm") && strstr(rep, " 3 bias_add") &&
+                  strstr(rep, " 8 batch_norm") && strstr(rep, " 3 bias_add") &&
+                  strstr(rep, " 1 hard_swish") &&
                   strstr(rep, " 4 relu,") && strstr(rep, " 3 relu6") && strstr(rep, " 2 add"),
                   "%s", rep);
     ck_assert_msg(strstr(rep, "\nbatch_norm ") == NULL && strstr(rep, "\nbias_add ") == NULL,
@@ -925,12 +929,13 @@ START_TEST(test_fusion_training_bias) {
 
 /* Zoo nets at a small size: every residual unit of resnet_v1_50 and every expanded
  * convolution of mobilenet_v2 is a batch norm chain, every layer of vgg_a but the logits a
- * bias_add chain. */
+ * bias_add chain; mobilenet_v3_large has batch norm chains with relu or a residual add
+ * (its hard swish layers end theirs), and bias_add -> relu in every squeeze-excite. */
 START_TEST(test_fusion_training_zoo) {
-    static const char *models[] = {"resnet_v1_50", "mobilenet_v2", "vgg_a"};
-    static const int min_folded[] = {16 * 2 + 33, 30, 10};
-    static const int64_t size[] = {32, 32, 224};   /* vgg's fc6 is 7x7 VALID after 5 pools */
-    static const int64_t batch[] = {2, 2, 1};
+    static const char *models[] = {"resnet_v1_50", "mobilenet_v2", "vgg_a", "mobilenet_v3_large"};
+    static const int min_folded[] = {16 * 2 + 33, 30, 10, 29};
+    static const int64_t size[] = {32, 32, 224, 32};   /* vgg's fc6 is 7x7 VALID after 5 pools */
+    static const int64_t batch[] = {2, 2, 1, 2};
     sn_ctx *ctx = tu_ctx();
     sn_graph *g = new_graph(ctx);
     int64_t in[4] = {SN_BATCH, size[_i], size[_i], 3}, ld[1] = {SN_BATCH};
@@ -1097,7 +1102,7 @@ Suite *suite_graph(void) {
     tcase_add_test(tc, test_fusion_inference);
     tcase_add_test(tc, test_fusion_training);
     tcase_add_test(tc, test_fusion_training_bias);
-    tcase_add_loop_test(tc, test_fusion_training_zoo, 0, 3);
+    tcase_add_loop_test(tc, test_fusion_training_zoo, 0, 4);
     tcase_add_test(tc, test_dropout_steps);
     tcase_add_test(tc, test_many_nodes);
     tcase_add_test(tc, test_add_n_many_inputs);

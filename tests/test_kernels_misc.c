@@ -936,6 +936,118 @@ START_TEST(test_relu) {
 }
 END_TEST
 
+/* hard_swish and hard_sigmoid (kernels.h): the forward against the formula in double with
+ * TF-slim's float32 constants, the backward against central differences away from the kinks
+ * at x = -3 and 3, and at the kinks TF's Relu6Grad rule (no gradient through relu6 there). */
+struct hard_obj {
+    sn__dev *d;
+    float *y, *x;
+    const float *w;
+    int64_t n;
+    int sigmoid;
+};
+
+static double hard_objective(void *arg) {
+    struct hard_obj *o = arg;
+    if (o->sigmoid) sn__hard_sigmoid_fwd_cpu(o->d, o->y, o->x, o->n);
+    else sn__hard_swish_fwd_cpu(o->d, o->y, o->x, o->n);
+    return dotw(o->y, o->w, (size_t)o->n);
+}
+
+START_TEST(test_hard_act) {
+    sn__dev d = cpu_dev();
+    int64_t n = 301;
+    for (int sig = 0; sig < 2; sig++) {
+        float *x = frand(n, 160 + sig), *y = frand(n, 0), *dy = frand(n, 162);
+        for (int64_t i = 0; i < n; i++) {   /* [-6, 6), 0.05 away from -3 and 3 */
+            x[i] *= 6.0f;
+            for (float k = -3.0f; k <= 3.0f; k += 6.0f)
+                if (fabsf(x[i] - k) < 0.05f) x[i] = x[i] < k ? k - 0.05f : k + 0.05f;
+        }
+        double *want = dalloc(n);
+        if (sig) ck_assert_int_eq(sn__hard_sigmoid_fwd_cpu(&d, y, x, n), SN_OK);
+        else ck_assert_int_eq(sn__hard_swish_fwd_cpu(&d, y, x, n), SN_OK);
+        for (int64_t i = 0; i < n; i++) {
+            double r = fmin(fmax((double)x[i] + 3.0, 0.0), 6.0);
+            want[i] = sig ? r * (double)0.16667f : (double)x[i] * r * (double)(1.0f / 6.0f);
+        }
+        check_close(sig ? "hard_sigmoid_fwd" : "hard_swish_fwd", y, want, n, 1e-6);
+        float *dx0 = frand(n, 163), *dx = fdup(dx0, n);
+        if (sig) ck_assert_int_eq(sn__hard_sigmoid_bwd_cpu(&d, dx, dy, x, n), SN_OK);
+        else ck_assert_int_eq(sn__hard_swish_bwd_cpu(&d, dx, dy, x, n), SN_OK);
+        struct hard_obj o = {&d, y, x, dy, n, sig};
+        gradcheck_input(sig ? "hard_sigmoid_bwd" : "hard_swish_bwd", x, n, dx, dx0,
+                        hard_objective, &o, FD_TOL);
+        free(x), free(y), free(dy), free(want), free(dx0), free(dx);
+    }
+    /* The exact constants: hard_sigmoid(0) = 3 * 0.16667f, not 0.5; hard_swish(3) = 3. */
+    const float xs[4] = {-3.0f, 3.0f, 0.0f, -1.5f};
+    float ys[4], dxk[4] = {0, 0, 0, 0};
+    const float dyk[4] = {1, 1, 1, 1};
+    ck_assert_int_eq(sn__hard_sigmoid_fwd_cpu(&d, ys, xs, 4), SN_OK);
+    ck_assert(ys[0] == 0.0f && ys[1] == 6.0f * 0.16667f && ys[2] == 3.0f * 0.16667f);
+    ck_assert(ys[2] != 0.5f);
+    ck_assert_int_eq(sn__hard_swish_fwd_cpu(&d, ys, xs, 4), SN_OK);
+    ck_assert(ys[0] == 0.0f && ys[1] == 3.0f && ys[2] == 0.0f);
+    ck_assert(ys[3] == (-1.5f * 1.5f) * (1.0f / 6.0f));
+    /* At x = -3 and 3 (x + 3 = 0 and 6) relu6 passes nothing: hard sigmoid's gradient is 0,
+     * hard swish's the product term alone, g * relu6(x + 3) = 0 and 1. */
+    ck_assert_int_eq(sn__hard_sigmoid_bwd_cpu(&d, dxk, dyk, xs, 4), SN_OK);
+    ck_assert(dxk[0] == 0.0f && dxk[1] == 0.0f && dxk[2] == 0.16667f);
+    memset(dxk, 0, sizeof dxk);
+    ck_assert_int_eq(sn__hard_swish_bwd_cpu(&d, dxk, dyk, xs, 4), SN_OK);
+    ck_assert(dxk[0] == 0.0f && dxk[1] == 1.0f && dxk[2] == 0.5f && dxk[3] == 0.0f);
+}
+END_TEST
+
+/* The squeeze-excite gate: x (N, HW, C) * s (N, C). */
+struct gate_obj {
+    sn__dev *d;
+    float *y, *x, *s;
+    const float *w;
+    int64_t N, HW, C;
+};
+
+static double gate_objective(void *arg) {
+    struct gate_obj *o = arg;
+    sn__channel_gate_fwd_cpu(o->d, o->y, o->x, o->s, o->N, o->HW, o->C);
+    return dotw(o->y, o->w, (size_t)(o->N * o->HW * o->C));
+}
+
+START_TEST(test_channel_gate) {
+    sn__dev d = cpu_dev();
+    const int64_t shapes[2][3] = {{3, 35, 5}, {2, 49, 37}};
+    for (int k = 0; k < 2; k++) {
+        int64_t N = shapes[k][0], HW = shapes[k][1], C = shapes[k][2];
+        size_t nx = (size_t)(N * HW * C), ns = (size_t)(N * C);
+        float *x = frand(nx, 230 + k), *s = frand(ns, 232 + k), *y = frand(nx, 0);
+        float *dy = frand(nx, 234 + k);
+        double *want = dalloc(nx);
+        ck_assert_int_eq(sn__channel_gate_fwd_cpu(&d, y, x, s, N, HW, C), SN_OK);
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t p = 0; p < HW; p++)
+                for (int64_t c = 0; c < C; c++) {
+                    int64_t e = (n * HW + p) * C + c;
+                    want[e] = (double)x[e] * s[n * C + c];
+                }
+        check_close("channel_gate_fwd", y, want, nx, 1e-7);
+        float *dx0 = frand(nx, 236 + k), *dx = fdup(dx0, nx);
+        float *ds0 = frand(ns, 238 + k), *ds = fdup(ds0, ns);
+        ck_assert_int_eq(sn__channel_gate_bwd_cpu(&d, dx, ds, dy, x, s, N, HW, C), SN_OK);
+        struct gate_obj o = {&d, y, x, s, dy, N, HW, C};
+        gradcheck_input("channel_gate_bwd dx", x, nx, dx, dx0, gate_objective, &o, FD_TOL);
+        gradcheck_input("channel_gate_bwd ds", s, ns, ds, ds0, gate_objective, &o, FD_TOL);
+        /* Either gradient alone: the other is not touched. */
+        float *dx1 = fdup(dx0, nx), *ds1 = fdup(ds0, ns);
+        ck_assert_int_eq(sn__channel_gate_bwd_cpu(&d, dx1, NULL, dy, x, s, N, HW, C), SN_OK);
+        ck_assert_int_eq(sn__channel_gate_bwd_cpu(&d, NULL, ds1, dy, x, s, N, HW, C), SN_OK);
+        ck_assert(memcmp(dx1, dx, nx * sizeof *dx) == 0 && memcmp(ds1, ds, ns * sizeof *ds) == 0);
+        free(x), free(s), free(y), free(dy), free(want), free(dx0), free(dx), free(ds0);
+        free(ds), free(dx1), free(ds1);
+    }
+}
+END_TEST
+
 struct lin_obj {
     sn__dev *d;
     float *y, *a, *b;
@@ -1399,7 +1511,7 @@ struct big {
     int32_t *labels;
 };
 
-enum { N_BIG = 34 };
+enum { N_BIG = 40 };
 
 /* Runs kernel k of the list on b, writing `out`; returns how many floats it wrote. */
 static size_t run_big(sn__dev *d, int k, struct big *b, float *out) {
@@ -1448,10 +1560,17 @@ static size_t run_big(sn__dev *d, int k, struct big *b, float *out) {
     case 29: st = sn__softmax_fwd_cpu(d, out, b->x, rows, C); break;
     case 30: st = sn__xent_bwd_cpu(d, out, b->dy, b->x, b->labels, 0.1f, rows, C); break;
     case 31: st = sn__l2_bwd_cpu(d, out, b->dy, b->x, 0.5f, n); break;
+    case 32: st = sn__hard_swish_fwd_cpu(d, out, b->x2, n); break;
+    case 33: st = sn__hard_swish_bwd_cpu(d, out, b->dy, b->x2, n); break;
+    case 34: st = sn__hard_sigmoid_fwd_cpu(d, out, b->x2, n); break;
+    case 35: st = sn__hard_sigmoid_bwd_cpu(d, out, b->dy, b->x2, n); break;
+    case 36: st = sn__channel_gate_fwd_cpu(d, out, b->x, b->x2, 4, 1024, C); break;
+    case 37: st = sn__channel_gate_bwd_cpu(d, out, out + n, b->dy, b->x, b->x2, 4, 1024, C);
+             written = (size_t)(n + 4 * C); break;
     /* The two reductions last: test_threads_agree compares them with a tolerance. */
-    case 32: st = sn__xent_fwd_cpu(d, out + 1, out + 2, b->x, b->labels, 0.1f, rows, C);
+    case 38: st = sn__xent_fwd_cpu(d, out + 1, out + 2, b->x, b->labels, 0.1f, rows, C);
              out[0] = out[1]; written = 1; break;
-    case 33: st = sn__l2_fwd_cpu(d, out, b->x, 0.5f, n); written = 1; break;
+    case 39: st = sn__l2_fwd_cpu(d, out, b->x, 0.5f, n); written = 1; break;
     }
     ck_assert_int_eq(st, SN_OK);
     return written;
@@ -1510,6 +1629,8 @@ Suite *suite_kernels_misc(void) {
     tcase_add_test(tc, test_bn_update_moving);
     tcase_add_test(tc, test_bias);
     tcase_add_test(tc, test_relu);
+    tcase_add_test(tc, test_hard_act);
+    tcase_add_test(tc, test_channel_gate);
     tcase_add_test(tc, test_add_scale_accum);
     tcase_add_test(tc, test_dropout_fwd);
     tcase_add_test(tc, test_dropout_grad);

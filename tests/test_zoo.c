@@ -273,6 +273,9 @@ static const fwd_case fwd_cases[] = {
     {"resnet_v2_152", 64},   {"resnet_v2_200", 64},     {"mobilenet_v1", 96},
     {"mobilenet_v1_075", 64}, {"mobilenet_v1_050", 96}, {"mobilenet_v1_025", 64},
     {"mobilenet_v2", 96},    {"mobilenet_v2_140", 64},  {"mobilenet_v2_035", 96},
+    {"mobilenet_v3_small", 96}, {"mobilenet_v3_large", 96},
+    {"mobilenet_v3_small_minimalistic", 64}, {"mobilenet_v3_large_minimalistic", 64},
+    {"mobilenet_edgetpu", 96}, {"mobilenet_edgetpu_075", 64},
 };
 enum { N_FWD = sizeof fwd_cases / sizeof fwd_cases[0] };
 
@@ -463,6 +466,7 @@ START_TEST(test_zoo_forward) {
 static const fwd_case train_cases[] = {
     {"cifarnet", 32}, {"inception_v3", 107}, {"inception_resnet_v2", 107},
     {"resnet_v2_50", 64}, {"mobilenet_v1", 64}, {"mobilenet_v2", 64},
+    {"mobilenet_v3_small", 64}, {"mobilenet_edgetpu", 64},
 };
 enum { N_TRAIN = sizeof train_cases / sizeof train_cases[0] };
 

@@ -1,4 +1,5 @@
-/* eltwise.c: elementwise and per-channel kernels on the CPU.
+/* eltwise.c: elementwise and per-channel kernels on the CPU (relu, relu6, hard swish, hard
+ * sigmoid, the squeeze-excite gate, bias, add, scale, dropout, sum).
  * Shapes: n elements in any layout; the per-channel ones see (rows, C), rows = N*H*W,
  * with b/db (C).  Outputs may alias inputs of the same shape (y == x is an in-place op). */
 #include <math.h>
@@ -36,6 +37,7 @@ static inline void ep_row(float *restrict v, const float *restrict res,
         if (res) t = t + res[c];
         if (act == SN__ACT_RELU) t = t > 0.0f ? t : 0.0f;
         else if (act == SN__ACT_RELU6) t = t > 0.0f ? (t < 6.0f ? t : 6.0f) : 0.0f;
+        else if (act == SN__ACT_HARD_SWISH) t = sn__hard_swish(t);
         v[c] = t;
     }
 }
@@ -146,6 +148,87 @@ sn_status sn__relu6_fwd_cpu(sn__dev *d, float *y, const float *x, int64_t n) {
 sn_status sn__relu6_bwd_cpu(sn__dev *d, float *dx, const float *dy, const float *y, int64_t n) {
 #pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.0f && y[i] < 6.0f ? dy[i] : 0.0f;
+    return SN_OK;
+}
+
+/* y = hard_swish(x) (kernels.h). */
+sn_status sn__hard_swish_fwd_cpu(sn__dev *d, float *y, const float *x, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = sn__hard_swish(x[i]);
+    return SN_OK;
+}
+
+/* Accumulates TF's gradient of x * relu6(x + 3) * (1/6): the product's two terms, the
+ * second masked by Relu6Grad (0 < x + 3 < 6). */
+sn_status sn__hard_swish_bwd_cpu(sn__dev *d, float *dx, const float *dy, const float *x,
+                                 int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float t = x[i] + 3.0f, g = dy[i] * SN__HARD_SWISH_SCALE;
+        float v = g * sn__relu6f(t);
+        if (t > 0.0f && t < 6.0f) v = v + x[i] * g;
+        dx[i] += v;
+    }
+    return SN_OK;
+}
+
+/* y = hard_sigmoid(x) (kernels.h: relu6(x + 3) * 0.16667). */
+sn_status sn__hard_sigmoid_fwd_cpu(sn__dev *d, float *y, const float *x, int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = sn__hard_sigmoid(x[i]);
+    return SN_OK;
+}
+
+/* Accumulates: dx += dy * 0.16667 where 0 < x + 3 < 6. */
+sn_status sn__hard_sigmoid_bwd_cpu(sn__dev *d, float *dx, const float *dy, const float *x,
+                                   int64_t n) {
+#pragma omp parallel for num_threads(d->threads) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float t = x[i] + 3.0f;
+        dx[i] += t > 0.0f && t < 6.0f ? dy[i] * SN__HARD_SIGMOID_SCALE : 0.0f;
+    }
+    return SN_OK;
+}
+
+/* y[n, p, c] = x[n, p, c] * s[n, c] on x (N, HW, C): the squeeze-excite gate. */
+sn_status sn__channel_gate_fwd_cpu(sn__dev *d, float *y, const float *x, const float *s,
+                                   int64_t N, int64_t HW, int64_t C) {
+    const int64_t rows = N * HW;
+#pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *g = s + (r / HW) * C;
+        for (int64_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * g[c];
+    }
+    return SN_OK;
+}
+
+/* Accumulates dx += dy * s[n, c] and ds[n, c] += sum over the HW positions of x * dy (in
+ * double, in position order); either may be NULL. */
+sn_status sn__channel_gate_bwd_cpu(sn__dev *d, float *dx, float *ds, const float *dy,
+                                   const float *x, const float *s, int64_t N, int64_t HW,
+                                   int64_t C) {
+    const int64_t rows = N * HW;
+    if (dx) {
+#pragma omp parallel for num_threads(d->threads) if (rows * C >= PAR_MIN)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *g = s + (r / HW) * C;
+            for (int64_t c = 0; c < C; c++) dx[r * C + c] += dy[r * C + c] * g[c];
+        }
+    }
+    if (ds) {
+        const int64_t ncb = (C + CB - 1) / CB;
+#pragma omp parallel for collapse(2) num_threads(d->threads) if (rows * C >= PAR_MIN)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t b = 0; b < ncb; b++) {
+                int64_t c0 = b * CB, nc = C - c0 < CB ? C - c0 : CB;
+                double acc[CB] = {0};
+                for (int64_t p = 0; p < HW; p++) {
+                    const int64_t e = (n * HW + p) * C + c0;
+                    for (int64_t c = 0; c < nc; c++) acc[c] += (double)(x[e + c] * dy[e + c]);
+                }
+                for (int64_t c = 0; c < nc; c++) ds[n * C + c0 + c] += (float)acc[c];
+            }
+    }
     return SN_OK;
 }
 

@@ -1,5 +1,6 @@
-/* eltwise.cu: elementwise kernels on n floats (any layout): relu, relu6, add, scale, accum,
- * dropout; and the fused forwards' per-channel epilogue.  Forward kernels overwrite, backward
+/* eltwise.cu: elementwise kernels on n floats (any layout): relu, relu6, hard swish, hard
+ * sigmoid, add, scale, accum, dropout; the squeeze-excite gate; and the fused forwards'
+ * per-channel epilogue.  Forward kernels overwrite, backward
  * kernels accumulate (dx += ...).
  *
  * One grid-stride template serves them all: each thread moves float4s when every pointer is
@@ -80,6 +81,28 @@ struct relu6_bwd_f {
         return dx + (y > 0.0f && y < 6.0f ? dy : 0.0f);
     }
 };
+struct hard_swish_f {
+    __device__ float operator()(float x, float, float) const { return sn__hard_swish(x); }
+};
+/* (dx, dy, x): the CPU's expression with its roundings (no FMA contraction). */
+struct hard_swish_bwd_f {
+    __device__ float operator()(float dx, float dy, float x) const {
+        float t = __fadd_rn(x, 3.0f), g = __fmul_rn(dy, SN__HARD_SWISH_SCALE);
+        float v = __fmul_rn(g, sn__relu6f(t));
+        if (t > 0.0f && t < 6.0f) v = __fadd_rn(v, __fmul_rn(x, g));
+        return __fadd_rn(dx, v);
+    }
+};
+struct hard_sigmoid_f {
+    __device__ float operator()(float x, float, float) const { return sn__hard_sigmoid(x); }
+};
+struct hard_sigmoid_bwd_f {
+    __device__ float operator()(float dx, float dy, float x) const {
+        float t = __fadd_rn(x, 3.0f);
+        return __fadd_rn(dx, t > 0.0f && t < 6.0f ? __fmul_rn(dy, SN__HARD_SIGMOID_SCALE)
+                                                  : 0.0f);
+    }
+};
 struct add_f {
     __device__ float operator()(float a, float b, float) const { return a + b; }
 };
@@ -108,6 +131,21 @@ extern "C" sn_status sn__relu6_fwd_cuda(sn__dev *d, float *y, const float *x, in
 extern "C" sn_status sn__relu6_bwd_cuda(sn__dev *d, float *dx, const float *dy, const float *y,
                                         int64_t n) {
     return map<3>(d, "relu6_bwd", dx, dx, dy, y, n, relu6_bwd_f());
+}
+extern "C" sn_status sn__hard_swish_fwd_cuda(sn__dev *d, float *y, const float *x, int64_t n) {
+    return map<1>(d, "hard_swish_fwd", y, x, NULL, NULL, n, hard_swish_f());
+}
+extern "C" sn_status sn__hard_swish_bwd_cuda(sn__dev *d, float *dx, const float *dy,
+                                             const float *x, int64_t n) {
+    return map<3>(d, "hard_swish_bwd", dx, dx, dy, x, n, hard_swish_bwd_f());
+}
+extern "C" sn_status sn__hard_sigmoid_fwd_cuda(sn__dev *d, float *y, const float *x,
+                                               int64_t n) {
+    return map<1>(d, "hard_sigmoid_fwd", y, x, NULL, NULL, n, hard_sigmoid_f());
+}
+extern "C" sn_status sn__hard_sigmoid_bwd_cuda(sn__dev *d, float *dx, const float *dy,
+                                               const float *x, int64_t n) {
+    return map<3>(d, "hard_sigmoid_bwd", dx, dx, dy, x, n, hard_sigmoid_bwd_f());
 }
 extern "C" sn_status sn__add_fwd_cuda(sn__dev *d, float *y, const float *a, const float *b,
                                       int64_t n) {
@@ -184,6 +222,79 @@ extern "C" sn_status sn__dropout_bwd_cuda(sn__dev *d, float *dx, const float *dy
     return map<3>(d, "dropout_bwd", dx, dx, dy, mask, n, mul_acc_f());
 }
 
+/* ---- the squeeze-excite gate: x (N, HW, C) times s (N, C) --------------------------------- */
+
+/* y[i] = x[i] * s[n, c] (dx[i] += dy[i] * s[n, c] when acc): i = (n * HW + p) * C + c. */
+template <bool ACC>
+static __global__ void gate_kernel(float *y, const float *x, const float *s, int64_t n,
+                                   int64_t HWC, int64_t C) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float v = __fmul_rn(x[i], s[(i / HWC) * C + i % C]);
+        y[i] = ACC ? __fadd_rn(y[i], v) : v;
+    }
+}
+
+/* ds[n, c] += sum over p of x * dy: block (32 channels, GATE_ROWS position lanes) per
+ * (channel block, n); each lane sums every GATE_ROWS-th position in double, then the lanes
+ * are added in a fixed order (deterministic). */
+enum { GATE_ROWS = 8 };
+static __global__ void gate_ds_kernel(float *ds, const float *dy, const float *x, int64_t HW,
+                                      int64_t C) {
+    __shared__ double part[GATE_ROWS][32];
+    int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x, n = blockIdx.y;
+    double acc = 0.0;
+    if (c < C)
+        for (int64_t p = threadIdx.y; p < HW; p += GATE_ROWS) {
+            int64_t e = (n * HW + p) * C + c;
+            acc += (double)__fmul_rn(x[e], dy[e]);
+        }
+    part[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        double t = 0.0;
+        for (int r = 0; r < GATE_ROWS; r++) t += part[r][threadIdx.x];
+        ds[n * C + c] = __fadd_rn(ds[n * C + c], (float)t);
+    }
+}
+
+extern "C" sn_status sn__channel_gate_fwd_cuda(sn__dev *d, float *y, const float *x,
+                                               const float *s, int64_t N, int64_t HW,
+                                               int64_t C) {
+    SN__CU_BEGIN(d, c);
+    if (N < 0 || HW < 0 || C < 0)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "channel_gate_fwd: N = %lld, HW = %lld, "
+                        "C = %lld", (long long)N, (long long)HW, (long long)C);
+    int64_t n = N * HW * C;
+    if (n == 0) return SN_OK;
+    gate_kernel<false><<<sn__grid(c, n, SN__BLOCK), SN__BLOCK, 0, c->stream>>>(y, x, s, n,
+                                                                              HW * C, C);
+    return sn__cuda_launched(d, "channel_gate_fwd");
+}
+
+extern "C" sn_status sn__channel_gate_bwd_cuda(sn__dev *d, float *dx, float *ds,
+                                               const float *dy, const float *x, const float *s,
+                                               int64_t N, int64_t HW, int64_t C) {
+    SN__CU_BEGIN(d, c);
+    if (N < 0 || HW < 0 || C < 0 || N > 65535)
+        return sn__fail(d->ctx, SN_ERR_INVALID_ARG, "channel_gate_bwd: N = %lld, HW = %lld, "
+                        "C = %lld", (long long)N, (long long)HW, (long long)C);
+    int64_t n = N * HW * C;
+    if (N * C == 0) return SN_OK;
+    if (dx && n > 0) {
+        gate_kernel<true><<<sn__grid(c, n, SN__BLOCK), SN__BLOCK, 0, c->stream>>>(dx, dy, s,
+                                                                                 n, HW * C, C);
+        sn_status st = sn__cuda_launched(d, "channel_gate_bwd dx");
+        if (st != SN_OK) return st;
+    }
+    if (ds) {
+        dim3 grid((unsigned)((C + 31) / 32), (unsigned)N), block(32, GATE_ROWS);
+        gate_ds_kernel<<<grid, block, 0, c->stream>>>(ds, dy, x, HW, C);
+        return sn__cuda_launched(d, "channel_gate_bwd ds");
+    }
+    return SN_OK;
+}
+
 /* ---- the fused forwards' epilogue (sn__epilogue in kernels.h) ------------------------------ */
 
 /* y = act((y - center) * scale + shift + residual) on (rows, C), the CPU's operations with
@@ -208,6 +319,7 @@ static __global__ void epilogue_kernel(float *y, sn__epilogue ep, int64_t n, int
         if (ep.residual) v = __fadd_rn(v, ep.residual[i]);
         if (ep.act == SN__ACT_RELU) v = v > 0.0f ? v : 0.0f;
         else if (ep.act == SN__ACT_RELU6) v = v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+        else if (ep.act == SN__ACT_HARD_SWISH) v = sn__hard_swish(v);
         y[i] = v;
     }
 }

@@ -3,7 +3,8 @@
 Usage: .venv/bin/python check_pretrained.py BUILD_BIN_DIR   (run by `make parity`)
 
 Users start from TF-slim's published checkpoints (inception_v3_2016_08_28 ->
-inception_v3.ckpt, resnet_v1_50_2016_08_28 -> resnet_v1_50.ckpt, mobilenet_v2_1.0_224.ckpt).
+inception_v3.ckpt, resnet_v1_50_2016_08_28 -> resnet_v1_50.ckpt, mobilenet_v2_1.0_224.ckpt,
+v3-large_224_1.0_float -> ema/model-540000).
 They cannot be downloaded here, so TensorFlow writes checkpoints of the same shape and naming:
 
 1. research/slim's network (the pinned sdist of make_zoo_fixtures.py), built as
@@ -14,12 +15,16 @@ They cannot be downloaded here, so TensorFlow writes checkpoints of the same sha
    saturated); tf.train.Saver over the model variables alone (moving statistics and
    inception_v3's AuxLogits included, as in the published files; no global_step, no
    optimizer slots) writes inception_v3.ckpt and resnet_v1_50.ckpt as single V1 files (as in
-   the 2016 tarballs) and mobilenet_v2_1.0_224.ckpt as a V2 bundle.
+   the 2016 tarballs) and mobilenet_v2_1.0_224.ckpt and mobilenet_v3_large's model-540000
+   as V2 bundles.
      inception_v3  1001 classes (background first), inception preprocessing, 299
      resnet_v1_50  1000 classes (Caffe-converted), vgg preprocessing, 224; TF-slim's imagenet
                    has 1001 labels, so eval runs with labels_offset=1
      mobilenet_v2  1001 classes, nets/mobilenet/mobilenet_v2.mobilenet under
                    mobilenet_v2.training_scope, inception preprocessing, 224
+     mobilenet_v3_large  1001 classes, nets/mobilenet/mobilenet_v3.large under
+                   mobilenet_v3.training_scope, inception preprocessing, 224; a V2 bundle
+                   named as the published v3-large_224_1.0_float/ema/model-540000
 2. Five JPEGs of different sizes (500x375, 300x450, 640x480, 128x128, and a 260x200
    grayscale one): smooth random color fields plus noise, written by tf.io.encode_jpeg; a
    labels.txt as TF-slim's imagenet one ("0:background", "1:tench, Tinca tinca", ...) with
@@ -54,7 +59,8 @@ import numpy as np  # noqa: E402
 # 2016 checkpoints are single V1 files, mobilenet_v2's (2018) a V2 bundle.
 CASES = [("inception_v3", 1001, 0, "inception_v3.ckpt", "V1"),
          ("resnet_v1_50", 1000, 1, "resnet_v1_50.ckpt", "V1"),
-         ("mobilenet_v2", 1001, 0, "mobilenet_v2_1.0_224.ckpt", "V2")]
+         ("mobilenet_v2", 1001, 0, "mobilenet_v2_1.0_224.ckpt", "V2"),
+         ("mobilenet_v3_large", 1001, 0, "model-540000", "V2")]
 NUM_LABELS = 1001                 # TF-slim's imagenet: background + 1000
 TOP_K = 5
 PRINT_TOL = 1e-4                  # probabilities are printed with 4 decimals

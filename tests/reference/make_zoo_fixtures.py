@@ -47,6 +47,8 @@ mirrors its networks_map and arg_scopes_map for the models slimnet has.
 
 Usage: tests/reference/.venv/bin/python tests/reference/make_zoo_fixtures.py [--slim-src DIR]
   --slim-src: a directory holding research/slim's nets/ package (skips the download).
+  --only A,B --update: regenerates models A and B only, in place in the output file (the
+    others are kept as they are; the TensorFlow, tf_slim and source pins must be the same).
 """
 import argparse
 import hashlib
@@ -106,6 +108,15 @@ MODELS = [
      224, 1001),
     ("mobilenet_v2_035", "nets.mobilenet.mobilenet_v2", "mobilenet_v2_035", "training_scope",
      224, 1001),
+    ("mobilenet_v3_small", "nets.mobilenet.mobilenet_v3", "small", "training_scope", 224, 1001),
+    ("mobilenet_v3_large", "nets.mobilenet.mobilenet_v3", "large", "training_scope", 224, 1001),
+    ("mobilenet_v3_small_minimalistic", "nets.mobilenet.mobilenet_v3", "small_minimalistic",
+     "training_scope", 224, 1001),
+    ("mobilenet_v3_large_minimalistic", "nets.mobilenet.mobilenet_v3", "large_minimalistic",
+     "training_scope", 224, 1001),
+    ("mobilenet_edgetpu", "nets.mobilenet.mobilenet_v3", "edge_tpu", "training_scope", 224, 1001),
+    ("mobilenet_edgetpu_075", "nets.mobilenet.mobilenet_v3", "edge_tpu_075", "training_scope",
+     224, 1001),
 ]
 
 
@@ -126,6 +137,9 @@ FORWARD = {
     "resnet_v2_200": (64, None), "mobilenet_v1": (96, None), "mobilenet_v1_075": (64, None),
     "mobilenet_v1_050": (96, None), "mobilenet_v1_025": (64, None),
     "mobilenet_v2": (96, None), "mobilenet_v2_140": (64, None), "mobilenet_v2_035": (96, None),
+    "mobilenet_v3_small": (96, None), "mobilenet_v3_large": (96, None),
+    "mobilenet_v3_small_minimalistic": (64, None), "mobilenet_v3_large_minimalistic": (64, None),
+    "mobilenet_edgetpu": (96, None), "mobilenet_edgetpu_075": (64, None),
 }
 FORWARD_CLASSES = 10
 
@@ -571,6 +585,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--slim-src", help="folder holding research/slim's nets/ package")
     ap.add_argument("--only", help="comma-separated model names (default: all)")
+    ap.add_argument("--update", action="store_true",
+                    help="with --only: replace just those models in the existing output file "
+                         "and keep the others as they are (in MODELS order)")
     ap.add_argument("-o", "--output", default=OUT_JSON)
     args = ap.parse_args()
 
@@ -588,7 +605,16 @@ def main():
         slim_version = "unknown"
 
     wanted = set(args.only.split(",")) if args.only else None
+    if args.update and not wanted:
+        sys.exit("make_zoo_fixtures: --update needs --only")
+    unknown = (wanted or set()) - {e[0] for e in MODELS}
+    if unknown:
+        sys.exit("make_zoo_fixtures: unknown models: %s" % ", ".join(sorted(unknown)))
     models = {}
+    old = None
+    if args.update:
+        with open(args.output) as f:
+            old = json.load(f)
     for entry in MODELS:
         if wanted and entry[0] not in wanted:
             continue
@@ -602,6 +628,11 @@ def main():
                                             is_training=True)
         print("%-20s %5d variables %11d parameters" % (entry[0], len(m["variables"]),
                                                         m["total_params"]))
+    if old is not None:   # every model in MODELS order, the regenerated ones in their place
+        for entry in MODELS:
+            if entry[0] not in models and entry[0] in old["models"]:
+                models[entry[0]] = old["models"][entry[0]]
+        models = {e[0]: models[e[0]] for e in MODELS if e[0] in models}
     doc = {
         "generator": "tests/reference/make_zoo_fixtures.py",
         "tensorflow": tensorflow.__version__,
@@ -611,6 +642,11 @@ def main():
         "batch": BATCH,
         "models": models,
     }
+    if old is not None:   # one file, one TensorFlow: the kept models must come from the same
+        for k in ("tensorflow", "tf_slim", "slim_nets_source", "batch"):
+            if old.get(k) != doc[k]:
+                sys.exit("make_zoo_fixtures: --update: %s is %r here, %r in %s; regenerate "
+                         "every model instead" % (k, doc[k], old.get(k), args.output))
     with open(args.output, "w") as f:
         f.write(dump(doc))
     print("wrote %s (%d models)" % (args.output, len(models)))
