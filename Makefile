@@ -215,6 +215,7 @@ parity: $(TEST_BIN) tools $(REF)/out/ckpt/manifest.json $(REF)/out/tfrecord/mani
 	$(REF)/.venv/bin/python $(REF)/check_events.py
 	$(REF)/.venv/bin/python $(REF)/check_train_interop.py $(BUILD)/bin
 	$(REF)/.venv/bin/python $(REF)/check_pretrained.py $(BUILD)/bin
+	CK_RUN_SUITE=serve CK_RUN_CASE=serve_docs $(TEST_BIN)
 
 # The README's main command, the vendor's FER workflow on real data: Debian's Fashion-MNIST
 # written out as a FER-style tree of per-class 48x48 grayscale JPEGs, converted with

@@ -118,12 +118,15 @@ typedef struct metrics {    /* all under server.mu */
  * (a client sending a byte a second never trips it), and it hands a body to the request
  * handler only once it has it, so the handler cannot time a slow one out either.  A reaper
  * thread answers 408 and closes a connection whose request has not come in whole within
- * --request_timeout_ms of its start (or of the previous answer, on a kept-alive one). */
+ * --request_timeout_ms of its start.  A kept-alive connection silent that long after an
+ * answer is closed without a word (a 408 there could cross the client's next request). */
 typedef struct conn_entry {
     MHD_socket fd;
     double since;           /* connection start, or the end of the last answer */
     int busy;               /* its request is complete and being answered */
-    int reaped;             /* the reaper answered 408 */
+    int in_request;         /* its headers are in */
+    int served;             /* requests answered on it */
+    int reaped;             /* the reaper closed it */
     struct conn_entry *prev, *next;
 } conn_entry;
 
@@ -252,6 +255,10 @@ static void *batch_main(void *arg) {
     float *lg = malloc((size_t)B * (size_t)s->classes * sizeof *lg);
     float *pr = malloc((size_t)B * (size_t)s->classes * sizeof *pr);
     job **jobs = malloc((size_t)B * sizeof *jobs);
+    if (!x || !lg || !pr || !jobs) {   /* at start, before anything is served */
+        fprintf(stderr, TOOL ": out of memory for a batch of %d\n", B);
+        exit(1);
+    }
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->stopping && !s->head) pthread_cond_wait(&s->queue_cv, &s->mu);
@@ -278,16 +285,11 @@ static void *batch_main(void *arg) {
 
         int status = 0;
         char why[512] = "";
-        if (!x || !lg || !pr || !jobs) {
+        for (int i = 0; i < n; i++)
+            memcpy(x + (size_t)i * s->numel, jobs[i]->x, s->numel * sizeof *x);
+        if (sn_classify_batch(m->c[index], x, n, lg, pr) != SN_OK) {
             status = 500;
-            snprintf(why, sizeof why, "out of memory");
-        } else {
-            for (int i = 0; i < n; i++)
-                memcpy(x + (size_t)i * s->numel, jobs[i]->x, s->numel * sizeof *x);
-            if (sn_classify_batch(m->c[index], x, n, lg, pr) != SN_OK) {
-                status = 500;
-                snprintf(why, sizeof why, "%s", sn_ctx_errmsg(m->ctx[index]));
-            }
+            snprintf(why, sizeof why, "%s", sn_ctx_errmsg(m->ctx[index]));
         }
         size_t k = (size_t)s->classes;
         for (int i = 0; i < n; i++) {
@@ -937,6 +939,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         r->conn = ci ? ci->socket_context : NULL;
+        if (r->conn) {
+            pthread_mutex_lock(&s->mu);
+            r->conn->in_request = 1;
+            pthread_mutex_unlock(&s->mu);
+        }
         pthread_mutex_lock(&s->mu);
         s->inflight++;
         r->counted = 1;
@@ -1004,15 +1011,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r) return;
     double dt = now_s() - r->t0;
     pthread_mutex_lock(&s->mu);
+    int reaped = 0;
     if (r->conn) {
-        if (r->conn->reaped) r->code = 408;
+        reaped = r->conn->reaped;   /* then counted by the reaper */
         r->conn->busy = 0;
+        r->conn->in_request = 0;
+        r->conn->served++;
         r->conn->since = now_s();
     }
     int c = 0;
     while (c < N_CODES - 1 && metric_codes[c] != r->code) c++;
     int route = r->t.route;
-    s->m.requests[route][c]++;
+    if (!reaped) s->m.requests[route][c]++;
     int b = 0;
     while (b < N_LAT && dt > lat_bounds[b]) b++;
     s->m.lat[route][b]++;
@@ -1075,10 +1085,12 @@ static void *reaper_main(void *arg) {
         for (conn_entry *e = s->conns; e; e = e->next) {
             if (e->busy || e->reaped || now - e->since <= limit) continue;
             e->reaped = 1;
-            ssize_t w = send(e->fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)w;
+            if (e->in_request || !e->served) {
+                ssize_t w = send(e->fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+                (void)w;
+                s->m.requests[ROUTE_NONE][4]++;   /* 408, as "other": the path may be unread */
+            }
             shutdown(e->fd, SHUT_RDWR);
-            s->m.requests[ROUTE_NONE][4]++;   /* 408 (counted here: no request may exist) */
         }
     }
     pthread_mutex_unlock(&s->mu);

@@ -964,6 +964,91 @@ START_TEST(sigterm_drains) {
 }
 END_TEST
 
+/* The request shapes of TF Serving's REST documentation (tensorflow_serving/g3doc/api_rest.md),
+ * with this model's signature and real images in place of the documentation's toy model, and
+ * the response shapes it documents.  make parity runs this case too. */
+START_TEST(docs_shapes) {
+    srv sv;
+    serve_start(&sv, NULL);
+    /* curl http://localhost:8501/v1/models/<name>: model_version_status[] with a string
+     * version, state, and status {error_code, error_message} */
+    reply r = http_str(sv.port, "GET", "/v1/models/fer", NULL);
+    cJSON *o = parse_ok(&r, "status");
+    ck_assert_int_eq(cJSON_GetArraySize(o), 1);
+    const cJSON *st = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "model_version_status"), 0);
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(st, "version")));
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(st, "state")));
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(st, "status"),
+                                                 "error_message")));
+    cJSON_Delete(o);
+    reply_free(&r);
+
+    /* row format with one named input: "instances": [<value>, ...]; several named outputs:
+     * "predictions" is a list of objects */
+    char *e0 = b64(g_img[0], g_img_len[0]), *e1 = b64(g_img[1], g_img_len[1]);
+    size_t cap = strlen(e0) + strlen(e1) + 512;
+    char *body = malloc(cap);
+    snprintf(body, cap, "{\"signature_name\": \"serving_default\", \"instances\": "
+             "[{\"b64\": \"%s\"}, {\"b64\": \"%s\"}]}", e0, e1);
+    r = http_str(sv.port, "POST", "/v1/models/fer:predict", body);
+    o = parse_ok(&r, "predict");
+    ck_assert_int_eq(cJSON_GetArraySize(o), 1);
+    const cJSON *p = cJSON_GetObjectItem(o, "predictions");
+    ck_assert(cJSON_IsArray(p) && cJSON_GetArraySize(p) == 2);
+    ck_assert(cJSON_IsObject(cJSON_GetArrayItem(p, 1)));
+    cJSON_Delete(o);
+    reply_free(&r);
+    /* the same row format with each instance an object of named inputs */
+    snprintf(body, cap, "{\"instances\": [{\"image_bytes\": {\"b64\": \"%s\"}}]}", e0);
+    r = http_str(sv.port, "POST", "/v1/models/fer:predict", body);
+    o = parse_ok(&r, "predict, named");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "predictions")), 1);
+    cJSON_Delete(o);
+    reply_free(&r);
+
+    /* columnar: "inputs": {<name>: [...]} answers "outputs": {<name>: [...]} */
+    snprintf(body, cap, "{\"inputs\": {\"image_bytes\": [{\"b64\": \"%s\"}, {\"b64\": "
+             "\"%s\"}]}}", e0, e1);
+    r = http_str(sv.port, "POST", "/v1/models/fer:predict", body);
+    o = parse_ok(&r, "predict, columnar");
+    const cJSON *out = cJSON_GetObjectItem(o, "outputs");
+    ck_assert(cJSON_IsObject(out));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(out, "classes")), 2);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(out, "logits")), 2);
+    cJSON_Delete(o);
+    reply_free(&r);
+
+    /* the documentation's classify example: "image" as {"b64": ...} and a string feature;
+     * "result": one list of [label, score] pairs per example */
+    snprintf(body, cap, "{\"signature_name\": \"classify\", \"examples\": [{\"image\": "
+             "{\"b64\": \"%s\"}, \"caption\": \"seaside\"}, {\"image\": {\"b64\": \"%s\"}, "
+             "\"caption\": \"mountains\"}]}", e0, e1);
+    r = http_str(sv.port, "POST", "/v1/models/fer:classify", body);
+    o = parse_ok(&r, "classify");
+    const cJSON *res = cJSON_GetObjectItem(o, "result");
+    ck_assert_int_eq(cJSON_GetArraySize(res), 2);
+    const cJSON *pair = cJSON_GetArrayItem(cJSON_GetArrayItem(res, 0), 0);
+    ck_assert(cJSON_IsString(cJSON_GetArrayItem(pair, 0)) &&
+              cJSON_IsNumber(cJSON_GetArrayItem(pair, 1)) && cJSON_GetArraySize(pair) == 2);
+    cJSON_Delete(o);
+    reply_free(&r);
+    free(body);
+    free(e0);
+    free(e1);
+
+    /* its error example: an unknown model is 404 {"error": "Servable not found for request:
+     * Latest(half)"} */
+    r = http_str(sv.port, "POST", "/v1/models/half:predict", "{\"instances\": [1.0,5.0]}");
+    ck_assert_int_eq(r.status, 404);
+    o = cJSON_Parse(r.body);
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(o, "error")),
+                     "Servable not found for request: Latest(half)");
+    cJSON_Delete(o);
+    reply_free(&r);
+    ck_assert_int_eq(serve_stop(&sv), 0);
+}
+END_TEST
+
 Suite *suite_serve(void) {
     Suite *s = suite_create("serve");
     TCase *tc = tcase_create("serve");
@@ -976,5 +1061,10 @@ Suite *suite_serve(void) {
     tcase_add_test(tc, hot_reload_under_load);
     tcase_add_test(tc, sigterm_drains);
     suite_add_tcase(s, tc);
+    TCase *docs = tcase_create("serve_docs");   /* make parity: CK_RUN_CASE=serve_docs */
+    tcase_add_unchecked_fixture(docs, suite_setup, suite_teardown);
+    tcase_set_timeout(docs, 60);
+    tcase_add_test(docs, docs_shapes);
+    suite_add_tcase(s, docs);
     return s;
 }

@@ -408,13 +408,16 @@ int api_parse_classify(sn_ctx *ctx, const char *body, size_t len, int max_images
         size_t n = 0;
         sn_feature_kind kind = SN_FEATURE_NONE;
         size_t count = 0;
-        if (sn_example_feature(ex, "image/encoded", &kind, &count) != SN_OK || count != 1 ||
+        /* TF-slim's key; else "image", the key of TF Serving's documented example */
+        const char *key = sn_example_feature(ex, "image/encoded", NULL, NULL) == SN_OK
+                              ? "image/encoded" : "image";
+        if (sn_example_feature(ex, key, &kind, &count) != SN_OK || count != 1 ||
             kind != SN_FEATURE_BYTES) {
             rc = fail(err, cap, 400, "Each example needs one bytes value in feature "
                       "'image/encoded' ({\"b64\": ...})", NULL);
             break;
         }
-        sn_example_get_bytes(ex, "image/encoded", 0, &b, &n);
+        sn_example_get_bytes(ex, key, 0, &b, &n);
         uint8_t *copy = malloc(n + 1);
         if (!copy) {
             rc = fail(err, cap, 500, "out of memory", NULL);

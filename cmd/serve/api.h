@@ -54,7 +54,8 @@ void api_images_free(api_images *im);
  * in err. */
 int api_parse_predict(const char *body, size_t len, int max_images, api_images *im,
                       char *err, size_t cap);
-/* The image/encoded feature of each example of a :classify body (examples[], optional
+/* The image/encoded feature (or "image", as TF Serving's documentation names it) of each
+ * example of a :classify body (examples[], optional
  * context; each feature a value or a list of values, bytes as {"b64": ...}); the examples are
  * built as tf.Examples with every feature, as TF Serving does, so a wrong feature type is
  * refused as it would be there (ctx: for the tf.Example). */
