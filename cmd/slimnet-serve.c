@@ -18,8 +18,10 @@
  * request decodes and preprocesses its images on its own thread (sn_classifier_prepare) and
  * queues them; --num_batch_threads threads each take up to --max_batch_size queued images
  * (waiting at most --batch_timeout_micros for more once one is there) and run them as one
- * forward pass (sn_classify_batch: the net always runs its full batch, so an image's answer
- * does not depend on what it was batched with).  A watcher thread polls the train folder's
+ * forward pass (sn_classify_batch) on the smallest of their nets, compiled for each of
+ * --allowed_batch_sizes, that takes them; the rest of its batch is padding.  An image's
+ * numbers may differ from its numbers alone in the last float32 digits, never its class
+ * order beyond such a tie.  A watcher thread polls the train folder's
  * `checkpoint` file and loads a new checkpoint beside the one serving; requests move to it
  * when it is ready, and the old one is freed when its last batch is done.
  * SIGTERM / SIGINT: stop accepting, finish the requests in flight, exit 0. */
@@ -60,6 +62,8 @@ typedef struct options {
     int port, num_classes, labels_offset, fer_extra, image_size, channels, use_grayscale;
     int threads, top_k;
     int max_batch_size, batch_timeout_micros, num_batch_threads, max_enqueued_batches;
+    const char *allowed_batch_sizes;
+    int sizes[32], n_sizes;     /* the batch sizes compiled, ascending; the last is the max */
     int max_connections, idle_timeout_seconds, request_timeout_ms, max_images_per_request;
     int64_t max_body_bytes, max_image_pixels;
     double poll_seconds, drain_seconds, moving_average_decay;
@@ -68,9 +72,10 @@ typedef struct options {
 /* ---- the model: one classifier per batch thread ---------------------------------------- */
 
 typedef struct model {
-    int n;                  /* classifiers: one per batch thread */
+    int n;                  /* batch threads: one context each */
+    int n_sizes;            /* classifiers per thread: one per allowed batch size */
     sn_ctx **ctx;
-    sn_classifier **c;
+    sn_classifier **c;      /* thread t's net for sizes[k] is c[t * n_sizes + k] */
     char prefix[PATH_MAX];  /* the checkpoint restored */
     int64_t version;        /* its global step (1 when it has none) */
     int refs;               /* users, under server.mu; the server's own reference counts */
@@ -169,10 +174,8 @@ static void on_signal(int sig) {
 
 static void model_free(model *m) {
     if (!m) return;
-    for (int i = 0; i < m->n; i++) {
-        sn_classifier_free(m->c ? m->c[i] : NULL);
-        sn_ctx_free(m->ctx ? m->ctx[i] : NULL);
-    }
+    for (int i = 0; m->c && i < m->n * m->n_sizes; i++) sn_classifier_free(m->c[i]);
+    for (int i = 0; m->ctx && i < m->n; i++) sn_ctx_free(m->ctx[i]);
     free(m->c);
     free(m->ctx);
     free(m);
@@ -190,12 +193,13 @@ static model *model_load(const options *o, const char *path) {
     model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->n = o->num_batch_threads;
+    m->n_sizes = o->n_sizes;
     m->ctx = calloc((size_t)m->n, sizeof *m->ctx);
-    m->c = calloc((size_t)m->n, sizeof *m->c);
+    m->c = calloc((size_t)(m->n * m->n_sizes), sizeof *m->c);
     if (!m->ctx || !m->c) goto fail;
-    for (int i = 0; i < m->n; i++) {
-        m->ctx[i] = tool_ctx(TOOL, o->device, 1, o->threads, 0);
-        if (!m->ctx[i]) goto fail;
+    for (int i = 0; i < m->n * m->n_sizes; i++) {
+        int t = i / m->n_sizes;
+        if (!m->ctx[t] && !(m->ctx[t] = tool_ctx(TOOL, o->device, 1, o->threads, 0))) goto fail;
         sn_classifier_params cp = sn_classifier_params_default();
         cp.model_name = o->model_name;
         cp.checkpoint_path = path;
@@ -208,10 +212,10 @@ static model *model_load(const options *o, const char *path) {
         cp.use_moving_averages = o->moving_average_decay > 0;
         cp.channels = o->channels;
         cp.use_grayscale = o->use_grayscale;
-        cp.batch_size = o->max_batch_size;
+        cp.batch_size = o->sizes[i % m->n_sizes];
         cp.precision = !strcmp(o->precision, "bf16") ? SN_PRECISION_BF16 : SN_PRECISION_FP32;
-        if (sn_classifier_new(m->ctx[i], &cp, &m->c[i]) != SN_OK) {
-            tool_fail(TOOL, m->ctx[i], path);
+        if (sn_classifier_new(m->ctx[t], &cp, &m->c[i]) != SN_OK) {
+            tool_fail(TOOL, m->ctx[t], path);
             goto fail;
         }
     }
@@ -287,19 +291,21 @@ static void *batch_main(void *arg) {
         char why[512] = "";
         for (int i = 0; i < n; i++)
             memcpy(x + (size_t)i * s->numel, jobs[i]->x, s->numel * sizeof *x);
-        if (sn_classify_batch(m->c[index], x, n, lg, pr) != SN_OK) {
+        int k = 0;   /* the smallest net that takes them: TF Serving's allowed_batch_sizes */
+        while (o->sizes[k] < n) k++;
+        if (sn_classify_batch(m->c[index * m->n_sizes + k], x, n, lg, pr) != SN_OK) {
             status = 500;
             snprintf(why, sizeof why, "%s", sn_ctx_errmsg(m->ctx[index]));
         }
-        size_t k = (size_t)s->classes;
+        size_t nc = (size_t)s->classes;
         for (int i = 0; i < n; i++) {
             job *j = jobs[i];
             j->version = m->version;
             j->status = status;
             if (status) snprintf(j->err, 512, "%s", why);
             else {
-                memcpy(j->logits, lg + i * k, k * sizeof *lg);
-                memcpy(j->prob, pr + i * k, k * sizeof *pr);
+                memcpy(j->logits, lg + i * nc, nc * sizeof *lg);
+                memcpy(j->prob, pr + i * nc, nc * sizeof *pr);
             }
         }
 
@@ -393,7 +399,7 @@ typedef struct request {
     conn_entry *conn;       /* its connection's entry */
     uint8_t *body;
     size_t len, cap;
-    int too_big, timed_out, answered, counted;
+    int too_big, answered, counted;
     double t0;
     int code;               /* the status answered, for the metrics */
 } request;
@@ -965,15 +971,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size) {   /* a piece of the body */
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r->timed_out || r->answered) return MHD_YES;   /* answered: discard the rest */
-        if (s->o.request_timeout_ms > 0 && (now_s() - r->t0) * 1e3 > s->o.request_timeout_ms) {
-            r->timed_out = 1;
-            if (mark_busy(r)) return MHD_NO;
-            char err[256];
-            snprintf(err, sizeof err, "Request timed out: the body took more than %d ms "
-                     "(--request_timeout_ms)", s->o.request_timeout_ms);
-            return send_error(conn, r, 408, err);
-        }
+        /* (a request past --request_timeout_ms is the reaper's: an answer queued here,
+         * before the body is in, would race the client's next bytes and be lost to the
+         * reset that closing with unread input sends) */
+        if (r->answered) return MHD_YES;   /* answered: discard the rest */
         if (r->len + n > (size_t)s->o.max_body_bytes) {
             r->too_big = 1;   /* answered at its end (or 408 at the request timeout) */
             return MHD_YES;
@@ -995,7 +996,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->len += n;
         return MHD_YES;
     }
-    if (r->timed_out || r->answered) return MHD_YES;   /* already answered */
+    if (r->answered) return MHD_YES;   /* already answered */
     if (r->too_big) return too_big(conn, r);
     if (r->body) r->body[r->len] = 0;
     if (mark_busy(r)) return MHD_NO;   /* the reaper answered it */
@@ -1119,6 +1120,36 @@ static int resolve(const char *host, int port, struct sockaddr_storage *sa, sock
     return 0;
 }
 
+/* o->sizes from --allowed_batch_sizes, or powers of two up to --max_batch_size.  0, or 2
+ * after printing the error. */
+static int batch_sizes(options *o) {
+    o->n_sizes = 0;
+    if (!o->allowed_batch_sizes) {
+        for (int b = 1; b < o->max_batch_size; b *= 2) o->sizes[o->n_sizes++] = b;
+        o->sizes[o->n_sizes++] = o->max_batch_size;
+        return 0;
+    }
+    const char *p = o->allowed_batch_sizes;
+    while (*p) {
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > o->max_batch_size || o->n_sizes == 32 ||
+            (o->n_sizes && v <= o->sizes[o->n_sizes - 1]) || (*end && *end != ',')) {
+            fprintf(stderr, TOOL ": --allowed_batch_sizes=%s: expected up to 32 ascending sizes "
+                    "in [1, --max_batch_size], separated by commas\n", o->allowed_batch_sizes);
+            return 2;
+        }
+        o->sizes[o->n_sizes++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (!o->n_sizes || o->sizes[o->n_sizes - 1] != o->max_batch_size) {
+        fprintf(stderr, TOOL ": --allowed_batch_sizes=%s: the last size must be "
+                "--max_batch_size (%d)\n", o->allowed_batch_sizes, o->max_batch_size);
+        return 2;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     tool_init(argv);
     static server srv;
@@ -1180,12 +1211,16 @@ int main(int argc, char **argv) {
         {"threads", FLAG_INT, &o->threads, "CPU threads of each batch thread; 0 = all cores",
          0, 0, "[0,4096]"},
         {"max_batch_size", FLAG_INT, &o->max_batch_size,
-         "images per forward pass (the net is compiled for it)", 0, 0, "[1,4096]"},
+         "images per forward pass at most", 0, 0, "[1,4096]"},
         {"batch_timeout_micros", FLAG_INT, &o->batch_timeout_micros,
          "wait this long for a batch to fill; 0 = run what is queued at once", 0, 0,
          "[0,10000000]"},
+        {"allowed_batch_sizes", FLAG_STRING, &o->allowed_batch_sizes,
+         "batch sizes a net is compiled for, ascending, the last --max_batch_size; a batch "
+         "runs on the smallest that takes it, padded.  None = 1, 2, 4, ... up to the max",
+         0, 0, 0},
         {"num_batch_threads", FLAG_INT, &o->num_batch_threads,
-         "forward passes run at once (one net each)", 0, 0, "[1,64]"},
+         "forward passes run at once (nets of their own each)", 0, 0, "[1,64]"},
         {"max_enqueued_batches", FLAG_INT, &o->max_enqueued_batches,
          "queue bound, in batches; beyond it requests get 503", 0, 0, "[1,1000000]"},
         {"max_connections", FLAG_INT, &o->max_connections, "open connections at most", 0, 0,
@@ -1227,6 +1262,7 @@ int main(int argc, char **argv) {
                 model_name(s));
         return 2;
     }
+    if ((rc = batch_sizes(o))) return rc;
     if ((rc = tool_check_model(TOOL, o->model_name))) return rc;
     struct sockaddr_storage sa;
     socklen_t salen = 0;

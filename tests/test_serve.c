@@ -964,6 +964,45 @@ START_TEST(sigterm_drains) {
 }
 END_TEST
 
+/* Bad command lines: exit 2 naming the flag; a checkpoint that does not load: exit 1. */
+START_TEST(bad_flags) {
+    struct {
+        const char *args, *needle;
+        int status;
+    } rows[] = {
+        {"--checkpoint_path=/nonexistent", "--model_name and --checkpoint_path are required", 2},
+        {"--model_name=lenet --checkpoint_path=%s --allowed_batch_sizes=4,2 "
+         "--max_batch_size=4", "--allowed_batch_sizes=4,2", 2},
+        {"--model_name=lenet --checkpoint_path=%s --allowed_batch_sizes=1,2", "the last size "
+         "must be --max_batch_size (8)", 2},
+        {"--model_name=lenet --checkpoint_path=%s --port=70000", "--port", 2},
+        {"--model_name=lenet --checkpoint_path=%s --max_batch_size=0", "--max_batch_size", 2},
+        {"--model_name=lenet --checkpoint_path=%s --precision=fp16", "--precision=fp16", 2},
+        {"--model_name=lenet --checkpoint_path=%s --servable_name=a/b", "model name 'a/b'", 2},
+        {"--model_name=nonet --checkpoint_path=%s", "unknown model", 2},
+        {"--model_name=lenet --checkpoint_path=%s --host=no.such.host.invalid", "--host", 2},
+        {"--model_name=lenet --checkpoint_path=/nonexistent/x --num_classes=3", "/nonexistent",
+         1},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char args[PATH_MAX + 512], cmd[2 * PATH_MAX + 1024];
+        snprintf(args, sizeof args, rows[i].args, g_train);
+        snprintf(cmd, sizeof cmd, "'%s' --eval_image_size=28 --device=cpu --port=0 %s 2>&1",
+                 g_serve, args);
+        FILE *f = popen(cmd, "r");
+        ck_assert_ptr_nonnull(f);
+        char out[8192];
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = 0;
+        int st = pclose(f);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == rows[i].status &&
+                      strstr(out, rows[i].needle), "%s: exit %d, wanted %d and '%s':\n%s",
+                      args, WIFEXITED(st) ? WEXITSTATUS(st) : -1, rows[i].status,
+                      rows[i].needle, out);
+    }
+}
+END_TEST
+
 /* The request shapes of TF Serving's REST documentation (tensorflow_serving/g3doc/api_rest.md),
  * with this model's signature and real images in place of the documentation's toy model, and
  * the response shapes it documents.  make parity runs this case too. */
@@ -1055,6 +1094,7 @@ Suite *suite_serve(void) {
     tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, api_units);
+    tcase_add_test(tc, bad_flags);
     tcase_add_test(tc, endpoints);
     tcase_add_test(tc, concurrent_batched);
     tcase_add_test(tc, bad_input);
