@@ -145,6 +145,7 @@ typedef struct server {
     pthread_cond_t idle_cv;     /* drain waits for in-flight requests */
     job *head, *tail;
     int queued, queue_cap;
+    int reserved;               /* images prepared or being prepared, queued or running */
     int stopping;               /* batch threads and the watcher end */
     int draining;               /* new requests get 503 */
     int inflight;
@@ -471,6 +472,18 @@ static int run_images(server *s, const api_images *im, float *logits, float *pro
                       int64_t *version, char *err, size_t cap) {
     int n = im->n;
     size_t k = (size_t)s->classes;
+    /* Prepared images cost numel floats each whatever their file's size: at most queue_cap
+     * of them exist at once (being prepared, queued or run), else 503. */
+    pthread_mutex_lock(&s->mu);
+    int full = s->reserved + n > s->queue_cap;
+    if (!full) s->reserved += n;
+    int reserved = s->reserved;
+    pthread_mutex_unlock(&s->mu);
+    if (full) {
+        snprintf(err, cap, "The batch scheduling queue to which this task was submitted is "
+                 "full (%d images in the server, --max_enqueued_batches)", reserved);
+        return 503;
+    }
     float *x = malloc((size_t)n * s->numel * sizeof *x);
     job *jobs = calloc((size_t)n, sizeof *jobs);
     char *errs = calloc((size_t)n, 512);
@@ -486,11 +499,12 @@ static int run_images(server *s, const api_images *im, float *logits, float *pro
     m->refs++;
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; !rc && i < n; i++) {
-        if (sn_classifier_prepare(m->c[0], ctx, im->data[i], im->len[i],
-                                  (uint64_t)s->o.max_image_pixels, x + (size_t)i * s->numel) !=
-            SN_OK) {
+        sn_status st = sn_classifier_prepare(m->c[0], ctx, im->data[i], im->len[i],
+                                             (uint64_t)s->o.max_image_pixels,
+                                             x + (size_t)i * s->numel);
+        if (st != SN_OK) {
             snprintf(err, cap, "image %d: %s", i, sn_ctx_errmsg(ctx));
-            rc = 400;
+            rc = st == SN_ERR_NOMEM ? 500 : 400;
         }
     }
     pthread_mutex_lock(&s->mu);
@@ -502,27 +516,21 @@ static int run_images(server *s, const api_images *im, float *logits, float *pro
     waiter w = {0};
     if (!rc) {
         pthread_mutex_lock(&s->mu);
-        if (s->queued + n > s->queue_cap) {
-            rc = 503;
-            snprintf(err, cap, "The batch scheduling queue to which this task was submitted is "
-                     "full (%d images queued)", s->queued);
-        } else {
-            for (int i = 0; i < n; i++) {
-                job *j = &jobs[i];
-                j->x = x + (size_t)i * s->numel;
-                j->logits = logits + (size_t)i * k;
-                j->prob = prob + (size_t)i * k;
-                j->err = errs + (size_t)i * 512;
-                j->w = &w;
-                if (s->tail) s->tail->next = j;
-                else s->head = j;
-                s->tail = j;
-            }
-            w.left = n;
-            s->queued += n;
-            pthread_cond_broadcast(&s->queue_cv);
-            while (w.left > 0) pthread_cond_wait(&s->done_cv, &s->mu);
+        for (int i = 0; i < n; i++) {
+            job *j = &jobs[i];
+            j->x = x + (size_t)i * s->numel;
+            j->logits = logits + (size_t)i * k;
+            j->prob = prob + (size_t)i * k;
+            j->err = errs + (size_t)i * 512;
+            j->w = &w;
+            if (s->tail) s->tail->next = j;
+            else s->head = j;
+            s->tail = j;
         }
+        w.left = n;
+        s->queued += n;
+        pthread_cond_broadcast(&s->queue_cv);
+        while (w.left > 0) pthread_cond_wait(&s->done_cv, &s->mu);
         pthread_mutex_unlock(&s->mu);
     }
     for (int i = 0; !rc && i < n; i++) {
@@ -532,6 +540,9 @@ static int run_images(server *s, const api_images *im, float *logits, float *pro
         }
         *version = jobs[i].version;
     }
+    pthread_mutex_lock(&s->mu);
+    s->reserved -= n;
+    pthread_mutex_unlock(&s->mu);
     free(x);
     free(jobs);
     free(errs);
@@ -1222,7 +1233,8 @@ int main(int argc, char **argv) {
         {"num_batch_threads", FLAG_INT, &o->num_batch_threads,
          "forward passes run at once (nets of their own each)", 0, 0, "[1,64]"},
         {"max_enqueued_batches", FLAG_INT, &o->max_enqueued_batches,
-         "queue bound, in batches; beyond it requests get 503", 0, 0, "[1,1000000]"},
+         "images in the server at once (being prepared, queued or run), in batches of "
+         "--max_batch_size; a request beyond it gets 503", 0, 0, "[1,1000000]"},
         {"max_connections", FLAG_INT, &o->max_connections, "open connections at most", 0, 0,
          "[1,100000]"},
         {"idle_timeout_seconds", FLAG_INT, &o->idle_timeout_seconds,

@@ -387,6 +387,57 @@ START_TEST(api_units) {
 }
 END_TEST
 
+/* The library calls under the server: sn_classifier_prepare + sn_classify_batch give
+ * sn_classify's probabilities (to float32 rounding: see json_close), whatever the batch's
+ * size and the image's place in it; bad input is a status. */
+START_TEST(classify_batch_lib) {
+    sn_ctx *ctx = tu_ctx(), *pctx = tu_ctx();
+    sn_classifier_params cp = sn_classifier_params_default();
+    cp.model_name = "lenet";
+    cp.checkpoint_path = g_train;
+    cp.image_size = 28;
+    sn_classifier *one = NULL, *four = NULL;
+    ck_assert_int_eq(sn_classifier_new(ctx, &cp, &one), SN_OK);
+    cp.batch_size = 4;
+    ck_assert_int_eq(sn_classifier_new(ctx, &cp, &four), SN_OK);
+    ck_assert_int_eq(sn_classifier_batch_size(one), 1);
+    ck_assert_int_eq(sn_classifier_batch_size(four), 4);
+    size_t numel = sn_classifier_input_numel(four);
+    ck_assert_uint_eq(numel, 28 * 28 * 3);
+    float *x = malloc(4 * numel * sizeof *x), prob[4][3], logits[4][3];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(sn_classifier_prepare(four, pctx, g_img[i], g_img_len[i], 0,
+                                               x + (size_t)i * numel), SN_OK);
+    ck_assert_int_eq(sn_classify_batch(four, x, 4, &logits[0][0], &prob[0][0]), SN_OK);
+    for (int i = 0; i < 4; i++) {
+        sn_prediction top[3];
+        int n = 0;
+        ck_assert_int_eq(sn_classify(one, g_img[i], g_img_len[i], 3, top, &n), SN_OK);
+        ck_assert_int_eq(n, 3);
+        for (int j = 0; j < 3; j++)
+            ck_assert_msg(fabsf(prob[i][top[j].id] - top[j].probability) <= 1e-5f,
+                          "image %d class %d: %g vs %g", i, top[j].id,
+                          (double)prob[i][top[j].id], (double)top[j].probability);
+    }
+    /* alone in the batch, at place 0: the same numbers (zero padding changes nothing) */
+    float alone[3];
+    ck_assert_int_eq(sn_classify_batch(four, x + 2 * numel, 1, NULL, alone), SN_OK);
+    for (int c = 0; c < 3; c++) ck_assert(fabsf(alone[c] - prob[2][c]) <= 1e-5f);
+    ck_assert_int_eq(sn_classify_batch(four, x, 5, NULL, alone), SN_ERR_INVALID_ARG);
+    ck_assert_int_eq(sn_classify_batch(four, x, 0, NULL, alone), SN_ERR_INVALID_ARG);
+    ck_assert_int_eq(sn_classifier_prepare(four, pctx, "not an image", 12, 0, x),
+                     SN_ERR_FORMAT);
+    /* more pixels than allowed: refused from the header */
+    ck_assert_int_eq(sn_classifier_prepare(four, pctx, g_img[7], g_img_len[7], 100, x),
+                     SN_ERR_FORMAT);
+    free(x);
+    sn_classifier_free(one);
+    sn_classifier_free(four);
+    sn_ctx_free(pctx);
+    sn_ctx_free(ctx);
+}
+END_TEST
+
 /* Every endpoint; the numbers of :predict, :classify and /classify are slimnet-classify's. */
 START_TEST(endpoints) {
     double want[N_IMAGES][3] = {{0}};
@@ -964,6 +1015,27 @@ START_TEST(sigterm_drains) {
 }
 END_TEST
 
+/* More images than the server holds at once (--max_enqueued_batches batches): 503 in TF
+ * Serving's words, and the server goes on. */
+START_TEST(queue_full) {
+    srv sv;
+    const char *extra[] = {"--max_batch_size=2", "--max_enqueued_batches=1", NULL};
+    serve_start(&sv, extra);
+    char *body = predict_body(0, 3, 0);
+    reply r = http_str(sv.port, "POST", "/v1/models/fer:predict", body);
+    free(body);
+    ck_assert_msg(r.status == 503 && strstr(r.body, "queue") && strstr(r.body, "is full"),
+                  "%d %s", r.status, r.body);
+    reply_free(&r);
+    body = predict_body(0, 2, 0);
+    r = http_str(sv.port, "POST", "/v1/models/fer:predict", body);
+    free(body);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    reply_free(&r);
+    ck_assert_int_eq(serve_stop(&sv), 0);
+}
+END_TEST
+
 /* Bad command lines: exit 2 naming the flag; a checkpoint that does not load: exit 1. */
 START_TEST(bad_flags) {
     struct {
@@ -1094,7 +1166,9 @@ Suite *suite_serve(void) {
     tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, api_units);
+    tcase_add_test(tc, classify_batch_lib);
     tcase_add_test(tc, bad_flags);
+    tcase_add_test(tc, queue_full);
     tcase_add_test(tc, endpoints);
     tcase_add_test(tc, concurrent_batched);
     tcase_add_test(tc, bad_input);
