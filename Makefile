@@ -120,6 +120,10 @@ CMD_SRC  := $(wildcard cmd/*.c)
 TOOLS    := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
 # cmd/common: flag parsing and the pieces the tools share, linked into every tool.
 CMD_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cmd/common/*.c))
+# cmd/serve: slimnet-serve's own pieces (TF Serving's REST API), linked into it and into the
+# tests; libmicrohttpd only into slimnet-serve.
+SERVE_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cmd/serve/*.c))
+MHD_LIBS    = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 # The fuzz targets (tests/fuzz/) are built into the test binary too: the fuzz_corpus suite
 # replays their corpus.  seeds.c is make fuzz's seed writer.
 FUZZ_SRC := $(filter-out tests/fuzz/seeds.c,$(wildcard tests/fuzz/*.c))
@@ -170,14 +174,18 @@ $(BUILD)/bin/%: $(BUILD)/cmd/%.o $(CMD_COMMON) $(A_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CMD_COMMON) $(A_FILE) $(LDLIBS)
 
+$(BUILD)/bin/slimnet-serve: $(BUILD)/cmd/slimnet-serve.o $(SERVE_OBJ) $(CMD_COMMON) $(A_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(SERVE_OBJ) $(CMD_COMMON) $(A_FILE) $(LDLIBS) $(MHD_LIBS)
+
 $(BUILD)/bin/%: $(BUILD)/benchmarks/%.o $(A_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(A_FILE) $(LDLIBS)
 
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
-$(TEST_BIN): $(TEST_OBJ) $(CMD_COMMON) $(A_FILE)
+$(TEST_BIN): $(TEST_OBJ) $(CMD_COMMON) $(SERVE_OBJ) $(A_FILE)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(CMD_COMMON) $(A_FILE) $(LDLIBS) $(CHECK_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(CMD_COMMON) $(SERVE_OBJ) $(A_FILE) $(LDLIBS) $(CHECK_LIBS)
 
 # SN_SUITES="data ckpt": only those suites (tests/suites.def names).
 test: $(TEST_BIN) tools
@@ -207,6 +215,7 @@ parity: $(TEST_BIN) tools $(REF)/out/ckpt/manifest.json $(REF)/out/tfrecord/mani
 	$(REF)/.venv/bin/python $(REF)/check_events.py
 	$(REF)/.venv/bin/python $(REF)/check_train_interop.py $(BUILD)/bin
 	$(REF)/.venv/bin/python $(REF)/check_pretrained.py $(BUILD)/bin
+	CK_RUN_SUITE=serve CK_RUN_CASE=serve_docs $(TEST_BIN)
 
 # The README's main command, the vendor's FER workflow on real data: Debian's Fashion-MNIST
 # written out as a FER-style tree of per-class 48x48 grayscale JPEGs, converted with
@@ -295,7 +304,7 @@ endif
 # ---- dependencies ----------------------------------------------------------------------------
 DEB_PKGS := gcc make pkg-config libopenblas-dev check libsubunit-dev zlib1g-dev \
             libprotobuf-c-dev protobuf-c-compiler libsnappy-dev libturbojpeg0-dev \
-            libjpeg62-turbo-dev libpng-dev libcjson-dev libgloo-dev
+            libjpeg62-turbo-dev libpng-dev libcjson-dev libgloo-dev libmicrohttpd-dev
 # Wanted, not required: the demo's data and the dataset suite's full conversion test.
 OPT_PKGS := dataset-fashion-mnist
 deps:
@@ -320,11 +329,11 @@ check-deps:
 	@if ! command -v pkg-config >/dev/null || ! command -v protoc-c >/dev/null || \
 	    [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] || [ ! -f /usr/include/gloo/context.h ] || \
 	    ! pkg-config --exists openblas check zlib libprotobuf-c snappy libturbojpeg libjpeg libpng \
-	        libcjson; \
+	        libcjson libmicrohttpd; \
 	then $(MAKE) --no-print-directory deps; fi
 
 clean:
 	rm -rf $(BUILD) $(BUILD).deps.log
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
--include $(CMD_SRC:cmd/%.c=$(BUILD)/cmd/%.d) $(CMD_COMMON:.o=.d) $(BENCH_SRC:benchmarks/%.c=$(BUILD)/benchmarks/%.d)
+-include $(CMD_SRC:cmd/%.c=$(BUILD)/cmd/%.d) $(CMD_COMMON:.o=.d) $(SERVE_OBJ:.o=.d) $(BENCH_SRC:benchmarks/%.c=$(BUILD)/benchmarks/%.d)

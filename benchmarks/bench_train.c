@@ -3,13 +3,15 @@
  *   bench_train [--model resnet_v1_50] [--batch 32] [--size 224] [--classes 1000]
  *               [--steps 10] [--warmup 2] [--device cpu|cuda] [--threads N] [--profile 1]
  *               [--infer 1] [--feed step|once] [--fuse 0] [--precision fp32|bf16]
+ *               [--save DIR]
  *
  * One step = forward, backward of softmax cross-entropy + L2 regularization, and a plain SGD
  * update, as slimnet-train runs it; with --infer 1 one forward pass in inference mode (batch
  * norm on moving statistics, no dropout, no weight decay: no regularization losses), as
  * slimnet-eval runs it.  --fuse 0 compiles every node unfused (sn_compile_params.fuse), for
  * A/B runs.  --precision bf16 compiles the net in mixed precision (sn_compile_params.precision).
- * Prints images/s (median step time over --steps).
+ * Prints images/s (median step time over --steps).  --save DIR writes the net's initial
+ * weights as the checkpoint DIR/model.ckpt-1 instead (bench_serve.sh serves it).
  *
  * --feed: when the synthetic batch is copied into the net: every step (the default on the
  * CPU, as slimnet-train feeds it) or once before timing (the default on CUDA, as the PyTorch
@@ -68,6 +70,7 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     const char *model = "resnet_v1_50", *device = "cpu", *feed = NULL, *precision = "fp32";
+    const char *save = NULL;
     int64_t batch = 32, size = 0, classes = 1000;
     int steps = 10, warmup = 2, threads = 0, profile = 0, infer = 0, fuse = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -85,6 +88,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--feed")) feed = v;
         else if (!strcmp(k, "--fuse")) fuse = atoi(v);
         else if (!strcmp(k, "--precision")) precision = v;
+        else if (!strcmp(k, "--save")) save = v;
         else {
             fprintf(stderr, "bench_train: unknown flag %s\n", k);
             return 2;
@@ -131,6 +135,11 @@ int main(int argc, char **argv) {
     }
     pp.precision = strcmp(precision, "bf16") == 0 ? SN_PRECISION_BF16 : SN_PRECISION_FP32;
     CHECK(sn_net_compile(g, &pp, &net));
+    if (save) {   /* the initial weights as a checkpoint (bench_serve.sh serves them) */
+        CHECK(sn_net_save(net, save, 1, NULL, NULL, 0));
+        printf("bench_train: saved %s's initial weights in %s\n", model, save);
+        return 0;
+    }
 
     size_t npix = (size_t)(batch * size * size * 3);
     int64_t xd[4] = {batch, size, size, 3}, yd[1] = {batch};

@@ -1,5 +1,6 @@
 /* classify.c: sn_classifier, a checkpoint as a function: decode -> eval preprocessing ->
- * the net in inference mode (batch 1) -> softmax -> top k.  Everything through the public
+ * the net in inference mode (batch 1, or batch_size images for sn_classify_batch) ->
+ * softmax -> top k.  Everything through the public
  * API, but for the class names: the dataset descriptor of labels_dir, or its labels.txt
  * alone (dataset.h). */
 #include <limits.h>
@@ -20,7 +21,9 @@ struct sn_classifier {
     sn_preprocess_params pp;
     int classes, offset, channels;  /* channels: of the decoded image */
     int net_channels;
-    sn_tensor *x;                   /* (1, size, size, channels) */
+    int size, batch;                /* image side; images per forward pass */
+    size_t numel;                   /* floats of one preprocessed image */
+    sn_tensor *x;                   /* (batch, size, size, net_channels) */
     uint8_t *pix;                   /* decode buffer */
     size_t pix_cap;
     float *prob;
@@ -31,6 +34,8 @@ sn_classifier_params sn_classifier_params_default(void) {
     sn_classifier_params p;
     memset(&p, 0, sizeof p);
     p.channels = 3;
+    p.batch_size = 1;
+    p.precision = SN_PRECISION_FP32;
     return p;
 }
 
@@ -64,6 +69,8 @@ sn_status sn_classifier_new(sn_ctx *ctx, const sn_classifier_params *p, sn_class
     c->ctx = ctx;
     c->offset = p->labels_offset;
     c->channels = p->channels;
+    c->size = size;
+    c->batch = p->batch_size > 0 ? p->batch_size : 1;
     sn_status st = SN_OK;
 
     /* Class names and count: labels_dir, else the checkpoint's folder (or the folder
@@ -131,14 +138,16 @@ sn_status sn_classifier_new(sn_ctx *ctx, const sn_classifier_params *p, sn_class
     }
     c->logits = m.logits;
     sn_compile_params cp = sn_compile_params_default();
-    cp.batch_size = 1;
+    cp.batch_size = c->batch;
     cp.backward = 0;
+    cp.precision = p->precision;
     if ((st = sn_net_compile(c->g, &cp, &c->net)) != SN_OK) goto fail;
     sn_restore_params rp = sn_restore_params_default();
     rp.use_moving_averages = p->use_moving_averages;
     st = sn_net_restore(c->net, p->checkpoint_path, &rp, &c->rep);
     if (st != SN_OK) goto fail;
-    int64_t xd[4] = {1, size, size, c->net_channels};
+    int64_t xd[4] = {c->batch, size, size, c->net_channels};
+    c->numel = (size_t)size * (size_t)size * (size_t)c->net_channels;
     if ((st = sn_tensor_new(ctx, SN_DTYPE_F32, 4, xd, &c->x)) != SN_OK) goto fail;
     c->prob = malloc((size_t)c->classes * sizeof *c->prob);
     if (!c->prob) {
@@ -175,6 +184,22 @@ const char *sn_classifier_label(const sn_classifier *c, int id) {
     return sn_dataset_label_name(c->labels, id + c->offset);
 }
 
+/* The softmax of one row of logits, in double as the sum is. */
+static void softmax(float *prob, const float *l, int classes) {
+    float mx = l[0];
+    for (int i = 1; i < classes; i++) mx = l[i] > mx ? l[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < classes; i++) sum += exp((double)l[i] - mx);
+    for (int i = 0; i < classes; i++) prob[i] = (float)(exp((double)l[i] - mx) / sum);
+}
+
+/* The net on c->x; *lg the logits (batch, classes), a new host tensor. */
+static sn_status run_net(sn_classifier *c, sn_tensor **lg) {
+    SN_TRY(sn_net_set_input(c->net, c->images, c->x));
+    SN_TRY(sn_net_forward(c->net));
+    return sn_net_get_output(c->net, c->logits, lg);
+}
+
 sn_status sn_classify_pixels(sn_classifier *c, const uint8_t *img, int h, int w, int ch,
                              int k, sn_prediction *top, int *n) {
     if (!c) return SN_ERR_INVALID_ARG;
@@ -202,16 +227,9 @@ sn_status sn_classify_pixels(sn_classifier *c, const uint8_t *img, int h, int w,
                                  sn_tensor_data(c->x));
     free(tmp);
     SN_TRY(st);
-    SN_TRY(sn_net_set_input(c->net, c->images, c->x));
-    SN_TRY(sn_net_forward(c->net));
     sn_tensor *lg = NULL;
-    SN_TRY(sn_net_get_output(c->net, c->logits, &lg));
-    const float *l = sn_tensor_data(lg);
-    float mx = l[0];
-    for (int i = 1; i < c->classes; i++) mx = l[i] > mx ? l[i] : mx;
-    double sum = 0;
-    for (int i = 0; i < c->classes; i++) sum += exp((double)l[i] - mx);
-    for (int i = 0; i < c->classes; i++) c->prob[i] = (float)(exp((double)l[i] - mx) / sum);
+    SN_TRY(run_net(c, &lg));
+    softmax(c->prob, sn_tensor_data(lg), c->classes);
     sn_tensor_free(lg);
     int m = k < c->classes ? k : c->classes;
     for (int j = 0; j < m; j++) {   /* selection of the m largest, ties by lower id */
@@ -248,4 +266,43 @@ sn_status sn_classify(sn_classifier *c, const void *data, size_t len, int k,
     }
     SN_TRY(st);
     return sn_classify_pixels(c, c->pix, h, w, ch, k, top, n);
+}
+
+int sn_classifier_batch_size(const sn_classifier *c) { return c ? c->batch : 0; }
+
+size_t sn_classifier_input_numel(const sn_classifier *c) { return c ? c->numel : 0; }
+
+sn_status sn_classifier_prepare(const sn_classifier *c, sn_ctx *ctx, const void *data,
+                                size_t len, uint64_t max_pixels, float *out) {
+    if (!c || !ctx) return SN_ERR_INVALID_ARG;
+    if (!data || !out)
+        return sn__fail(ctx, SN_ERR_INVALID_ARG, "classify: null image or output");
+    sn_image_params ip = sn_image_params_default();
+    ip.channels = c->channels;
+    if (max_pixels) ip.max_pixels = max_pixels;
+    sn_tensor *img = NULL;
+    SN_TRY(sn_image_decode(ctx, data, len, &ip, &img));
+    sn_status st = sn_preprocess(ctx, &c->pp, sn_tensor_data(img), (int)sn_tensor_dim(img, 0),
+                                 (int)sn_tensor_dim(img, 1), c->channels, NULL, 0, out);
+    sn_tensor_free(img);
+    return st;
+}
+
+sn_status sn_classify_batch(sn_classifier *c, const float *x, int n, float *logits,
+                            float *probabilities) {
+    if (!c) return SN_ERR_INVALID_ARG;
+    if (!x || n < 1 || n > c->batch)
+        return sn__fail(c->ctx, SN_ERR_INVALID_ARG, "classify: %d images for a batch of %d%s",
+                        n, c->batch, x ? "" : " (null input)");
+    float *in = sn_tensor_data(c->x);
+    memcpy(in, x, (size_t)n * c->numel * sizeof *in);
+    memset(in + (size_t)n * c->numel, 0, (size_t)(c->batch - n) * c->numel * sizeof *in);
+    sn_tensor *lg = NULL;
+    SN_TRY(run_net(c, &lg));
+    const float *l = sn_tensor_data(lg);
+    size_t k = (size_t)c->classes;
+    if (logits) memcpy(logits, l, (size_t)n * k * sizeof *logits);
+    for (int i = 0; probabilities && i < n; i++) softmax(probabilities + i * k, l + i * k, c->classes);
+    sn_tensor_free(lg);
+    return SN_OK;
 }

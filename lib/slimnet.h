@@ -1134,6 +1134,9 @@ typedef struct sn_classifier_params {
     int channels;                  /* images are decoded to 3 (default) or 1 channels */
     int use_grayscale;             /* 1: as --use_grayscale: decoded to 3 channels, then
                                       preprocessing ends with rgb_to_grayscale (1-channel net) */
+    int batch_size;                /* images per forward pass of sn_classify_batch; the net is
+                                      compiled for it.  Default 1 */
+    int precision;                 /* sn_precision of the compiled net; default FP32 */
 } sn_classifier_params;
 SN_API sn_classifier_params sn_classifier_params_default(void);
 
@@ -1166,6 +1169,30 @@ SN_API sn_status sn_classify(sn_classifier *c, const void *data, size_t len, int
 /* The same for decoded pixels: uint8 (h, w, ch), ch = 1 or 3. */
 SN_API sn_status sn_classify_pixels(sn_classifier *c, const uint8_t *img, int h, int w,
                                     int ch, int k, sn_prediction *top, int *n);
+
+/* Batched use, for a server that gathers requests: images are prepared (decoded and
+ * preprocessed) on any thread, then run through the net batch_size at a time.
+ * sn_classifier_batch_size: the params' batch_size.  sn_classifier_input_numel: floats in one
+ * prepared image (size * size * the net's channels).  0 for a NULL c. */
+SN_API int sn_classifier_batch_size(const sn_classifier *c);
+SN_API size_t sn_classifier_input_numel(const sn_classifier *c);
+/* Decodes an encoded image (JPEG or PNG) into the channels c wants and applies c's eval
+ * preprocessing, exactly as sn_classify does, into out (sn_classifier_input_numel floats).
+ * It only reads c: several threads may call it at once, and while another runs
+ * sn_classify_batch, each with its own ctx (which receives the error message and does the
+ * work; a CPU context of one thread will do).  max_pixels bounds height * width before
+ * anything is allocated (0: SN_IMAGE_DEFAULT_MAX_PIXELS).  SN_ERR_FORMAT (not a JPEG or
+ * PNG, damaged, or more than max_pixels), SN_ERR_INVALID_ARG, SN_ERR_NOMEM. */
+SN_API sn_status sn_classifier_prepare(const sn_classifier *c, sn_ctx *ctx, const void *data,
+                                       size_t len, uint64_t max_pixels, float *out);
+/* One forward pass of n prepared images x (n * sn_classifier_input_numel floats),
+ * 1 <= n <= batch size.  The rest of the batch is zero-filled and the net always runs its
+ * whole batch, so an image's results do not depend on n or on the other images: they are
+ * the same bits alone or in a full batch.  logits and probabilities (the softmax, computed as
+ * sn_classify does) receive n * classes floats each; either may be NULL.  Not to be called
+ * concurrently with sn_classify on the same c.  SN_ERR_INVALID_ARG (n), the net's errors. */
+SN_API sn_status sn_classify_batch(sn_classifier *c, const float *x, int n, float *logits,
+                                   float *probabilities);
 
 /* ---- TensorBoard event files -------------------------------------------------------------- */
 
