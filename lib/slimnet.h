@@ -1332,7 +1332,8 @@ SN_API sn_status sn_ckpt_latest(sn_ctx *ctx, const char *dir, char *buf, size_t 
  * state file is damaged.  SN_ERR_NOT_FOUND when there is none; SN_ERR_INVALID_ARG when buf
  * is too small; SN_ERR_IO when dir cannot be listed. */
 SN_API sn_status sn_ckpt_newest(sn_ctx *ctx, const char *dir, char *buf, size_t len);
-/* Records `prefix` (a checkpoint in dir) as the latest in dir's state file, as
+/* Records `prefix` (a checkpoint in dir: relative to dir, "<dir>/<name>" with dir as given,
+ * or absolute) as the latest in dir's state file, as
  * tf.train.Saver does: it goes last in all_model_checkpoint_paths, and beyond max_to_keep
  * entries (0: keep all) the oldest are dropped from the list and their files deleted, but
  * only files directly in dir: an entry naming a checkpoint elsewhere is dropped from the

@@ -501,6 +501,29 @@ START_TEST(test_state_outside_folder) {
     sn_ctx_free(ctx);
 } END_TEST
 
+/* A folder named relative to the working folder: its checkpoints are recorded by their
+ * names in it (as TensorFlow resolves a relative entry against the folder), not as
+ * "<dir>/model.ckpt-N" again, which TensorFlow would look for in dir/dir. */
+START_TEST(test_state_relative_dir) {
+    sn_ctx *ctx = tu_ctx();
+    char *dir = ct_tmpdir(), cwd[PATH_MAX], path[PATH_MAX + 32];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    ck_assert_int_eq(chdir("/tmp"), 0);
+    const char *rel = dir + strlen("/tmp/");
+    save_steps(ctx, rel, 100, 200, 5);
+    ck_assert_int_eq(chdir(cwd), 0);
+    snprintf(path, sizeof path, "%s/checkpoint", dir);
+    size_t len;
+    char *text = (char *)ct_read(path, &len);
+    text[len] = '\0';
+    ck_assert_str_eq(text, "model_checkpoint_path: \"model.ckpt-200\"\n"
+                           "all_model_checkpoint_paths: \"model.ckpt-100\"\n"
+                           "all_model_checkpoint_paths: \"model.ckpt-200\"\n");
+    free(text);
+    ct_rmdir(dir);
+    sn_ctx_free(ctx);
+} END_TEST
+
 /* A damaged state file is an error of sn_ckpt_latest (not "no checkpoint"); sn_ckpt_newest
  * finds the newest complete checkpoint by listing; the next update rewrites the state from
  * the folder.  Temporary files of writers that died are removed by that update. */
@@ -1102,6 +1125,7 @@ Suite *suite_ckpt(void) {
     tcase_add_loop_test(tc, test_v1_crafted, 0, 2);
     tcase_add_test(tc, test_state_file);
     tcase_add_test(tc, test_state_outside_folder);
+    tcase_add_test(tc, test_state_relative_dir);
     tcase_add_test(tc, test_state_damaged);
     tcase_add_test(tc, test_v1_duplicate_tensor);
     tcase_add_test(tc, test_v2_empty);

@@ -442,11 +442,18 @@ static sn_status state_from_listing(sn_ctx *ctx, const char *dir, state *s) {
 }
 
 /* The name to record for checkpoint `name` in dir's state file: relative to dir when it
- * lies in dir, or when it is an outside absolute path whose basename is in dir (a moved or
- * copied folder); else as it is.  NULL when out of memory. */
+ * lies in dir (named relative to dir, or as "<dir>/<file>" with dir as given), or when it
+ * is an outside absolute path whose basename is in dir (a moved or copied folder); else as
+ * it is.  NULL when out of memory. */
 static char *record_name(sn_ctx *ctx, const char *dir, const char *real, const char *name) {
     char path[PATH_MAX];
     bool mine = resolve(ctx, dir, name, path, sizeof path) == SN_OK && in_dir(real, path);
+    /* "<dir>/<name>", dir relative to the working folder (sn_net_save's prefix): in dir */
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/') dl--;
+    if (!mine && name[0] != '/' && !strncmp(name, dir, dl) && name[dl] == '/' &&
+        !strchr(name + dl + 1, '/'))
+        mine = true;
     if (!mine && name[0] == '/' &&
         snprintf(path, sizeof path, "%s/%s", dir, base_name(name)) < (int)sizeof path)
         mine = ckpt_exists(path);
