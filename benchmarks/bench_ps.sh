@@ -58,7 +58,7 @@ for m in "${MODELS[@]}"; do
             "$LOG/run_master"
         wait
         two+=("$(rate "$LOG/$m.master.$r.log")")
-        stale+=("$(sed -n 's/.*staleness \([0-9.]*\);.*/\1/p' "$LOG/$m.master.$r.log" | tail -1)")
+        stale+=("$(sed -n 's/.*staleness \([0-9.]*\)).*/\1/p' "$LOG/$m.master.$r.log" | tail -1)")
         wait+=("$(sed -n 's/.*images\/s, \([0-9]*\)% waiting on the ps.*/\1/p' \
                   "$LOG/$m.master.$r.log" | tail -n +2 | awk '{s += $1; n++} END {if (n) printf "%.0f", s / n}')")
         pushes+=("$(sed -n 's/.*pushes applied (\([0-9.]*\)\/s).*/\1/p' "$LOG/$m.ps.$r.log")")
@@ -72,5 +72,5 @@ for m in "${MODELS[@]}"; do
         "$(awk -v a="$t" -v b="$o" 'BEGIN {printf "%.2fx", a / b}')" \
         "$(printf '%s\n' "${stale[@]}" | sort -g | head -1)" \
         "$(printf '%s\n' "${wait[@]}" | sort -g | head -1)" "$p" "$g" \
-        "$(awk -v a="$p" -v b="$g" 'BEGIN {printf "%.0f%%", b > 0 ? 100 * a / b : 0}')"
+        "$(awk -v a="$p" -v b="$g" 'BEGIN {printf "%.0f%%", (b > 0 ? 100 * a / b : 0)}')"
 done
