@@ -894,6 +894,7 @@ typedef struct ps_job {
     int nps, nworkers, kill_task;
     const char *kill_after;
     double killed_at, master_done_at;
+    int kill_sig;        /* 0: SIGKILL */
 } ps_job;
 
 /* The end of a task's output, for an assertion's message (Check's messages are short). */
@@ -928,7 +929,7 @@ static void run_ps_job(ps_job *j, const char *const *master_args, const char *co
         used += (size_t)r;
         buf[used] = 0;
         if (j->kill_task >= 0 && !j->killed_at && strstr(buf, j->kill_after)) {
-            kill(pid[j->kill_task], SIGKILL);
+            kill(pid[j->kill_task], j->kill_sig ? j->kill_sig : SIGKILL);
             j->killed_at = mono_now();
         }
         if (used > 30000) {   /* keep the tail */
@@ -958,7 +959,7 @@ START_TEST(async_parameter_servers) {
     const char *args[] = {TRAIN_FLAGS(dir, "30"), "--threads=1", NULL};
     const char *oargs[] = {TRAIN_FLAGS(other, "30"), "--threads=1", NULL};
     int rc[4];
-    ps_job j = {2, 1, -1, NULL, 0, 0};
+    ps_job j = {2, 1, -1, NULL, 0, 0, 0};
     run_ps_job(&j, args, oargs, outs, rc);
     for (int i = 0; i < 4; i++)
         ck_assert_msg(rc[i] == 0, "task %d: exit %d:\n%s", i, rc[i], tail(outs[i]));
@@ -995,7 +996,7 @@ START_TEST(async_parameter_servers) {
     ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", one) == 0, "%s", out);
     snprintf(dir, sizeof dir, "%s/async_one", g_root);
     const char *args1[] = {TRAIN_FLAGS(dir, "12"), "--threads=1", NULL};
-    ps_job j1 = {1, 0, -1, NULL, 0, 0};
+    ps_job j1 = {1, 0, -1, NULL, 0, 0, 0};
     run_ps_job(&j1, args1, args1, outs, rc);
     ck_assert_msg(rc[0] == 0 && rc[1] == 0, "ps %d, master %d:\n%s\n%s", rc[0], rc[1],
                   tail(outs[0]), tail(outs[1]));
@@ -1009,7 +1010,8 @@ END_TEST
 /* Faults: a worker killed mid-run does not stop the job (the ps names it, the master goes on
  * to its last step); a ps killed mid-run stops the master at once, named, its last
  * checkpoint intact, and the whole job restarted resumes from it; a worker with other flags
- * than the master's is refused, the others unharmed. */
+ * than the master's is refused, the others unharmed; a ps ended by SIGTERM exits 0 and is
+ * named by the master. */
 START_TEST(async_faults) {
     char dir[PATH_MAX + 32], other[PATH_MAX + 32], outs[4][32768];
     snprintf(dir, sizeof dir, "%s/async_fault", g_root);
@@ -1019,7 +1021,7 @@ START_TEST(async_faults) {
     const char *oargs[] = {TRAIN_FLAGS(other, "80"), "--threads=1", "--dist_timeout_secs=20",
                            NULL};
     int rc[4];
-    ps_job j = {1, 1, 2, "epoch 1.", 0, 0};   /* the worker dies (the step moves by 1 or 2) */
+    ps_job j = {1, 1, 2, "epoch 1.", 0, 0, 0};   /* the worker dies (the step moves by 1 or 2) */
     run_ps_job(&j, args, oargs, outs, rc);
     ck_assert_msg(j.killed_at > 0 && rc[0] == 0 && rc[1] == 0, "ps %d, master %d:\n%s\n%s",
                   rc[0], rc[1], tail(outs[0]), tail(outs[1]));
@@ -1034,7 +1036,7 @@ START_TEST(async_faults) {
     snprintf(dir, sizeof dir, "%s/async_fault_ps", g_root);
     const char *args2[] = {TRAIN_FLAGS(dir, "0"), "--threads=1", "--log_every_n_steps=1",
                            "--save_interval_secs=1", "--dist_timeout_secs=20", NULL};
-    ps_job j2 = {2, 0, 1, "global step 30:", 0, 0};
+    ps_job j2 = {2, 0, 1, "global step 30:", 0, 0, 0};
     run_ps_job(&j2, args2, args2, outs, rc);
     double took = j2.master_done_at - j2.killed_at;
     ck_assert_msg(j2.killed_at > 0 && rc[2] == 1 && strstr(outs[2], "ps 1 (127.0.0.1:") &&
@@ -1046,7 +1048,7 @@ START_TEST(async_faults) {
     printf("[tools] a killed ps, named by the master after %.2f s: %.*s\n", took,
            (int)strcspn(line, "\n"), line);
     const char *again[] = {TRAIN_FLAGS(dir, "60"), "--threads=1", NULL};
-    ps_job j3 = {2, 0, -1, NULL, 0, 0};
+    ps_job j3 = {2, 0, -1, NULL, 0, 0, 0};
     run_ps_job(&j3, again, again, outs, rc);
     ck_assert_msg(rc[0] == 0 && rc[1] == 0 && rc[2] == 0 && strstr(outs[2], "resuming from") &&
                   strstr(outs[2], "finished at global step 60"), "%d %d %d:\n%s", rc[0], rc[1],
@@ -1057,12 +1059,29 @@ START_TEST(async_faults) {
     snprintf(dir, sizeof dir, "%s/async_fault_flags", g_root);
     const char *margs[] = {TRAIN_FLAGS(dir, "20"), "--threads=1", NULL};
     const char *wargs[] = {TRAIN_FLAGS(other, "20"), "--threads=1", "--optimizer=sgd", NULL};
-    ps_job j4 = {1, 1, -1, NULL, 0, 0};
+    ps_job j4 = {1, 1, -1, NULL, 0, 0, 0};
     run_ps_job(&j4, margs, wargs, outs, rc);
     ck_assert_msg(rc[0] == 0 && rc[1] == 0 && strstr(outs[1], "finished at global step 20"),
                   "ps %d, master %d:\n%s\n%s", rc[0], rc[1], tail(outs[0]), tail(outs[1]));
     ck_assert_msg(rc[2] == 1 && strstr(outs[2], "holds other variables or another optimizer"),
                   "worker %d:\n%s", rc[2], tail(outs[2]));
+
+    /* SIGTERM to a ps (the platform ending it): it stops serving at once and exits 0,
+     * saying so; the master stops, naming it, within its timeout (at its next exchange as a
+     * rule; about one time in three here its wait for the answer sees the ps's connection
+     * close only at the timeout) */
+    snprintf(dir, sizeof dir, "%s/async_fault_term", g_root);
+    const char *targs[] = {TRAIN_FLAGS(dir, "0"), "--threads=1", "--log_every_n_steps=1",
+                           "--dist_timeout_secs=6", NULL};
+    ps_job j5 = {1, 0, 0, "global step 5:", 0, 0, SIGTERM};
+    run_ps_job(&j5, targs, targs, outs, rc);
+    ck_assert_msg(j5.killed_at > 0 && rc[0] == 0 && strstr(outs[0], "interrupted at global "
+                  "step"), "ps %d:\n%s", rc[0], tail(outs[0]));
+    ck_assert_msg(rc[1] == 1 && strstr(outs[1], "ps 0 (127.0.0.1:") &&
+                  (strstr(outs[1], "it ended") || strstr(outs[1], "did not answer in time")),
+                  "master %d:\n%s", rc[1], tail(outs[1]));
+    ck_assert_msg(j5.master_done_at - j5.killed_at < 6 + 4, "the master took %.1f s",
+                  j5.master_done_at - j5.killed_at);
 }
 END_TEST
 
