@@ -1322,18 +1322,24 @@ sn_status sn_ps_init(sn_ps_client *c) {
     return st;
 }
 
-sn_status sn_ps_pull(sn_ps_client *c) {
+/* A head alone (op) to every ps, and with want_reply their answers (not yet taken). */
+static sn_status ask_all(sn_ps_client *c, uint32_t op, bool want_reply, const char *what) {
     if (!c) return SN_ERR_INVALID_ARG;
     if (c->broken) return c->broken;
     size_t *bytes = calloc((size_t)c->num_ps, sizeof *bytes);
-    if (!bytes) return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_pull: out of memory");
-    head h = request_head(OP_PULL);
+    if (!bytes) return sn__fail(c->ctx, SN_ERR_NOMEM, "%s: out of memory", sn__dist_name(c->d));
+    head h = request_head(op);
     for (int k = 0; k < c->num_ps; k++) {
         memcpy(c->io[k].req, &h, sizeof h);
         bytes[k] = sizeof h;
     }
-    sn_status st = exchange(c, bytes, true, "pulling the variables from");
+    sn_status st = exchange(c, bytes, want_reply, what);
     free(bytes);
+    return st;
+}
+
+sn_status sn_ps_pull(sn_ps_client *c) {
+    sn_status st = ask_all(c, OP_PULL, true, "pulling the variables from");
     if (st == SN_OK) st = take_replies(c, OP_PULL, false);
     if (st == SN_OK) c->st.pulls++;
     return st;
@@ -1396,33 +1402,12 @@ sn_status sn_ps_push(sn_ps_client *c, float lr, int pull) {
 }
 
 sn_status sn_ps_snapshot(sn_ps_client *c) {
-    if (!c) return SN_ERR_INVALID_ARG;
-    if (c->broken) return c->broken;
-    size_t *bytes = calloc((size_t)c->num_ps, sizeof *bytes);
-    if (!bytes) return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_snapshot: out of memory");
-    head h = request_head(OP_SNAPSHOT);
-    for (int k = 0; k < c->num_ps; k++) {
-        memcpy(c->io[k].req, &h, sizeof h);
-        bytes[k] = sizeof h;
-    }
-    sn_status st = exchange(c, bytes, true, "reading the variables of");
-    free(bytes);
+    sn_status st = ask_all(c, OP_SNAPSHOT, true, "reading the variables of");
     if (st == SN_OK) st = take_replies(c, OP_SNAPSHOT, true);
     if (st == SN_OK && c->opt) sn_optim_set_global_step(c->opt, c->st.global_step);
     return st;
 }
 
 sn_status sn_ps_done(sn_ps_client *c) {
-    if (!c) return SN_ERR_INVALID_ARG;
-    if (c->broken) return c->broken;
-    size_t *bytes = calloc((size_t)c->num_ps, sizeof *bytes);
-    if (!bytes) return sn__fail(c->ctx, SN_ERR_NOMEM, "sn_ps_done: out of memory");
-    head h = request_head(OP_DONE);
-    for (int k = 0; k < c->num_ps; k++) {
-        memcpy(c->io[k].req, &h, sizeof h);
-        bytes[k] = sizeof h;
-    }
-    sn_status st = exchange(c, bytes, false, "ending the job on");
-    free(bytes);
-    return st;
+    return ask_all(c, OP_DONE, false, "ending the job on");
 }
