@@ -18,39 +18,6 @@ MODELS=("$@")
 . benchmarks/demo_data.sh
 demo_data bench_dist "$LOG"
 
-# model[:batch] -> model, batch, steps, progress interval, extra flags (a larger batch
-# takes proportionally fewer steps)
-setup() {
-    local m=${1%%:*} b=${1#*:} row
-    case "$m" in
-        lenet) row="32 900 100 --use_grayscale" ;;
-        cifarnet) row="32 300 50" ;;
-        resnet_v1_50) row="8 14 3" ;;
-        *) row="8 20 4" ;;
-    esac
-    read -r batch steps every extra <<< "$row"
-    if [ "$b" != "$1" ]; then
-        steps=$((steps * batch / b)) every=$((every * batch / b)) batch=$b
-    fi
-    echo "$m $batch $steps $every $extra"
-}
-
-# steady images/s of a log: the mean of the progress lines after the first
-rate() { sed -n 's/.*, \([0-9.]*\) images\/s.*/\1/p' "$1" | tail -n +2 |
-         awk '{s += $1; n++} END {if (n) printf "%.3f", s / n; else print "0"}'; }
-best() { printf '%s\n' "$@" | sort -g | tail -1; }
-
-train() {   # name model tf_config(or "") train_dir -> runs slimnet-train
-    local name=$1 model=$2 tf=$3 dir=$4
-    read -r model batch steps every extra < <(setup "$model")
-    rm -rf "$dir"
-    env ${tf:+TF_CONFIG="$tf"} "$BIN/slimnet-train" --dataset_name=fer --dataset_dir="$LOG/data" \
-        --train_dir="$dir" --model_name="$model" --batch_size="$batch" --threads=1 \
-        --num_preprocessing_threads=1 --optimizer=sgd --max_number_of_steps="$steps" \
-        --log_every_n_steps="$every" --save_interval_secs=0 --save_summaries_secs=0 \
-        $extra > "$LOG/$name.log" 2>&1
-}
-
 echo "bench_dist: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), best of $REPEATS"
 printf '| model (batch a process) | 1 process x 1 thread | 2 processes x 1 thread | speed-up | two independent processes (ceiling) | of the ceiling | all-reduce share |\n'
 printf '|---|---|---|---|---|---|---|\n'

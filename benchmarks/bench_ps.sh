@@ -19,28 +19,6 @@ MODELS=("$@")
 demo_data bench_ps "$LOG"
 [ -x "$BIN/bench_allreduce" ] || { echo "bench_ps: $BIN/bench_allreduce missing (make)" >&2; exit 2; }
 
-setup() {   # model -> batch, steps, progress interval, extra flags
-    case "$1" in
-        lenet) echo "32 900 100 --use_grayscale" ;;
-        cifarnet) echo "32 300 50" ;;
-        *) echo "8 20 4" ;;
-    esac
-}
-rate() { sed -n 's/.*, \([0-9.]*\) images\/s.*/\1/p' "$1" | tail -n +2 |
-         awk '{s += $1; n++} END {if (n) printf "%.1f", s / n; else print "0"}'; }
-best() { printf '%s\n' "$@" | sort -g | tail -1; }
-
-train() {   # name model tf_config(or "") train_dir
-    local name=$1 model=$2 tf=$3 dir=$4 batch steps every extra
-    read -r batch steps every extra < <(setup "$model")
-    rm -rf "$dir"
-    env ${tf:+TF_CONFIG="$tf"} "$BIN/slimnet-train" --dataset_name=fer --dataset_dir="$LOG/data" \
-        --train_dir="$dir" --model_name="$model" --batch_size="$batch" --threads=1 \
-        --num_preprocessing_threads=1 --optimizer=sgd --max_number_of_steps="$steps" \
-        --log_every_n_steps="$every" --save_interval_secs=0 --save_summaries_secs=0 \
-        $extra > "$LOG/$name.log" 2>&1
-}
-
 echo "bench_ps: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), best of $REPEATS"
 printf '| model (batch) | 1 process x 1 thread | 1 ps + 2 workers | ratio | staleness | master waiting on the ps | ps pushes/s | Gloo exchanges/s, same bytes | of Gloo |\n'
 printf '|---|---|---|---|---|---|---|---|---|\n'
@@ -67,7 +45,7 @@ for m in "${MODELS[@]}"; do
     mb=$(sed -n 's/.*holding [0-9]* variables (\([0-9.e+-]*\) MB.*/\1/p' "$LOG/$m.ps.1.log")
     bytes=$(awk -v m="$mb" 'BEGIN {printf "%.0f", m * 1e6}')
     g=$("$BIN/bench_allreduce" p2p "$bytes" | sed -n 's/.* | \([0-9.]*\) exchanges\/s .*/\1/p')
-    read -r batch _ < <(setup "$m")
+    read -r _ batch _ < <(setup "$m")
     printf '| %s (%s) | %s | %s | %s | %s | %s%% | %s | %s | %s |\n' "$m" "$batch" "$o" "$t" \
         "$(awk -v a="$t" -v b="$o" 'BEGIN {printf "%.2fx", a / b}')" \
         "$(printf '%s\n' "${stale[@]}" | sort -g | head -1)" \
