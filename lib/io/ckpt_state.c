@@ -7,7 +7,7 @@
  * moved train folder still names the original's files.  Such a name is resolved by its
  * basename inside the folder first (the copy), as after a move, and nothing outside the
  * folder is ever deleted. */
-#include "table.h"
+#include "bytes.h"
 
 #include <ctype.h>
 #include <dirent.h>
