@@ -75,6 +75,7 @@ typedef struct opts {
     int threads, max_to_keep, fer_extra_class, shuffle_buffer, allow_tf32, deterministic;
     int64_t seed;
     double dist_timeout_secs;
+    int64_t startup_delay_steps;
     const char *dist_backend;
     /* parsed from the string flags by check_flags */
     sn_optim_kind optim_kind;
@@ -561,6 +562,22 @@ static int ps_join(trainer *t) {
     if (sn_ps_pull(t->ps) != SN_OK)
         return tool_fail(TOOL, t->ctx, "pulling the variables");
     int64_t step = sn_ps_client_stats(t->ps).global_step;
+    /* TF-slim's startup_delay_steps: the chief trains alone first (TF's Supervisor makes
+     * every other worker sleep 30 s while the chief starts); stale gradients of the first,
+     * steepest steps can kill a net's relus for good (lenet: chance accuracy). */
+    int64_t delay = t->o->startup_delay_steps;
+    if (t->o->max_number_of_steps > 0 && delay > t->o->max_number_of_steps)
+        delay = t->o->max_number_of_steps;
+    if (t->rank != 0 && step < delay) {
+        printf(TOOL ": worker %d: starts at global step %lld (--startup_delay_steps), when "
+                    "the chief has trained alone that far\n", t->rank, (long long)delay);
+        fflush(stdout);
+        if (sn_ps_wait_step(t->ps, delay) != SN_OK)
+            return tool_fail(TOOL, t->ctx, "waiting for --startup_delay_steps");
+        if (sn_ps_pull(t->ps) != SN_OK)
+            return tool_fail(TOOL, t->ctx, "pulling the variables");
+        step = sn_ps_client_stats(t->ps).global_step;
+    }
     sn_optim_set_global_step(t->opt, step);
     if (t->rank != 0) t->records = step * t->batch;
     return 0;
@@ -703,7 +720,7 @@ static int train(trainer *t) {
                "batch %lld; %s, learning rate %g (%s); training %d of %d variables; %s\n",
                o->model_name, sn_dataset_name(t->ds), o->dataset_split_name,
                (long long)num_samples, pl.num_classes, t->height, t->width, t->channels,
-               sn_preprocess_kind_name(pp.kind), (long long)global_batch, o->optimizer,
+               sn_preprocess_kind_name(pp.kind), (long long)per_step, o->optimizer,
                (double)o->learning_rate, o->learning_rate_decay_type, n_train, n_vars, dev);
     if (chief && o->num_clones > 1)
         printf(TOOL ": %d clones run as one batch of %lld on one device (the same gradient "
@@ -1060,6 +1077,12 @@ static int join_group(trainer *t, flag *fl, int nfl) {
                 env.task_index);
         return 2;
     }
+    if (flags_find(fl, nfl, "startup_delay_steps")->set && o->startup_delay_steps > 0) {
+        fprintf(stderr, TOOL ": --startup_delay_steps: only in an asynchronous job (as "
+                        "TF-slim's, it must be 0 with --sync_replicas: every synchronous "
+                        "step waits for all workers)\n");
+        return 2;
+    }
     struct { const char *flag; int value, want; } same[] = {
         {"worker_replicas", o->worker_replicas, env.num_workers},
         {"replicas_to_aggregate", o->replicas_to_aggregate, env.num_workers},
@@ -1216,6 +1239,7 @@ int main(int argc, char **argv) {
     o.max_to_keep = 5;
     o.seed = 0;
     o.dist_timeout_secs = 300;
+    o.startup_delay_steps = 100;
     o.dist_backend = "auto";
     flag fl[] = {
         {"master", FLAG_STRING, &o.master, "TF-slim's master address: the cluster comes from "
@@ -1275,6 +1299,10 @@ int main(int argc, char **argv) {
          "tasks)", 0, 0, 0},
         {"replicas_to_aggregate", FLAG_INT, &o.replicas_to_aggregate, "when given, the "
          "number of workers (every step aggregates all of them)", 0, 0, "[1,)"},
+        {"startup_delay_steps", FLAG_INT64, &o.startup_delay_steps, "asynchronous: a worker "
+         "other than the chief starts at this global step (TF-slim's train(); TF's own "
+         "workers wait 30 s for the chief), so that the first, steepest steps are not "
+         "stale", 0, 0, "[0,)"},
         {"dist_timeout_secs", FLAG_DOUBLE, &o.dist_timeout_secs, "distributed: a rank that "
          "ended or stopped fails the others after at most this long, naming it", 0, 0,
          "(0,)"},

@@ -1810,8 +1810,8 @@ SN_API sn_status sn_ps_serve(sn_dist *d, const sn_ps_params *p, sn_ps_stats *sta
 /* A worker's side: net's variables live on the ps tasks of d, opt's update rule and slots
  * with them.  opt may be NULL only for a net that trains nothing.  The client borrows all
  * three.  Worker w (rank num_ps + w; the chief is worker 0) draws dropout masks as examples
- * w*B.. of a step would, so that workers at the same global step do not share them.  SN_ERR_INVALID_ARG (d has no ps task, or this rank is one; a bf16 net),
- * SN_ERR_NOMEM. */
+ * w*B.. of a step would, so that workers at the same global step do not share them.
+ * SN_ERR_INVALID_ARG (d has no ps task, or this rank is one; a bf16 net), SN_ERR_NOMEM. */
 typedef struct sn_ps_client sn_ps_client;
 SN_API sn_status sn_ps_client_new(sn_dist *d, int num_ps, sn_net *net, sn_optim *opt,
                                   sn_ps_client **out);
@@ -1822,6 +1822,13 @@ SN_API sn_status sn_ps_init(sn_ps_client *c);
 /* The ps tasks' current variables into net (waits for the chief's sn_ps_init); the global
  * step they come from into sn_ps_client_stats().global_step. */
 SN_API sn_status sn_ps_pull(sn_ps_client *c);
+/* Waits until the job's global step is at least step (or the chief has ended the job),
+ * asking ps 0 about every 0.1 s with a message of a few bytes: TF-slim's
+ * startup_delay_steps, a worker that starts only once the chief has trained alone for a
+ * while.  The step into sn_ps_client_stats().global_step; net is not touched (sn_ps_pull
+ * after it).  SN_ERR_TIMEOUT, naming the chief, when the step has not moved for the
+ * group's timeout. */
+SN_API sn_status sn_ps_wait_step(sn_ps_client *c, int64_t step);
 /* After sn_net_backward: the gradients of opt's variables and the batch statistics of the
  * net's training batch norms go to their ps tasks, to be applied with learning rate lr (a
  * CPU net's gradients have left already, bucket by bucket, while its backward ran: the

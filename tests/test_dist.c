@@ -607,7 +607,9 @@ START_TEST(test_data_parallel) {   /* _i: 0 lenet x2, 1 lenet x3, 2 cifarnet x2 
 /* ---- asynchronous training on parameter servers (lib/dist/ps.c) ------------------------------ */
 
 enum { PS_B = 4 };
-static int g_num_ps, g_ps_steps, g_ps_fault;   /* fault 1: worker 1 ends; 2: ps 1 ends */
+/* fault 1: worker 1 ends; 2: ps 1 ends; 3: the chief stalls before its first step.
+ * g_ps_delay: the other workers start at that global step (sn_ps_wait_step). */
+static int g_num_ps, g_ps_steps, g_ps_fault, g_ps_delay;
 
 /* The model with TF-slim's training loss, batch PS_B, and a momentum optimizer. */
 static int ps_setup(sn_ctx *ctx, dp_net *m, sn_optim **opt) {
@@ -637,6 +639,19 @@ static int ps_train(sn_ctx *ctx, sn_dist *d, int64_t first, int workers, const c
     if (!code && d && (sn_ps_client_new(d, g_num_ps, m.net, opt, &c) ||
                        (chief && sn_ps_init(c)) || sn_ps_pull(c)))
         code = 42;
+    if (!code && c && !chief && g_ps_delay) {   /* starts once the chief has pushed so far */
+        sn_status w = sn_ps_wait_step(c, g_ps_delay);
+        if (w == SN_ERR_TIMEOUT) {
+            snprintf(msg, cap, "%s", sn_ctx_errmsg(ctx));
+            code = 61;
+        } else if (w || sn_ps_pull(c)) {
+            code = 42;
+        } else {
+            snprintf(msg, cap, "started at global step %lld",
+                     (long long)sn_ps_client_stats(c).global_step);
+        }
+    }
+    if (!code && chief && g_ps_fault == 3) sleep(4);   /* longer than the group's timeout */
     for (int s = 0; !code && s < g_ps_steps; s++) {
         if (g_ps_fault == 1 && !chief && s == 2) _exit(0);   /* a worker dies mid-training */
         int64_t step = c ? sn_ps_client_stats(c).global_step : s;
@@ -653,7 +668,8 @@ static int ps_train(sn_ctx *ctx, sn_dist *d, int64_t first, int workers, const c
         if (g_ps_fault) usleep(100 * 1000);
     }
     /* the chief: the others' pushes too, then the ps tasks' state */
-    int64_t all = g_ps_fault == 1 ? g_ps_steps + 2 : (int64_t)workers * g_ps_steps;
+    int64_t all = g_ps_fault == 1 ? g_ps_steps + 2
+                : g_ps_fault == 3 ? g_ps_steps : (int64_t)workers * g_ps_steps;
     for (int i = 0; !code && c && chief && i < 600 && sn_ps_client_stats(c).global_step < all;
          i++) {
         usleep(50 * 1000);
@@ -785,6 +801,7 @@ START_TEST(test_ps_two_workers) {
     g_num_ps = 2;
     g_ps_steps = 4;
     g_ps_fault = 0;
+    g_ps_delay = 3;
     snprintf(g_out, sizeof g_out, "/tmp/sn_ps_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(g_out));
     job j = {4, free_port(), 60000, 1, 2};
@@ -792,10 +809,14 @@ START_TEST(test_ps_two_workers) {
     char msgs[8][1024];
     double secs[8];
     run_ranks(&j, ps_rank, -1, -1, rc, msgs, secs);
-    printf("[dist] lenet, two workers on two ps: chief: %s\n", msgs[2]);
+    g_ps_delay = 0;
+    printf("[dist] lenet, two workers on two ps: chief: %s; worker 1: %s\n", msgs[2], msgs[3]);
     for (int r = 0; r < 4; r++) ck_assert_msg(rc[r] == 0, "rank %d: exit %d: %s", r, rc[r],
                                               msgs[r]);
     ck_assert_msg(strstr(msgs[2], "global step 8, pushes 4"), "%s", msgs[2]);
+    /* worker 1 began once the chief alone had pushed 3 times */
+    const char *at = strstr(msgs[3], "started at global step ");
+    ck_assert_msg(at && atoi(at + 23) >= 3, "%s", msgs[3]);
     int vars = 0;
     for (int r = 0; r < 2; r++) {
         printf("[dist]   ps %d: %s\n", r, msgs[r]);
@@ -810,22 +831,34 @@ START_TEST(test_ps_two_workers) {
 
 /* Faults: a worker that dies does not stop training (the ps logs it by name); a ps that
  * dies stops the workers, named. */
-START_TEST(test_ps_faults) {   /* _i: 0 worker 1 dies, 1 ps 1 dies */
+START_TEST(test_ps_faults) {   /* _i: 0 worker 1 dies, 1 ps 1 dies, 2 the chief stalls */
     g_model = "lenet";
     g_ps_fault = _i + 1;
-    g_num_ps = _i ? 2 : 1;
-    g_ps_steps = _i ? 200 : 8;
+    g_num_ps = _i == 1 ? 2 : 1;
+    g_ps_steps = _i == 1 ? 200 : _i == 2 ? 2 : 8;
+    g_ps_delay = _i == 2 ? 1 : 0;
     snprintf(g_out, sizeof g_out, "/tmp/sn_ps_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(g_out));
-    job j = {g_num_ps + (_i ? 1 : 2), free_port(), 20000, 1, g_num_ps};
+    /* the chief's stall outlasts a 2-s timeout; the others' 20 s */
+    job j = {g_num_ps + (_i == 1 ? 1 : 2), free_port(), _i == 2 ? 2000 : 20000, 1, g_num_ps};
     int rc[8];
     char msgs[8][1024];
     double secs[8];
     run_ranks(&j, ps_rank, -1, -1, rc, msgs, secs);
     int chief = g_num_ps;
-    printf("[dist] %s: chief: %s\n[dist]   ps 0: %s\n", _i ? "ps 1 dies" : "worker 1 dies",
-           msgs[chief], msgs[0]);
-    if (_i == 0) {
+    g_ps_delay = 0;
+    printf("[dist] %s: chief: %s\n[dist]   ps 0: %s\n",
+           _i == 2 ? "the chief stalls" : _i ? "ps 1 dies" : "worker 1 dies", msgs[chief],
+           msgs[0]);
+    if (_i == 2) {   /* the waiting worker gives up at the timeout, naming the chief */
+        printf("[dist]   worker 1: %s\n", msgs[chief + 1]);
+        ck_assert_msg(rc[chief] == 0 && rc[0] == 0, "chief %d, ps %d: %s / %s", rc[chief],
+                      rc[0], msgs[chief], msgs[0]);
+        ck_assert_msg(rc[chief + 1] == 61 && strstr(msgs[chief + 1], "waiting for global step "
+                      "1, the step has stayed at 0 for") && strstr(msgs[chief + 1], "is the "
+                      "chief, ") && strstr(msgs[chief + 1], "(127.0.0.1:"), "worker %d: %s",
+                      rc[chief + 1], msgs[chief + 1]);
+    } else if (_i == 0) {
         ck_assert_msg(rc[0] == 0 && rc[chief] == 0, "ps %d, chief %d: %s / %s", rc[0],
                       rc[chief], msgs[0], msgs[chief]);
         ck_assert_msg(strstr(msgs[0], "worker 0 (127.0.0.1:") && strstr(msgs[0], "ended") &&
@@ -1050,7 +1083,7 @@ Suite *suite_dist(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_ps_equal, 0, 2);
     tcase_add_test(tc, test_ps_two_workers);
-    tcase_add_loop_test(tc, test_ps_faults, 0, 2);
+    tcase_add_loop_test(tc, test_ps_faults, 0, 3);
     suite_add_tcase(s, tc);
     return s;
 }
