@@ -555,7 +555,8 @@ enum stop { RUNNING, STOP_STEPS, STOP_SIGNAL, STOP_DATA, STOP_DONE, STOP_ERROR, 
  * state first (fresh, warm-started or resumed); every worker then pulls them, and takes
  * its input position from the global step (each step is one worker's batch). */
 static int ps_join(trainer *t) {
-    if (sn_ps_client_new(t->dist, t->num_ps, t->net, t->opt, &t->ps) != SN_OK)
+    if (sn_ps_client_new(t->dist, t->num_ps, t->net, t->opt, &t->ps) != SN_OK ||
+        (t->ema && sn_ps_client_set_ema(t->ps, t->ema) != SN_OK))
         return tool_fail(TOOL, t->ctx, "the parameter servers");
     if (t->rank == 0 && sn_ps_init(t->ps) != SN_OK)
         return tool_fail(TOOL, t->ctx, "giving the ps tasks the variables");
@@ -978,12 +979,6 @@ static int join_async(trainer *t, const sn_dist_env *env, flag *fl, int nfl) {
         return 2;
     }
     bool is_ps = !strcmp(env->task_type, "ps");
-    if (!is_ps && o->moving_average_decay > 0) {
-        fprintf(stderr, TOOL ": --moving_average_decay: not with parameter servers yet (the "
-                        "averages would live on the ps tasks); train without it, or add "
-                        "--sync_replicas\n");
-        return 2;
-    }
     if (!is_ps && strcmp(o->precision, "fp32") != 0) {
         fprintf(stderr, TOOL ": --precision=%s: parameter servers train in fp32 only\n",
                 o->precision);

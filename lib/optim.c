@@ -674,6 +674,17 @@ sn_status sn_ema_set_slot(sn_ema *ema, const char *name, const sn_tensor *t) {
 
 /* For the parameter servers (ps.c): optimizer variable i's device memory, its length, and
  * the node of the variable it belongs to (-1: a non-slot variable). */
+sn_status sn__ema_slot_mem(sn_ema *ema, int i, float **p, size_t *numel, int *node) {
+    if (!ema || i < 0 || i >= ema->t.n) return SN_ERR_INVALID_ARG;
+    *p = ema->t.s[i].p;
+    *numel = ema->t.s[i].numel;
+    *node = ema->t.s[i].node;
+    return SN_OK;
+}
+
+float sn__ema_decay(const sn_ema *ema) { return ema ? ema->decay : 0.0f; }
+const sn_net *sn__ema_net(const sn_ema *ema) { return ema ? ema->net : NULL; }
+
 sn_status sn__optim_slot_mem(sn_optim *opt, int i, float **p, size_t *numel, int *node) {
     if (!opt || i < 0 || i >= opt->t.n) return SN_ERR_INVALID_ARG;
     *p = opt->t.s[i].p;

@@ -1816,8 +1816,16 @@ typedef struct sn_ps_client sn_ps_client;
 SN_API sn_status sn_ps_client_new(sn_dist *d, int num_ps, sn_net *net, sn_optim *opt,
                                   sn_ps_client **out);
 SN_API void sn_ps_client_free(sn_ps_client *c);
-/* The chief, once, before training: its variables, optimizer slots and global step (a fresh
- * start, a warm start or a resumed checkpoint) become the ps tasks' state. */
+/* A moving average of net's variables (sn_ema_new on the same net) that lives on the ps
+ * tasks with its variables: each shadow on its variable's ps, updated there after every
+ * push with the global step as num_updates (TF-slim's update op, run on the ps with each
+ * worker's step), given to them by sn_ps_init and read back by sn_ps_snapshot.  Every
+ * worker sets one of the same decay (the manifests must agree); only the chief's is read.
+ * Once, before the first sn_ps_init or sn_ps_pull.  The client borrows ema. */
+SN_API sn_status sn_ps_client_set_ema(sn_ps_client *c, sn_ema *ema);
+/* The chief, once, before training: its variables, optimizer slots, moving averages and
+ * global step (a fresh start, a warm start or a resumed checkpoint) become the ps tasks'
+ * state. */
 SN_API sn_status sn_ps_init(sn_ps_client *c);
 /* The ps tasks' current variables into net (waits for the chief's sn_ps_init); the global
  * step they come from into sn_ps_client_stats().global_step. */
@@ -1837,8 +1845,9 @@ SN_API sn_status sn_ps_wait_step(sn_ps_client *c, int64_t step);
  * back into net, as sn_ps_pull.  After the chief's sn_ps_done the ps tasks apply no more:
  * stats.done says so. */
 SN_API sn_status sn_ps_push(sn_ps_client *c, float lr, int pull);
-/* The chief, for a checkpoint: every ps task's variables, optimizer slots and (ps 0's)
- * global step into net and opt, each ps's state between two of its updates. */
+/* The chief, for a checkpoint: every ps task's variables, optimizer slots, moving averages
+ * and (ps 0's) global step into net, opt and ema, each ps's state between two of its
+ * updates. */
 SN_API sn_status sn_ps_snapshot(sn_ps_client *c);
 /* The chief, at the end: the ps tasks stop applying and end once every task has left. */
 SN_API sn_status sn_ps_done(sn_ps_client *c);

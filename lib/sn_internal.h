@@ -63,6 +63,11 @@ int sn__net_buckets(const sn_net *net, size_t *lo, size_t *hi, int cap);
 /* lib/optim.c, for the parameter servers: optimizer variable i's device memory, length and
  * variable node (-1: beta1_power, beta2_power). */
 sn_status sn__optim_slot_mem(sn_optim *opt, int i, float **p, size_t *numel, int *node);
+/* The same for a moving average's shadows (slot i's memory on the net's device, its size and
+ * the variable it shadows); its decay and net. */
+sn_status sn__ema_slot_mem(sn_ema *ema, int i, float **p, size_t *numel, int *node);
+float sn__ema_decay(const sn_ema *ema);
+const sn_net *sn__ema_net(const sn_ema *ema);
 
 /* lib/dist/dist.c, for the net's data parallelism: the mean over the group of n floats at
  * host memory p; rank 0's n bytes at p on every rank. */

@@ -610,6 +610,7 @@ enum { PS_B = 4 };
 /* fault 1: worker 1 ends; 2: ps 1 ends; 3: the chief stalls before its first step.
  * g_ps_delay: the other workers start at that global step (sn_ps_wait_step). */
 static int g_num_ps, g_ps_steps, g_ps_fault, g_ps_delay;
+static float g_ps_ema;   /* > 0: a moving average of that decay (on the ps tasks) */
 
 /* The model with TF-slim's training loss, batch PS_B, and a momentum optimizer. */
 static int ps_setup(sn_ctx *ctx, dp_net *m, sn_optim **opt) {
@@ -626,18 +627,22 @@ static int ps_train(sn_ctx *ctx, sn_dist *d, int64_t first, int workers, const c
                     char *msg, size_t cap) {
     dp_net m;
     sn_optim *opt = NULL;
+    sn_ema *ema = NULL;
     sn_ps_client *c = NULL;
     sn_tensor *x = NULL, *y = NULL, *l = NULL;
     int code = 0;
     bool chief = !d || sn_dist_rank(d) == g_num_ps;
-    if (ps_setup(ctx, &m, &opt)) code = 40;
+    if (ps_setup(ctx, &m, &opt) ||
+        (g_ps_ema > 0 && sn_ema_new(m.net, g_ps_ema, SN_VAR_MODEL, &ema)))
+        code = 40;
     int64_t xd[4] = {PS_B, m.size, m.size, !strcmp(g_model, "lenet") ? 1 : 3}, yd[1] = {PS_B};
     FILE *f = out ? fopen(out, "wb") : NULL;
     if (!code && (sn_tensor_new(ctx, SN_DTYPE_F32, 4, xd, &x) ||
                   sn_tensor_new(ctx, SN_DTYPE_I32, 1, yd, &y)))
         code = 41;
     if (!code && d && (sn_ps_client_new(d, g_num_ps, m.net, opt, &c) ||
-                       (chief && sn_ps_init(c)) || sn_ps_pull(c)))
+                       (ema && sn_ps_client_set_ema(c, ema)) || (chief && sn_ps_init(c)) ||
+                       sn_ps_pull(c)))
         code = 42;
     if (!code && c && !chief && g_ps_delay) {   /* starts once the chief has pushed so far */
         sn_status w = sn_ps_wait_step(c, g_ps_delay);
@@ -660,7 +665,8 @@ static int ps_train(sn_ctx *ctx, sn_dist *d, int64_t first, int workers, const c
         if (sn_net_set_input(m.net, m.images, x) || sn_net_set_input(m.net, m.labels, y) ||
             sn_net_forward(m.net) || sn_net_get_output(m.net, m.loss, &l) ||
             sn_net_backward(m.net, m.loss) ||
-            (c ? sn_ps_push(c, 0.02f, 1) : sn_optim_step(opt, 0.02f)))
+            (c ? sn_ps_push(c, 0.02f, 1) : sn_optim_step(opt, 0.02f)) ||
+            (!c && ema && sn_ema_update(ema, sn_optim_global_step(opt))))
             code = 43;
         if (!code && f) fwrite(sn_tensor_data(l), sizeof(float), 1, f);
         sn_tensor_free(l);
@@ -697,12 +703,20 @@ static int ps_train(sn_ctx *ctx, sn_dist *d, int64_t first, int workers, const c
         else fwrite(sn_tensor_data(t), sizeof(float), (size_t)sn_tensor_numel(t), f);
         sn_tensor_free(t);
     }
+    for (int i = 0; !code && f && ema && i < sn_ema_num_slots(ema); i++) {
+        sn_slot_info si;
+        sn_tensor *t = NULL;
+        if (sn_ema_slot(ema, i, &si) || sn_ema_get_slot(ema, si.name, &t)) code = 47;
+        else fwrite(sn_tensor_data(t), sizeof(float), (size_t)sn_tensor_numel(t), f);
+        sn_tensor_free(t);
+    }
     if (!code && c && chief && sn_ps_done(c)) code = 48;
     if (code && !msg[0]) snprintf(msg, cap, "%s", sn_ctx_errmsg(ctx));
     if (f) fclose(f);
     sn_ps_client_free(c);
     sn_tensor_free(x);
     sn_tensor_free(y);
+    sn_ema_free(ema);
     sn_optim_free(opt);
     sn_net_free(m.net);
     sn_graph_free(m.g);
@@ -748,10 +762,12 @@ static int ps_rank(sn_ctx *ctx, sn_dist *d, int rank, char *msg, size_t cap) {
 }
 
 /* One worker against 1 or 2 ps tasks trains as local training does, bit for bit: losses,
- * variables (batch-norm moving statistics included: mobilenet_v1) and momentum slots. */
-START_TEST(test_ps_equal) {   /* _i: 0 one ps, 1 two */
+ * variables (batch-norm moving statistics included: mobilenet_v1), momentum slots and
+ * (_i 2) the moving averages' shadows, kept on the ps tasks. */
+START_TEST(test_ps_equal) {   /* _i: 0 one ps, 1 two, 2 two with a moving average */
     g_model = "mobilenet_v1";
-    g_num_ps = _i + 1;
+    g_num_ps = _i ? 2 : 1;
+    g_ps_ema = _i == 2 ? 0.9f : 0.0f;
     g_ps_steps = 3;
     g_ps_fault = 0;
     snprintf(g_out, sizeof g_out, "/tmp/sn_ps_XXXXXX");
@@ -778,9 +794,9 @@ START_TEST(test_ps_equal) {   /* _i: 0 one ps, 1 two */
     ck_assert_uint_eq(n, n1);
     size_t diff = 0;
     for (size_t i = 0; i < n; i++) diff += memcmp(&ref[i], &got[i], sizeof(float)) != 0;
-    printf("[dist] mobilenet_v1, one worker on %d ps: %s; losses %.4f..%.4f; %zu of %zu "
-           "floats differ from local training\n", g_num_ps, msgs[g_num_ps], ref[0],
-           ref[g_ps_steps - 1], diff, n);
+    printf("[dist] mobilenet_v1, one worker on %d ps%s: %s; losses %.4f..%.4f; %zu of %zu "
+           "floats differ from local training\n", g_num_ps, g_ps_ema > 0 ? ", moving "
+           "averages on them" : "", msgs[g_num_ps], ref[0], ref[g_ps_steps - 1], diff, n);
     for (int r = 0; r < g_num_ps; r++) printf("[dist]   ps %d: %s\n", r, msgs[r]);
     ck_assert_uint_eq(diff, 0);
     ck_assert(ref[g_ps_steps - 1] != ref[0]);
@@ -1081,7 +1097,7 @@ Suite *suite_dist(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("ps");
     tcase_set_timeout(tc, 120);
-    tcase_add_loop_test(tc, test_ps_equal, 0, 2);
+    tcase_add_loop_test(tc, test_ps_equal, 0, 3);
     tcase_add_test(tc, test_ps_two_workers);
     tcase_add_loop_test(tc, test_ps_faults, 0, 3);
     suite_add_tcase(s, tc);

@@ -1009,19 +1009,29 @@ START_TEST(async_parameter_servers) {
                   strstr(out, "resuming from") && strstr(out, "finished at global step 40"),
                   "%s", out);
 
-    /* one worker (the master) on one ps equals one local process */
-    const char *one[] = {TRAIN_FLAGS(local, "12"), "--threads=1", NULL};
+    /* one worker (the master) on one ps equals one local process, moving averages (kept on
+     * the ps) included */
+    const char *one[] = {TRAIN_FLAGS(local, "12"), "--threads=1", "--moving_average_decay=0.9",
+                         NULL};
     ck_assert_msg(run_tool(out, sizeof out, "slimnet-train", one) == 0, "%s", out);
     snprintf(dir, sizeof dir, "%s/async_one", g_root);
-    const char *args1[] = {TRAIN_FLAGS(dir, "12"), "--threads=1", NULL};
+    const char *args1[] = {TRAIN_FLAGS(dir, "12"), "--threads=1", "--moving_average_decay=0.9",
+                           NULL};
     ps_job j1 = {1, 0, -1, NULL, 0, 0, 0};
     run_ps_job(&j1, args1, args1, outs, rc);
     ck_assert_msg(rc[0] == 0 && rc[1] == 0, "ps %d, master %d:\n%s\n%s", rc[0], rc[1],
                   tail(outs[0]), tail(outs[1]));
+    ck_assert_msg(strstr(outs[0], "and moving averages"), "%s", tail(outs[0]));
     char a[PATH_MAX + 32], b[PATH_MAX + 32];
     snprintf(a, sizeof a, "%s/model.ckpt-12", local);
     snprintf(b, sizeof b, "%s/model.ckpt-12", dir);
     assert_close_ckpt(a, b, 0.0);
+    ctx = tu_ctx();
+    ck = NULL;
+    ck_assert_int_eq(sn_ckpt_open(ctx, b, &ck), SN_OK);
+    ck_assert_int_ge(sn_ckpt_find(ck, "LeNet/fc3/weights/ExponentialMovingAverage"), 0);
+    sn_ckpt_close(ck);
+    sn_ctx_free(ctx);
 }
 END_TEST
 
